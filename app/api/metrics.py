@@ -1,0 +1,18 @@
+"""Prometheus scrape endpoint."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.api.deps import MetricsDep, RegistryDep
+
+router = APIRouter(tags=["metrics"])
+
+
+@router.get("/metrics", response_class=Response)
+def metrics(registry: RegistryDep, metrics: MetricsDep) -> Response:
+    """Request counts and latencies, model call latencies and batch sizes, model readiness."""
+    for name, record in registry.records.items():
+        metrics.model_ready.labels(name).set(1 if record.state.value == "ready" else 0)
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,42 @@
+"""Model metadata: what is served, its version, state, inputs and training metrics."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from app.api.deps import RegistryDep
+from app.catalog import FAMILIES
+from app.registry import ModelRecord
+from app.schemas import ErrorBody, ModelInfo
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+def describe(record: ModelRecord) -> ModelInfo:
+    entry, family = record.entry, FAMILIES.get(record.name)
+    return ModelInfo(
+        name=record.name,
+        state=record.state.value,
+        version=entry.version if entry else None,
+        task=entry.task if entry else family.task if family else None,
+        endpoint=family.endpoint if family else None,
+        message=record.message,
+        install=record.install if record.state.value != "ready" else None,
+        load_seconds=record.load_seconds,
+        input=record.runtime.input_description() if record.runtime else None,
+        metrics=entry.metrics if entry else {},
+        files=entry.files if entry else {},
+        training_command=entry.command if entry else None,
+    )
+
+
+@router.get("", response_model=list[ModelInfo])
+def list_models(registry: RegistryDep) -> list[ModelInfo]:
+    """Every known model, served or not, with its state."""
+    return [describe(record) for record in registry.records.values()]
+
+
+@router.get("/{name}", response_model=ModelInfo, responses={404: {"model": ErrorBody}})
+def get_model(name: str, registry: RegistryDep) -> ModelInfo:
+    """One model's version, task, input description and training metrics."""
+    return describe(registry.record(name))

@@ -1,0 +1,43 @@
+"""Prediction endpoints."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import LimiterDep, MetricsDep, RegistryDep, SettingsDep
+from app.digit_preprocessing import preprocess_digit
+from app.errors import ERROR_TABLE
+from app.image_decode import decode_image
+from app.image_upload import read_image_upload
+from app.inference import infer
+from app.schemas import DigitPrediction, ErrorBody, ModelRef
+
+router = APIRouter(prefix="/predict", tags=["predict"])
+
+ERRORS = {status: {"model": ErrorBody} for status in sorted(set(ERROR_TABLE.values()))}
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+@router.post("/digit", response_model=DigitPrediction, responses=ERRORS, openapi_extra=IMAGE_BODY)
+async def predict_digit(
+    request: Request, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, metrics: MetricsDep
+) -> DigitPrediction:
+    """Classify a handwritten digit image (any size or format) as 0-9."""
+    runtime = registry.runtime("digit")
+    with limiter.slot():
+        data = await read_image_upload(request)
+        image = await run_in_threadpool(decode_image, data, settings.max_image_pixels)
+        x = await run_in_threadpool(preprocess_digit, image)
+        [out] = await infer(runtime, [x], metrics)
+    return DigitPrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))

@@ -1,0 +1,123 @@
+"""Make a user's digit image look like an MNIST digit: light ink on black, cropped, fitted into 20x20
+preserving aspect ratio, and placed in 28x28 with its centre of mass at the centre (how MNIST was made).
+
+Handles any size and mode, dark ink on light paper or light on dark, transparent canvas exports, noisy photos
+and JPEG artefacts, and digits anywhere on a large canvas.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+from app.errors import InvalidInput
+
+BOX = 20  # MNIST fits each digit's bounding box into 20x20 ...
+SIZE = 28  # ... and centres it by centre of mass in 28x28.
+NOISE_FLOOR = 0.2  # after stretching to [0, 1], values below this are background noise
+MIN_CONTRAST = 24  # grey levels between paper and ink below which the image counts as blank
+MIN_STROKE = 2.0  # stroke width (pixels at 20x20) that thin strokes are thickened to, like MNIST's pens
+
+
+def to_gray(image: Image.Image) -> np.ndarray:
+    """Float grey levels 0..255. Transparent pixels become a background that contrasts with the strokes."""
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        span = float(values.max() - values.min()) or 1.0
+        return (values - values.min()) * (255.0 / span)
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
+        rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)
+        gray = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        alpha = rgba[..., 3] / 255.0
+        if alpha.min() < 1.0:
+            opaque = alpha > 0.5
+            dark_ink = not opaque.any() or float(gray[opaque].mean()) < 128
+            background = 255.0 if dark_ink else 0.0
+            gray = gray * alpha + background * (1.0 - alpha)
+        return gray
+    return np.asarray(image.convert("L"), dtype=np.float32)
+
+
+def stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width in pixels: area over half the boundary length (exact for long straight strokes)."""
+    padded = np.pad(mask, 1)
+    edges = np.count_nonzero(padded[1:, :] != padded[:-1, :]) + np.count_nonzero(padded[:, 1:] != padded[:, :-1])
+    return 2.0 * float(mask.sum()) / max(edges, 1)
+
+
+def background(gray: np.ndarray, blocks: int = 4) -> np.ndarray:
+    """The paper's level at every pixel: a low percentile of coarse blocks, smoothly upsampled, so uneven
+    lighting is removed while a block mostly covered by a thick stroke still keeps its ink."""
+    h, w = gray.shape
+    ys, xs = np.linspace(0, h, blocks + 1, dtype=int), np.linspace(0, w, blocks + 1, dtype=int)
+    levels = np.array(
+        [[np.percentile(gray[ys[i] : ys[i + 1], xs[j] : xs[j + 1]], 20) for j in range(blocks)] for i in range(blocks)],
+        dtype=np.float32,
+    )
+    return np.asarray(Image.fromarray(levels, mode="F").resize((w, h), Image.Resampling.BILINEAR))
+
+
+def resize(values: np.ndarray, width: int, height: int) -> np.ndarray:
+    image = Image.fromarray(values.astype(np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.Resampling.BOX), dtype=np.float32)
+
+
+def normalise(gray: np.ndarray) -> np.ndarray:
+    """Grey levels (any size) -> float32 (28, 28) in [0, 1], MNIST-style."""
+    border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if np.median(border) > 127:  # Dark ink on light paper: MNIST is light ink on black.
+        gray = 255.0 - gray
+    if min(gray.shape) >= 32:
+        # A 3x3 median removes sensor noise and JPEG speckle; block medians remove uneven lighting.
+        filtered = Image.fromarray(gray.clip(0, 255).astype(np.uint8)).filter(ImageFilter.MedianFilter(3))
+        gray = np.asarray(filtered, dtype=np.float32)
+        gray = gray - background(gray)
+    else:
+        gray = gray - float(np.median(gray))
+    ink = float(gray.max())
+    if ink < MIN_CONTRAST:
+        raise InvalidInput("No digit found: the image is blank or has almost no contrast.")
+    values = np.clip(gray / ink, 0.0, 1.0)
+    values[values < NOISE_FLOOR] = 0.0
+
+    rows, cols = np.flatnonzero(values.any(axis=1)), np.flatnonzero(values.any(axis=0))
+    crop = values[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    side = max(crop.shape)
+    if side > 4 * BOX:
+        # Shrink large crops to 4x the target first; there, thicken strokes too thin to survive the last
+        # shrink (a fine pen on a big canvas), since MNIST strokes are about 2 pixels wide at 20x20.
+        width = stroke_width(crop > 0.5) * 4 * BOX / side
+        crop = resize(
+            crop, max(1, round(crop.shape[1] * 4 * BOX / side)), max(1, round(crop.shape[0] * 4 * BOX / side))
+        )
+        crop = crop / max(float(crop.max()), 1e-6)
+        grow = (int(round(4 * MIN_STROKE - width)) + 1) | 1  # a max filter of odd size k adds k - 1 pixels
+        if grow >= 3:
+            image = Image.fromarray((crop * 255).astype(np.uint8)).filter(ImageFilter.MaxFilter(min(grow, 9)))
+            crop = np.asarray(image, dtype=np.float32) / 255.0
+    scale = BOX / max(crop.shape)
+    height, width = (max(1, round(n * scale)) for n in crop.shape)
+    small = resize(crop, width, height) if scale < 1 else crop_resize_up(crop, width, height)
+    small = np.clip(small / max(float(small.max()), 1e-6), 0.0, 1.0)
+
+    ys, xs = np.mgrid[:height, :width]
+    mass = float(small.sum())
+    cy, cx = float((small * ys).sum()) / mass, float((small * xs).sum()) / mass
+    top = int(np.clip(round(SIZE / 2 - cy), 0, SIZE - height))
+    left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - width))
+    out = np.zeros((SIZE, SIZE), dtype=np.float32)
+    out[top : top + height, left : left + width] = small
+    return out
+
+
+def crop_resize_up(values: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Enlarge a digit smaller than 20 pixels smoothly."""
+    image = Image.fromarray(values.astype(np.float32), mode="F")
+    return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
+
+
+def preprocess_digit(image: Image.Image) -> np.ndarray:
+    """A decoded image -> the model's input, float32 (28, 28, 1)."""
+    return normalise(to_gray(image))[..., None]

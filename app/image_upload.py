@@ -1,0 +1,30 @@
+"""Read an image from a request: a multipart upload in field `file`, or a raw body with an image/* type."""
+
+from __future__ import annotations
+
+from fastapi import Request
+from starlette.datastructures import UploadFile
+
+from app.errors import InvalidInput, UnsupportedMediaType
+
+ACCEPTED = "multipart/form-data with the image in field 'file', or a raw body with Content-Type image/*"
+
+
+def _media_type(value: str | None) -> str:
+    return (value or "").split(";")[0].strip().lower()
+
+
+async def read_image_upload(request: Request) -> bytes:
+    media = _media_type(request.headers.get("content-type"))
+    if media.startswith("image/"):
+        return await request.body()
+    if media != "multipart/form-data":
+        raise UnsupportedMediaType(f"Content-Type '{media or 'none'}' is not accepted: send {ACCEPTED}.")
+    async with request.form(max_files=1, max_fields=8) as form:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InvalidInput("The multipart form has no file in field 'file'.", {"fields": list(form.keys())})
+        part = _media_type(upload.content_type)
+        if part and not (part.startswith("image/") or part == "application/octet-stream"):
+            raise UnsupportedMediaType(f"The uploaded file's Content-Type '{part}' is not an image type.")
+        return await upload.read()

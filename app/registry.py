@@ -1,0 +1,130 @@
+"""The model registry: reads the manifest, loads and warms each model, and owns readiness.
+
+States: loading -> ready | failed. A model the deployment is configured to serve (in the manifest, or named in
+DEEPSERVE_MODELS) must reach `ready` for the service to be ready; a failure is kept per model so the other
+models keep serving. A known model family without an artifact is `not_installed`: listed, answering 503 with
+how to install it, and not blocking readiness.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from app.catalog import FAMILIES
+from app.config import Settings
+from app.errors import ModelNotFound, ModelNotInstalled, ModelNotReady
+from app.manifest import ManifestEntry, read_manifest
+from app.runtimes import RUNTIMES
+from app.runtimes.base import Runtime
+
+log = logging.getLogger("deepserve.registry")
+
+
+class State(StrEnum):
+    LOADING = "loading"
+    READY = "ready"
+    FAILED = "failed"
+    NOT_INSTALLED = "not_installed"
+
+
+@dataclass
+class ModelRecord:
+    name: str
+    state: State
+    entry: ManifestEntry | None = None
+    runtime: Runtime | None = None
+    message: str = ""
+    load_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def install(self) -> str:
+        family = FAMILIES.get(self.name)
+        return family.install if family else "see the README"
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.records: dict[str, ModelRecord] = {}
+        self.loaded = threading.Event()
+        self._plan()
+
+    def _plan(self) -> None:
+        """Decide, without loading anything, which models are configured and which are not installed."""
+        try:
+            latest = read_manifest(self.settings.models_dir).latest()
+            manifest_error = ""
+        except Exception as exc:  # A corrupt manifest fails every configured model, not the process.
+            latest, manifest_error = {}, f"cannot read {self.settings.models_dir}/manifest.json: {exc}"
+        configured = self.settings.models if self.settings.models is not None else sorted(latest)
+        for name in configured:
+            entry = latest.get(name)
+            message = manifest_error or (
+                "" if entry else f"no artifact for '{name}' in {self.settings.models_dir}/manifest.json"
+            )
+            self.records[name] = ModelRecord(name, State.LOADING if entry else State.FAILED, entry, message=message)
+        for name in FAMILIES:
+            if name not in self.records:
+                hidden = name in latest  # in the manifest but left out of DEEPSERVE_MODELS
+                message = "not enabled in DEEPSERVE_MODELS" if hidden else "no trained artifact installed"
+                self.records[name] = ModelRecord(name, State.NOT_INSTALLED, latest.get(name), message=message)
+
+    def load_all(self) -> None:
+        try:
+            for record in self.records.values():
+                if record.state is State.LOADING:
+                    self._load(record)
+        finally:
+            self.loaded.set()
+
+    def _load(self, record: ModelRecord) -> None:
+        entry = record.entry
+        assert entry is not None
+        started = time.perf_counter()
+        try:
+            runtime_cls = RUNTIMES.get(entry.runtime)
+            if runtime_cls is None:
+                raise ValueError(f"unknown runtime '{entry.runtime}' (known: {sorted(RUNTIMES)})")
+            runtime = runtime_cls(entry, self.settings.models_dir / entry.path, self.settings)
+            runtime.load()
+            runtime.warmup()
+        except Exception as exc:
+            record.state, record.message = State.FAILED, f"{type(exc).__name__}: {exc}"
+            log.error("model %s v%s failed to load: %s", entry.name, entry.version, record.message)
+            return
+        record.runtime, record.state, record.message = runtime, State.READY, ""
+        record.load_seconds = round(time.perf_counter() - started, 3)
+        log.info("model %s v%s ready in %.2fs", entry.name, entry.version, record.load_seconds)
+
+    @property
+    def ready(self) -> bool:
+        configured = [r for r in self.records.values() if r.state is not State.NOT_INSTALLED]
+        return self.loaded.is_set() and all(r.state is State.READY for r in configured)
+
+    def record(self, name: str) -> ModelRecord:
+        if name not in self.records:
+            raise ModelNotFound(f"Unknown model '{name}'.", {"known": sorted(self.records)})
+        return self.records[name]
+
+    def runtime(self, name: str) -> Runtime:
+        """The ready runtime for `name`, or the error that says why it cannot answer."""
+        record = self.record(name)
+        if record.state is State.READY and record.runtime is not None:
+            return record.runtime
+        if record.state is State.NOT_INSTALLED:
+            raise ModelNotInstalled(
+                f"Model '{name}' is not installed ({record.message}). Install it with: {record.install}",
+                {"install": record.install},
+            )
+        if record.state is State.LOADING:
+            raise ModelNotReady(f"Model '{name}' is still loading; retry shortly.")
+        raise ModelNotReady(
+            f"Model '{name}' failed to load ({record.message}). Train or restore it with: {record.install}",
+            {"install": record.install, "reason": record.message},
+        )

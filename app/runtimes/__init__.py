@@ -1,0 +1,8 @@
+"""Runtimes by the manifest's `runtime` name."""
+
+from __future__ import annotations
+
+from app.runtimes.base import Runtime
+from app.runtimes.digit import DigitRuntime
+
+RUNTIMES: dict[str, type[Runtime]] = {cls.kind: cls for cls in [DigitRuntime]}

@@ -1,0 +1,88 @@
+"""Preprocessing turns digits as users send them into MNIST-style inputs the committed model reads correctly."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from app.digit_preprocessing import normalise, preprocess_digit, stroke_width
+from app.errors import InvalidInput
+from app.image_decode import decode_image
+from tests.conftest import COMMITTED_MODELS
+from tests.digit_images import KINDS, render
+
+
+@pytest.fixture(scope="module")
+def committed_model():
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(COMMITTED_MODELS / "digit" / "1" / "model.onnx"))
+    return lambda x: session.run(None, {session.get_inputs()[0].name: x[None]})[0][0]
+
+
+def prepared(data: bytes) -> np.ndarray:
+    return preprocess_digit(decode_image(data, 50_000_000))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_input_kind_is_normalised_like_mnist(kind: str) -> None:
+    x = prepared(render(7, kind))[..., 0]
+    assert x.shape == (28, 28) and x.dtype == np.float32
+    assert x.max() == pytest.approx(1.0) and x.min() == 0.0
+    rows, cols = np.flatnonzero(x.any(axis=1)), np.flatnonzero(x.any(axis=0))
+    assert max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1) in (19, 20, 21)  # fitted into 20x20
+    ys, xs = np.mgrid[:28, :28]
+    assert (x * ys).sum() / x.sum() == pytest.approx(14, abs=0.8)  # centred by centre of mass
+    assert (x * xs).sum() / x.sum() == pytest.approx(14, abs=0.8)
+    assert x[0].max() == 0 and x[:, 0].max() == 0  # light ink on a black background, nothing at the border
+
+
+def blurred(x: np.ndarray) -> np.ndarray:
+    """Compare shapes, not exact pixels: a one-pixel shift of a thin stroke should not count as different."""
+    image = Image.fromarray((x[..., 0] * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1.5))
+    return np.asarray(image, dtype=np.float32).ravel()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_input_kind_matches_the_clean_rendering(kind: str) -> None:
+    for digit in range(10):
+        clean, x = blurred(prepared(render(digit, "mnist_28"))), blurred(prepared(render(digit, kind)))
+        cosine = float(x @ clean / np.linalg.norm(x) / np.linalg.norm(clean))
+        assert cosine > 0.75, f"{kind} {digit}: cosine similarity {cosine:.2f} to the clean digit"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_committed_model_reads_every_digit_in_every_input_kind(kind: str, committed_model) -> None:
+    predicted = [int(committed_model(prepared(render(digit, kind))).argmax()) for digit in range(10)]
+    assert predicted == list(range(10))
+
+
+def test_naive_resizing_fails_where_preprocessing_succeeds(committed_model) -> None:
+    """The control: without normalisation the same model misreads these inputs, so the tests above can fail."""
+    wrong = 0
+    for kind in ("black_on_white", "off_centre_large_canvas", "noisy_photo_jpeg"):
+        for digit in range(10):
+            gray = Image.open(io.BytesIO(render(digit, kind))).convert("L").resize((28, 28))
+            x = (np.asarray(gray, dtype=np.float32) / 255)[..., None]
+            wrong += int(committed_model(x).argmax()) != digit
+    assert wrong >= 10
+
+
+def test_inverted_and_plain_images_give_the_same_input() -> None:
+    mask = np.zeros((60, 60), dtype=np.float32)
+    mask[10:50, 28:34] = 255
+    np.testing.assert_allclose(normalise(mask), normalise(255 - mask), atol=1e-6)
+
+
+def test_blank_image_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="No digit found"):
+        normalise(np.full((50, 50), 200, dtype=np.float32))
+
+
+def test_stroke_width_estimate() -> None:
+    mask = np.zeros((100, 100), dtype=bool)
+    mask[10:90, 40:46] = True  # a 6-pixel-wide bar
+    assert stroke_width(mask) == pytest.approx(6, rel=0.1)

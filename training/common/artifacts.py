@@ -1,0 +1,71 @@
+"""Versioned artifact folders, metrics files and manifest entries: the one way every training script saves."""
+
+from __future__ import annotations
+
+import json
+import platform
+import shlex
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from app.manifest import ManifestEntry, add_to_manifest, read_manifest
+
+
+def next_version(models_dir: Path, name: str) -> str:
+    """One more than the highest integer version already in the manifest or on disk."""
+    taken = {int(m.version) for m in read_manifest(models_dir).models if m.name == name and m.version.isdigit()}
+    folder = Path(models_dir) / name
+    if folder.exists():
+        taken |= {int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()}
+    return str(max(taken, default=0) + 1)
+
+
+def library_versions(*packages: str) -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def training_command(module: str, argv: list[str] | None) -> str:
+    """The exact command that ran a training script, as a user would retype it."""
+    return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
+
+
+def write_json(path: Path, data: Any) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, default=float) + "\n")
+
+
+def register(
+    models_dir: Path,
+    artifact_dir: Path,
+    *,
+    name: str,
+    version: str,
+    task: str,
+    runtime: str,
+    files: dict[str, str],
+    metrics: dict[str, Any],
+    command: str,
+) -> ManifestEntry:
+    """Write metrics.json into the artifact and record the artifact in the manifest."""
+    write_json(artifact_dir / "metrics.json", metrics)
+    entry = ManifestEntry(
+        name=name,
+        version=version,
+        task=task,
+        runtime=runtime,
+        path=str(Path(artifact_dir).resolve().relative_to(Path(models_dir).resolve())),
+        files={**files, "metrics": "metrics.json"},
+        metrics={k: v for k, v in metrics.items() if not isinstance(v, (list, dict))},
+        command=command,
+        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    )
+    add_to_manifest(models_dir, entry)
+    return entry
