@@ -22,5 +22,29 @@ FAMILIES: dict[str, Family] = {
             "POST /predict/digit",
             "python -m training.train_digit  (or --data path/to/mnist.npz)",
         ),
+        Family(
+            "image",
+            "image-classification/transfer",
+            "POST /predict/image",
+            "python -m training.train_transfer --data path/to/image-folder",
+        ),
+        Family(
+            "lstm",
+            "text-classification/sentiment",
+            'POST /predict/sentiment {"model": "lstm"}',
+            "python -m training.train_lstm_sentiment  (or --data path/to/imdb)",
+        ),
+        Family(
+            "distilbert",
+            "text-classification/sentiment",
+            'POST /predict/sentiment {"model": "distilbert"}',
+            "python -m training.train_distilbert  (downloads distilbert-base-uncased-finetuned-sst-2-english)",
+        ),
+        Family(
+            "anomaly",
+            "anomaly-detection/timeseries",
+            "POST /predict/anomaly",
+            "python -m training.train_anomaly  (or --data path/to/NAB)",
+        ),
     ]
 }

@@ -53,7 +53,9 @@ def test_corrupt_artifact_fails_only_its_model(tmp_path: Path, trained_models_di
     with serve(mode, Settings(models_dir=models)) as client:
         ready = client.get("/health/ready")
         assert ready.status_code == 503
-        assert ready.json()["models"] == {"digit": "ready", "digit-broken": "failed"}
+        states = ready.json()["models"]
+        assert states["digit"] == "ready" and states["digit-broken"] == "failed"
+        assert {states[name] for name in ("image", "lstm", "distilbert", "anomaly")} == {"not_installed"}
         assert predict(client).status_code == 200  # the healthy model keeps serving
         info = client.get("/models/digit-broken").json()
         assert info["state"] == "failed" and "onnx" in info["message"].lower()
