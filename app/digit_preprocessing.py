@@ -16,6 +16,7 @@ BOX = 20  # MNIST fits each digit's bounding box into 20x20 ...
 SIZE = 28  # ... and centres it by centre of mass in 28x28.
 NOISE_FLOOR = 0.2  # after stretching to [0, 1], values below this are background noise
 MIN_CONTRAST = 24  # grey levels between paper and ink below which the image counts as blank
+WORK_SIZE = 512  # larger images are shrunk to this many pixels on their long side before cleaning
 MIN_STROKE = 2.0  # stroke width (pixels at 20x20) that thin strokes are thickened to, like MNIST's pens
 
 
@@ -66,6 +67,9 @@ def resize(values: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def normalise(gray: np.ndarray) -> np.ndarray:
     """Grey levels (any size) -> float32 (28, 28) in [0, 1], MNIST-style."""
+    if max(gray.shape) > WORK_SIZE:  # Big photos: shrink first; a digit keeps far more than 20 pixels.
+        factor = WORK_SIZE / max(gray.shape)
+        gray = resize(gray, max(1, round(gray.shape[1] * factor)), max(1, round(gray.shape[0] * factor)))
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if np.median(border) > 127:  # Dark ink on light paper: MNIST is light ink on black.
         gray = 255.0 - gray
