@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
+from app.runtimes.anomaly import AnomalyRuntime
 from app.runtimes.base import Runtime
 from app.runtimes.digit import DigitRuntime
 
-RUNTIMES: dict[str, type[Runtime]] = {cls.kind: cls for cls in [DigitRuntime]}
+RUNTIMES: dict[str, type[Runtime]] = {cls.kind: cls for cls in [AnomalyRuntime, DigitRuntime]}

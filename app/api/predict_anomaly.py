@@ -1,0 +1,78 @@
+"""Anomaly scores for a time series."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter
+from pydantic import BaseModel, Field, model_validator
+
+from app.api.deps import LimiterDep, MetricsDep, RegistryDep
+from app.api.predict import ERRORS
+from app.errors import InvalidInput
+from app.inference import infer
+from app.schemas import ModelRef
+
+router = APIRouter(prefix="/predict", tags=["predict"])
+
+MAX_POINTS = 20_000  # about two seconds of scoring on one CPU core; longer series should be sent in parts
+
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class AnomalyRequest(BaseModel):
+    values: list[FiniteFloat] = Field(max_length=MAX_POINTS, description="The series, oldest first.")
+    timestamps: list[datetime] | None = Field(None, description="Optional ISO 8601 time of each value.")
+
+    @model_validator(mode="after")
+    def same_lengths(self) -> AnomalyRequest:
+        if self.timestamps is not None and len(self.timestamps) != len(self.values):
+            raise ValueError(f"{len(self.timestamps)} timestamps for {len(self.values)} values")
+        return self
+
+
+class AlarmRegion(BaseModel):
+    start: int
+    end: int
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+
+
+class AnomalyResponse(BaseModel):
+    scores: list[float]
+    is_anomaly: list[bool]
+    threshold: float
+    window: int
+    regions: list[AlarmRegion] = Field(description="Maximal runs of flagged points, first and last index inclusive.")
+    model: ModelRef
+
+
+@router.post("/anomaly", response_model=AnomalyResponse, responses=ERRORS)
+async def predict_anomaly(
+    body: AnomalyRequest, registry: RegistryDep, limiter: LimiterDep, metrics: MetricsDep
+) -> AnomalyResponse:
+    """Per-point anomaly scores, flags over the stored threshold, and the flagged regions."""
+    runtime = registry.runtime("anomaly")
+    window = runtime.window
+    if len(body.values) < window:
+        raise InvalidInput(
+            f"The series has {len(body.values)} values; at least one window of {window} is needed.",
+            {"window": window, "length": len(body.values)},
+        )
+    with limiter.slot():
+        [out] = await infer(runtime, [np.asarray(body.values, dtype=np.float64)], metrics)
+    times = body.timestamps
+    regions = [
+        AlarmRegion(start=a, end=b, start_time=times[a] if times else None, end_time=times[b] if times else None)
+        for a, b in out["regions"]
+    ]
+    return AnomalyResponse(
+        scores=out["scores"].tolist(),
+        is_anomaly=out["flags"].tolist(),
+        threshold=out["threshold"],
+        window=window,
+        regions=regions,
+        model=ModelRef(name=runtime.entry.name, version=runtime.entry.version),
+    )

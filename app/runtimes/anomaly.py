@@ -1,0 +1,39 @@
+"""The anomaly autoencoder served from ONNX: per-point scores exactly as training evaluated them."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from app.anomaly_scoring import score_series
+from app.runtimes.base import Runtime, onnx_session
+
+
+class AnomalyRuntime(Runtime):
+    kind = "anomaly-onnx"
+
+    def load(self) -> None:
+        self.config = json.loads(self.file("config").read_text())
+        self.window = int(self.config["window"])
+        self.session = onnx_session(self.file("onnx"), self.settings.inference_threads)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def reconstruct(self, windows: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: windows})[0]
+
+    def warmup(self) -> None:
+        self.predict([np.full(self.window, float(self.config["mean"]))])
+
+    def predict(self, batch: list[np.ndarray]) -> list[dict[str, Any]]:
+        return [score_series(values, self.reconstruct, self.config) for values in batch]
+
+    def input_description(self) -> dict[str, Any]:
+        return {
+            "values": f"finite floats, at least {self.window} points (one window), sampled every "
+            f"{self.config.get('sampling_seconds', '?')} s like the training series",
+            "timestamps": "optional ISO 8601 strings, one per value",
+            "window": self.window,
+            "threshold_rule": self.config.get("threshold_rule"),
+        }
