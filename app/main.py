@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import health, metrics, models, predict, predict_anomaly
+from app.api import health, metrics, models, predict, predict_anomaly, predict_image
 from app.body_limit import BodyLimitMiddleware
 from app.config import Settings
 from app.errors import install_error_handlers
@@ -40,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = ConcurrencyLimiter(settings.max_concurrent_requests)
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    for module in (health, models, predict, predict_anomaly, metrics):
+    for module in (health, models, predict, predict_anomaly, predict_image, metrics):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestLogMiddleware, metrics=app.state.metrics)

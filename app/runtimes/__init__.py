@@ -5,5 +5,6 @@ from __future__ import annotations
 from app.runtimes.anomaly import AnomalyRuntime
 from app.runtimes.base import Runtime
 from app.runtimes.digit import DigitRuntime
+from app.runtimes.image import ImageRuntime
 
-RUNTIMES: dict[str, type[Runtime]] = {cls.kind: cls for cls in [AnomalyRuntime, DigitRuntime]}
+RUNTIMES: dict[str, type[Runtime]] = {cls.kind: cls for cls in [AnomalyRuntime, DigitRuntime, ImageRuntime]}

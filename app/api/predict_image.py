@@ -1,0 +1,42 @@
+"""POST /predict/image: the transfer-learning classifier (upload handling identical to /predict/digit)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import LimiterDep, MetricsDep, RegistryDep, SettingsDep
+from app.api.predict import ERRORS, IMAGE_BODY
+from app.image_decode import decode_image
+from app.image_upload import read_image_upload
+from app.inference import infer
+from app.schemas import ModelRef
+
+router = APIRouter(prefix="/predict", tags=["predict"])
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class ImagePrediction(BaseModel):
+    label: str
+    confidence: float
+    top_k: list[LabelScore]
+    model: ModelRef
+
+
+@router.post("/image", response_model=ImagePrediction, responses=ERRORS, openapi_extra=IMAGE_BODY)
+async def predict_image(
+    request: Request, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, metrics: MetricsDep
+) -> ImagePrediction:
+    """Classify an image (any size, format or mode) into the classes the transfer model was trained on."""
+    runtime = registry.runtime("image")
+    with limiter.slot():
+        data = await read_image_upload(request)
+        image = await run_in_threadpool(decode_image, data, settings.max_image_pixels)
+        x = await run_in_threadpool(runtime.prepare, image)
+        [out] = await infer(runtime, [x], metrics)
+    return ImagePrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))

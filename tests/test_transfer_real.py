@@ -1,0 +1,104 @@
+"""Real-data tests (skip without ../shared/data): the TFLite -> Keras importer against the TFLite models themselves,
+and the built cats-vs-dogs artifact (models/image, not committed) served over HTTP."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app.config import Settings
+from app.runtimes.image import prepare_image
+from tests.conftest import COMMITTED_MODELS, SHARED_DATA, serve
+
+MOBILENET = SHARED_DATA / "mobilenet_v2"
+CATS_AND_DOGS = SHARED_DATA / "cats_and_dogs"
+TFLITE_FILES = ["mobilenet_v2_1.0_224_quant.tflite", "tf2_mobilenet_v2_1.0_224_ptq.tflite"]
+
+pytestmark = pytest.mark.skipif(not MOBILENET.is_dir(), reason="needs ../shared/data/mobilenet_v2")
+
+
+def validation_images(n: int) -> list[Path]:
+    """n images spread over both classes of cats_and_dogs/validation."""
+    paths = sorted(CATS_AND_DOGS.glob("validation/*/*.jpg"))
+    return [paths[i] for i in np.linspace(0, len(paths) - 1, n).astype(int)]
+
+
+@pytest.fixture(scope="module")
+def imagenet_labels() -> list[str]:
+    return (MOBILENET / "imagenet_labels.txt").read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def real_images() -> np.ndarray:
+    paths = [MOBILENET / "cat.bmp", *validation_images(50)]
+    return np.stack([prepare_image(Image.open(p), 224) for p in paths])
+
+
+@pytest.mark.parametrize("filename", TFLITE_FILES)
+def test_imported_weights_agree_with_tflite(filename: str, real_images: np.ndarray, imagenet_labels, tmp_path) -> None:
+    from training.mobilenet_tflite_import import main, tflite_predict
+
+    out = main([str(MOBILENET / filename), "--out", str(tmp_path / "mobilenet.weights.h5")])
+    import keras
+
+    model = keras.applications.MobileNetV2(weights=None)
+    model.load_weights(out)  # the saved file, as train_transfer --weights PATH reads it
+    ours = model.predict(real_images.astype(np.float32) / 127.5 - 1.0, verbose=0)
+    reference = tflite_predict(MOBILENET / filename, real_images)[:, 1:]  # drop background
+
+    # cat.bmp: the same cat class, with a close probability.
+    assert imagenet_labels[1 + ours[0].argmax()] in {"Egyptian cat", "tabby", "tiger cat"}
+    assert ours[0].argmax() == reference[0].argmax()
+    assert abs(ours[0].max() - reference[0].max()) < 0.1
+    # 50 real photos: int8 activations in TFLite vs float here flip a few near-ties between similar breeds.
+    agreement = (ours.argmax(axis=1) == reference.argmax(axis=1)).mean()
+    top_gap = np.abs(ours.max(axis=1) - reference[np.arange(len(ours)), ours.argmax(axis=1)])
+    assert agreement >= 0.88, agreement
+    assert np.median(top_gap) < 0.03 and top_gap.max() < 0.25, top_gap.max()
+
+
+def test_first_layer_matches_tflite_activations() -> None:
+    """Layout check on a real tensor: Keras' Conv1 block output equals TFLite's (dequantised) to int8 precision."""
+    import keras
+
+    from training.mobilenet_tflite_import import assign, read_tflite_convs, tflite_interpreter
+
+    path = MOBILENET / TFLITE_FILES[0]
+    model = keras.applications.MobileNetV2(weights=None)
+    assign(model, read_tflite_convs(path))
+    image = prepare_image(Image.open(MOBILENET / "cat.bmp"), 224)
+
+    interpreter = tflite_interpreter(path, preserve_all_tensors=True)  # keep intermediate activations
+    inp = interpreter.get_input_details()[0]
+    scale, zero = inp["quantization"]
+    x = np.round((image / 127.5 - 1.0) / scale + zero).clip(0, 255).astype(np.uint8)[None]
+    interpreter.set_tensor(inp["index"], x)
+    interpreter.invoke()
+    first_conv = interpreter._get_ops_details()[0]
+    out = next(t for t in interpreter.get_tensor_details() if t["index"] == first_conv["outputs"][0])
+    o_scale, o_zero = out["quantization"]
+    reference = (interpreter.get_tensor(out["index"]).astype(np.float32) - o_zero) * o_scale
+
+    ours = keras.Model(model.input, model.get_layer("Conv1_relu").output)(image[None] / 127.5 - 1.0)
+    error = np.abs(np.asarray(ours) - reference) / o_scale  # in int8 steps
+    assert error.mean() < 0.5 and error.max() < 5, (error.mean(), error.max())
+
+
+@pytest.mark.skipif(not (COMMITTED_MODELS / "image").is_dir(), reason="models/image not built (see README)")
+def test_built_cats_and_dogs_artifact_over_http() -> None:
+    """The real artifact, served: 40 validation photos through POST /predict/image, as a user sends them."""
+    manifest = json.loads((COMMITTED_MODELS / "manifest.json").read_text())
+    entry = [m for m in manifest["models"] if m["name"] == "image"][-1]
+    assert entry["metrics"]["validation_accuracy"] >= 0.98
+    paths = validation_images(40)
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS, models=["image"])) as client:
+        right = 0
+        for path in paths:
+            response = client.post("/predict/image", files={"file": (path.name, path.read_bytes(), "image/jpeg")})
+            assert response.status_code == 200, response.text
+            right += response.json()["label"] == path.parent.name
+    assert right >= 38, right

@@ -1,0 +1,290 @@
+"""Transfer learning: a frozen MobileNetV2 (ImageNet) with a small head, trained on any image-folder dataset,
+written as a versioned, servable artifact to models/image/<version>/.
+
+    python -m training.train_transfer --data path/to/image-folder                 # Keras downloads ImageNet weights
+    python -m training.train_transfer --data ../shared/data/cats_and_dogs \\
+        --weights ~/.cache/deepserve/mobilenet_v2_1.0_224_imagenet.weights.h5   # from mobilenet_tflite_import
+    python -m training.train_transfer --data ... --fine-tune-epochs 2              # then unfreeze the top layers
+
+The dataset has one folder per class, in train/ and validation/ folders or split here (--validation-split).
+The model takes RGB 0..255 [batch, size, size, 3] (MobileNetV2's scaling is inside it); images are resized by
+app.runtimes.image.prepare_image, which the service calls too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from training.common import artifacts, plots
+from training.common.image_folder import load_image_folder, load_images
+
+# Defaults. Each is a command-line flag too.
+WEIGHTS = "imagenet"  # "imagenet" (Keras download), a .weights.h5 path (training.mobilenet_tflite_import) or "none"
+IMAGE_SIZE = 224  # MobileNetV2's ImageNet resolution
+ALPHA = 1.0  # MobileNetV2 width; ImageNet weights exist for 0.35-1.4, the imported TFLite file is 1.0
+EPOCHS = 5  # frozen-base epochs (upper bound; early stopping); the head converges in 3-5 on cats_and_dogs
+FINE_TUNE_EPOCHS = 0  # > 0: afterwards unfreeze the top of the base and train this many more epochs
+FINE_TUNE_LAYERS = 30  # base layers unfrozen for fine-tuning (the last ~2 inverted-residual blocks + Conv_1)
+FINE_TUNE_LEARNING_RATE = 1e-5  # low, so the pretrained features are nudged, not destroyed
+BATCH_SIZE = 32
+LEARNING_RATE = 1e-3  # Adam on the head
+DENSE_UNITS = 128
+DROPOUT = 0.3
+VALIDATION_SPLIT = 0.2  # used only when the data has no validation/ folder
+PATIENCE = 2  # epochs without val_loss improvement before stopping (best weights are restored)
+AUGMENT = True  # random horizontal flips, small rotations and zooms on the training images
+SEED = 42
+MODELS_DIR = Path("models")
+NAME = "image"
+
+
+def build_base(weights: str, image_size: int, alpha: float):
+    """MobileNetV2 without its classifier, ending at the 1280-channel `out_relu` feature map."""
+    import keras
+
+    shape = (image_size, image_size, 3)
+    if weights in ("imagenet", "none"):
+        return keras.applications.MobileNetV2(
+            input_shape=shape, alpha=alpha, include_top=False, weights=None if weights == "none" else "imagenet"
+        )
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"--weights {weights}: no such file (run python -m training.mobilenet_tflite_import)")
+    # The file holds the full ImageNet model (with its head), so build that, load, and cut at the features.
+    full = keras.applications.MobileNetV2(input_shape=shape, alpha=alpha, include_top=True, weights=None)
+    full.load_weights(path)
+    return keras.Model(full.input, full.get_layer("out_relu").output, name=f"mobilenetv2_{alpha:g}_{image_size}")
+
+
+def calibrate_batch_norm(base, images: np.ndarray) -> None:
+    """Data-dependent init for a from-scratch base (--weights none): BN moving statistics := one batch's statistics.
+
+    A randomly initialised MobileNetV2 in inference mode shrinks its signal ~1e-10 by the last layer (Glorot init
+    of depthwise kernels, identity batch norm), so its frozen features carry nothing a head can learn from.
+    """
+    import keras
+
+    norms = [layer for layer in base.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta, trainable = [layer.momentum for layer in norms], base.trainable
+    base.trainable = True  # frozen batch norm ignores training=True
+    for layer in norms:
+        layer.momentum = 0.0
+    base(images.astype(np.float32) / 127.5 - 1.0, training=True)
+    for layer, momentum in zip(norms, momenta, strict=True):
+        layer.momentum = momentum
+    base.trainable = trainable
+
+
+def build_model(num_classes: int, weights: str = WEIGHTS, image_size: int = IMAGE_SIZE, alpha: float = ALPHA):
+    """RGB 0..255 -> [-1, 1] -> frozen MobileNetV2 -> GAP -> Dense(128, relu) -> Dropout(0.3) -> softmax."""
+    import keras
+    from keras import layers
+
+    base = build_base(weights, image_size, alpha)
+    base.trainable = False
+    inputs = keras.Input((image_size, image_size, 3), name="image")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="mobilenet_v2_scaling")(inputs)
+    x = base(x, training=False)  # Keras 3 ignores this at fit time once unfrozen: fine-tuning freezes BN itself
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(DENSE_UNITS, activation="relu")(x)
+    x = layers.Dropout(DROPOUT)(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name="mobilenetv2_transfer"), base
+
+
+def make_datasets(x_train, y_train, x_val, y_val, args: argparse.Namespace):
+    import keras
+    import tensorflow as tf
+
+    train = tf.data.Dataset.from_tensor_slices((x_train, y_train)).shuffle(len(x_train), seed=args.seed)
+    train = train.batch(args.batch_size).map(lambda a, b: (tf.cast(a, tf.float32), b))
+    if args.augment:
+        augment = keras.Sequential(
+            [
+                keras.layers.RandomFlip("horizontal", seed=args.seed),
+                keras.layers.RandomRotation(0.05, fill_mode="reflect", seed=args.seed),
+                keras.layers.RandomZoom(0.1, fill_mode="reflect", seed=args.seed),
+            ]
+        )
+        train = train.map(lambda a, b: (augment(a, training=True), b), num_parallel_calls=tf.data.AUTOTUNE)
+    val = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(64).map(lambda a, b: (tf.cast(a, tf.float32), b))
+    return train.prefetch(tf.data.AUTOTUNE), val.prefetch(tf.data.AUTOTUNE)
+
+
+def fit(model, train_ds, val_ds, epochs: int, learning_rate: float, patience: int, initial_epoch: int = 0):
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    callbacks = [keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)]
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=initial_epoch + epochs,
+        initial_epoch=initial_epoch,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    return history.history
+
+
+def train(args: argparse.Namespace, command: str) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(args.seed)
+    data = load_image_folder(args.data, args.validation_split, args.seed)
+    train_split, val_split = data.train, data.validation
+    if args.limit:  # the first N images of each class (smoke runs)
+        keep = np.concatenate(
+            [np.flatnonzero(train_split.labels == c)[: args.limit] for c in range(len(data.class_names))]
+        )
+        train_split.paths = [train_split.paths[i] for i in keep]
+        train_split.labels = train_split.labels[keep]
+    started = time.time()
+    x_train, x_val = load_images(train_split.paths, args.image_size), load_images(val_split.paths, args.image_size)
+    y_train, y_val = train_split.labels, val_split.labels
+    load_seconds = time.time() - started
+    print(f"{len(x_train)} training and {len(x_val)} validation images of {data.class_names} ({load_seconds:.0f} s)")
+
+    train_ds, val_ds = make_datasets(x_train, y_train, x_val, y_val, args)
+    model, base = build_model(len(data.class_names), args.weights, args.image_size, args.alpha)
+    if args.weights == "none":  # random features (smoke tests): at least give them a usable scale
+        calibrate_batch_norm(base, x_train[np.random.default_rng(args.seed).permutation(len(x_train))[:64]])
+    started = time.time()
+    history = fit(model, train_ds, val_ds, args.epochs, args.learning_rate, args.patience)
+    frozen_epochs = len(history["loss"])
+    frozen_loss, frozen_accuracy = model.evaluate(val_ds, verbose=0)
+    fine_tuned = None
+    if args.fine_tune_epochs > 0:
+        base.trainable = True
+        for layer in base.layers[: -args.fine_tune_layers]:
+            layer.trainable = False
+        for layer in base.layers:  # frozen batch norm always runs in inference mode (else it uses batch stats)
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False
+        more = fit(
+            model, train_ds, val_ds, args.fine_tune_epochs, args.fine_tune_learning_rate, args.patience, frozen_epochs
+        )
+        history = {k: history[k] + more.get(k, []) for k in history}
+        fine_tuned = {"layers": args.fine_tune_layers, "epochs": len(more["loss"])}
+    seconds = time.time() - started
+
+    version = args.version or artifacts.next_version(args.out, NAME)
+    out = Path(args.out) / NAME / version
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"onnx": "model.onnx", "labels": "labels.json"}
+    if args.save_keras:
+        model.save(out / "model.keras")
+        files["keras"] = "model.keras"
+    model.export(str(out / "model.onnx"), format="onnx", verbose=False)
+    artifacts.write_json(
+        out / "labels.json",
+        {"labels": data.class_names, "image_size": args.image_size, "input": "RGB 0..255 float32 [batch, h, w, 3]"},
+    )
+
+    loss, accuracy = model.evaluate(val_ds, verbose=0)
+    probabilities = model.predict(val_ds, verbose=0)
+    y_pred = probabilities.argmax(axis=1)
+    n = len(data.class_names)
+    matrix = np.zeros((n, n), dtype=int)
+    np.add.at(matrix, (y_val, y_pred), 1)
+    per_class = {name: float(matrix[i, i] / max(1, matrix[i].sum())) for i, name in enumerate(data.class_names)}
+
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    onnx_probabilities = np.concatenate(
+        [session.run(None, {name: x_val[i : i + 64].astype(np.float32)})[0] for i in range(0, len(x_val), 64)]
+    )
+
+    plots.training_curves(history, out / "training_curves.png")
+    plots.confusion_matrix_plot(matrix, data.class_names, out / "confusion_matrix.png")
+    files |= {"training_curves": "training_curves.png", "confusion_matrix": "confusion_matrix.png"}
+    metrics = {
+        "validation_accuracy": float(accuracy),
+        "validation_loss": float(loss),
+        "frozen_validation_accuracy": float(frozen_accuracy),
+        "frozen_validation_loss": float(frozen_loss),
+        "onnx_validation_accuracy": float((onnx_probabilities.argmax(axis=1) == y_val).mean()),
+        "onnx_max_abs_diff": float(np.abs(onnx_probabilities - probabilities).max()),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": matrix.tolist(),
+        "classes": data.class_names,
+        "epochs": len(history["loss"]),
+        "frozen_epochs": frozen_epochs,
+        "fine_tuning": fine_tuned,
+        "seconds": round(seconds, 1),
+        "image_load_seconds": round(load_seconds, 1),
+        "parameters": int(model.count_params()),
+        "trainable_parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
+        "architecture": f"MobileNetV2(alpha={args.alpha:g}, {args.image_size}px) + GAP + Dense({DENSE_UNITS}) + "
+        f"Dropout({DROPOUT}) + Dense({n})",
+        "base_weights": str(args.weights),
+        "image_size": args.image_size,
+        "augment": bool(args.augment),
+        "train_examples": int(len(x_train)),
+        "validation_examples": int(len(x_val)),
+        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
+        "libraries": artifacts.library_versions("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy"),
+    }
+    entry = artifacts.register(
+        args.out,
+        out,
+        name=NAME,
+        version=version,
+        task="image-classification/transfer",
+        runtime="image-onnx",
+        files=files,
+        metrics=metrics,
+        command=command,
+    )
+    print(f"saved {entry.name} v{entry.version} to {out}: validation accuracy {accuracy:.4f}, loss {loss:.4f}")
+    print(json.dumps({"frozen_validation_accuracy": frozen_accuracy, "per_class_accuracy": per_class}))
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, required=True, help="image folder: train/ + validation/, or class folders")
+    p.add_argument("--weights", default=WEIGHTS, help="imagenet (Keras download), PATH.weights.h5, or none")
+    p.add_argument("--out", type=Path, default=MODELS_DIR, help="models folder holding manifest.json")
+    p.add_argument("--version", help="artifact version (default: next integer)")
+    p.add_argument("--image-size", type=int, default=IMAGE_SIZE)
+    p.add_argument("--alpha", type=float, default=ALPHA, help="MobileNetV2 width multiplier")
+    p.add_argument("--epochs", type=int, default=EPOCHS)
+    p.add_argument("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS, help="0: no fine-tuning phase")
+    p.add_argument("--fine-tune-layers", type=int, default=FINE_TUNE_LAYERS)
+    p.add_argument("--fine-tune-learning-rate", type=float, default=FINE_TUNE_LEARNING_RATE)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    p.add_argument("--validation-split", type=float, default=VALIDATION_SPLIT)
+    p.add_argument("--patience", type=int, default=PATIENCE)
+    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT)
+    p.add_argument("--save-keras", action=argparse.BooleanOptionalAction, default=True, help="also write model.keras")
+    p.add_argument("--limit", type=int, default=0, help="use only the first N training images per class")
+    p.add_argument("--seed", type=int, default=SEED)
+    args = p.parse_args(argv)
+    if not 0 < args.validation_split < 1:
+        raise ValueError("--validation-split must be between 0 and 1")
+    if args.fine_tune_layers < 1:
+        raise ValueError("--fine-tune-layers must be at least 1")
+    if args.weights not in ("imagenet", "none") and not str(args.weights).endswith(".h5"):
+        raise ValueError("--weights must be imagenet, none, or a .weights.h5 file")
+    return args
+
+
+def main(argv: list[str] | None = None) -> Path:
+    return train(parse_args(argv), artifacts.training_command("training.train_transfer", argv))
+
+
+if __name__ == "__main__":
+    main()
