@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -25,11 +25,21 @@ class Settings(BaseSettings):
     )
     inference_threads: int = Field(0, ge=0, description="Threads per ONNX Runtime session; 0 lets it choose.")
     log_level: str = "INFO"
+    batch_models: Annotated[list[str], NoDecode] = Field(
+        ["distilbert"],
+        description="Comma-separated models whose concurrent requests share one model call (micro-batching); "
+        "empty turns it off. Off for models that answer in well under a millisecond (digit).",
+    )
+    max_batch_size: int = Field(32, ge=1, description="Most inputs in one micro-batch (1 turns batching off).")
+    max_batch_wait_ms: float = Field(
+        5.0, ge=0, description="Longest a request waits for others to join its batch, in milliseconds."
+    )
 
-    @field_validator("models", mode="before")
+    @field_validator("models", "batch_models", mode="before")
     @classmethod
-    def split_names(cls, value: object) -> object:
+    def split_names(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             names = [name.strip() for name in value.split(",") if name.strip()]
-            return names or None
+            # An empty DEEPSERVE_MODELS means "all in the manifest"; an empty DEEPSERVE_BATCH_MODELS, "none".
+            return names or (None if info.field_name == "models" else [])
         return value

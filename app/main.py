@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app.api import health, metrics, models, predict, predict_anomaly, predict_image
+from app.api import health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
+from app.batching import close_batchers
 from app.body_limit import BodyLimitMiddleware
 from app.config import Settings
 from app.errors import install_error_handlers
@@ -28,6 +29,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Load in the background so /health/live answers at once and /health/ready reports progress.
         threading.Thread(target=registry.load_all, name="model-loader", daemon=True).start()
         yield
+        await close_batchers()  # stop the micro-batching tasks (app/batching.py) before the loop closes
 
     app = FastAPI(
         title="DeepServe",
@@ -40,7 +42,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = ConcurrencyLimiter(settings.max_concurrent_requests)
     app.state.metrics = Metrics()
     install_error_handlers(app)
-    for module in (health, models, predict, predict_anomaly, predict_image, metrics):
+    for module in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestLogMiddleware, metrics=app.state.metrics)

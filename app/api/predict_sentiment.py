@@ -1,0 +1,108 @@
+"""POST /predict/sentiment: positive/negative sentiment of English text, by the LSTM or (when installed) DistilBERT.
+
+Limits are module constants for now (not yet Settings fields): MAX_TEXTS texts per request, MAX_CHARS characters
+per text.
+"""
+
+from __future__ import annotations
+
+from email.message import Message
+
+from fastapi import APIRouter, Depends, Request
+
+from app.api.deps import LimiterDep, MetricsDep, RegistryDep
+from app.api.predict import ERRORS
+from app.catalog import FAMILIES
+from app.errors import InvalidInput, UnsupportedMediaType
+from app.inference import infer
+from app.registry import ModelRegistry, State
+from app.schemas import ModelRef
+from app.sentiment_schemas import SentimentRequest, SentimentResponse, SentimentResult
+
+router = APIRouter(prefix="/predict", tags=["predict"])
+
+MAX_TEXTS = 32  # texts per request
+MAX_CHARS = 20000  # characters per text (the longest IMDb review has ~13,700)
+TASK = "text-classification/sentiment"
+PREFERENCE = ("distilbert", "lstm")  # the default model: the first of these that is ready
+
+def require_json(request: Request) -> None:
+    """415 for a body that is not JSON (FastAPI would otherwise report it as a 422 validation error)."""
+    content_type = request.headers.get("content-type")
+    if content_type:
+        message = Message()
+        message["content-type"] = content_type
+        subtype = message.get_content_subtype()
+        if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+            raise UnsupportedMediaType(
+                f"Send a JSON body with content-type application/json, not {content_type}.",
+                {"content_type": content_type},
+            )
+
+
+def choose_model(registry: ModelRegistry, requested: str | None) -> str:
+    if requested is None:
+        ready = [n for n in PREFERENCE if n in registry.records and registry.records[n].state is State.READY]
+        return ready[0] if ready else PREFERENCE[-1]  # nothing ready: let the registry say why lstm cannot answer
+    record = registry.record(requested)  # 404 model_not_found for an unknown name
+    family = FAMILIES.get(requested)
+    task = record.entry.task if record.entry else family.task if family else None
+    if task != TASK:
+        sentiment = sorted(n for n, f in FAMILIES.items() if f.task == TASK)
+        raise InvalidInput(
+            f"Model '{requested}' is not a sentiment model; use one of {', '.join(sentiment)}.",
+            {"model": requested, "task": task, "sentiment_models": sentiment},
+        )
+    return requested
+
+
+def validate_texts(body: SentimentRequest) -> list[str]:
+    if (body.text is None) == (body.texts is None):
+        raise InvalidInput('Send exactly one of "text" (a string) and "texts" (a list of strings).')
+    texts = [body.text] if body.text is not None else body.texts
+    assert texts is not None
+    field = "text" if body.text is not None else "texts"
+    if not texts:
+        raise InvalidInput('"texts" is empty; send at least one text.', {"field": field})
+    if len(texts) > MAX_TEXTS:
+        raise InvalidInput(
+            f'"texts" has {len(texts)} texts; send at most {MAX_TEXTS} per request.',
+            {"field": field, "count": len(texts), "max_texts": MAX_TEXTS},
+        )
+    for i, text in enumerate(texts):
+        where = "text" if field == "text" else f"texts[{i}]"
+        if not text.strip():
+            raise InvalidInput(f"{where} is empty or only whitespace.", {"field": field, "index": i})
+        if len(text) > MAX_CHARS:
+            raise InvalidInput(
+                f"{where} has {len(text)} characters; the limit is {MAX_CHARS} characters per text.",
+                {"field": field, "index": i, "chars": len(text), "max_chars": MAX_CHARS},
+            )
+    return texts
+
+
+@router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS, dependencies=[Depends(require_json)])
+async def predict_sentiment(
+    body: SentimentRequest, registry: RegistryDep, limiter: LimiterDep, metrics: MetricsDep
+) -> SentimentResponse:
+    """Classify English text as POSITIVE or NEGATIVE.
+
+    Request (application/json): `{"text": "..."}` or `{"texts": ["...", ...]}` (exactly one; at most 32 texts of
+    at most 20,000 characters, none empty or blank), and optionally `"model": "lstm" | "distilbert"` (default:
+    distilbert when it is ready, else lstm).
+
+    Response, the same for both forms: `{"results": [{"label": "POSITIVE" | "NEGATIVE", "score": P(positive)},
+    ...], "model": {"name": ..., "version": ...}}` with one result per text, in order.
+
+    Errors (shared body): 422 invalid_input (invalid JSON, unknown field, both or neither of text/texts, empty,
+    blank or too long text, too many texts, a non-sentiment model), 415 non-JSON content type, 404 unknown
+    model, 503 model not installed or not ready, 429 overloaded, 413 body over the upload limit.
+    """
+    texts = validate_texts(body)
+    runtime = registry.runtime(choose_model(registry, body.model))
+    with limiter.slot():
+        outputs = await infer(runtime, texts, metrics)
+    return SentimentResponse(
+        results=[SentimentResult(**out) for out in outputs],
+        model=ModelRef(name=runtime.entry.name, version=runtime.entry.version),
+    )

@@ -1,0 +1,146 @@
+"""Adaptive micro-batching (MLServer-style): concurrent requests to one model share one model call.
+
+Each submitted item gets a future and joins the model's queue. One background task per model (started lazily
+inside the running event loop) takes the first waiting item, then keeps collecting until the batch holds
+`max_batch_size` items or `max_batch_wait` seconds have passed since that first item, runs ONE synchronous
+model call for the whole batch in a worker thread, and hands each caller its own output. A failed call sets
+the exception on every future of that batch. While a batch runs, new requests queue up, so under load the
+next batch is already full when the model is free (the batch size adapts to the load); a lone request waits
+at most `max_batch_wait`.
+
+Worth it for models whose cost per call is dominated by fixed overhead and that vectorise over the batch
+(transformers with dynamic padding); not for models that answer in well under a millisecond (the digit CNN),
+where the wait costs more than it saves. Settings choose which models batch (`DEEPSERVE_BATCH_MODELS`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("deepserve.batching")
+
+Observer = Callable[[int, float], None]  # (batch size, seconds of the model call)
+
+
+class MicroBatcher:
+    def __init__(
+        self,
+        predict: Callable[[list[Any]], list[Any]],
+        max_batch_size: int = 32,
+        max_batch_wait: float = 0.005,
+        observe: Observer | None = None,
+        name: str = "",
+    ) -> None:
+        if max_batch_size < 1 or max_batch_wait < 0:
+            raise ValueError("max_batch_size must be >= 1 and max_batch_wait >= 0")
+        self.predict, self.max_batch_size, self.max_batch_wait = predict, max_batch_size, max_batch_wait
+        self.observe, self.name = observe, name
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._pending: deque[tuple[Any, asyncio.Future]] = deque()
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task | None = None
+        self.calls = 0  # model calls made, for tests and benchmarks
+
+    def _start(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self.loop is not None and self.loop is not loop:
+            raise RuntimeError(f"batcher {self.name!r} belongs to another event loop")
+        if self._task is None or self._task.done():
+            self.loop, self._wakeup = loop, asyncio.Event()
+            self._task = loop.create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def submit(self, items: list[Any]) -> list[Any]:
+        """Outputs for `items`, in order, computed in whichever batches they land in."""
+        self._start()
+        assert self.loop is not None and self._wakeup is not None
+        futures = [self.loop.create_future() for _ in items]
+        self._pending.extend(zip(items, futures, strict=True))
+        self._wakeup.set()
+        return list(await asyncio.gather(*futures))
+
+    async def _next_batch(self) -> list[tuple[Any, asyncio.Future]]:
+        assert self.loop is not None and self._wakeup is not None
+        while not self._pending:
+            self._wakeup.clear()
+            await self._wakeup.wait()
+        deadline = self.loop.time() + self.max_batch_wait
+        while len(self._pending) < self.max_batch_size:
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                break
+            self._wakeup.clear()
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), remaining)
+            except TimeoutError:
+                break
+        size = min(self.max_batch_size, len(self._pending))
+        batch = [self._pending.popleft() for _ in range(size)]
+        return [(item, future) for item, future in batch if not future.done()]  # skip cancelled callers
+
+    async def _run(self) -> None:
+        while True:
+            batch = await self._next_batch()
+            if not batch:
+                continue
+            items = [item for item, _ in batch]
+            started = time.perf_counter()
+            try:
+                outputs = await asyncio.to_thread(self.predict, items)
+                if len(outputs) != len(items):
+                    raise RuntimeError(f"{self.name}: predict returned {len(outputs)} outputs for {len(items)} inputs")
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            finally:
+                self.calls += 1
+            if self.observe is not None:
+                self.observe(len(items), time.perf_counter() - started)
+            for (_, future), output in zip(batch, outputs, strict=True):
+                if not future.done():
+                    future.set_result(output)
+
+    async def close(self) -> None:
+        """Stop the background task; callers still waiting get CancelledError."""
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        while self._pending:
+            _, future = self._pending.popleft()
+            future.cancel()
+
+
+# One batcher per runtime (a runtime is one loaded model of one app), created on first use.
+_batchers: weakref.WeakKeyDictionary[Any, MicroBatcher] = weakref.WeakKeyDictionary()
+
+
+def batcher_for(runtime: Any, observe: Observer | None = None) -> MicroBatcher | None:
+    """The runtime's batcher, or None when its settings leave batching off for this model."""
+    settings = runtime.settings
+    if runtime.entry.name not in settings.batch_models or settings.max_batch_size <= 1:
+        return None
+    batcher = _batchers.get(runtime)
+    if batcher is None or (batcher.loop is not None and batcher.loop is not asyncio.get_running_loop()):
+        batcher = MicroBatcher(
+            runtime.predict, settings.max_batch_size, settings.max_batch_wait_ms / 1000, observe, runtime.entry.name
+        )
+        _batchers[runtime] = batcher
+    return batcher
+
+
+async def close_batchers() -> None:
+    """Stop every batcher running on the current event loop (app shutdown)."""
+    loop = asyncio.get_running_loop()
+    for batcher in [b for b in list(_batchers.values()) if b.loop is loop]:
+        await batcher.close()

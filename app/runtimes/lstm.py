@@ -1,0 +1,44 @@
+"""The LSTM sentiment model served from its ONNX export, with the tokenizer saved by its training run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from app.runtimes.base import Runtime, onnx_session
+from app.text_tokenizer import TextTokenizer
+
+
+class LstmSentimentRuntime(Runtime):
+    kind = "lstm-onnx"
+
+    def load(self) -> None:
+        self.tokenizer = TextTokenizer.load(self.file("tokenizer"))
+        self.session = onnx_session(self.file("onnx"), self.settings.inference_threads)
+        spec = self.session.get_inputs()[0]
+        if len(spec.shape) != 2 or spec.type not in ("tensor(int32)", "tensor(int64)"):
+            raise ValueError(f"expected an ONNX input of int ids [batch, length], found {spec.type} {spec.shape}")
+        self.input_name = spec.name
+        self.dtype = np.int32 if spec.type == "tensor(int32)" else np.int64
+
+    def warmup(self) -> None:
+        self.predict(["A warm-up review: the plot was fine."])
+
+    def probabilities(self, texts: list[str]) -> np.ndarray:
+        """P(positive) per text. Padding is masked by the model, so a batch is padded only to its longest text."""
+        ids = self.tokenizer.encode(texts).astype(self.dtype, copy=False)
+        return self.session.run(None, {self.input_name: ids})[0].reshape(-1)
+
+    def predict(self, batch: list[str]) -> list[dict[str, Any]]:
+        return [{"label": "POSITIVE" if p >= 0.5 else "NEGATIVE", "score": float(p)} for p in self.probabilities(batch)]
+
+    def input_description(self) -> dict[str, Any]:
+        return {
+            "content_types": ["application/json"],
+            "body": '{"text": str} or {"texts": [str, ...]}, optional "model": "lstm"',
+            "text": f"raw English text; lowercased, HTML and punctuation stripped, {self.tokenizer.vocab_size} ids, "
+            f"reviews over {self.tokenizer.max_length} words keep their "
+            f"{'last' if self.tokenizer.truncate == 'pre' else 'first'} {self.tokenizer.max_length}",
+            "output": "label POSITIVE|NEGATIVE, score = probability of positive",
+        }

@@ -1,0 +1,168 @@
+"""The micro-batcher: grouping, routing of results and errors, size limit, latency of a lone request, settings."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from app.batching import MicroBatcher, batcher_for, close_batchers
+from app.config import Settings
+from app.manifest import ManifestEntry
+
+
+class Recorder:
+    """A synchronous 'model' that records the batches it was called with and doubles each input."""
+
+    def __init__(self, delay: float = 0.01, fail_on: object = None) -> None:
+        self.batches: list[list[int]] = []
+        self.delay, self.fail_on = delay, fail_on
+        self.threads: set[str] = set()
+
+    def __call__(self, items: list[int]) -> list[int]:
+        self.threads.add(threading.current_thread().name)
+        self.batches.append(list(items))
+        time.sleep(self.delay)
+        if self.fail_on in items:
+            raise ValueError(f"bad input {self.fail_on}")
+        return [2 * x for x in items]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def test_concurrent_requests_share_calls_and_get_their_own_results() -> None:
+    model = Recorder()
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch_size=32, max_batch_wait=0.02, name="t")
+        results = await asyncio.gather(*(batcher.submit([i]) for i in range(40)))
+        await batcher.close()
+        return results
+
+    results = run(main())
+    assert results == [[2 * i] for i in range(40)]
+    assert len(model.batches) < 40 / 4  # grouped: far fewer model calls than requests
+    assert sorted(x for b in model.batches for x in b) == list(range(40))
+    assert max(len(b) for b in model.batches) <= 32
+    assert threading.main_thread().name not in model.threads  # the model ran off the event loop
+
+
+def test_max_batch_size_is_respected() -> None:
+    model = Recorder(delay=0.0)
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch_size=4, max_batch_wait=0.05)
+        out = await asyncio.gather(*(batcher.submit([i]) for i in range(10)), batcher.submit([100, 101, 102]))
+        await batcher.close()
+        return out
+
+    out = run(main())
+    assert out[-1] == [200, 202, 204]  # a multi-item request gets its outputs in order
+    assert all(len(b) <= 4 for b in model.batches)
+    assert sum(len(b) for b in model.batches) == 13
+
+
+def test_a_failed_batch_fails_every_caller_in_it_and_the_batcher_keeps_serving() -> None:
+    model = Recorder(fail_on=3)
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch_size=8, max_batch_wait=0.05)
+        first = await asyncio.gather(*(batcher.submit([i]) for i in range(5)), return_exceptions=True)
+        second = await batcher.submit([7])
+        await batcher.close()
+        return first, second
+
+    first, second = run(main())
+    assert len(model.batches[0]) == 5  # the five requests shared one call
+    assert all(isinstance(r, ValueError) and "bad input 3" in str(r) for r in first)
+    assert second == [14]
+
+
+def test_wrong_output_count_is_an_error_for_the_callers() -> None:
+    async def main():
+        batcher = MicroBatcher(lambda items: items[:-1], max_batch_size=8, max_batch_wait=0.01)
+        with pytest.raises(RuntimeError, match="outputs for 2 inputs"):
+            await batcher.submit([1, 2])
+        await batcher.close()
+
+    run(main())
+
+
+def test_a_lone_request_waits_about_max_wait_only() -> None:
+    model = Recorder(delay=0.0)
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch_size=32, max_batch_wait=0.02)
+        await batcher.submit([0])  # first call starts the task and the thread pool
+        started = time.perf_counter()
+        assert await batcher.submit([1]) == [2]
+        elapsed = time.perf_counter() - started
+        await batcher.close()
+        return elapsed
+
+    elapsed = run(main())
+    assert 0.015 <= elapsed < 0.02 + 0.1  # waited for company, then went alone without a long delay
+
+
+def test_cancelled_caller_does_not_break_the_batch() -> None:
+    model = Recorder(delay=0.05)
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch_size=8, max_batch_wait=0.01)
+        doomed = asyncio.ensure_future(batcher.submit([1]))
+        kept = asyncio.ensure_future(batcher.submit([2]))
+        await asyncio.sleep(0.02)  # both are in the running batch
+        doomed.cancel()
+        result = await kept
+        await batcher.close()
+        return result
+
+    assert run(main()) == [4]
+
+
+def test_close_cancels_the_task_and_waiting_callers() -> None:
+    model = Recorder(delay=0.0)
+
+    async def main():
+        batcher = MicroBatcher(model, max_batch_size=8, max_batch_wait=10.0)  # would wait 10 s for company
+        waiting = asyncio.ensure_future(batcher.submit([1]))
+        await asyncio.sleep(0.01)
+        await batcher.close()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        assert batcher._task is None
+
+    run(main())
+
+
+class FakeRuntime:
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.entry = ManifestEntry(name=name, version="1", task="t", runtime="r", path=".")
+        self.settings = settings
+
+    def predict(self, batch):
+        return batch
+
+
+def test_batching_is_per_model_and_configurable() -> None:
+    settings = Settings(batch_models="distilbert,lstm", max_batch_size=16, max_batch_wait_ms=2)
+    assert settings.batch_models == ["distilbert", "lstm"]
+    assert Settings().batch_models == ["distilbert"]
+    assert Settings(batch_models="").batch_models == []
+
+    async def main():
+        bert, digit = FakeRuntime("distilbert", settings), FakeRuntime("digit", settings)
+        assert batcher_for(digit) is None  # off where it does not pay
+        batcher = batcher_for(bert)
+        assert batcher is not None and batcher is batcher_for(bert)  # one per model
+        assert (batcher.max_batch_size, batcher.max_batch_wait) == (16, 0.002)
+        assert await batcher.submit(["x"]) == ["x"]
+        assert batcher_for(FakeRuntime("distilbert", Settings(max_batch_size=1))) is None
+        await close_batchers()
+        assert batcher._task is None
+
+    run(main())

@@ -1,0 +1,151 @@
+"""DistilBERT end to end with a tiny random-weight model: training script -> ONNX -> int8 -> runtime -> service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.config import Settings
+from app.manifest import read_manifest
+from app.metrics import Metrics
+from app.runtimes.distilbert import DistilBertRuntime
+from tests.conftest import serve
+from training import train_distilbert
+
+TEXTS = [
+    "This movie was absolutely wonderful, I loved every minute of it.",
+    "A dull, lifeless film.",
+    "Terrible. Just terrible.",
+    "meh",
+    "The soundtrack is great; the rest is forgettable, and the ending drags on for far too long.",
+    "Brilliant, moving and funny: a masterpiece.",
+]
+LONG = "an endless review " * 400  # ~1,200 word pieces: truncated to 512
+
+
+@pytest.fixture(scope="module")
+def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("distilbert_models")
+    train_distilbert.main(["--tiny", "--out", str(out), "--keep-fp32-onnx"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def runtime(tiny_models_dir: Path) -> DistilBertRuntime:
+    entry = read_manifest(tiny_models_dir).latest()["distilbert"]
+    rt = DistilBertRuntime(entry, tiny_models_dir / entry.path, Settings(models_dir=tiny_models_dir))
+    rt.load()
+    rt.warmup()
+    return rt
+
+
+def pytorch_scores(artifact: Path, texts: list[str]) -> np.ndarray:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model = AutoModelForSequenceClassification.from_pretrained(artifact / "hf").eval()
+    tokenizer = AutoTokenizer.from_pretrained(artifact / "hf")
+    logits = train_distilbert.pytorch_logits(model, tokenizer, texts)
+    return train_distilbert.softmax(logits)[:, 1]
+
+
+def test_tiny_artifact_is_complete_and_marked_random(tiny_models_dir: Path) -> None:
+    [entry] = read_manifest(tiny_models_dir).models
+    assert (entry.name, entry.version, entry.runtime) == ("distilbert", "random", "distilbert-onnx")
+    assert entry.task == "text-classification/sentiment"
+    artifact = tiny_models_dir / entry.path
+    for role in ("onnx", "tokenizer", "config", "metrics"):
+        assert (artifact / entry.files[role]).is_file(), role
+    metrics = json.loads((artifact / "metrics.json").read_text())
+    assert metrics["random_weights"] is True and entry.metrics["random_weights"] is True
+    assert metrics["test_artifact"] is True
+    assert metrics["onnx_fp32_max_abs_logit_diff"] < 1e-4  # the export computes what PyTorch computes
+    assert metrics["onnx_fp32_label_agreement"] == 1.0
+    assert metrics["int8_label_agreement"] >= 0.85
+    assert metrics["serving_tokenizer_matches"] is True  # `tokenizers` alone tokenises like transformers
+    assert metrics["onnx_int8_bytes"] < metrics["onnx_fp32_bytes"] / 3  # int8 weights
+    assert entry.command.startswith("python -m training.train_distilbert --tiny")
+
+
+def test_tiny_never_writes_into_models() -> None:
+    with pytest.raises(SystemExit):
+        train_distilbert.parse_args(["--tiny"])
+
+
+def test_int8_runtime_agrees_with_pytorch(tiny_models_dir: Path, runtime: DistilBertRuntime) -> None:
+    texts = [*TEXTS, LONG]
+    reference = pytorch_scores(runtime.artifact_dir, texts)
+    outputs = runtime.predict(texts)
+    assert len(outputs) == len(texts)
+    scores = np.array([o["score"] for o in outputs])
+    assert np.abs(scores - reference).max() < 0.1
+    confident = np.abs(reference - 0.5) > 0.05  # int8 may flip a coin-toss, never a clear call
+    assert confident.sum() >= 3
+    assert [o["label"] for o in np.array(outputs)[confident]] == [
+        "POSITIVE" if p >= 0.5 else "NEGATIVE" for p in reference[confident]
+    ]
+    assert all(o["label"] == ("POSITIVE" if o["score"] >= 0.5 else "NEGATIVE") for o in outputs)
+    assert [o["truncated"] for o in outputs] == [False] * len(TEXTS) + [True]
+
+
+def test_dynamic_padding_and_batch_independence(runtime: DistilBertRuntime) -> None:
+    ids, mask, _ = runtime.encode(["short", "a somewhat longer sentence than the first"])
+    assert ids.shape == mask.shape and ids.shape[1] == mask[1].sum()  # padded to the longest, not to 512
+    assert mask[0].sum() == 3 and (ids[0, 3:] == 0).all()  # [CLS] short [SEP] then [PAD]s
+    assert runtime.encode([LONG])[0].shape == (1, 512)
+    together = [o["score"] for o in runtime.predict(TEXTS)]
+    alone = [runtime.predict([t])[0]["score"] for t in TEXTS]
+    assert np.allclose(together, alone, atol=0.05)  # int8 activation scales depend a little on the batch
+
+
+def test_concurrent_infer_calls_are_batched(runtime: DistilBertRuntime) -> None:
+    from app.inference import infer
+
+    texts = [f"review number {i}: {TEXTS[i % len(TEXTS)]}" for i in range(24)]
+    alone = [runtime.predict([t])[0]["score"] for t in texts]
+    metrics = Metrics()
+
+    async def main():
+        outs = await asyncio.gather(*(infer(runtime, [t], metrics) for t in texts))
+        from app.batching import batcher_for
+
+        calls = batcher_for(runtime).calls
+        from app.batching import close_batchers
+
+        await close_batchers()
+        return [o for [o] in outs], calls
+
+    outs, calls = asyncio.run(main())
+    assert calls < len(texts) / 2
+    assert np.allclose([o["score"] for o in outs], alone, atol=0.05)  # each caller got its own text's result
+
+
+def test_served_through_the_registry_and_route(tiny_models_dir: Path, runtime: DistilBertRuntime) -> None:
+    with serve("asgi", Settings(models_dir=tiny_models_dir)) as client:
+        served = client.app.state.registry.runtime("distilbert")
+        assert isinstance(served, DistilBertRuntime) and served.random_weights
+        info = client.get("/models/distilbert")
+        assert info.status_code == 200 and info.json()["state"] == "ready"
+        r = client.post("/predict/sentiment", json={"texts": TEXTS, "model": "distilbert"})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["model"] == {"name": "distilbert", "version": "random"}
+        direct = runtime.predict(TEXTS)
+        assert np.allclose([x["score"] for x in body["results"]], [d["score"] for d in direct], atol=1e-5)
+        assert [x["label"] for x in body["results"]] == [d["label"] for d in direct]
+        one = client.post("/predict/sentiment", json={"text": LONG, "model": "distilbert"})
+        assert one.status_code == 200 and len(one.json()["results"]) == 1
+
+
+def test_not_installed_answers_503_with_the_install_command(tmp_path: Path) -> None:
+    with serve("asgi", Settings(models_dir=tmp_path)) as client:
+        r = client.post("/predict/sentiment", json={"text": "great film", "model": "distilbert"})
+        assert r.status_code == 503
+        error = r.json()["error"]
+        assert error["type"] == "model_not_installed"
+        assert "python -m training.train_distilbert" in error["message"]
+        assert error["detail"]["install"].startswith("python -m training.train_distilbert")
+        assert client.get("/models/distilbert").json()["state"] == "not_installed"

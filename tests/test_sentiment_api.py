@@ -1,0 +1,233 @@
+"""POST /predict/sentiment on a real LSTM artifact trained in this session by training/train_lstm_sentiment.py.
+
+The artifact is trained on a generated corpus of short positive and negative reviews (IMDb-like: HTML line
+breaks, punctuation, mixed case), through the script's real main(); every success and error status of the
+route is then checked in-process (ASGI + lifespan) and against a real uvicorn server.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.api.predict_sentiment import MAX_CHARS, MAX_TEXTS
+from app.config import Settings
+from app.manifest import read_manifest
+from tests.conftest import serve
+
+POSITIVE = ["great", "wonderful", "superb", "brilliant", "loved", "excellent", "moving", "beautiful"]
+NEGATIVE = ["awful", "terrible", "boring", "dreadful", "hated", "worst", "dull", "pathetic"]
+FILLER = ["the", "movie", "film", "plot", "actor", "was", "and", "a", "scene", "ending", "story", "it", "this", "very"]
+
+
+def review(rng: random.Random, label: int) -> str:
+    words = [rng.choice(FILLER) for _ in range(rng.randint(6, 18))]
+    for _ in range(rng.randint(1, 3)):
+        words.insert(rng.randrange(len(words) + 1), rng.choice(POSITIVE if label else NEGATIVE))
+    words = [w.upper() if rng.random() < 0.1 else w.capitalize() if rng.random() < 0.1 else w for w in words]
+    cut = rng.randrange(1, len(words))
+    return " ".join(words[:cut]) + rng.choice([". <br /><br />", "! ", ", ", "... "]) + " ".join(words[cut:]) + "."
+
+
+def write_corpus(folder: Path, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    for split, n in (("train", 600), ("test", 200)):
+        with gzip.open(folder / f"{split}.jsonl.gz", "wt", encoding="utf-8") as f:
+            for i in range(n):
+                label = i % 2
+                f.write(json.dumps({"id": i, "rating": 8 if label else 2, "label": label, "text": review(rng, label)}))
+                f.write("\n")
+
+
+@pytest.fixture(scope="session")
+def lstm_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (tiny) LSTM artifact: ~70 training steps, Keras -> ONNX, tokenizer.json, metrics and plots."""
+    from training import train_lstm_sentiment
+
+    data = tmp_path_factory.mktemp("imdb_like")
+    write_corpus(data)
+    out = tmp_path_factory.mktemp("models")
+    args = ["--data", str(data), "--out", str(out), "--vocab-size", "64", "--max-length", "32"]
+    args += ["--embed-dim", "16", "--units", "16", "--epochs", "4", "--batch-size", "32", "--learning-rate", "0.01"]
+    train_lstm_sentiment.main(args)
+    return out
+
+
+@pytest.fixture(scope="module", params=["asgi", "uvicorn"])
+def client(request: pytest.FixtureRequest, lstm_models_dir: Path):
+    with serve(request.param, Settings(models_dir=lstm_models_dir)) as c:
+        yield c
+
+
+def assert_error(response, status: int, type_: str) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "detail"}
+    assert body["error"]["type"] == type_ and body["error"]["message"]
+    return body["error"]
+
+
+def post(client, body) -> object:
+    return client.post("/predict/sentiment", json=body)
+
+
+# The training run and its artifact.
+
+
+def test_training_writes_a_complete_artifact(lstm_models_dir: Path) -> None:
+    [entry] = read_manifest(lstm_models_dir).models
+    assert (entry.name, entry.version, entry.runtime) == ("lstm", "1", "lstm-onnx")
+    assert entry.task == "text-classification/sentiment" and "train_lstm_sentiment" in entry.command
+    folder = lstm_models_dir / entry.path
+    assert {"onnx", "tokenizer", "metrics", "training_curves", "confusion_matrix"} <= set(entry.files)
+    assert all((folder / name).is_file() for name in entry.files.values())
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["test_accuracy"] >= 0.9 and metrics["onnx_test_accuracy"] == metrics["test_accuracy"]
+    assert metrics["onnx_max_abs_diff"] < 1e-4 and metrics["onnx_padding_max_abs_diff"] < 1e-4
+    assert sum(map(sum, metrics["confusion_matrix"])) == metrics["test_examples"] == 200
+    assert metrics["train_examples"] + metrics["validation_examples"] == 600
+    assert 1 <= metrics["epochs"] <= 4 and metrics["libraries"]["keras"]
+    vocabulary = json.loads((folder / "tokenizer.json").read_text())["vocabulary"]
+    assert sorted(vocabulary) == sorted(POSITIVE + NEGATIVE + FILLER)  # lowercased, no "br", no punctuation
+
+
+# Successes.
+
+
+def test_model_is_ready_and_described(client) -> None:
+    assert client.get("/health/ready").json()["models"]["lstm"] == "ready"
+    info = client.get("/models/lstm").json()
+    assert info["state"] == "ready" and info["task"] == "text-classification/sentiment"
+    assert info["input"]["content_types"] == ["application/json"] and info["metrics"]["test_accuracy"] >= 0.9
+
+
+def test_single_text(client) -> None:
+    response = post(client, {"text": "A wonderful, brilliant film.<br /><br />I loved the ending!"})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"results", "model"} and body["model"] == {"name": "lstm", "version": "1"}
+    [result] = body["results"]
+    assert set(result) == {"label", "score"}
+    assert result["label"] == "POSITIVE" and 0.5 <= result["score"] <= 1
+
+
+def test_batch_keeps_order_and_matches_single_predictions(client) -> None:
+    texts = ["An awful, boring movie. The worst plot.", "Superb!", "It was dull and pathetic", "Great story, moving."]
+    body = post(client, {"texts": texts, "model": "lstm"}).json()
+    assert [r["label"] for r in body["results"]] == ["NEGATIVE", "POSITIVE", "NEGATIVE", "POSITIVE"]
+    assert all((r["score"] >= 0.5) == (r["label"] == "POSITIVE") for r in body["results"])
+    # The batch is padded to its longest text; padding is masked, so each score equals the text sent alone.
+    for text, result in zip(texts, body["results"], strict=True):
+        assert post(client, {"text": text}).json()["results"][0]["score"] == pytest.approx(result["score"], abs=1e-5)
+
+
+def test_limits_are_inclusive(client) -> None:
+    long_text = ("great " * (MAX_CHARS // 6 + 1))[:MAX_CHARS]
+    response = post(client, {"texts": [long_text] + ["fine"] * (MAX_TEXTS - 1)})
+    assert response.status_code == 200, response.text
+    assert len(response.json()["results"]) == MAX_TEXTS
+
+
+def test_text_without_words_still_gets_a_prediction(client) -> None:
+    [result] = post(client, {"text": "!!! :-) ???"}).json()["results"]
+    assert 0 <= result["score"] <= 1
+
+
+# Errors, all in the shared error schema.
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ({"text": ""}, "empty"),
+        ({"text": " \n\t "}, "empty"),
+        ({"texts": ["good", "  "]}, "texts[1]"),
+        ({"texts": []}, "empty"),
+        ({"text": "good", "texts": ["good"]}, "exactly one"),
+        ({}, "exactly one"),
+        ({"model": "lstm"}, "exactly one"),
+        ({"texts": ["good"] * (MAX_TEXTS + 1)}, f"at most {MAX_TEXTS}"),
+        ({"text": "a" * (MAX_CHARS + 1)}, f"{MAX_CHARS} characters"),
+        ({"texts": ["good", "b" * (MAX_CHARS + 1)]}, "texts[1]"),
+        ({"text": "good", "model": "digit"}, "not a sentiment model"),
+    ],
+)
+def test_invalid_requests_are_422(client, body: dict, message: str) -> None:
+    error = assert_error(post(client, body), 422, "invalid_input")
+    assert message in error["message"]
+
+
+@pytest.mark.parametrize("body", [{"text": 5}, {"texts": "good"}, {"texts": [1, 2]}, {"text": "x", "extra": 1}, []])
+def test_wrong_types_and_unknown_fields_are_422(client, body) -> None:
+    error = assert_error(post(client, body), 422, "invalid_input")
+    assert isinstance(error["detail"], list) and error["detail"][0]["loc"][0] == "body"
+
+
+def test_invalid_json_is_422(client) -> None:
+    response = client.post(
+        "/predict/sentiment", content=b'{"text": "good', headers={"content-type": "application/json"}
+    )
+    assert_error(response, 422, "invalid_input")
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_non_json_content_type_is_415(client, content_type: str) -> None:
+    response = client.post("/predict/sentiment", content=b"text=good", headers={"content-type": content_type})
+    error = assert_error(response, 415, "unsupported_media_type")
+    assert error["detail"] == {"content_type": content_type}
+
+
+def test_unknown_model_is_404(client) -> None:
+    error = assert_error(post(client, {"text": "good", "model": "gpt-5"}), 404, "model_not_found")
+    assert "lstm" in error["detail"]["known"]
+
+
+def test_known_model_not_installed_is_503(client) -> None:
+    error = assert_error(post(client, {"text": "good", "model": "distilbert"}), 503, "model_not_installed")
+    assert "train_distilbert" in error["detail"]["install"]
+
+
+def test_body_over_the_upload_limit_is_413(client) -> None:
+    assert_error(post(client, {"texts": ["good " * 1000] * 1000}), 413, "payload_too_large")
+
+
+def test_get_is_405(client) -> None:
+    assert_error(client.get("/predict/sentiment"), 405, "method_not_allowed")
+
+
+def test_overloaded_is_429(client) -> None:
+    if not hasattr(client, "app"):
+        pytest.skip("the in-flight counter is only reachable in-process")
+    limiter = client.app.state.limiter
+    limiter.in_flight = limiter.limit
+    try:
+        assert_error(post(client, {"text": "good"}), 429, "overloaded")
+    finally:
+        limiter.in_flight = 0
+    assert post(client, {"text": "good"}).status_code == 200
+
+
+def test_openapi_documents_the_route(client) -> None:
+    spec = client.get("/openapi.json").json()
+    operation = spec["paths"]["/predict/sentiment"]["post"]
+    assert "application/json" in operation["requestBody"]["content"]
+    assert {"200", "404", "415", "422", "503"} <= set(operation["responses"])
+    assert {"text", "texts", "model"} == set(spec["components"]["schemas"]["SentimentRequest"]["properties"])
+
+
+@pytest.mark.parametrize("mode", ["asgi", "uvicorn"])
+def test_artifact_that_fails_to_load_is_503(tmp_path: Path, lstm_models_dir: Path, mode: str) -> None:
+    broken = tmp_path / "models"
+    shutil.copytree(lstm_models_dir, broken)
+    (broken / "lstm" / "1" / "tokenizer.json").unlink()
+    with serve(mode, Settings(models_dir=broken)) as c:
+        assert c.get("/health/ready").status_code == 503
+        error = assert_error(post(c, {"text": "good"}), 503, "model_not_ready")  # the default model is lstm
+        assert "tokenizer.json" in error["detail"]["reason"]
+        assert_error(post(c, {"text": "good", "model": "lstm"}), 503, "model_not_ready")

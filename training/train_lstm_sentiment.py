@@ -1,0 +1,311 @@
+"""Train the LSTM sentiment classifier on raw IMDb reviews and write a servable artifact to models/lstm/<version>/.
+
+    python -m training.train_lstm_sentiment                              # downloads the aclImdb archive
+    python -m training.train_lstm_sentiment --data ../shared/data/imdb   # train/test.jsonl.gz, aclImdb/ or .tar.gz
+    python -m training.train_lstm_sentiment --data aclImdb --no-bidirectional --pooling last --epochs 3
+
+Model: token ids -> Embedding(vocab, 128, masking padding) -> SpatialDropout -> [Bidirectional] LSTM(128, dropout)
+-> masked global max pooling over time (or the last state) -> Dropout -> Dense(1, sigmoid) = P(positive).
+Text is tokenised by app/text_tokenizer.py, the same code the service runs; its vocabulary and settings are
+saved as tokenizer.json next to model.onnx, so serving needs neither TensorFlow nor this script.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.text_tokenizer import PAD_ID, TextTokenizer
+from training.common import artifacts, plots
+from training.common.imdb_data import load_imdb
+
+# Defaults. Each is a command-line flag too.
+VOCAB_SIZE = 10000  # covers 94.4% of IMDb training tokens (20,000: 97.5%, twice the artifact)
+MAX_LENGTH = 400  # tokens; 86.7% of training reviews fit whole (median 174)
+TRUNCATE = "pre"  # longer reviews keep their end, where the verdict usually is
+EMBED_DIM = 128
+UNITS = 128
+BIDIRECTIONAL = True
+POOLING = "max"  # masked max over all time steps (padding-invariant); "last" uses the final states
+SPATIAL_DROPOUT = 0.4  # drops whole embedding channels: the main guard against overfitting after epoch 2
+LSTM_DROPOUT = 0.2  # input dropout only; recurrent dropout is very slow on CPU
+DENSE_DROPOUT = 0.4
+EPOCHS = 8  # upper bound; early stopping (patience 2, best weights restored) decides
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3
+VALIDATION_SPLIT = 0.1  # taken from the (shuffled) TRAIN set; the test set is only used for the final report
+PATIENCE = 2
+SEED = 42
+MODELS_DIR = Path("models")
+NAME = "lstm"
+BUCKET = 50  # batches per length-sorted bucket: similar lengths share a batch, so little padding is computed
+
+
+def masked_max_pooling():
+    import keras
+    from keras import ops
+
+    @keras.saving.register_keras_serializable(package="deepserve")
+    class MaskedGlobalMaxPooling1D(keras.layers.Layer):
+        """Max over time of the unpadded steps only, so a prediction does not depend on how much padding it got."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.supports_masking = True
+
+        def call(self, x, mask=None):
+            if mask is not None:
+                x = ops.where(ops.expand_dims(mask, -1), x, ops.full_like(x, -1e4))
+            return ops.max(x, axis=1)
+
+        def compute_mask(self, x, mask=None):
+            return None
+
+        def compute_output_shape(self, input_shape):
+            return (input_shape[0], input_shape[2])
+
+    return MaskedGlobalMaxPooling1D()
+
+
+def build_model(args: argparse.Namespace, vocab_size: int):
+    import keras
+    from keras import layers
+
+    ids = keras.Input((None,), dtype="int32", name="ids")
+    x = layers.Embedding(vocab_size, args.embed_dim, mask_zero=True, name="embedding")(ids)
+    if args.spatial_dropout:
+        x = layers.SpatialDropout1D(args.spatial_dropout)(x)
+    lstm = layers.LSTM(args.units, dropout=args.lstm_dropout, return_sequences=args.pooling == "max")
+    x = (layers.Bidirectional(lstm) if args.bidirectional else lstm)(x)
+    if args.pooling == "max":
+        x = masked_max_pooling()(x)
+    if args.dense_dropout:
+        x = layers.Dropout(args.dense_dropout)(x)
+    out = layers.Dense(1, activation="sigmoid", name="positive")(x)
+    name = f"{'bi' if args.bidirectional else ''}lstm{args.units}_{args.pooling}"
+    return keras.Model(ids, out, name=name)
+
+
+def length_batches(lengths: np.ndarray, batch_size: int, rng: np.random.Generator | None) -> list[np.ndarray]:
+    """Index batches of similar lengths: shuffled, cut into buckets, sorted by length inside each bucket.
+
+    Without rng (evaluation), simply sorted by length.
+    """
+    if rng is None:
+        order = np.argsort(lengths, kind="stable")
+        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    order = rng.permutation(len(lengths))
+    batches = []
+    for start in range(0, len(order), batch_size * BUCKET):
+        bucket = order[start : start + batch_size * BUCKET]
+        bucket = bucket[np.argsort(lengths[bucket], kind="stable")]
+        batches += [bucket[i : i + batch_size] for i in range(0, len(bucket), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def pad(rows: list[list[int]]) -> np.ndarray:
+    width = max([1, *map(len, rows)])
+    width = -(-width // 16) * 16  # fewer distinct shapes -> fewer graph retraces; padding is masked anyway
+    out = np.full((len(rows), width), PAD_ID, dtype=np.int32)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def make_dataset(rows: list[list[int]], labels: np.ndarray, batch_size: int, seed: int | None):
+    """A tf.data pipeline of length-bucketed, padded batches (reshuffled every epoch when seeded).
+
+    Batches have different widths, so the signature says (None, None); shape inference from the first batches
+    (Keras' PyDataset) would fix the width of whichever batches came first.
+    """
+    import tensorflow as tf
+
+    lengths = np.array([len(r) for r in rows])
+    rng = np.random.default_rng(seed) if seed is not None else None
+    n_batches = len(length_batches(lengths, batch_size, None))
+
+    def generate():
+        for batch in length_batches(lengths, batch_size, rng):
+            yield pad([rows[j] for j in batch]), labels[batch]
+
+    signature = (tf.TensorSpec((None, None), tf.int32), tf.TensorSpec((None,), tf.float32))
+    ds = tf.data.Dataset.from_generator(generate, output_signature=signature)
+    return ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(2)
+
+
+def predict_sorted(predict, rows: list[list[int]], batch_size: int = 256) -> np.ndarray:
+    """P(positive) for every row, predicted in length-sorted batches and returned in the original order."""
+    out = np.zeros(len(rows), dtype=np.float32)
+    for batch in length_batches(np.array([len(r) for r in rows]), batch_size, None):
+        out[batch] = np.asarray(predict(pad([rows[j] for j in batch]))).reshape(-1)
+    return out
+
+
+def binary_metrics(y: np.ndarray, p: np.ndarray) -> tuple[float, float, np.ndarray]:
+    eps = 1e-7
+    pc = np.clip(p, eps, 1 - eps)
+    loss = float(-(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean())
+    pred = (p >= 0.5).astype(int)
+    matrix = np.zeros((2, 2), dtype=int)
+    np.add.at(matrix, (y.astype(int), pred), 1)
+    return float((pred == y).mean()), loss, matrix
+
+
+def split_indices(n: int, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded shuffle of the training reviews -> (fit indices, validation indices); the test set is not touched."""
+    order = np.random.default_rng(args.seed).permutation(n)
+    if args.limit:
+        order = order[: args.limit]
+    n_val = max(1, int(len(order) * args.validation_split))
+    return order[:-n_val], order[-n_val:]
+
+
+def fit_tokenizer(train_texts: list[str], fit_idx: np.ndarray, args: argparse.Namespace) -> TextTokenizer:
+    """The vocabulary comes from the fitting part of TRAIN only (not validation, not test)."""
+    return TextTokenizer.fit((train_texts[i] for i in fit_idx), args.vocab_size, args.max_length, args.truncate)
+
+
+def train(args: argparse.Namespace, command: str) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(args.seed)
+    (train_texts, train_labels), (test_texts, test_labels) = load_imdb(args.data)
+    fit_idx, val_idx = split_indices(len(train_texts), args)
+    if args.test_limit:
+        pick = np.random.default_rng(args.seed).permutation(len(test_texts))[: args.test_limit]
+        test_texts, test_labels = [test_texts[i] for i in pick], [test_labels[i] for i in pick]
+
+    started = time.time()
+    tokenizer = fit_tokenizer(train_texts, fit_idx, args)
+    ids = [tokenizer.ids(t) for t in train_texts]
+    y_all = np.asarray(train_labels, dtype=np.float32)
+    fit_rows, val_rows = [ids[i] for i in fit_idx], [ids[i] for i in val_idx]
+    test_rows = [tokenizer.ids(t) for t in test_texts]
+    y_test = np.asarray(test_labels, dtype=np.float32)
+    print(f"tokenised in {time.time() - started:.1f}s: vocab {tokenizer.vocab_size}, {len(fit_rows)} train rows")
+
+    model = build_model(args, tokenizer.vocab_size)
+    model.compile(optimizer=keras.optimizers.Adam(args.learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
+    model.summary(print_fn=print)
+    callbacks = [
+        keras.callbacks.EarlyStopping(patience=args.patience, restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=1, min_lr=1e-5),
+    ]
+    started = time.time()
+    history = model.fit(
+        make_dataset(fit_rows, y_all[fit_idx], args.batch_size, args.seed),
+        validation_data=make_dataset(val_rows, y_all[val_idx], 256, None),
+        epochs=args.epochs,
+        callbacks=callbacks,
+        verbose=2,
+    )
+    seconds = time.time() - started
+
+    version = args.version or artifacts.next_version(args.out, NAME)
+    out = Path(args.out) / NAME / version
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(out / "tokenizer.json")
+    model(pad(test_rows[:2]))  # build the call signature once before exporting
+    model.export(str(out / "model.onnx"), format="onnx", verbose=False)
+    files = {"onnx": "model.onnx", "tokenizer": "tokenizer.json"}
+    if args.save_keras:
+        model.save(out / "model.keras")
+        files["keras"] = "model.keras"
+
+    p_keras = predict_sorted(lambda x: model.predict_on_batch(x), test_rows)
+    accuracy, loss, matrix = binary_metrics(y_test, p_keras)
+
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    p_onnx = predict_sorted(lambda x: session.run(None, {name: x})[0], test_rows)
+    onnx_accuracy, _, _ = binary_metrics(y_test, p_onnx)
+    # The service pads a request only to its longest text: check that padding does not change a prediction.
+    sample = test_rows[:64]
+    p_alone = np.array([session.run(None, {name: pad([r])})[0].item() for r in sample])
+    p_padded = session.run(None, {name: tokenizer.encode(test_texts[:64], length=tokenizer.max_length)})[0].ravel()
+
+    plots.training_curves(history.history, out / "training_curves.png")
+    plots.confusion_matrix_plot(matrix, ["negative", "positive"], out / "confusion_matrix.png")
+    files |= {"training_curves": "training_curves.png", "confusion_matrix": "confusion_matrix.png"}
+    metrics = {
+        "test_accuracy": accuracy,
+        "test_loss": loss,
+        "onnx_test_accuracy": onnx_accuracy,
+        "onnx_max_abs_diff": float(np.abs(p_onnx - p_keras).max()),
+        "onnx_label_agreement": float(((p_onnx >= 0.5) == (p_keras >= 0.5)).mean()),
+        "onnx_padding_max_abs_diff": float(np.abs(p_alone - p_padded).max()),
+        "confusion_matrix": matrix.tolist(),
+        "confusion_matrix_labels": ["negative", "positive"],
+        "best_val_accuracy": float(max(history.history["val_accuracy"])),
+        "epochs": len(history.history["loss"]),
+        "seconds": round(seconds, 1),
+        "parameters": int(model.count_params()),
+        "architecture": model.name,
+        "vocab_size": tokenizer.vocab_size,
+        "max_length": tokenizer.max_length,
+        "truncate": tokenizer.truncate,
+        "train_examples": len(fit_rows),
+        "validation_examples": len(val_rows),
+        "test_examples": len(test_rows),
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
+        "libraries": artifacts.library_versions("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy"),
+    }
+    entry = artifacts.register(
+        args.out,
+        out,
+        name=NAME,
+        version=version,
+        task="text-classification/sentiment",
+        runtime="lstm-onnx",
+        files=files,
+        metrics=metrics,
+        command=command,
+    )
+    print(f"saved {entry.name} v{entry.version} to {out}: test accuracy {accuracy:.4f} (onnx {onnx_accuracy:.4f})")
+    return out
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="train/test.jsonl.gz folder, aclImdb folder or .tar.gz (default: download)")
+    p.add_argument("--out", type=Path, default=MODELS_DIR, help="models folder holding manifest.json")
+    p.add_argument("--version", help="artifact version (default: next integer)")
+    p.add_argument("--vocab-size", type=int, default=VOCAB_SIZE, help="ids incl. padding and out-of-vocabulary")
+    p.add_argument("--max-length", type=int, default=MAX_LENGTH)
+    p.add_argument("--truncate", choices=["pre", "post"], default=TRUNCATE, help="pre keeps the end of long reviews")
+    p.add_argument("--embed-dim", type=int, default=EMBED_DIM)
+    p.add_argument("--units", type=int, default=UNITS)
+    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=BIDIRECTIONAL)
+    p.add_argument("--pooling", choices=["max", "last"], default=POOLING)
+    p.add_argument("--spatial-dropout", type=float, default=SPATIAL_DROPOUT)
+    p.add_argument("--lstm-dropout", type=float, default=LSTM_DROPOUT)
+    p.add_argument("--dense-dropout", type=float, default=DENSE_DROPOUT)
+    p.add_argument("--epochs", type=int, default=EPOCHS)
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
+    p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
+    p.add_argument("--validation-split", type=float, default=VALIDATION_SPLIT)
+    p.add_argument("--patience", type=int, default=PATIENCE)
+    p.add_argument("--save-keras", action="store_true", help="also save model.keras (about 3x the ONNX size)")
+    p.add_argument("--limit", type=int, default=0, help="use only N training reviews (smoke runs)")
+    p.add_argument("--test-limit", type=int, default=0, help="evaluate on only the first N test reviews")
+    p.add_argument("--seed", type=int, default=SEED)
+    args = p.parse_args(argv)
+    if not 0 < args.validation_split < 1:
+        raise ValueError("--validation-split must be between 0 and 1")
+    if args.vocab_size < 3:
+        raise ValueError("--vocab-size must be at least 3 (padding, out-of-vocabulary, one word)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> Path:
+    return train(parse_args(argv), artifacts.training_command("training.train_lstm_sentiment", argv))
+
+
+if __name__ == "__main__":
+    main()
