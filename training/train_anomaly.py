@@ -318,8 +318,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         "seed": args.seed,
         "series_points": int(len(values)),
         "comparison": comparison,
-        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
-        "libraries": artifacts.library_versions("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy"),
+        **artifacts.keras_run_record(history),
     }
     entry = artifacts.register(
         args.out,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.common import artifacts, plots
+from training.common import artifacts, evaluation, plots
 from training.common.mnist_data import load_mnist
 
 # Defaults. Each is a command-line flag too.
@@ -113,9 +113,8 @@ def train(args: argparse.Namespace, command: str) -> Path:
     loss, accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
     probabilities = model.predict(x_test, batch_size=1024, verbose=0)
     y_pred = probabilities.argmax(axis=1)
-    matrix = np.zeros((10, 10), dtype=int)
-    np.add.at(matrix, (y_test, y_pred), 1)
-    per_class = {str(d): float(matrix[d, d] / max(1, matrix[d].sum())) for d in range(10)}
+    matrix = evaluation.confusion_matrix(y_test, y_pred, 10)
+    per_class = evaluation.per_class_accuracy(matrix, [str(d) for d in range(10)])
 
     import onnxruntime as ort
 
@@ -138,8 +137,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         "architecture": model.name,
         "train_examples": int(len(x_train)),
         "test_examples": int(len(x_test)),
-        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-        "libraries": artifacts.library_versions("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy"),
+        **artifacts.keras_run_record(history.history),
     }
     entry = artifacts.register(
         args.out,

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from app.text_tokenizer import PAD_ID, TextTokenizer
-from training.common import artifacts, plots
+from training.common import artifacts, evaluation, plots
 from training.common.imdb_data import load_imdb
 
 # Defaults. Each is a command-line flag too.
@@ -149,8 +149,7 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> tuple[float, float, np.ndarr
     pc = np.clip(p, eps, 1 - eps)
     loss = float(-(y * np.log(pc) + (1 - y) * np.log(1 - pc)).mean())
     pred = (p >= 0.5).astype(int)
-    matrix = np.zeros((2, 2), dtype=int)
-    np.add.at(matrix, (y.astype(int), pred), 1)
+    matrix = evaluation.confusion_matrix(y, pred, 2)
     return float((pred == y).mean()), loss, matrix
 
 
@@ -253,8 +252,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         "validation_examples": len(val_rows),
         "test_examples": len(test_rows),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "history": {k: [float(v) for v in vs] for k, vs in history.history.items()},
-        "libraries": artifacts.library_versions("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy"),
+        **artifacts.keras_run_record(history.history),
     }
     entry = artifacts.register(
         args.out,

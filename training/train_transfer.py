@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.common import artifacts, plots
+from training.common import artifacts, evaluation, plots
 from training.common.image_folder import load_image_folder, load_images
 
 # Defaults. Each is a command-line flag too.
@@ -194,9 +194,8 @@ def train(args: argparse.Namespace, command: str) -> Path:
     probabilities = model.predict(val_ds, verbose=0)
     y_pred = probabilities.argmax(axis=1)
     n = len(data.class_names)
-    matrix = np.zeros((n, n), dtype=int)
-    np.add.at(matrix, (y_val, y_pred), 1)
-    per_class = {name: float(matrix[i, i] / max(1, matrix[i].sum())) for i, name in enumerate(data.class_names)}
+    matrix = evaluation.confusion_matrix(y_val, y_pred, n)
+    per_class = evaluation.per_class_accuracy(matrix, data.class_names)
 
     import onnxruntime as ort
 
@@ -233,8 +232,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         "augment": bool(args.augment),
         "train_examples": int(len(x_train)),
         "validation_examples": int(len(x_val)),
-        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
-        "libraries": artifacts.library_versions("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy"),
+        **artifacts.keras_run_record(history),
     }
     entry = artifacts.register(
         args.out,

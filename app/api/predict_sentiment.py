@@ -26,6 +26,7 @@ MAX_CHARS = 20000  # characters per text (the longest IMDb review has ~13,700)
 TASK = "text-classification/sentiment"
 PREFERENCE = ("distilbert", "lstm")  # the default model: the first of these that is ready
 
+
 def require_json(request: Request) -> None:
     """415 for a body that is not JSON (FastAPI would otherwise report it as a 422 validation error)."""
     content_type = request.headers.get("content-type")

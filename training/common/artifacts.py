@@ -33,6 +33,14 @@ def library_versions(*packages: str) -> dict[str, str]:
     return found
 
 
+def keras_run_record(history: dict[str, list[float]]) -> dict[str, Any]:
+    """What every Keras training run records beside its own metrics: per-epoch history and library versions."""
+    return {
+        "history": {k: [float(v) for v in vs] for k, vs in history.items()},
+        "libraries": library_versions("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "numpy"),
+    }
+
+
 def training_command(module: str, argv: list[str] | None) -> str:
     """The exact command that ran a training script, as a user would retype it."""
     return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
