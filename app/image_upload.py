@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from fastapi import Request
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.errors import InvalidInput, UnsupportedMediaType
+from app.image_decode import decode_image
 
 ACCEPTED = "multipart/form-data with the image in field 'file', or a raw body with Content-Type image/*"
 
@@ -28,3 +34,9 @@ async def read_image_upload(request: Request) -> bytes:
         if part and not (part.startswith("image/") or part == "application/octet-stream"):
             raise UnsupportedMediaType(f"The uploaded file's Content-Type '{part}' is not an image type.")
         return await upload.read()
+
+
+async def read_model_input(request: Request, max_pixels: int, prepare: Callable[[Image.Image], Any]) -> Any:
+    """The uploaded image, decoded and prepared for a model, off the event loop in one worker-thread hop."""
+    data = await read_image_upload(request)
+    return await run_in_threadpool(lambda: prepare(decode_image(data, max_pixels)))

@@ -60,6 +60,16 @@ def trained_models_dir(tmp_path_factory: pytest.TempPathFactory, small_mnist_npz
     return out
 
 
+def assert_error(response, status: int, type_: str) -> dict:
+    """The shared error contract: this status, one JSON body {"error": {type, message, detail}}, this type."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "detail"}
+    assert body["error"]["type"] == type_ and body["error"]["message"]
+    return body["error"]
+
+
 def wait_ready(get, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

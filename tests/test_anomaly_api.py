@@ -10,7 +10,7 @@ import pytest
 
 from app.anomaly_scoring import alarm_regions
 from app.config import Settings
-from tests.conftest import COMMITTED_MODELS, SHARED_DATA, serve
+from tests.conftest import COMMITTED_MODELS, SHARED_DATA, assert_error, serve
 from tests.test_train_anomaly import TINY, synthetic_series, write_nab_root
 
 NAB = SHARED_DATA / "nab"
@@ -36,11 +36,6 @@ def client(request: pytest.FixtureRequest, anomaly_models: Path):
 def series() -> tuple[list[str], list[float]]:
     timestamps, values = synthetic_series()
     return [str(t) for t in timestamps], [float(v) for v in values]
-
-
-def error_type(response, status: int) -> str:
-    assert response.status_code == status, response.text
-    return response.json()["error"]["type"]
 
 
 def test_scores_every_point(client) -> None:
@@ -72,12 +67,12 @@ def test_the_model_is_listed_with_its_window(client) -> None:
 def test_nan_or_inf_is_422(client, bad: str) -> None:
     body = '{"values": [' + ", ".join(["1.0"] * 60 + [bad]) + "]}"
     response = client.post("/predict/anomaly", content=body, headers={"content-type": "application/json"})
-    assert error_type(response, 422) == "invalid_input"
+    assert_error(response, 422, "invalid_input")
 
 
 def test_series_shorter_than_a_window_is_422(client) -> None:
     response = client.post("/predict/anomaly", json={"values": [1.0] * 47})
-    assert error_type(response, 422) == "invalid_input"
+    assert_error(response, 422, "invalid_input")
     assert response.json()["error"]["detail"] == {"window": 48, "length": 47}
 
 
@@ -92,18 +87,18 @@ def test_series_shorter_than_a_window_is_422(client) -> None:
     ],
 )
 def test_invalid_requests_are_422(client, payload: dict) -> None:
-    assert error_type(client.post("/predict/anomaly", json=payload), 422) == "invalid_input"
+    assert_error(client.post("/predict/anomaly", json=payload), 422, "invalid_input")
 
 
 def test_invalid_json_is_422(client) -> None:
     response = client.post("/predict/anomaly", content=b"{values: ", headers={"content-type": "application/json"})
-    assert error_type(response, 422) == "invalid_input"
+    assert_error(response, 422, "invalid_input")
 
 
 def test_not_installed_is_503(tmp_path: Path) -> None:
     with serve("asgi", Settings(models_dir=tmp_path)) as c:
         response = c.post("/predict/anomaly", json={"values": [1.0] * 400})
-        assert error_type(response, 503) == "model_not_installed"
+        assert_error(response, 503, "model_not_installed")
         assert "training.train_anomaly" in response.json()["error"]["message"]
 
 

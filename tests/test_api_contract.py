@@ -6,18 +6,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import assert_error
 from tests.digit_images import encode, render
 
 PNG = render(7, "mnist_28")
-
-
-def assert_error(response, status: int, type_: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "detail"}
-    assert body["error"]["type"] == type_ and body["error"]["message"]
-    return body["error"]
 
 
 def test_live_and_ready(client) -> None:

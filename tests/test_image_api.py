@@ -15,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.config import Settings
-from tests.conftest import serve
+from tests.conftest import assert_error, serve
 from tests.transfer_images import CLASSES, encode, make_image_folder
 
 IMAGE_SIZE = 96
@@ -55,14 +55,6 @@ def clear_image(kind: str, size: tuple[int, int] = (300, 200), mode: str = "RGB"
 
 
 RED_PNG = encode(clear_image("red_circles"))
-
-
-def assert_error(response, status: int, type_: str) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "detail"}
-    assert body["error"]["type"] == type_ and body["error"]["message"]
-    return body["error"]
 
 
 def test_artifact_contents(image_models_dir: Path) -> None:

@@ -18,7 +18,7 @@ import pytest
 from app.api.predict_sentiment import MAX_CHARS, MAX_TEXTS
 from app.config import Settings
 from app.manifest import read_manifest
-from tests.conftest import serve
+from tests.conftest import assert_error, serve
 
 POSITIVE = ["great", "wonderful", "superb", "brilliant", "loved", "excellent", "moving", "beautiful"]
 NEGATIVE = ["awful", "terrible", "boring", "dreadful", "hated", "worst", "dull", "pathetic"]
@@ -62,15 +62,6 @@ def lstm_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def client(request: pytest.FixtureRequest, lstm_models_dir: Path):
     with serve(request.param, Settings(models_dir=lstm_models_dir)) as c:
         yield c
-
-
-def assert_error(response, status: int, type_: str) -> dict:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith("application/json")
-    body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "detail"}
-    assert body["error"]["type"] == type_ and body["error"]["message"]
-    return body["error"]
 
 
 def post(client, body) -> object:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import LimiterDep, MetricsDep, RegistryDep, SettingsDep
 from app.digit_preprocessing import preprocess_digit
 from app.errors import ERROR_TABLE
-from app.image_decode import decode_image
-from app.image_upload import read_image_upload
+from app.image_upload import read_model_input
 from app.inference import infer
 from app.schemas import DigitPrediction, ErrorBody, ModelRef
 
@@ -36,8 +34,6 @@ async def predict_digit(
     """Classify a handwritten digit image (any size or format) as 0-9."""
     runtime = registry.runtime("digit")
     with limiter.slot():
-        data = await read_image_upload(request)
-        image = await run_in_threadpool(decode_image, data, settings.max_image_pixels)
-        x = await run_in_threadpool(preprocess_digit, image)
+        x = await read_model_input(request, settings.max_image_pixels, preprocess_digit)
         [out] = await infer(runtime, [x], metrics)
     return DigitPrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))

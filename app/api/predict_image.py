@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import LimiterDep, MetricsDep, RegistryDep, SettingsDep
 from app.api.predict import ERRORS, IMAGE_BODY
-from app.image_decode import decode_image
-from app.image_upload import read_image_upload
+from app.image_upload import read_model_input
 from app.inference import infer
 from app.schemas import ModelRef
 
@@ -35,8 +33,6 @@ async def predict_image(
     """Classify an image (any size, format or mode) into the classes the transfer model was trained on."""
     runtime = registry.runtime("image")
     with limiter.slot():
-        data = await read_image_upload(request)
-        image = await run_in_threadpool(decode_image, data, settings.max_image_pixels)
-        x = await run_in_threadpool(runtime.prepare, image)
+        x = await read_model_input(request, settings.max_image_pixels, runtime.prepare)
         [out] = await infer(runtime, [x], metrics)
     return ImagePrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))
