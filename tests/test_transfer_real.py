@@ -54,38 +54,45 @@ def test_imported_weights_agree_with_tflite(filename: str, real_images: np.ndarr
     assert imagenet_labels[1 + ours[0].argmax()] in {"Egyptian cat", "tabby", "tiger cat"}
     assert ours[0].argmax() == reference[0].argmax()
     assert abs(ours[0].max() - reference[0].max()) < 0.1
-    # 50 real photos: int8 activations in TFLite vs float here flip a few near-ties between similar breeds.
+    # 50 real photos: int8 activations in TFLite vs float here flip a few near-ties between similar breeds
+    # (TFLite flips about as many against itself under one grey level of input noise), never a clear winner.
     agreement = (ours.argmax(axis=1) == reference.argmax(axis=1)).mean()
+    top2 = np.sort(reference, axis=1)[:, -2:]
+    clear = top2[:, 1] - top2[:, 0] > 0.1
+    assert clear.sum() >= 30 and (ours.argmax(axis=1) == reference.argmax(axis=1))[clear].all()
     top_gap = np.abs(ours.max(axis=1) - reference[np.arange(len(ours)), ours.argmax(axis=1)])
     assert agreement >= 0.88, agreement
     assert np.median(top_gap) < 0.03 and top_gap.max() < 0.25, top_gap.max()
 
 
-def test_first_layer_matches_tflite_activations() -> None:
-    """Layout check on a real tensor: Keras' Conv1 block output equals TFLite's (dequantised) to int8 precision."""
+@pytest.mark.parametrize("filename", TFLITE_FILES)
+def test_every_layer_matches_tflite_activations(filename: str) -> None:
+    """Each of the 53 imported convs, fed TFLite's own input activation, gives TFLite's output up to rounding."""
     import keras
 
-    from training.mobilenet_tflite_import import assign, read_tflite_convs, tflite_interpreter
+    from training.mobilenet_tflite_import import assign, layer_errors, read_tflite_convs
+
+    path = MOBILENET / filename
+    model = keras.applications.MobileNetV2(weights=None)
+    assign(model, read_tflite_convs(path))
+    errors = layer_errors(path, model, prepare_image(Image.open(MOBILENET / "cat.bmp"), 224))
+    assert len(errors) == 53 and errors.keys() >= {"Conv1", "block_16_project", "Conv_1", "predictions"}
+    assert max(errors.values()) < 1.0, errors  # in output quantisation steps
+
+
+def test_layer_check_catches_a_wrong_import() -> None:
+    """Control: the same check on a deliberately mis-imported layer (kernel rows flipped) fails by many steps."""
+    import keras
+
+    from training.mobilenet_tflite_import import assign, layer_errors, read_tflite_convs
 
     path = MOBILENET / TFLITE_FILES[0]
     model = keras.applications.MobileNetV2(weights=None)
     assign(model, read_tflite_convs(path))
-    image = prepare_image(Image.open(MOBILENET / "cat.bmp"), 224)
-
-    interpreter = tflite_interpreter(path, preserve_all_tensors=True)  # keep intermediate activations
-    inp = interpreter.get_input_details()[0]
-    scale, zero = inp["quantization"]
-    x = np.round((image / 127.5 - 1.0) / scale + zero).clip(0, 255).astype(np.uint8)[None]
-    interpreter.set_tensor(inp["index"], x)
-    interpreter.invoke()
-    first_conv = interpreter._get_ops_details()[0]
-    out = next(t for t in interpreter.get_tensor_details() if t["index"] == first_conv["outputs"][0])
-    o_scale, o_zero = out["quantization"]
-    reference = (interpreter.get_tensor(out["index"]).astype(np.float32) - o_zero) * o_scale
-
-    ours = keras.Model(model.input, model.get_layer("Conv1_relu").output)(image[None] / 127.5 - 1.0)
-    error = np.abs(np.asarray(ours) - reference) / o_scale  # in int8 steps
-    assert error.mean() < 0.5 and error.max() < 5, (error.mean(), error.max())
+    layer = model.get_layer("block_3_depthwise")
+    layer.set_weights([layer.get_weights()[0][::-1]])
+    errors = layer_errors(path, model, prepare_image(Image.open(MOBILENET / "cat.bmp"), 224))
+    assert errors["block_3_depthwise"] > 5 and errors["block_3_project"] < 1.0
 
 
 @pytest.mark.skipif(not (COMMITTED_MODELS / "image").is_dir(), reason="models/image not built (see README)")

@@ -169,19 +169,71 @@ def import_tflite(tflite_path: Path, out: Path | None = None):
     return model
 
 
+def keras_op_layers(model, conv) -> list:
+    """The Keras layers that compute one TFLite conv op: [ZeroPadding2D], the conv, its batch norm, [ReLU6]."""
+    import keras
+
+    layers = model.layers
+    i = layers.index(conv)
+    chain = [conv, layers[i + 1]]
+    if isinstance(layers[i - 1], keras.layers.ZeroPadding2D):
+        chain.insert(0, layers[i - 1])
+    if isinstance(layers[i + 2], keras.layers.ReLU):
+        chain.append(layers[i + 2])
+    return chain
+
+
+def layer_errors(path: Path, model, image: np.ndarray) -> dict[str, float]:
+    """Per TFLite conv op: the imported Keras layers fed TFLite's own input activation for `image` (uint8 RGB
+    224x224), max |Keras - TFLite| in units of the op's output quantisation step.
+
+    TFLite rounds every activation to its int8 grid, so a faithful import is off by at most rounding (< 1 step)
+    at every layer, while a wrong layout, padding or bias is off by many steps.
+    """
+    import keras
+
+    interpreter = tflite_interpreter(path, preserve_all_tensors=True)  # keep the intermediate activations
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], _quantize_input(interpreter, image))
+    interpreter.invoke()
+    details = {t["index"]: t for t in interpreter.get_tensor_details()}
+
+    def activation(index: int) -> tuple[np.ndarray, float]:
+        scale, zero = details[index]["quantization"]
+        return (interpreter.get_tensor(index).astype(np.float32) - zero) * scale, scale
+
+    ops = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    errors = {}
+    for op, layer in zip(ops, keras_conv_layers(model), strict=True):
+        x, _ = activation(op["inputs"][0])
+        reference, scale = activation(op["outputs"][0])
+        if isinstance(layer, keras.layers.Dense):  # the head: logits before softmax, background dropped
+            kernel, bias = layer.get_weights()
+            ours, reference = x.reshape(1, -1) @ kernel + bias, reference.reshape(1, -1)[:, 1:]
+        else:
+            ours = x
+            for part in keras_op_layers(model, layer):
+                ours = part(ours, training=False)
+        errors[layer.name] = float(np.abs(np.asarray(ours) - reference).max() / scale)
+    return errors
+
+
+def _quantize_input(interpreter, image: np.ndarray) -> np.ndarray:
+    """A uint8 RGB image as the interpreter's input tensor: [-1, 1] floats, or their uint8/int8 codes."""
+    inp = interpreter.get_input_details()[0]
+    x = image[None].astype(np.float32) / 127.5 - 1.0
+    if inp["dtype"] == np.float32:
+        return x
+    scale, zero = inp["quantization"]
+    return np.clip(np.round(x / scale + zero), *_range(inp["dtype"])).astype(inp["dtype"])
+
+
 def tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
     """The TFLite model's 1001 ImageNet probabilities for uint8 RGB images [n, 224, 224, 3] (reference for tests)."""
     interpreter = tflite_interpreter(path, delegates=True)  # XNNPACK: the fast path TFLite users run
     inp, outp = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
     results = []
     for image in images:
-        x = image[None].astype(np.float32)
-        if inp["dtype"] == np.float32:
-            x = x / 127.5 - 1.0
-        else:  # quantised input: the uint8/int8 codes of the [-1, 1] image
-            scale, zero = inp["quantization"]
-            x = np.clip(np.round((x / 127.5 - 1.0) / scale + zero), *_range(inp["dtype"])).astype(inp["dtype"])
-        interpreter.set_tensor(inp["index"], x)
+        interpreter.set_tensor(inp["index"], _quantize_input(interpreter, image))
         interpreter.invoke()
         y = interpreter.get_tensor(outp["index"])[0]
         if outp["dtype"] != np.float32:
@@ -200,6 +252,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("tflite", type=Path, nargs="?", default=DEFAULT_TFLITE, help="MobileNetV2 1.0 224 .tflite file")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where to write the .weights.h5 file")
+    p.add_argument("--check", type=Path, help="an image: report how far each imported layer is from TFLite on it")
     args = p.parse_args(argv)
     if not str(args.out).endswith(".weights.h5"):
         raise ValueError("--out must end with .weights.h5 (Keras' weights format)")
@@ -208,9 +261,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> Path:
     args = parse_args(argv)
-    import_tflite(args.tflite, args.out)
+    model = import_tflite(args.tflite, args.out)
     out = Path(args.out).expanduser()
     print(f"wrote {out} from {args.tflite}")
+    if args.check:
+        from PIL import Image
+
+        from app.runtimes.image import prepare_image
+
+        errors = layer_errors(args.tflite, model, prepare_image(Image.open(args.check), 224))
+        worst = max(errors, key=errors.get)
+        print(f"{len(errors)} layers vs TFLite on {args.check}: worst {worst}, {errors[worst]:.2f} quantisation steps")
     return out
 
 
