@@ -10,7 +10,8 @@ at most `max_batch_wait`.
 
 Worth it for models whose cost per call is dominated by fixed overhead and that vectorise over the batch
 (transformers with dynamic padding); not for models that answer in well under a millisecond (the digit CNN),
-where the wait costs more than it saves. Settings choose which models batch (`DEEPSERVE_BATCH_MODELS`).
+where the wait costs more than it saves. Settings choose which models batch (`DEEPSERVE_BATCH_MODELS`);
+app/inference.py owns one batcher per model.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -119,28 +119,3 @@ class MicroBatcher:
         while self._pending:
             _, future = self._pending.popleft()
             future.cancel()
-
-
-# One batcher per runtime (a runtime is one loaded model of one app), created on first use.
-_batchers: weakref.WeakKeyDictionary[Any, MicroBatcher] = weakref.WeakKeyDictionary()
-
-
-def batcher_for(runtime: Any, observe: Observer | None = None) -> MicroBatcher | None:
-    """The runtime's batcher, or None when its settings leave batching off for this model."""
-    settings = runtime.settings
-    if runtime.entry.name not in settings.batch_models or settings.max_batch_size <= 1:
-        return None
-    batcher = _batchers.get(runtime)
-    if batcher is None or (batcher.loop is not None and batcher.loop is not asyncio.get_running_loop()):
-        batcher = MicroBatcher(
-            runtime.predict, settings.max_batch_size, settings.max_batch_wait_ms / 1000, observe, runtime.entry.name
-        )
-        _batchers[runtime] = batcher
-    return batcher
-
-
-async def close_batchers() -> None:
-    """Stop every batcher running on the current event loop (app shutdown)."""
-    loop = asyncio.get_running_loop()
-    for batcher in [b for b in list(_batchers.values()) if b.loop is loop]:
-        await batcher.close()

@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(
         64, gt=0, description="Predictions in flight before new ones get 429 at once instead of queueing."
     )
+    max_texts: int = Field(32, gt=0, description="Most texts in one POST /predict/sentiment request (422 above).")
+    max_text_chars: int = Field(
+        20000, gt=0, description="Longest text accepted, in characters (422 above; the longest IMDb review has 13,700)."
+    )
     inference_threads: int = Field(0, ge=0, description="Threads per ONNX Runtime session; 0 lets it choose.")
     log_level: str = "INFO"
     batch_models: Annotated[list[str], NoDecode] = Field(

@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
-from app.batching import close_batchers
 from app.body_limit import BodyLimitMiddleware
 from app.config import Settings
 from app.errors import install_error_handlers
+from app.inference import Inference
 from app.limiter import ConcurrencyLimiter
 from app.metrics import Metrics
 from app.registry import ModelRegistry
@@ -23,13 +23,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     setup_logging(settings.log_level)
     registry = ModelRegistry(settings)
+    inference = Inference(settings, Metrics())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Load in the background so /health/live answers at once and /health/ready reports progress.
         threading.Thread(target=registry.load_all, name="model-loader", daemon=True).start()
         yield
-        await close_batchers()  # stop the micro-batching tasks (app/batching.py) before the loop closes
+        await inference.close()  # stop the micro-batching tasks before the loop closes
 
     app = FastAPI(
         title="DeepServe",
@@ -40,7 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.registry = registry
     app.state.limiter = ConcurrencyLimiter(settings.max_concurrent_requests)
-    app.state.metrics = Metrics()
+    app.state.metrics = inference.metrics
+    app.state.inference = inference
     install_error_handlers(app)
     for module in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics):
         app.include_router(module.router)

@@ -22,6 +22,10 @@ class SentimentRequest(BaseModel):
 class SentimentResult(BaseModel):
     label: Literal["POSITIVE", "NEGATIVE"]
     score: float = Field(description="Probability that the text is positive, 0-1 (label is POSITIVE at >= 0.5).")
+    truncated: bool = Field(
+        description="The text was longer than the model reads, so only part of it was classified: the LSTM keeps "
+        "its last max_length words, DistilBERT its first 510 word pieces."
+    )
 
 
 class SentimentResponse(BaseModel):

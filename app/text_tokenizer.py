@@ -70,20 +70,28 @@ class TextTokenizer:
 
     def ids(self, text: str) -> list[int]:
         """Token ids of one text, truncated to max_length, without padding; [OOV_ID] for a text with no words."""
+        return self.ids_and_truncated(text)[0]
+
+    def ids_and_truncated(self, text: str) -> tuple[list[int], bool]:
+        """ids(text), and whether the text had more than max_length words (so part of it was dropped)."""
         ids = [self.index.get(word, OOV_ID) for word in split_words(text)] or [OOV_ID]
-        if len(ids) > self.max_length:
-            ids = ids[-self.max_length :] if self.truncate == "pre" else ids[: self.max_length]
-        return ids
+        if len(ids) <= self.max_length:
+            return ids, False
+        return (ids[-self.max_length :] if self.truncate == "pre" else ids[: self.max_length]), True
 
     def encode(self, texts: list[str], length: int | None = None) -> np.ndarray:
         """int32 (n, length) right-padded with 0; length defaults to the longest text (at least 1)."""
-        rows = [self.ids(text) for text in texts]
+        return self.encode_and_truncated(texts, length)[0]
+
+    def encode_and_truncated(self, texts: list[str], length: int | None = None) -> tuple[np.ndarray, list[bool]]:
+        """encode(texts, length), and for each text whether it was truncated to max_length."""
+        rows, truncated = zip(*map(self.ids_and_truncated, texts), strict=True) if texts else ((), ())
         width = length if length is not None else max([1, *map(len, rows)])
         out = np.full((len(rows), width), PAD_ID, dtype=np.int32)
         for i, row in enumerate(rows):
             row = row[:width]
             out[i, : len(row)] = row
-        return out
+        return out, list(truncated)
 
     def to_json(self) -> dict:
         return {

@@ -146,10 +146,10 @@ def free_port() -> int:
 def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
     """A real uvicorn server in a subprocess on a free loopback port, configured through the environment."""
     port = free_port()
-    env = {**os.environ, "DEEPSERVE_MODELS_DIR": str(settings.models_dir)}
-    env["DEEPSERVE_MAX_UPLOAD_BYTES"] = str(settings.max_upload_bytes)
-    if settings.models is not None:
-        env["DEEPSERVE_MODELS"] = ",".join(settings.models)
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():  # every field set away from its default
+        if value != Settings.model_fields[name].default:
+            env[f"DEEPSERVE_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)]
     server = subprocess.Popen([*command, "--no-access-log"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)

@@ -8,9 +8,11 @@ import time
 
 import pytest
 
-from app.batching import MicroBatcher, batcher_for, close_batchers
+from app.batching import MicroBatcher
 from app.config import Settings
+from app.inference import Inference
 from app.manifest import ManifestEntry
+from app.metrics import Metrics
 
 
 class Recorder:
@@ -140,9 +142,8 @@ def test_close_cancels_the_task_and_waiting_callers() -> None:
 
 
 class FakeRuntime:
-    def __init__(self, name: str, settings: Settings) -> None:
+    def __init__(self, name: str) -> None:
         self.entry = ManifestEntry(name=name, version="1", task="t", runtime="r", path=".")
-        self.settings = settings
 
     def predict(self, batch):
         return batch
@@ -155,14 +156,18 @@ def test_batching_is_per_model_and_configurable() -> None:
     assert Settings(batch_models="").batch_models == []
 
     async def main():
-        bert, digit = FakeRuntime("distilbert", settings), FakeRuntime("digit", settings)
-        assert batcher_for(digit) is None  # off where it does not pay
-        batcher = batcher_for(bert)
-        assert batcher is not None and batcher is batcher_for(bert)  # one per model
+        inference = Inference(settings, Metrics())
+        bert, digit = FakeRuntime("distilbert"), FakeRuntime("digit")
+        assert inference.batcher(digit) is None  # off where it does not pay
+        batcher = inference.batcher(bert)
+        assert batcher is not None and batcher is inference.batcher(bert)  # one per model
         assert (batcher.max_batch_size, batcher.max_batch_wait) == (16, 0.002)
-        assert await batcher.submit(["x"]) == ["x"]
-        assert batcher_for(FakeRuntime("distilbert", Settings(max_batch_size=1))) is None
-        await close_batchers()
-        assert batcher._task is None
+        assert await inference(bert, ["x", "y"]) == ["x", "y"] and batcher.calls == 1
+        assert await inference(digit, ["z"]) == ["z"]  # unbatched path
+        reloaded = FakeRuntime("distilbert")  # a model loaded again gets a fresh batcher
+        assert inference.batcher(reloaded) is not batcher
+        assert Inference(Settings(max_batch_size=1), Metrics()).batcher(bert) is None
+        await inference.close()
+        assert batcher._task is None and not inference.batchers
 
     run(main())

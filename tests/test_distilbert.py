@@ -102,20 +102,16 @@ def test_dynamic_padding_and_batch_independence(runtime: DistilBertRuntime) -> N
 
 
 def test_concurrent_infer_calls_are_batched(runtime: DistilBertRuntime) -> None:
-    from app.inference import infer
+    from app.inference import Inference
 
     texts = [f"review number {i}: {TEXTS[i % len(TEXTS)]}" for i in range(24)]
     alone = [runtime.predict([t])[0]["score"] for t in texts]
-    metrics = Metrics()
+    inference = Inference(runtime.settings, Metrics())
 
     async def main():
-        outs = await asyncio.gather(*(infer(runtime, [t], metrics) for t in texts))
-        from app.batching import batcher_for
-
-        calls = batcher_for(runtime).calls
-        from app.batching import close_batchers
-
-        await close_batchers()
+        outs = await asyncio.gather(*(inference(runtime, [t]) for t in texts))
+        calls = inference.batcher(runtime).calls
+        await inference.close()
         return [o for [o] in outs], calls
 
     outs, calls = asyncio.run(main())
@@ -136,8 +132,9 @@ def test_served_through_the_registry_and_route(tiny_models_dir: Path, runtime: D
         direct = runtime.predict(TEXTS)
         assert np.allclose([x["score"] for x in body["results"]], [d["score"] for d in direct], atol=1e-5)
         assert [x["label"] for x in body["results"]] == [d["label"] for d in direct]
+        assert not any(x["truncated"] for x in body["results"])
         one = client.post("/predict/sentiment", json={"text": LONG, "model": "distilbert"})
-        assert one.status_code == 200 and len(one.json()["results"]) == 1
+        assert one.status_code == 200 and [x["truncated"] for x in one.json()["results"]] == [True]
 
 
 def test_not_installed_answers_503_with_the_install_command(tmp_path: Path) -> None:

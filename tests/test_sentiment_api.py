@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from app.api.predict_sentiment import MAX_CHARS, MAX_TEXTS
 from app.config import Settings
 from app.manifest import read_manifest
 from tests.conftest import assert_error, serve
 
+MAX_TEXTS, MAX_CHARS = Settings().max_texts, Settings().max_text_chars  # the defaults the clients below run with
 POSITIVE = ["great", "wonderful", "superb", "brilliant", "loved", "excellent", "moving", "beautiful"]
 NEGATIVE = ["awful", "terrible", "boring", "dreadful", "hated", "worst", "dull", "pathetic"]
 FILLER = ["the", "movie", "film", "plot", "actor", "was", "and", "a", "scene", "ending", "story", "it", "this", "very"]
@@ -46,7 +46,8 @@ def write_corpus(folder: Path, seed: int = 0) -> None:
 
 @pytest.fixture(scope="session")
 def lstm_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (tiny) LSTM artifact: ~70 training steps, Keras -> ONNX, tokenizer.json, metrics and plots."""
+    """A real (tiny) LSTM artifact: two networks of ~70 training steps averaged, Keras -> ONNX, tokenizer.json,
+    metrics and plots."""
     from training import train_lstm_sentiment
 
     data = tmp_path_factory.mktemp("imdb_like")
@@ -54,7 +55,7 @@ def lstm_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("models")
     args = ["--data", str(data), "--out", str(out), "--vocab-size", "64", "--max-length", "32"]
     args += ["--embed-dim", "16", "--units", "16", "--epochs", "4", "--batch-size", "32", "--learning-rate", "0.01"]
-    train_lstm_sentiment.main(args)
+    train_lstm_sentiment.main([*args, "--ensemble", "2"])
     return out
 
 
@@ -83,7 +84,11 @@ def test_training_writes_a_complete_artifact(lstm_models_dir: Path) -> None:
     assert metrics["onnx_max_abs_diff"] < 1e-4 and metrics["onnx_padding_max_abs_diff"] < 1e-4
     assert sum(map(sum, metrics["confusion_matrix"])) == metrics["test_examples"] == 200
     assert metrics["train_examples"] + metrics["validation_examples"] == 600
-    assert 1 <= metrics["epochs"] <= 4 and metrics["libraries"]["keras"]
+    assert len(metrics["epochs"]) == 2 and all(1 <= n <= 4 for n in metrics["epochs"]) and metrics["libraries"]["keras"]
+    # The artifact averages its two networks: its accuracy is not below the worse one's by more than chance.
+    assert len(metrics["member_test_accuracies"]) == len(metrics["member_histories"]) == 2
+    assert metrics["test_accuracy"] >= min(metrics["member_test_accuracies"]) - 0.02
+    assert metrics["architecture"] == "ensemble2_bilstm16_max"
     vocabulary = json.loads((folder / "tokenizer.json").read_text())["vocabulary"]
     assert sorted(vocabulary) == sorted(POSITIVE + NEGATIVE + FILLER)  # lowercased, no "br", no punctuation
 
@@ -104,8 +109,17 @@ def test_single_text(client) -> None:
     body = response.json()
     assert set(body) == {"results", "model"} and body["model"] == {"name": "lstm", "version": "1"}
     [result] = body["results"]
-    assert set(result) == {"label", "score"}
-    assert result["label"] == "POSITIVE" and 0.5 <= result["score"] <= 1
+    assert set(result) == {"label", "score", "truncated"}
+    assert result["label"] == "POSITIVE" and 0.5 <= result["score"] <= 1 and result["truncated"] is False
+
+
+def test_long_text_is_truncated_keeping_its_end(client) -> None:
+    """The artifact reads at most 32 words (its max_length) and keeps the end, where reviews give the verdict."""
+    opening, ending = "awful terrible boring dreadful " * 10, "the movie was great " * 8  # 40 words, then 32
+    results = post(client, {"texts": [opening + ending, ending]}).json()["results"]
+    assert [r["truncated"] for r in results] == [True, False]
+    assert results[0]["label"] == "POSITIVE" and results[0]["score"] == pytest.approx(results[1]["score"], abs=1e-6)
+    assert post(client, {"text": opening}).json()["results"][0]["label"] == "NEGATIVE"
 
 
 def test_batch_keeps_order_and_matches_single_predictions(client) -> None:
@@ -123,6 +137,16 @@ def test_limits_are_inclusive(client) -> None:
     response = post(client, {"texts": [long_text] + ["fine"] * (MAX_TEXTS - 1)})
     assert response.status_code == 200, response.text
     assert len(response.json()["results"]) == MAX_TEXTS
+
+
+@pytest.mark.parametrize("mode", ["asgi", "uvicorn"])
+def test_limits_come_from_settings(lstm_models_dir: Path, mode: str) -> None:
+    with serve(mode, Settings(models_dir=lstm_models_dir, max_texts=2, max_text_chars=10)) as client:
+        assert post(client, {"texts": ["great", "0123456789"]}).status_code == 200
+        error = assert_error(post(client, {"texts": ["a", "b", "c"]}), 422, "invalid_input")
+        assert error["detail"]["max_texts"] == 2
+        error = assert_error(post(client, {"text": "01234567890"}), 422, "invalid_input")
+        assert error["detail"] == {"field": "text", "index": 0, "chars": 11, "max_chars": 10}
 
 
 def test_text_without_words_still_gets_a_prediction(client) -> None:

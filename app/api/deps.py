@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from app.config import Settings
+from app.inference import Inference
 from app.limiter import ConcurrencyLimiter
 from app.metrics import Metrics
 from app.registry import ModelRegistry
@@ -34,3 +35,10 @@ def get_metrics(request: Request) -> Metrics:
 
 
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+
+
+def get_inference(request: Request) -> Inference:
+    return request.app.state.inference
+
+
+InferenceDep = Annotated[Inference, Depends(get_inference)]

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from app.api.deps import LimiterDep, MetricsDep, RegistryDep, SettingsDep
+from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.digit_preprocessing import preprocess_digit
 from app.errors import ERROR_TABLE
 from app.image_upload import read_model_input
-from app.inference import infer
 from app.schemas import DigitPrediction, ErrorBody, ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -29,11 +28,11 @@ IMAGE_BODY = {
 
 @router.post("/digit", response_model=DigitPrediction, responses=ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_digit(
-    request: Request, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, metrics: MetricsDep
+    request: Request, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, inference: InferenceDep
 ) -> DigitPrediction:
     """Classify a handwritten digit image (any size or format) as 0-9."""
     runtime = registry.runtime("digit")
     with limiter.slot():
         x = await read_model_input(request, settings.max_image_pixels, preprocess_digit)
-        [out] = await infer(runtime, [x], metrics)
+        [out] = await inference(runtime, [x])
     return DigitPrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))

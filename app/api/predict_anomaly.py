@@ -9,10 +9,9 @@ import numpy as np
 from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
-from app.api.deps import LimiterDep, MetricsDep, RegistryDep
+from app.api.deps import InferenceDep, LimiterDep, RegistryDep
 from app.api.predict import ERRORS
 from app.errors import InvalidInput
-from app.inference import infer
 from app.schemas import ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -51,7 +50,7 @@ class AnomalyResponse(BaseModel):
 
 @router.post("/anomaly", response_model=AnomalyResponse, responses=ERRORS)
 async def predict_anomaly(
-    body: AnomalyRequest, registry: RegistryDep, limiter: LimiterDep, metrics: MetricsDep
+    body: AnomalyRequest, registry: RegistryDep, limiter: LimiterDep, inference: InferenceDep
 ) -> AnomalyResponse:
     """Per-point anomaly scores, flags over the stored threshold, and the flagged regions."""
     runtime = registry.runtime("anomaly")
@@ -62,7 +61,7 @@ async def predict_anomaly(
             {"window": window, "length": len(body.values)},
         )
     with limiter.slot():
-        [out] = await infer(runtime, [np.asarray(body.values, dtype=np.float64)], metrics)
+        [out] = await inference(runtime, [np.asarray(body.values, dtype=np.float64)])
     times = body.timestamps
     regions = [
         AlarmRegion(start=a, end=b, start_time=times[a] if times else None, end_time=times[b] if times else None)

@@ -5,10 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from app.api.deps import LimiterDep, MetricsDep, RegistryDep, SettingsDep
+from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.predict import ERRORS, IMAGE_BODY
 from app.image_upload import read_model_input
-from app.inference import infer
 from app.schemas import ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -28,11 +27,11 @@ class ImagePrediction(BaseModel):
 
 @router.post("/image", response_model=ImagePrediction, responses=ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_image(
-    request: Request, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, metrics: MetricsDep
+    request: Request, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, inference: InferenceDep
 ) -> ImagePrediction:
     """Classify an image (any size, format or mode) into the classes the transfer model was trained on."""
     runtime = registry.runtime("image")
     with limiter.slot():
         x = await read_model_input(request, settings.max_image_pixels, runtime.prepare)
-        [out] = await infer(runtime, [x], metrics)
+        [out] = await inference(runtime, [x])
     return ImagePrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))

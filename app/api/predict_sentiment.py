@@ -1,7 +1,6 @@
 """POST /predict/sentiment: positive/negative sentiment of English text, by the LSTM or (when installed) DistilBERT.
 
-Limits are module constants for now (not yet Settings fields): MAX_TEXTS texts per request, MAX_CHARS characters
-per text.
+Limits are Settings: max_texts texts per request, max_text_chars characters per text.
 """
 
 from __future__ import annotations
@@ -10,19 +9,17 @@ from email.message import Message
 
 from fastapi import APIRouter, Depends, Request
 
-from app.api.deps import LimiterDep, MetricsDep, RegistryDep
+from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.predict import ERRORS
 from app.catalog import FAMILIES
+from app.config import Settings
 from app.errors import InvalidInput, UnsupportedMediaType
-from app.inference import infer
 from app.registry import ModelRegistry, State
 from app.schemas import ModelRef
 from app.sentiment_schemas import SentimentRequest, SentimentResponse, SentimentResult
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
-MAX_TEXTS = 32  # texts per request
-MAX_CHARS = 20000  # characters per text (the longest IMDb review has ~13,700)
 TASK = "text-classification/sentiment"
 PREFERENCE = ("distilbert", "lstm")  # the default model: the first of these that is ready
 
@@ -57,7 +54,7 @@ def choose_model(registry: ModelRegistry, requested: str | None) -> str:
     return requested
 
 
-def validate_texts(body: SentimentRequest) -> list[str]:
+def validate_texts(body: SentimentRequest, settings: Settings) -> list[str]:
     if (body.text is None) == (body.texts is None):
         raise InvalidInput('Send exactly one of "text" (a string) and "texts" (a list of strings).')
     texts = [body.text] if body.text is not None else body.texts
@@ -65,44 +62,45 @@ def validate_texts(body: SentimentRequest) -> list[str]:
     field = "text" if body.text is not None else "texts"
     if not texts:
         raise InvalidInput('"texts" is empty; send at least one text.', {"field": field})
-    if len(texts) > MAX_TEXTS:
+    if len(texts) > settings.max_texts:
         raise InvalidInput(
-            f'"texts" has {len(texts)} texts; send at most {MAX_TEXTS} per request.',
-            {"field": field, "count": len(texts), "max_texts": MAX_TEXTS},
+            f'"texts" has {len(texts)} texts; send at most {settings.max_texts} per request.',
+            {"field": field, "count": len(texts), "max_texts": settings.max_texts},
         )
     for i, text in enumerate(texts):
         where = "text" if field == "text" else f"texts[{i}]"
         if not text.strip():
             raise InvalidInput(f"{where} is empty or only whitespace.", {"field": field, "index": i})
-        if len(text) > MAX_CHARS:
+        if len(text) > settings.max_text_chars:
             raise InvalidInput(
-                f"{where} has {len(text)} characters; the limit is {MAX_CHARS} characters per text.",
-                {"field": field, "index": i, "chars": len(text), "max_chars": MAX_CHARS},
+                f"{where} has {len(text)} characters; the limit is {settings.max_text_chars} characters per text.",
+                {"field": field, "index": i, "chars": len(text), "max_chars": settings.max_text_chars},
             )
     return texts
 
 
 @router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS, dependencies=[Depends(require_json)])
 async def predict_sentiment(
-    body: SentimentRequest, registry: RegistryDep, limiter: LimiterDep, metrics: MetricsDep
+    body: SentimentRequest, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, inference: InferenceDep
 ) -> SentimentResponse:
     """Classify English text as POSITIVE or NEGATIVE.
 
-    Request (application/json): `{"text": "..."}` or `{"texts": ["...", ...]}` (exactly one; at most 32 texts of
-    at most 20,000 characters, none empty or blank), and optionally `"model": "lstm" | "distilbert"` (default:
-    distilbert when it is ready, else lstm).
+    Request (application/json): `{"text": "..."}` or `{"texts": ["...", ...]}` (exactly one; at most
+    DEEPSERVE_MAX_TEXTS (32) texts of at most DEEPSERVE_MAX_TEXT_CHARS (20,000) characters, none empty or blank),
+    and optionally `"model": "lstm" | "distilbert"` (default: distilbert when it is ready, else lstm).
 
-    Response, the same for both forms: `{"results": [{"label": "POSITIVE" | "NEGATIVE", "score": P(positive)},
-    ...], "model": {"name": ..., "version": ...}}` with one result per text, in order.
+    Response, the same for both forms: `{"results": [{"label": "POSITIVE" | "NEGATIVE", "score": P(positive),
+    "truncated": bool}, ...], "model": {"name": ..., "version": ...}}` with one result per text, in order;
+    `truncated` says the text was longer than the model reads and only part of it was classified.
 
     Errors (shared body): 422 invalid_input (invalid JSON, unknown field, both or neither of text/texts, empty,
     blank or too long text, too many texts, a non-sentiment model), 415 non-JSON content type, 404 unknown
     model, 503 model not installed or not ready, 429 overloaded, 413 body over the upload limit.
     """
-    texts = validate_texts(body)
+    texts = validate_texts(body, settings)
     runtime = registry.runtime(choose_model(registry, body.model))
     with limiter.slot():
-        outputs = await infer(runtime, texts, metrics)
+        outputs = await inference(runtime, texts)
     return SentimentResponse(
         results=[SentimentResult(**out) for out in outputs],
         model=ModelRef(name=runtime.entry.name, version=runtime.entry.version),

@@ -25,13 +25,14 @@ class LstmSentimentRuntime(Runtime):
     def warmup(self) -> None:
         self.predict(["A warm-up review: the plot was fine."])
 
-    def probabilities(self, texts: list[str]) -> np.ndarray:
-        """P(positive) per text. Padding is masked by the model, so a batch is padded only to its longest text."""
-        ids = self.tokenizer.encode(texts).astype(self.dtype, copy=False)
-        return self.session.run(None, {self.input_name: ids})[0].reshape(-1)
-
     def predict(self, batch: list[str]) -> list[dict[str, Any]]:
-        return [{"label": "POSITIVE" if p >= 0.5 else "NEGATIVE", "score": float(p)} for p in self.probabilities(batch)]
+        """P(positive) per text. Padding is masked by the model, so a batch is padded only to its longest text."""
+        ids, truncated = self.tokenizer.encode_and_truncated(list(batch))
+        probabilities = self.session.run(None, {self.input_name: ids.astype(self.dtype, copy=False)})[0].reshape(-1)
+        return [
+            {"label": "POSITIVE" if p >= 0.5 else "NEGATIVE", "score": float(p), "truncated": cut}
+            for p, cut in zip(probabilities, truncated, strict=True)
+        ]
 
     def input_description(self) -> dict[str, Any]:
         return {
@@ -39,6 +40,7 @@ class LstmSentimentRuntime(Runtime):
             "body": '{"text": str} or {"texts": [str, ...]}, optional "model": "lstm"',
             "text": f"raw English text; lowercased, HTML and punctuation stripped, {self.tokenizer.vocab_size} ids, "
             f"reviews over {self.tokenizer.max_length} words keep their "
-            f"{'last' if self.tokenizer.truncate == 'pre' else 'first'} {self.tokenizer.max_length}",
+            f"{'last' if self.tokenizer.truncate == 'pre' else 'first'} {self.tokenizer.max_length} "
+            "(`truncated: true`)",
             "output": "label POSITIVE|NEGATIVE, score = probability of positive",
         }

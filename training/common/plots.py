@@ -11,14 +11,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def training_curves(history: dict[str, list[float]], path: Path) -> None:
-    metrics = [k for k in history if not k.startswith("val_") and k != "learning_rate"]
+def training_curves(history: dict[str, list[float]] | list[dict[str, list[float]]], path: Path) -> None:
+    """Loss and metrics per epoch, train and validation; a list of histories (an ensemble) draws one line each."""
+    runs = history if isinstance(history, list) else [history]
+    metrics = [k for k in runs[0] if not k.startswith("val_") and k != "learning_rate"]
     fig, axes = plt.subplots(1, len(metrics), figsize=(5 * len(metrics), 4), squeeze=False)
     for ax, key in zip(axes[0], metrics, strict=True):
-        epochs = range(1, len(history[key]) + 1)
-        ax.plot(epochs, history[key], label="train")
-        if f"val_{key}" in history:
-            ax.plot(epochs, history[f"val_{key}"], label="validation")
+        for i, run in enumerate(runs):
+            suffix = f" {i + 1}" if len(runs) > 1 else ""
+            epochs = range(1, len(run[key]) + 1)
+            ax.plot(epochs, run[key], label=f"train{suffix}", color=f"C{2 * i}")
+            if f"val_{key}" in run:
+                ax.plot(epochs, run[f"val_{key}"], label=f"validation{suffix}", color=f"C{2 * i + 1}")
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.legend()
