@@ -1,12 +1,14 @@
-"""Micro-batching on DistilBERT (ONNX int8): throughput and latency at 32 concurrent clients, batching off vs on.
+"""Micro-batching on a sentiment model: throughput and latency at 32 concurrent clients, batching off vs on.
 
     python -m bench.sentiment_batching [--size base|small] [--clients 32] [--requests 256]
+    python -m bench.sentiment_batching --model lstm     # the committed LSTM artifact (models/lstm)
 
 Builds a random-weight DistilBERT of the chosen shape (`base` = DistilBERT's real shape, 66M parameters; speed
 does not depend on the weights) with training/train_distilbert.py --tiny into a temporary folder, then serves it
 twice with uvicorn (DEEPSERVE_BATCH_MODELS empty, then "distilbert") and sends `--requests` POST
 /predict/sentiment requests (one short review each) from `--clients` concurrent clients. Both runs happen in the
-same invocation on the same machine; the ratio is against batching off.
+same invocation on the same machine; the ratio is against batching off. `--model lstm` serves the committed
+models/ folder instead (only the LSTM configured) and batches "lstm".
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ def start_server(models_dir: Path, batching: bool, args: argparse.Namespace) -> 
     env = {
         **os.environ,
         "DEEPSERVE_MODELS_DIR": str(models_dir),
-        "DEEPSERVE_BATCH_MODELS": "distilbert" if batching else "",
+        "DEEPSERVE_MODELS": args.model,
+        "DEEPSERVE_BATCH_MODELS": args.model if batching else "",
         "DEEPSERVE_MAX_BATCH_SIZE": str(args.max_batch_size),
         "DEEPSERVE_MAX_BATCH_WAIT_MS": str(args.max_batch_wait_ms),
         "DEEPSERVE_LOG_LEVEL": "WARNING",
@@ -70,7 +73,7 @@ def start_server(models_dir: Path, batching: bool, args: argparse.Namespace) -> 
     raise RuntimeError("uvicorn did not become ready")
 
 
-async def load(url: str, clients: int, requests: int) -> tuple[float, list[float]]:
+async def load(url: str, model: str, clients: int, requests: int) -> tuple[float, list[float]]:
     latencies: list[float] = []
     counter = iter(range(requests))
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -78,7 +81,7 @@ async def load(url: str, clients: int, requests: int) -> tuple[float, list[float
 
         async def one_client() -> None:
             for i in counter:
-                body = {"text": REVIEWS[i % len(REVIEWS)], "model": "distilbert"}
+                body = {"text": REVIEWS[i % len(REVIEWS)], "model": model}
                 started = time.perf_counter()
                 r = await client.post("/predict/sentiment", json=body)
                 latencies.append(time.perf_counter() - started)
@@ -94,24 +97,29 @@ async def load(url: str, clients: int, requests: int) -> tuple[float, list[float
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", choices=["small", "base"], default="base")
+    p.add_argument("--model", choices=["distilbert", "lstm"], default="distilbert")
+    p.add_argument("--size", choices=["small", "base"], default="base", help="DistilBERT's shape")
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--requests", type=int, default=256)
     p.add_argument("--max-batch-size", type=int, default=32)
     p.add_argument("--max-batch-wait-ms", type=float, default=5.0)
     args = p.parse_args(argv)
 
-    from training import train_distilbert
-
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        print(f"building a random-weight DistilBERT ({args.size}) in {out} ...", flush=True)
-        train_distilbert.main(["--tiny", "--tiny-size", args.size, "--out", str(out)])
+        if args.model == "distilbert":
+            from training import train_distilbert
+
+            print(f"building a random-weight DistilBERT ({args.size}) in {out} ...", flush=True)
+            train_distilbert.main(["--tiny", "--tiny-size", args.size, "--out", str(out)])
+            label = f"DistilBERT ({args.size}, ONNX int8)"
+        else:
+            out, label = ROOT / "models", "LSTM (models/, ONNX)"
         rows = []
         for batching in (False, True):
             server, url = start_server(out, batching, args)
             try:
-                seconds, latencies = asyncio.run(load(url, args.clients, args.requests))
+                seconds, latencies = asyncio.run(load(url, args.model, args.clients, args.requests))
             finally:
                 server.terminate()
                 server.wait(timeout=20)
@@ -120,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
 
     base = rows[0][1]
     print(
-        f"\nDistilBERT ({args.size}, ONNX int8), {args.clients} concurrent clients, {args.requests} requests, "
+        f"\n{label}, {args.clients} concurrent clients, {args.requests} requests, "
         f"max_batch_size {args.max_batch_size}, max_batch_wait {args.max_batch_wait_ms} ms, {os.cpu_count()} CPUs"
     )
     print(f"{'batching':<10}{'requests/s':>12}{'p50 ms':>10}{'p95 ms':>10}{'vs off':>9}")
