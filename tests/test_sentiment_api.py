@@ -216,16 +216,13 @@ def test_get_is_405(client) -> None:
     assert_error(client.get("/predict/sentiment"), 405, "method_not_allowed")
 
 
-def test_overloaded_is_429(client) -> None:
-    if not hasattr(client, "app"):
-        pytest.skip("the in-flight counter is only reachable in-process")
-    limiter = client.app.state.limiter
-    limiter.in_flight = limiter.limit
-    try:
+def test_overloaded_is_429(lstm_models_dir: Path) -> None:
+    with serve("asgi", Settings(models_dir=lstm_models_dir)) as client:  # the in-flight counter is in-process
+        limiter = client.app.state.limiter
+        limiter.in_flight = limiter.limit
         assert_error(post(client, {"text": "good"}), 429, "overloaded")
-    finally:
         limiter.in_flight = 0
-    assert post(client, {"text": "good"}).status_code == 200
+        assert post(client, {"text": "good"}).status_code == 200
 
 
 def test_openapi_documents_the_route(client) -> None:
