@@ -14,6 +14,7 @@ from app.manifest import read_manifest
 from app.metrics import Metrics
 from app.runtimes.distilbert import DistilBertRuntime
 from tests.conftest import serve
+from tests.imdb_like import write_corpus
 from training import train_distilbert
 
 TEXTS = [
@@ -135,6 +136,29 @@ def test_served_through_the_registry_and_route(tiny_models_dir: Path, runtime: D
         assert not any(x["truncated"] for x in body["results"])
         one = client.post("/predict/sentiment", json={"text": LONG, "model": "distilbert"})
         assert one.status_code == 200 and [x["truncated"] for x in one.json()["results"]] == [True]
+
+
+def test_finetune_from_a_local_folder_learns_a_corpus(tiny_models_dir: Path, tmp_path: Path) -> None:
+    """The --finetune path users run on IMDb (load a saved model folder, train, export, quantise, evaluate), here
+    starting from the tiny random model on the generated corpus: it must go from chance to learning the labels."""
+    data = tmp_path / "imdb_like"
+    data.mkdir()
+    write_corpus(data)
+    base = tiny_models_dir / "distilbert" / "random" / "hf"
+    args = ["--model", str(base), "--finetune", "--data", str(data), "--out", str(tmp_path / "models")]
+    args += ["--limit", "0", "--eval-limit", "0", "--train-max-length", "64"]
+    args += ["--epochs", "6", "--learning-rate", "5e-3"]  # a random start needs far more than BERT's 5e-5
+    artifact = train_distilbert.main(args)
+    metrics = json.loads((artifact / "metrics.json").read_text())
+    assert metrics["finetuned"] and metrics["base_model"] == str(base) and metrics["train_examples"] == 600
+    losses = metrics["history"]["loss"]
+    assert len(losses) == 6 and losses[-1] < 0.5 * losses[0]
+    assert metrics["test_examples"] == 200 and metrics["test_accuracy"] >= 0.9
+    assert metrics["onnx_int8_test_accuracy"] >= 0.9 and metrics["int8_label_agreement"] >= 0.9
+    with serve("asgi", Settings(models_dir=tmp_path / "models")) as client:
+        r = client.post("/predict/sentiment", json={"texts": ["a great film", "an awful film"], "model": "distilbert"})
+        assert r.status_code == 200, r.text
+        assert [x["label"] for x in r.json()["results"]] == ["POSITIVE", "NEGATIVE"]
 
 
 def test_not_installed_answers_503_with_the_install_command(tmp_path: Path) -> None:

@@ -149,7 +149,7 @@ def finetune(model, tokenizer, texts: list[str], labels: list[int], args: argpar
             optimizer.zero_grad()
             total += loss.item() * len(rows)
             if (start // args.batch_size) % 50 == 0:
-                print(f"epoch {epoch + 1} step {start // args.batch_size}: loss {float(loss):.4f}", flush=True)
+                print(f"epoch {epoch + 1} step {start // args.batch_size}: loss {loss.item():.4f}", flush=True)
         losses.append(total / len(texts))
     model.eval()
     return losses
