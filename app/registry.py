@@ -120,11 +120,11 @@ class ModelRegistry:
         if record.state is State.NOT_INSTALLED:
             raise ModelNotInstalled(
                 f"Model '{name}' is not installed ({record.message}). Install it with: {record.install}",
-                {"install": record.install},
+                {"model": name, "install": record.install},
             )
         if record.state is State.LOADING:
-            raise ModelNotReady(f"Model '{name}' is still loading; retry shortly.")
+            raise ModelNotReady(f"Model '{name}' is still loading; retry shortly.", {"model": name})
         raise ModelNotReady(
             f"Model '{name}' failed to load ({record.message}). Train or restore it with: {record.install}",
-            {"install": record.install, "reason": record.message},
+            {"model": name, "install": record.install, "reason": record.message},
         )

@@ -13,7 +13,7 @@ from app.config import Settings
 from app.manifest import read_manifest
 from app.metrics import Metrics
 from app.runtimes.distilbert import DistilBertRuntime
-from tests.conftest import serve
+from tests.conftest import assert_error, serve
 from tests.imdb_like import write_corpus
 from training import train_distilbert
 
@@ -136,6 +136,8 @@ def test_served_through_the_registry_and_route(tiny_models_dir: Path, runtime: D
         assert not any(x["truncated"] for x in body["results"])
         one = client.post("/predict/sentiment", json={"text": LONG, "model": "distilbert"})
         assert one.status_code == 200 and [x["truncated"] for x in one.json()["results"]] == [True]
+        unnamed = client.post("/predict/sentiment", json={"text": "great film"})  # never the default, even alone
+        assert assert_error(unnamed, 503, "model_not_installed")["detail"]["model"] == "lstm"
 
 
 def test_finetune_from_a_local_folder_learns_a_corpus(tiny_models_dir: Path, tmp_path: Path) -> None:

@@ -14,14 +14,14 @@ from app.api.predict import ERRORS
 from app.catalog import FAMILIES
 from app.config import Settings
 from app.errors import InvalidInput, UnsupportedMediaType
-from app.registry import ModelRegistry, State
+from app.registry import ModelRecord, ModelRegistry, State
 from app.schemas import ModelRef
 from app.sentiment_schemas import SentimentRequest, SentimentResponse, SentimentResult
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
 TASK = "text-classification/sentiment"
-PREFERENCE = ("distilbert", "lstm")  # the default model: the first of these that is ready
+PREFERENCE = ("distilbert", "lstm")  # the default model: the first of these that is ready and trained
 
 
 def require_json(request: Request) -> None:
@@ -38,9 +38,14 @@ def require_json(request: Request) -> None:
             )
 
 
+def is_trained_and_ready(record: ModelRecord) -> bool:
+    """A --tiny test artifact (random weights) is served only to requests that name it, never by default."""
+    return record.state is State.READY and not (record.entry and record.entry.metrics.get("random_weights"))
+
+
 def choose_model(registry: ModelRegistry, requested: str | None) -> str:
     if requested is None:
-        ready = [n for n in PREFERENCE if n in registry.records and registry.records[n].state is State.READY]
+        ready = [n for n in PREFERENCE if n in registry.records and is_trained_and_ready(registry.records[n])]
         return ready[0] if ready else PREFERENCE[-1]  # nothing ready: let the registry say why lstm cannot answer
     record = registry.record(requested)  # 404 model_not_found for an unknown name
     family = FAMILIES.get(requested)
