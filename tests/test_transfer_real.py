@@ -40,14 +40,14 @@ def real_images() -> np.ndarray:
 
 @pytest.mark.parametrize("filename", TFLITE_FILES)
 def test_imported_weights_agree_with_tflite(filename: str, real_images: np.ndarray, imagenet_labels, tmp_path) -> None:
-    from training.mobilenet_tflite_import import main, tflite_predict
+    from training.mobilenet_tflite_import import main, tflite_input_values, tflite_predict
 
     out = main([str(MOBILENET / filename), "--out", str(tmp_path / "mobilenet.weights.h5")])
     import keras
 
     model = keras.applications.MobileNetV2(weights=None)
     model.load_weights(out)  # the saved file, as train_transfer --weights PATH reads it
-    ours = model.predict(real_images.astype(np.float32) / 127.5 - 1.0, verbose=0)
+    ours = model.predict(tflite_input_values(MOBILENET / filename, real_images), verbose=0)  # the same input
     reference = tflite_predict(MOBILENET / filename, real_images)[:, 1:]  # drop background
 
     # cat.bmp: the same cat class, with a close probability.
@@ -61,7 +61,7 @@ def test_imported_weights_agree_with_tflite(filename: str, real_images: np.ndarr
     clear = top2[:, 1] - top2[:, 0] > 0.1
     assert clear.sum() >= 30 and (ours.argmax(axis=1) == reference.argmax(axis=1))[clear].all()
     top_gap = np.abs(ours.max(axis=1) - reference[np.arange(len(ours)), ours.argmax(axis=1)])
-    assert agreement >= 0.88, agreement
+    assert agreement >= 0.9, agreement
     assert np.median(top_gap) < 0.03 and top_gap.max() < 0.25, top_gap.max()
 
 

@@ -227,6 +227,20 @@ def _quantize_input(interpreter, image: np.ndarray) -> np.ndarray:
     return np.clip(np.round(x / scale + zero), *_range(inp["dtype"])).astype(inp["dtype"])
 
 
+def tflite_input_values(path: Path, images: np.ndarray) -> np.ndarray:
+    """The [-1, 1] values the TFLite model really sees for uint8 RGB images: its 8-bit input codes, dequantised.
+
+    They differ from x / 127.5 - 1 by up to half an input step (the TF1 build's scale is 1/128), so comparing the
+    imported float model with TFLite on these values leaves only the models' own differences."""
+    interpreter = tflite_interpreter(path)
+    inp = interpreter.get_input_details()[0]
+    codes = np.concatenate([_quantize_input(interpreter, image) for image in images])
+    if inp["dtype"] == np.float32:
+        return codes
+    scale, zero = inp["quantization"]
+    return ((codes.astype(np.float32) - zero) * scale).astype(np.float32)
+
+
 def tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
     """The TFLite model's 1001 ImageNet probabilities for uint8 RGB images [n, 224, 224, 3] (reference for tests)."""
     interpreter = tflite_interpreter(path, delegates=True)  # XNNPACK: the fast path TFLite users run
