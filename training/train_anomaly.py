@@ -57,7 +57,6 @@ EVAL_SEEDS = 3  # the configuration is trained and evaluated with seeds seed, se
 THREADS = 2  # TensorFlow intra-op threads: the machine has 2 cores shared with other work
 SEED = 42
 SERIES = "realKnownCause/nyc_taxi.csv"
-MODELS_DIR = Path("models")
 NAME = "anomaly"
 
 
@@ -266,9 +265,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         other_runs = [run_seed(values, timestamps, windows, mean, std, other, seed, args)[3] for seed in seeds]
         comparison["seed" if other == "seed" else "default"] = summarise(other, settings(args, other), other_runs)
 
-    version = args.version or artifacts.next_version(args.out, NAME)
-    out = Path(args.out) / NAME / version
-    out.mkdir(parents=True, exist_ok=True)
+    version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
     # A fresh, uncompiled copy is saved: the trained model's file would also hold Adam's two moment estimates
     # per weight (3x the size), which neither serving nor fine-tuning from these weights needs.
     plain = build_model(args.config, s["window"], s["code_size"], s["dropout"])
@@ -374,8 +371,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="NAB root folder (data/ and labels/) or one timestamp,value CSV (default: download)")
     p.add_argument("--series", default=SERIES, help="series inside the NAB root, as named in the labels file")
-    p.add_argument("--out", type=Path, default=MODELS_DIR, help="models folder holding manifest.json")
-    p.add_argument("--version", help="artifact version (default: next integer)")
+    artifacts.add_output_args(p)
     p.add_argument("--config", choices=sorted(CONFIGS), default=CONFIG, help="model configuration to save")
     p.add_argument("--window", type=int, help="points per window (default: the configuration's)")
     p.add_argument("--code-size", type=int, help="bottleneck Dense units (bottleneck configuration)")

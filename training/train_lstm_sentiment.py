@@ -43,7 +43,6 @@ VALIDATION_SPLIT = 0.1  # taken from the (shuffled) TRAIN set; the test set is o
 PATIENCE = 2
 ENSEMBLE = 3  # networks averaged in the artifact: one alone varies by about a point between seeds
 SEED = 42
-MODELS_DIR = Path("models")
 NAME = "lstm"
 BUCKET = 50  # batches per length-sorted bucket: similar lengths share a batch, so little padding is computed
 
@@ -224,9 +223,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     seconds = time.time() - started
     model = members[0] if len(members) == 1 else average(members)
 
-    version = args.version or artifacts.next_version(args.out, NAME)
-    out = Path(args.out) / NAME / version
-    out.mkdir(parents=True, exist_ok=True)
+    version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
     tokenizer.save(out / "tokenizer.json")
     model(pad(test_rows[:2]))  # build the call signature once before exporting
     model.export(str(out / "model.onnx"), format="onnx", verbose=False)
@@ -300,8 +297,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="train/test.jsonl.gz folder, aclImdb folder or .tar.gz (default: download)")
-    p.add_argument("--out", type=Path, default=MODELS_DIR, help="models folder holding manifest.json")
-    p.add_argument("--version", help="artifact version (default: next integer)")
+    artifacts.add_output_args(p)
     p.add_argument("--vocab-size", type=int, default=VOCAB_SIZE, help="ids incl. padding and out-of-vocabulary")
     p.add_argument("--max-length", type=int, default=MAX_LENGTH)
     p.add_argument("--truncate", choices=["pre", "post"], default=TRUNCATE, help="pre keeps the end of long reviews")

@@ -39,7 +39,6 @@ VALIDATION_SPLIT = 0.2  # used only when the data has no validation/ folder
 PATIENCE = 2  # epochs without val_loss improvement before stopping (best weights are restored)
 AUGMENT = True  # random horizontal flips, small rotations and zooms on the training images
 SEED = 42
-MODELS_DIR = Path("models")
 NAME = "image"
 
 
@@ -177,9 +176,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         fine_tuned = {"layers": args.fine_tune_layers, "epochs": len(more["loss"])}
     seconds = time.time() - started
 
-    version = args.version or artifacts.next_version(args.out, NAME)
-    out = Path(args.out) / NAME / version
-    out.mkdir(parents=True, exist_ok=True)
+    version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
     files = {"onnx": "model.onnx", "labels": "labels.json"}
     if args.save_keras:
         model.save(out / "model.keras")
@@ -254,8 +251,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, required=True, help="image folder: train/ + validation/, or class folders")
     p.add_argument("--weights", default=WEIGHTS, help="imagenet (Keras download), PATH.weights.h5, or none")
-    p.add_argument("--out", type=Path, default=MODELS_DIR, help="models folder holding manifest.json")
-    p.add_argument("--version", help="artifact version (default: next integer)")
+    artifacts.add_output_args(p)
     p.add_argument("--image-size", type=int, default=IMAGE_SIZE)
     p.add_argument("--alpha", type=float, default=ALPHA, help="MobileNetV2 width multiplier")
     p.add_argument("--epochs", type=int, default=EPOCHS)

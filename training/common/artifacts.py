@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import platform
 import shlex
@@ -13,6 +14,8 @@ from typing import Any
 
 from app.manifest import ManifestEntry, add_to_manifest, read_manifest
 
+MODELS_DIR = Path("models")  # every script's default --out: the folder the service reads
+
 
 def next_version(models_dir: Path, name: str) -> str:
     """One more than the highest integer version already in the manifest or on disk."""
@@ -21,6 +24,20 @@ def next_version(models_dir: Path, name: str) -> str:
     if folder.exists():
         taken |= {int(p.name) for p in folder.iterdir() if p.is_dir() and p.name.isdigit()}
     return str(max(taken, default=0) + 1)
+
+
+def add_output_args(parser: argparse.ArgumentParser, version_help: str = "default: next integer") -> None:
+    """--out (the models folder) and --version, the same in every training script."""
+    parser.add_argument("--out", type=Path, default=MODELS_DIR, help="models folder holding manifest.json")
+    parser.add_argument("--version", help=f"artifact version ({version_help})")
+
+
+def new_artifact_dir(models_dir: Path, name: str, version: str | None) -> tuple[str, Path]:
+    """The version (given, or the next integer) and its freshly created folder models_dir/name/version."""
+    version = version or next_version(models_dir, name)
+    folder = Path(models_dir) / name / version
+    folder.mkdir(parents=True, exist_ok=True)
+    return version, folder
 
 
 def library_versions(*packages: str) -> dict[str, str]:
