@@ -199,7 +199,7 @@ def layer_errors(path: Path, model, image: np.ndarray) -> dict[str, float]:
 
     def activation(index: int) -> tuple[np.ndarray, float]:
         scale, zero = details[index]["quantization"]
-        return (interpreter.get_tensor(index).astype(np.float32) - zero) * scale, scale
+        return dequantize(interpreter.get_tensor(index), scale, zero), scale
 
     ops = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
     errors = {}
@@ -237,8 +237,7 @@ def tflite_input_values(path: Path, images: np.ndarray) -> np.ndarray:
     codes = np.concatenate([_quantize_input(interpreter, image) for image in images])
     if inp["dtype"] == np.float32:
         return codes
-    scale, zero = inp["quantization"]
-    return ((codes.astype(np.float32) - zero) * scale).astype(np.float32)
+    return dequantize(codes, *inp["quantization"])
 
 
 def tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
@@ -251,8 +250,7 @@ def tflite_predict(path: Path, images: np.ndarray) -> np.ndarray:
         interpreter.invoke()
         y = interpreter.get_tensor(outp["index"])[0]
         if outp["dtype"] != np.float32:
-            scale, zero = outp["quantization"]
-            y = (y.astype(np.float32) - zero) * scale
+            y = dequantize(y, *outp["quantization"])
         results.append(y)
     return np.stack(results)
 

@@ -274,7 +274,6 @@ def train(args: argparse.Namespace, command: str) -> Path:
     model.eval()
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version or ("random" if args.tiny else None))
-    (out / "hf").mkdir(exist_ok=True)
     model.save_pretrained(out / "hf")
     tokenizer.save_pretrained(out / "hf")
     if not (out / "hf" / "tokenizer.json").is_file():
