@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import PayloadTooLarge, error_body
+from app.api.errors import send_error
+from app.errors import PayloadTooLarge
 
 
 class BodyLimitMiddleware:
@@ -25,11 +24,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            error = self._error(f"{int(declared)} bytes")
-            body = json.dumps(error_body(error.type, error.message, error.detail)).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-            await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
+            await send_error(send, self._error(f"{int(declared)} bytes"))
             return
         received = 0
 

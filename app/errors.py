@@ -1,102 +1,135 @@
-"""Every error the service returns: one exception per kind, each carrying its HTTP status, and one JSON body.
+"""Every error the service returns: one exception per kind, each carrying its HTTP status, and the one table.
 
-Body: {"error": {"type": <snake_case kind>, "message": <what went wrong and what to do>, "detail": <optional>}}
+Framework-free (no FastAPI import): app/api/errors.py turns these into responses. Body, for every error:
+{"error": {"type": <snake_case kind>, "message": <what went wrong and what to do>, "detail": <optional>}}
+
+`ERROR_TABLE` is the single source of the README's error table (`python -m app.errors` prints it; a test holds
+the README to it and drives a real request to every row).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
-
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 
 class ServeError(Exception):
     status_code = 500
     type = "internal_error"
+    when = "a bug; no client input should reach it (the log has the traceback, the body only the request id)"
 
-    def __init__(self, message: str, detail: Any = None) -> None:
+    def __init__(self, message: str, detail: Any = None, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.detail = detail
+        self.headers = headers or {}
+
+
+class MalformedBody(ServeError):
+    status_code, type = 400, "malformed_body"
+    when = (
+        "the body cannot be parsed: invalid JSON or UTF-8, JSON nested too deep, a multipart body without a "
+        "boundary or with a broken part, more than 8 form fields or 1 file, a form field over 1 MiB"
+    )
 
 
 class InvalidImage(ServeError):
     status_code, type = 400, "invalid_image"
+    when = "corrupt, truncated, empty or non-image file, or an image whose pixels cannot be read (NaN, odd modes)"
+
+
+class Unauthorized(ServeError):
+    status_code, type = 401, "unauthorized"
+    when = "API keys are configured and the request has no valid key (`Authorization: Bearer` or `X-API-Key`)"
+
+
+class NotFound(ServeError):
+    status_code, type = 404, "not_found"
+    when = "unknown route"
 
 
 class ModelNotFound(ServeError):
     status_code, type = 404, "model_not_found"
+    when = "unknown model name (`detail.known` lists the known ones)"
+
+
+class MethodNotAllowed(ServeError):
+    status_code, type = 405, "method_not_allowed"
+    when = "e.g. `GET /predict/digit`; the `Allow` header lists the methods the route takes"
+
+
+class RequestTimeout(ServeError):
+    status_code, type = 408, "request_timeout"
+    when = "the request body did not arrive within `DEEPSERVE_BODY_TIMEOUT_SECONDS` (a stalled upload)"
 
 
 class PayloadTooLarge(ServeError):
     status_code, type = 413, "payload_too_large"
+    when = "body over `DEEPSERVE_MAX_UPLOAD_BYTES` (refused from Content-Length before reading, or while streaming)"
 
 
 class ImageTooLarge(ServeError):
     status_code, type = 413, "image_too_large"
+    when = "decoded size over `DEEPSERVE_MAX_IMAGE_PIXELS` (decompression bombs), checked from the header"
 
 
 class UnsupportedMediaType(ServeError):
     status_code, type = 415, "unsupported_media_type"
+    when = "a content type the route does not take (images: multipart or `image/*`; text and series: JSON)"
 
 
 class InvalidInput(ServeError):
     status_code, type = 422, "invalid_input"
+    when = "the body parsed but a value is invalid: missing `file` field, blank image, empty or too long text, ..."
 
 
 class Overloaded(ServeError):
     status_code, type = 429, "overloaded"
+    when = "the service has no room for this request's work now; retry after `Retry-After` seconds"
+
+
+class RateLimited(ServeError):
+    status_code, type = 429, "rate_limited"
+    when = "this client (API key or address) is over its request rate; retry after `Retry-After` seconds"
 
 
 class ModelNotReady(ServeError):
     status_code, type = 503, "model_not_ready"
+    when = "the model is loading, or failed to load (the message says how to train it; `detail.model` names it)"
 
 
 class ModelNotInstalled(ServeError):
     status_code, type = 503, "model_not_installed"
+    when = "no artifact for this known model (`detail.install` is the command; `detail.model` names it)"
 
 
-ERROR_TABLE: dict[str, int] = {cls.type: cls.status_code for cls in ServeError.__subclasses__()} | {
-    ServeError.type: ServeError.status_code,
-    "not_found": 404,
-    "method_not_allowed": 405,
+@dataclass(frozen=True)
+class ErrorKind:
+    type: str
+    status: int
+    when: str
+
+
+def _kinds() -> list[type[ServeError]]:
+    return [ServeError, *ServeError.__subclasses__()]
+
+
+ERROR_TABLE: dict[str, ErrorKind] = {
+    cls.type: ErrorKind(cls.type, cls.status_code, cls.when) for cls in sorted(_kinds(), key=lambda c: c.status_code)
 }
+ERROR_CLASSES: dict[str, type[ServeError]] = {cls.type: cls for cls in _kinds()}
 
 
 def error_body(type_: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"error": {"type": type_, "message": message, "detail": detail}}
 
 
-def error_response(type_: str, message: str, status: int, detail: Any = None) -> JSONResponse:
-    return JSONResponse(error_body(type_, message, detail), status_code=status)
+def markdown_table() -> str:
+    """The README's error table, generated from ERROR_TABLE."""
+    rows = ["| type | status | when |", "|---|---|---|"]
+    rows += [f"| `{k.type}` | {k.status} | {k.when} |" for k in ERROR_TABLE.values()]
+    return "\n".join(rows)
 
 
-async def _serve_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ServeError)
-    return error_response(exc.type, exc.message, exc.status_code, exc.detail)
-
-
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, RequestValidationError)
-    detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()]
-    return error_response(InvalidInput.type, "The request is missing a field or has an invalid value.", 422, detail)
-
-
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, StarletteHTTPException)
-    kinds = {404: "not_found", 405: "method_not_allowed", 413: PayloadTooLarge.type, 422: InvalidInput.type}
-    return error_response(kinds.get(exc.status_code, "http_error"), str(exc.detail), exc.status_code)
-
-
-async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
-    return error_response(ServeError.type, "Internal server error.", 500, type(exc).__name__)
-
-
-def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ServeError, _serve_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+if __name__ == "__main__":
+    print(markdown_table())

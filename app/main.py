@@ -9,9 +9,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.api import health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
+from app.api.errors import install_error_handlers
 from app.body_limit import BodyLimitMiddleware
 from app.config import Settings
-from app.errors import install_error_handlers
 from app.inference import Inference
 from app.limiter import ConcurrencyLimiter
 from app.metrics import Metrics

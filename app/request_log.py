@@ -1,4 +1,9 @@
-"""One structured (JSON) log line and metrics per request, with its latency and a request id."""
+"""One structured (JSON) log line and metrics per request, with its latency and a request id.
+
+It is also the last line of defence: an exception nothing else handled is logged with its traceback and
+answered with the `internal_error` body (status 500) instead of dropping the connection, and a client that
+hangs up mid-request is logged as `client_disconnected` (status label 499 in /metrics), not as a server error.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +12,24 @@ import logging
 import time
 import uuid
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.errors import send_error
+from app.errors import ServeError
 from app.metrics import Metrics
 
 log = logging.getLogger("deepserve.access")
+
+CLIENT_CLOSED = 499  # nginx's status for "the client closed the connection"; never sent, only logged and counted
 
 
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = {"ts": round(record.created, 3), "level": record.levelname, "logger": record.name}
         line |= record.__dict__.get("fields", {"message": record.getMessage()})
+        if record.exc_info:
+            line["traceback"] = self.formatException(record.exc_info)
         return json.dumps(line)
 
 
@@ -42,29 +54,36 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         request_id = incoming[:128] or uuid.uuid4().hex
-        status = 500
+        status, responded, event = 500, False, "request"
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, responded = message["status"], True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode("latin-1"))]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:
+            status, event = CLIENT_CLOSED, "client_disconnected"
+        except Exception:
+            log.exception("unhandled error", extra={"fields": {"event": "unhandled_error", "request_id": request_id}})
+            if not responded:
+                message = "Internal server error; the log has the details under this request id."
+                await send_error(send_with_id, ServeError(message, {"request_id": request_id}))
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
             self.metrics.requests.labels(scope["method"], route, str(status)).inc()
             self.metrics.latency.labels(route).observe(seconds)
             fields = {
-                "event": "request",
+                "event": event,
                 "method": scope["method"],
                 "path": scope["path"],
                 "status": status,
                 "latency_ms": round(seconds * 1000, 2),
                 "request_id": request_id,
             }
-            log.info("request", extra={"fields": fields})
+            log.info(event, extra={"fields": fields})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,6 +58,67 @@ def trained_models_dir(tmp_path_factory: pytest.TempPathFactory, small_mnist_npz
 
     out = tmp_path_factory.mktemp("models")
     train_digit.main(["--data", str(small_mnist_npz), "--out", str(out), "--epochs", "4", "--no-augment"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def lstm_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (tiny) LSTM artifact: two networks of ~70 training steps averaged, Keras -> ONNX, tokenizer.json,
+    metrics and plots."""
+    from tests.imdb_like import write_corpus
+    from training import train_lstm_sentiment
+
+    data = tmp_path_factory.mktemp("imdb_like")
+    write_corpus(data)
+    out = tmp_path_factory.mktemp("models")
+    args = ["--data", str(data), "--out", str(out), "--vocab-size", "64", "--max-length", "32"]
+    args += ["--embed-dim", "16", "--units", "16", "--epochs", "4", "--batch-size", "32", "--learning-rate", "0.01"]
+    train_lstm_sentiment.main([*args, "--ensemble", "2"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def image_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.transfer_images import make_image_folder
+    from training import train_transfer
+
+    data = make_image_folder(tmp_path_factory.mktemp("shapes"), per_class=20, validation_per_class=6)
+    out = tmp_path_factory.mktemp("image_models")
+    args = ["--data", str(data), "--out", str(out), "--weights", "none", "--alpha", "0.35"]
+    args += ["--image-size", "96", "--epochs", "6", "--batch-size", "8", "--patience", "6"]
+    args += ["--fine-tune-epochs", "1", "--fine-tune-layers", "10"]  # the fine-tuning phase runs too
+    train_transfer.main(args)
+    return out
+
+
+@pytest.fixture(scope="session")
+def anomaly_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.test_train_anomaly import TINY, write_nab_root
+    from training.train_anomaly import main
+
+    root = tmp_path_factory.mktemp("nab")
+    write_nab_root(root)
+    models = tmp_path_factory.mktemp("models")
+    main(["--data", str(root), "--out", str(models), *TINY])
+    return models
+
+
+@pytest.fixture(scope="session")
+def all_models_dir(
+    tmp_path_factory: pytest.TempPathFactory,
+    trained_models_dir: Path,
+    lstm_models_dir: Path,
+    anomaly_models: Path,
+) -> Path:
+    """One models folder serving every family trained in this session (digit, lstm, anomaly): for tests that
+    cross endpoints. The image family is left out (its training is the slowest); its tests use image_models_dir."""
+    from app.manifest import add_to_manifest, read_manifest
+
+    out = tmp_path_factory.mktemp("all_models")
+    for source in (trained_models_dir, lstm_models_dir, anomaly_models):
+        for entry in read_manifest(source).models:
+            shutil.copytree(source / entry.path, out / entry.path)
+            add_to_manifest(out, entry)
     return out
 
 

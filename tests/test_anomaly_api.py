@@ -11,20 +11,9 @@ import pytest
 from app.anomaly_scoring import alarm_regions
 from app.config import Settings
 from tests.conftest import COMMITTED_MODELS, SHARED_DATA, assert_error, serve
-from tests.test_train_anomaly import TINY, synthetic_series, write_nab_root
+from tests.test_train_anomaly import synthetic_series
 
 NAB = SHARED_DATA / "nab"
-
-
-@pytest.fixture(scope="module")
-def anomaly_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training.train_anomaly import main
-
-    root = tmp_path_factory.mktemp("nab")
-    write_nab_root(root)
-    models = tmp_path_factory.mktemp("models")
-    main(["--data", str(root), "--out", str(models), *TINY])
-    return models
 
 
 @pytest.fixture(scope="module", params=["asgi", "uvicorn"])

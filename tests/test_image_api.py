@@ -16,22 +16,9 @@ from PIL import Image, ImageDraw
 
 from app.config import Settings
 from tests.conftest import assert_error, serve
-from tests.transfer_images import CLASSES, encode, make_image_folder
+from tests.transfer_images import CLASSES, encode
 
 IMAGE_SIZE = 96
-
-
-@pytest.fixture(scope="session")
-def image_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from training import train_transfer
-
-    data = make_image_folder(tmp_path_factory.mktemp("shapes"), per_class=20, validation_per_class=6)
-    out = tmp_path_factory.mktemp("image_models")
-    args = ["--data", str(data), "--out", str(out), "--weights", "none", "--alpha", "0.35"]
-    args += ["--image-size", str(IMAGE_SIZE), "--epochs", "6", "--batch-size", "8", "--patience", "6"]
-    args += ["--fine-tune-epochs", "1", "--fine-tune-layers", "10"]  # the fine-tuning phase runs too
-    train_transfer.main(args)
-    return out
 
 
 @pytest.fixture(scope="module", params=["asgi", "uvicorn"])

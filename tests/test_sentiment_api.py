@@ -16,24 +16,9 @@ import pytest
 from app.config import Settings
 from app.manifest import read_manifest
 from tests.conftest import assert_error, serve
-from tests.imdb_like import FILLER, NEGATIVE, POSITIVE, write_corpus
+from tests.imdb_like import FILLER, NEGATIVE, POSITIVE
 
 MAX_TEXTS, MAX_CHARS = Settings().max_texts, Settings().max_text_chars  # the defaults the clients below run with
-
-
-@pytest.fixture(scope="session")
-def lstm_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real (tiny) LSTM artifact: two networks of ~70 training steps averaged, Keras -> ONNX, tokenizer.json,
-    metrics and plots."""
-    from training import train_lstm_sentiment
-
-    data = tmp_path_factory.mktemp("imdb_like")
-    write_corpus(data)
-    out = tmp_path_factory.mktemp("models")
-    args = ["--data", str(data), "--out", str(out), "--vocab-size", "64", "--max-length", "32"]
-    args += ["--embed-dim", "16", "--units", "16", "--epochs", "4", "--batch-size", "32", "--learning-rate", "0.01"]
-    train_lstm_sentiment.main([*args, "--ensemble", "2"])
-    return out
 
 
 @pytest.fixture(scope="module", params=["asgi", "uvicorn"])

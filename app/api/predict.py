@@ -12,7 +12,7 @@ from app.schemas import DigitPrediction, ErrorBody, ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
-ERRORS = {status: {"model": ErrorBody} for status in sorted(set(ERROR_TABLE.values()))}
+ERRORS = {status: {"model": ErrorBody} for status in sorted({kind.status for kind in ERROR_TABLE.values()})}
 IMAGE_BODY = {
     "requestBody": {
         "required": True,

@@ -1,0 +1,106 @@
+"""Turn every exception a request can raise into the one error body of app/errors.py, with its status and headers.
+
+ServeError subclasses carry their own status. FastAPI's and Starlette's own exceptions (validation, unparsable
+bodies, unknown routes, wrong methods) are mapped onto the documented types, so no other `type` ever reaches a
+client. Unexpected exceptions are answered by app/request_log.py, which logs the traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.types import Send
+
+from app.errors import (
+    InvalidInput,
+    MalformedBody,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ServeError,
+    UnsupportedMediaType,
+    error_body,
+)
+
+# Starlette/FastAPI raise HTTPException with these statuses; each becomes one documented type.
+HTTP_KINDS: dict[int, type[ServeError]] = {
+    400: MalformedBody,  # unparsable multipart (no boundary, broken part, too many fields/files, part too big)
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    422: InvalidInput,
+}
+# Pydantic error types that mean "the JSON itself could not be read", not "a value is invalid".
+UNPARSABLE = {"json_invalid", "json_type", "recursion_loop"}
+
+
+async def send_error(send: Send, error: ServeError) -> None:
+    """Answer with `error` straight from ASGI middleware (outside FastAPI's handlers)."""
+    body = json.dumps(error_body(error.type, error.message, error.detail)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
+    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def error_response(error: ServeError) -> JSONResponse:
+    return JSONResponse(
+        error_body(error.type, error.message, error.detail), status_code=error.status_code, headers=error.headers
+    )
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """What FastAPI wrapped as "error parsing the body": a 413 or 408 of ours, or the client hanging up."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        seen = (seen.__cause__ or seen.__context__) if seen is not None else None
+        if isinstance(seen, ServeError | ClientDisconnect):
+            return seen
+    return None
+
+
+def _clean(value: Any) -> Any:
+    """Input echoed in validation details, made safe to encode (a lone surrogate would make a 500) and short."""
+    if isinstance(value, str):
+        text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+        return text if len(text) <= 80 else text[:80] + "..."
+    return value
+
+
+async def _serve_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ServeError)
+    return error_response(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e["type"] in UNPARSABLE for e in errors) and all(e["loc"][:1] == ("body",) for e in errors):
+        return error_response(MalformedBody("The request body is not valid JSON (or not UTF-8, or nested too deep)."))
+    detail = [{"loc": [_clean(p) for p in e["loc"]], "msg": _clean(e["msg"]), "type": e["type"]} for e in errors]
+    return error_response(InvalidInput("The request is missing a field or has an invalid value.", detail))
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    cause = _cause(exc)
+    if isinstance(cause, ClientDisconnect):
+        raise cause  # nobody to answer; app/request_log.py logs it as client_disconnected
+    if isinstance(cause, ServeError):
+        return error_response(cause)
+    kind = HTTP_KINDS.get(exc.status_code, MalformedBody if exc.status_code < 500 else ServeError)
+    message = _clean(str(exc.detail)) if exc.status_code != 405 else "This route does not take that method."
+    return error_response(kind(message, headers=dict(exc.headers or {})))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ServeError, _serve_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
