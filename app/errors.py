@@ -120,6 +120,12 @@ ERROR_TABLE: dict[str, ErrorKind] = {
 ERROR_CLASSES: dict[str, type[ServeError]] = {cls.type: cls for cls in _kinds()}
 
 
+def echo(value: object, limit: int = 64) -> str:
+    """A client-sent value quoted in a message: shortened, and printable whatever bytes it holds."""
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
 def error_body(type_: str, message: str, detail: Any = None) -> dict[str, Any]:
     return {"error": {"type": type_, "message": message, "detail": detail}}
 

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from app.errors import InvalidInput, UnsupportedMediaType
-from app.image_decode import decode_image
+from app.image_decode import decode_and_prepare
 
 ACCEPTED = "multipart/form-data with the image in field 'file', or a raw body with Content-Type image/*"
 
@@ -39,4 +39,4 @@ async def read_image_upload(request: Request) -> bytes:
 async def read_model_input(request: Request, max_pixels: int, prepare: Callable[[Image.Image], Any]) -> Any:
     """The uploaded image, decoded and prepared for a model, off the event loop in one worker-thread hop."""
     data = await read_image_upload(request)
-    return await run_in_threadpool(lambda: prepare(decode_image(data, max_pixels)))
+    return await run_in_threadpool(decode_and_prepare, data, max_pixels, prepare)

@@ -17,8 +17,8 @@ from typing import Any
 
 from app.catalog import FAMILIES
 from app.config import Settings
-from app.errors import ModelNotFound, ModelNotInstalled, ModelNotReady
-from app.manifest import ManifestEntry, read_manifest
+from app.errors import ModelNotFound, ModelNotInstalled, ModelNotReady, echo
+from app.manifest import MANIFEST_FILE, ManifestEntry, read_manifest
 from app.runtimes import RUNTIMES
 from app.runtimes.base import Runtime
 
@@ -53,21 +53,35 @@ class ModelRegistry:
         self.settings = settings
         self.records: dict[str, ModelRecord] = {}
         self.loaded = threading.Event()
+        self.catalogue_error = ""
         self._plan()
+
+    def _read_catalogue(self) -> dict[str, ManifestEntry]:
+        """The newest entry per model name. A missing, unreadable, invalid or empty manifest sets
+        `catalogue_error` (the service is then not ready) and is logged once, with its cause, at ERROR."""
+        path = self.settings.models_dir / MANIFEST_FILE
+        try:
+            if not path.is_file():
+                raise FileNotFoundError(f"{path} does not exist")
+            latest = read_manifest(self.settings.models_dir).latest()
+            if not latest:
+                raise ValueError(f"{path} lists no model")
+            return latest
+        except Exception as exc:  # A broken catalogue fails readiness, not the process.
+            self.catalogue_error = (
+                f"The models catalogue ({MANIFEST_FILE} in DEEPSERVE_MODELS_DIR) is missing, unreadable, invalid "
+                "or empty; train a model or point DEEPSERVE_MODELS_DIR at a models folder."
+            )
+            log.error("models catalogue unusable: %s: %s", type(exc).__name__, exc)
+            return {}
 
     def _plan(self) -> None:
         """Decide, without loading anything, which models are configured and which are not installed."""
-        try:
-            latest = read_manifest(self.settings.models_dir).latest()
-            manifest_error = ""
-        except Exception as exc:  # A corrupt manifest fails every configured model, not the process.
-            latest, manifest_error = {}, f"cannot read {self.settings.models_dir}/manifest.json: {exc}"
+        latest = self._read_catalogue()
         configured = self.settings.models if self.settings.models is not None else sorted(latest)
         for name in configured:
             entry = latest.get(name)
-            message = manifest_error or (
-                "" if entry else f"no artifact for '{name}' in {self.settings.models_dir}/manifest.json"
-            )
+            message = "" if entry else self.catalogue_error or f"no artifact for '{name}' in the manifest"
             self.records[name] = ModelRecord(name, State.LOADING if entry else State.FAILED, entry, message=message)
         for name in FAMILIES:
             if name not in self.records:
@@ -94,9 +108,9 @@ class ModelRegistry:
             runtime = runtime_cls(entry, self.settings.models_dir / entry.path, self.settings)
             runtime.load()
             runtime.warmup()
-        except Exception as exc:
-            record.state, record.message = State.FAILED, f"{type(exc).__name__}: {exc}"
-            log.error("model %s v%s failed to load: %s", entry.name, entry.version, record.message)
+        except Exception as exc:  # The log gets the cause; clients get a stable message without paths.
+            record.state, record.message = State.FAILED, "its artifact is missing or corrupt (the service log says why)"
+            log.error("model %s v%s failed to load: %s: %s", entry.name, entry.version, type(exc).__name__, exc)
             return
         record.runtime, record.state, record.message = runtime, State.READY, ""
         record.load_seconds = round(time.perf_counter() - started, 3)
@@ -105,11 +119,12 @@ class ModelRegistry:
     @property
     def ready(self) -> bool:
         configured = [r for r in self.records.values() if r.state is not State.NOT_INSTALLED]
-        return self.loaded.is_set() and all(r.state is State.READY for r in configured)
+        ok = self.loaded.is_set() and not self.catalogue_error
+        return ok and all(r.state is State.READY for r in configured)
 
     def record(self, name: str) -> ModelRecord:
         if name not in self.records:
-            raise ModelNotFound(f"Unknown model '{name}'.", {"known": sorted(self.records)})
+            raise ModelNotFound(f"Unknown model '{echo(name)}'.", {"known": sorted(self.records)})
         return self.records[name]
 
     def runtime(self, name: str) -> Runtime:
@@ -126,5 +141,5 @@ class ModelRegistry:
             raise ModelNotReady(f"Model '{name}' is still loading; retry shortly.", {"model": name})
         raise ModelNotReady(
             f"Model '{name}' failed to load ({record.message}). Train or restore it with: {record.install}",
-            {"model": name, "install": record.install, "reason": record.message},
+            {"model": name, "install": record.install},
         )

@@ -34,10 +34,11 @@ class JsonFormatter(logging.Formatter):
 
 
 def setup_logging(level: str) -> None:
+    """JSON lines on stderr for the `deepserve` loggers; replaces only a handler an earlier app installed."""
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger("deepserve")
-    root.handlers[:] = [handler]
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h.formatter, JsonFormatter)] + [handler]
     root.setLevel(level.upper())
     root.propagate = False
 

@@ -37,6 +37,7 @@ class ModelInfo(BaseModel):
 class Health(BaseModel):
     status: str
     models: dict[str, str] = {}
+    message: str = ""
 
 
 class ErrorDetail(BaseModel):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -109,17 +111,43 @@ def all_models_dir(
     trained_models_dir: Path,
     lstm_models_dir: Path,
     anomaly_models: Path,
+    image_models_dir: Path,
 ) -> Path:
-    """One models folder serving every family trained in this session (digit, lstm, anomaly): for tests that
-    cross endpoints. The image family is left out (its training is the slowest); its tests use image_models_dir."""
+    """One models folder serving every family trained in this session (digit, image, lstm, anomaly; not
+    distilbert, which stays not installed): for tests that cross endpoints."""
     from app.manifest import add_to_manifest, read_manifest
 
     out = tmp_path_factory.mktemp("all_models")
-    for source in (trained_models_dir, lstm_models_dir, anomaly_models):
+    for source in (trained_models_dir, lstm_models_dir, anomaly_models, image_models_dir):
         for entry in read_manifest(source).models:
             shutil.copytree(source / entry.path, out / entry.path)
             add_to_manifest(out, entry)
     return out
+
+
+class LogCapture(logging.Handler):
+    """Records of the service's `deepserve` loggers, for tests that check what the log (not the client) gets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def text(self) -> str:
+        return "\n".join(f"{r.getMessage()} {r.__dict__.get('fields', '')}" for r in self.records)
+
+
+@pytest.fixture
+def service_log() -> Iterator[LogCapture]:
+    capture = LogCapture()
+    logger = logging.getLogger("deepserve")
+    logger.addHandler(capture)
+    try:
+        yield capture
+    finally:
+        logger.removeHandler(capture)
 
 
 def assert_error(response, status: int, type_: str) -> dict:
@@ -213,8 +241,11 @@ def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
         if value != Settings.model_fields[name].default:
             env[f"DEEPSERVE_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)]
-    server = subprocess.Popen([*command, "--no-access-log"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    # The server's log goes to a file: a pipe nobody reads would fill up and block the server mid-test.
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen([*command, "--no-access-log"], cwd=ROOT, env=env, stderr=log)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    client.server_log = lambda: (log.seek(0), log.read().decode(errors="replace"))[1]  # type: ignore[attr-defined]
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -223,7 +254,7 @@ def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
                 break
             except httpx.TransportError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn did not start: {server.stderr.read().decode()[-2000:]}") from None
+                    raise RuntimeError(f"uvicorn did not start: {client.server_log()[-2000:]}") from None
                 time.sleep(0.1)
         wait_ready(client.get)
         yield client
@@ -231,6 +262,7 @@ def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
         client.close()
         server.terminate()
         server.wait(timeout=10)
+        log.close()
 
 
 @contextmanager

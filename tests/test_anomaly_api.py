@@ -79,9 +79,9 @@ def test_invalid_requests_are_422(client, payload: dict) -> None:
     assert_error(client.post("/predict/anomaly", json=payload), 422, "invalid_input")
 
 
-def test_invalid_json_is_422(client) -> None:
+def test_invalid_json_is_400_malformed_body(client) -> None:
     response = client.post("/predict/anomaly", content=b"{values: ", headers={"content-type": "application/json"})
-    assert_error(response, 422, "invalid_input")
+    assert_error(response, 400, "malformed_body")
 
 
 def test_not_installed_is_503(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ PNG = render(7, "mnist_28")
 
 
 def test_live_and_ready(client) -> None:
-    assert client.get("/health/live").json() == {"status": "alive", "models": {}}
+    assert client.get("/health/live").json() == {"status": "alive", "models": {}, "message": ""}
     ready = client.get("/health/ready")
     assert ready.status_code == 200 and ready.json()["models"]["digit"] == "ready"
 

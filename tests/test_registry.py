@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from app.config import Settings
-from app.errors import ERROR_TABLE, Overloaded
+from app.errors import ERROR_TABLE, Overloaded, markdown_table
 from app.limiter import ConcurrencyLimiter
 from app.manifest import ManifestEntry, add_to_manifest, read_manifest
-from tests.conftest import serve
+from tests.conftest import ROOT, serve
 from tests.digit_images import render
 
 PNG = render(2, "mnist_28")
@@ -26,9 +27,9 @@ def predict(client):
     return client.post("/predict/digit", content=PNG, headers={"content-type": "image/png"})
 
 
-def test_no_manifest_means_not_installed_and_ready(tmp_path: Path) -> None:
+def test_no_manifest_means_not_installed_and_not_ready(tmp_path: Path) -> None:
     with serve("asgi", Settings(models_dir=tmp_path)) as client:
-        assert client.get("/health/ready").status_code == 200
+        assert client.get("/health/ready").status_code == 503  # a service with nothing to serve is not ready
         response = predict(client)
         assert response.status_code == 503
         error = response.json()["error"]
@@ -58,32 +59,76 @@ def test_corrupt_artifact_fails_only_its_model(tmp_path: Path, trained_models_di
         assert {states[name] for name in ("image", "lstm", "distilbert", "anomaly")} == {"not_installed"}
         assert predict(client).status_code == 200  # the healthy model keeps serving
         info = client.get("/models/digit-broken").json()
-        assert info["state"] == "failed" and "onnx" in info["message"].lower()
+        assert info["state"] == "failed" and "corrupt" in info["message"] and str(tmp_path) not in str(info)
 
 
-def test_failed_model_endpoint_answers_503_with_how_to_train(tmp_path: Path, trained_models_dir: Path) -> None:
+def test_failed_model_endpoint_answers_503_with_how_to_train(
+    tmp_path: Path, trained_models_dir: Path, service_log
+) -> None:
     models = copy_models(trained_models_dir, tmp_path / "models")
     (models / "digit" / "1" / "model.onnx").unlink()
     with serve("asgi", Settings(models_dir=models)) as client:
         assert client.get("/health/ready").status_code == 503
-        error = predict(client).json()["error"]
+        response = predict(client)
+        error = response.json()["error"]
         assert error["type"] == "model_not_ready" and "training.train_digit" in error["message"]
-        assert error["detail"]["reason"].startswith("NoSuchFile") or "model.onnx" in error["detail"]["reason"]
+        assert error["detail"] == {"model": "digit", "install": error["detail"]["install"]}
+        assert str(tmp_path) not in response.text and "model.onnx" not in response.text  # the cause is logged
+        assert "model.onnx" in service_log.text() and "failed to load" in service_log.text()
 
 
-def test_unknown_runtime_fails_the_model(tmp_path: Path, trained_models_dir: Path) -> None:
+def test_unknown_runtime_fails_the_model(tmp_path: Path, trained_models_dir: Path, service_log) -> None:
     models = copy_models(trained_models_dir, tmp_path / "models")
     entry = read_manifest(models).latest()["digit"]
     add_to_manifest(models, entry.model_copy(update={"runtime": "tensorflow-savedmodel"}))
     with serve("asgi", Settings(models_dir=models)) as client:
-        assert "unknown runtime" in client.get("/models/digit").json()["message"]
+        assert client.get("/models/digit").json()["state"] == "failed"
+        assert "unknown runtime 'tensorflow-savedmodel'" in service_log.text()
 
 
 def test_corrupt_manifest_fails_configured_models_not_the_process(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text("{not json")
     with serve("asgi", Settings(models_dir=tmp_path, models=["digit"])) as client:
         assert client.get("/health/live").status_code == 200
-        assert "manifest.json" in client.get("/models/digit").json()["message"]
+        assert client.get("/health/ready").status_code == 503
+        message = client.get("/models/digit").json()["message"]
+        assert "manifest.json" in message and str(tmp_path) not in message and "not json" not in message
+
+
+def write_manifest_text(folder: Path, text: str | None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    if text is not None:
+        (folder / "manifest.json").write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["missing_folder", "empty_folder", "not_json", "wrong_shape", "no_models", "unreadable", "is_a_folder"],
+)
+def test_broken_catalogue_is_not_ready_and_logged_once(tmp_path: Path, case: str, service_log) -> None:
+    folder = tmp_path / "models"
+    if case == "missing_folder":
+        folder = tmp_path / "no-such-folder"
+    elif case == "empty_folder":
+        folder.mkdir()
+    elif case == "is_a_folder":
+        (folder / "manifest.json").mkdir(parents=True)
+    else:
+        text = {"not_json": "{not json", "wrong_shape": '{"models": 3}', "no_models": '{"models": []}'}
+        write_manifest_text(folder, text.get(case, '{"models": []}'))
+        if case == "unreadable":
+            (folder / "manifest.json").chmod(0)
+            if os.access(folder / "manifest.json", os.R_OK):  # root reads anything: make it unparsable instead
+                (folder / "manifest.json").chmod(0o644)
+                (folder / "manifest.json").write_bytes(b"\xff\xfe\x00")
+    with serve("asgi", Settings(models_dir=folder)) as client:
+        ready = client.get("/health/ready")
+        assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
+        assert "DEEPSERVE_MODELS_DIR" in ready.json()["message"] and str(tmp_path) not in ready.text
+        assert client.get("/health/live").status_code == 200
+    errors = [r for r in service_log.records if r.levelname == "ERROR" and "catalogue" in r.getMessage()]
+    assert len(errors) == 1
 
 
 def test_latest_version_is_served(tmp_path: Path) -> None:
@@ -115,18 +160,8 @@ def test_overloaded_request_gets_429(trained_models_dir: Path) -> None:
         assert predict(client).status_code == 200
 
 
-def test_error_table_statuses() -> None:
-    assert ERROR_TABLE == {
-        "invalid_image": 400,
-        "model_not_found": 404,
-        "payload_too_large": 413,
-        "image_too_large": 413,
-        "unsupported_media_type": 415,
-        "invalid_input": 422,
-        "overloaded": 429,
-        "model_not_ready": 503,
-        "model_not_installed": 503,
-        "internal_error": 500,
-        "not_found": 404,
-        "method_not_allowed": 405,
-    }
+def test_readme_error_table_is_generated_from_error_table() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert markdown_table() in readme, "README's error table drifted: paste `python -m app.errors` into it"
+    statuses = {kind.type: kind.status for kind in ERROR_TABLE.values()}
+    assert statuses["malformed_body"] == 400 and statuses["invalid_input"] == 422 and statuses["overloaded"] == 429

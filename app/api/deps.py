@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from email.message import Message
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from app.config import Settings
+from app.errors import UnsupportedMediaType
 from app.inference import Inference
 from app.limiter import ConcurrencyLimiter
 from app.metrics import Metrics
@@ -42,3 +44,17 @@ def get_inference(request: Request) -> Inference:
 
 
 InferenceDep = Annotated[Inference, Depends(get_inference)]
+
+
+def require_json(request: Request) -> None:
+    """415 for a body that is not JSON (FastAPI would otherwise report it as a 422 validation error)."""
+    content_type = request.headers.get("content-type")
+    if content_type:
+        message = Message()
+        message["content-type"] = content_type
+        subtype = message.get_content_subtype()
+        if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+            raise UnsupportedMediaType(
+                f"Send a JSON body with content-type application/json, not {content_type}.",
+                {"content_type": content_type},
+            )

@@ -43,15 +43,22 @@ UNPARSABLE = {"json_invalid", "json_type", "recursion_loop"}
 
 async def send_error(send: Send, error: ServeError) -> None:
     """Answer with `error` straight from ASGI middleware (outside FastAPI's handlers)."""
-    body = json.dumps(error_body(error.type, error.message, error.detail)).encode()
+    body = json.dumps(error_body(error.type, error.message, error.detail), allow_nan=False).encode("ascii")
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
     await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
+class ErrorResponse(JSONResponse):
+    """JSON with non-ASCII escaped: a message echoing a lone surrogate the client sent still encodes."""
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def error_response(error: ServeError) -> JSONResponse:
-    return JSONResponse(
+    return ErrorResponse(
         error_body(error.type, error.message, error.detail), status_code=error.status_code, headers=error.headers
     )
 

@@ -22,5 +22,5 @@ def ready(registry: RegistryDep) -> JSONResponse:
     """200 once every configured model is loaded and warmed; 503 before that or if one failed."""
     states = {name: record.state.value for name, record in registry.records.items()}
     ok = registry.ready
-    body = Health(status="ready" if ok else "not_ready", models=states)
+    body = Health(status="ready" if ok else "not_ready", models=states, message=registry.catalogue_error)
     return JSONResponse(body.model_dump(), status_code=200 if ok else 503)

@@ -6,10 +6,10 @@ from datetime import datetime
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field, model_validator
 
-from app.api.deps import InferenceDep, LimiterDep, RegistryDep
+from app.api.deps import InferenceDep, LimiterDep, RegistryDep, require_json
 from app.api.predict import ERRORS
 from app.errors import InvalidInput
 from app.schemas import ModelRef
@@ -48,7 +48,7 @@ class AnomalyResponse(BaseModel):
     model: ModelRef
 
 
-@router.post("/anomaly", response_model=AnomalyResponse, responses=ERRORS)
+@router.post("/anomaly", response_model=AnomalyResponse, responses=ERRORS, dependencies=[Depends(require_json)])
 async def predict_anomaly(
     body: AnomalyRequest, registry: RegistryDep, limiter: LimiterDep, inference: InferenceDep
 ) -> AnomalyResponse:

@@ -5,15 +5,13 @@ Limits are Settings: max_texts texts per request, max_text_chars characters per 
 
 from __future__ import annotations
 
-from email.message import Message
+from fastapi import APIRouter, Depends
 
-from fastapi import APIRouter, Depends, Request
-
-from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
+from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep, require_json
 from app.api.predict import ERRORS
 from app.catalog import FAMILIES
 from app.config import Settings
-from app.errors import InvalidInput, UnsupportedMediaType
+from app.errors import InvalidInput, echo
 from app.registry import ModelRecord, ModelRegistry, State
 from app.schemas import ModelRef
 from app.sentiment_schemas import SentimentRequest, SentimentResponse, SentimentResult
@@ -22,20 +20,6 @@ router = APIRouter(prefix="/predict", tags=["predict"])
 
 TASK = "text-classification/sentiment"
 PREFERENCE = ("distilbert", "lstm")  # the default model: the first of these that is ready and trained
-
-
-def require_json(request: Request) -> None:
-    """415 for a body that is not JSON (FastAPI would otherwise report it as a 422 validation error)."""
-    content_type = request.headers.get("content-type")
-    if content_type:
-        message = Message()
-        message["content-type"] = content_type
-        subtype = message.get_content_subtype()
-        if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
-            raise UnsupportedMediaType(
-                f"Send a JSON body with content-type application/json, not {content_type}.",
-                {"content_type": content_type},
-            )
 
 
 def is_trained_and_ready(record: ModelRecord) -> bool:
@@ -53,7 +37,7 @@ def choose_model(registry: ModelRegistry, requested: str | None) -> str:
     if task != TASK:
         sentiment = sorted(n for n, f in FAMILIES.items() if f.task == TASK)
         raise InvalidInput(
-            f"Model '{requested}' is not a sentiment model; use one of {', '.join(sentiment)}.",
+            f"Model '{echo(requested)}' is not a sentiment model; use one of {', '.join(sentiment)}.",
             {"model": requested, "task": task, "sentiment_models": sentiment},
         )
     return requested

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from app.anomaly_scoring import score_series
+from app.errors import InvalidInput
 from app.runtimes.base import Runtime, onnx_session
 
 
@@ -27,7 +28,18 @@ class AnomalyRuntime(Runtime):
         self.predict([np.full(self.window, float(self.config["mean"]))])
 
     def predict(self, batch: list[np.ndarray]) -> list[dict[str, Any]]:
-        return [score_series(values, self.reconstruct, self.config) for values in batch]
+        return [self.score(values) for values in batch]
+
+    def score(self, values: np.ndarray) -> dict[str, Any]:
+        """score_series, refusing (422) a series so far from the training scale that its scores overflow."""
+        out = score_series(values, self.reconstruct, self.config)
+        if not np.isfinite(out["scores"]).all():
+            raise InvalidInput(
+                "The series' values are too large in magnitude to score (they overflow the model's float32 "
+                "arithmetic); rescale the series, e.g. to other units.",
+                {"max_abs_value": float(np.max(np.abs(values)))},
+            )
+        return out
 
     def input_description(self) -> dict[str, Any]:
         return {
