@@ -28,10 +28,10 @@ from app.errors import Unauthorized
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
 ALWAYS_OPEN = frozenset({"/health/live", "/health/ready"})  # probes
+DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 # The scope key holding the caller's key name, for the rate limit and the request log. Not scope["state"]: that
 # dict may be shared by every request (asgi-lifespan does; the ASGI spec asks servers for a copy per request).
 KEY_NAME = "deepserve.key_name"
-DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
 def digest(key: bytes) -> bytes:
