@@ -38,12 +38,28 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(
         5.0, ge=0, description="Longest a request waits for others to join its batch, in milliseconds."
     )
+    # Access control (app/auth.py, app/rate_limit.py, app/cors.py); all off by default.
+    api_keys: Annotated[list[str], NoDecode] = Field(
+        [], repr=False, description="Comma-separated API keys (plaintext); any key turns authentication on."
+    )
+    api_keys_file: Path | None = Field(
+        None, description="File of `name:sha256hex` lines (`python -m app.auth hash NAME` makes one); turns it on."
+    )
+    auth_metrics: bool = Field(False, description="With API keys on, /metrics needs a key too (open by default).")
+    docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json (always open when served).")
+    rate_limit_per_second: float = Field(
+        0.0, ge=0, description="Requests per second each client (API key, or address without keys) may make; 0: off."
+    )
+    rate_limit_burst: int = Field(10, ge=1, description="Requests a client may make at once before the rate applies.")
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        [], description="Comma-separated origins browsers may call from (CORS); empty: no CORS headers."
+    )
 
-    @field_validator("models", "batch_models", mode="before")
+    @field_validator("models", "batch_models", "api_keys", "cors_origins", mode="before")
     @classmethod
     def split_names(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
             names = [name.strip() for name in value.split(",") if name.strip()]
-            # An empty DEEPSERVE_MODELS means "all in the manifest"; an empty DEEPSERVE_BATCH_MODELS, "none".
+            # An empty DEEPSERVE_MODELS means "all in the manifest"; any other empty list, "none".
             return names or (None if info.field_name == "models" else [])
         return value

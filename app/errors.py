@@ -29,7 +29,8 @@ class MalformedBody(ServeError):
     status_code, type = 400, "malformed_body"
     when = (
         "the body cannot be parsed: invalid JSON or UTF-8, JSON nested too deep, a multipart body without a "
-        "boundary or with a broken part, more than 8 form fields or 1 file, a form field over 1 MiB"
+        "boundary or with a broken part, more than 8 form fields or 1 file, a form field over 1 MiB; "
+        "a CORS preflight asking for an origin, method or header that is not allowed"
     )
 
 
@@ -90,7 +91,10 @@ class Overloaded(ServeError):
 
 class RateLimited(ServeError):
     status_code, type = 429, "rate_limited"
-    when = "this client (API key or address) is over its request rate; retry after `Retry-After` seconds"
+    when = (
+        "this client (API key, or address without keys) is over `DEEPSERVE_RATE_LIMIT_PER_SECOND`; "
+        "retry after `Retry-After` seconds"
+    )
 
 
 class ModelNotReady(ServeError):

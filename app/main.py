@@ -10,11 +10,14 @@ from fastapi import FastAPI
 
 from app.api import health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
 from app.api.errors import install_error_handlers
+from app.auth import AuthMiddleware, load_keys
 from app.body_limit import BodyLimitMiddleware
 from app.config import Settings
+from app.cors import CorsMiddleware
 from app.inference import Inference
 from app.limiter import ConcurrencyLimiter
 from app.metrics import Metrics
+from app.rate_limit import RateLimitMiddleware, TokenBucketLimiter
 from app.registry import ModelRegistry
 from app.request_log import RequestLogMiddleware, setup_logging
 
@@ -22,6 +25,7 @@ from app.request_log import RequestLogMiddleware, setup_logging
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     setup_logging(settings.log_level)
+    api_keys = load_keys(settings)  # a bad keys file stops the service here, before it serves anything
     registry = ModelRegistry(settings)
     inference = Inference(settings, Metrics())
 
@@ -37,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Trained deep-learning models served over REST.",
         lifespan=lifespan,
+        **({} if settings.docs_enabled else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
     app.state.settings = settings
     app.state.registry = registry
@@ -44,8 +49,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = inference.metrics
     app.state.inference = inference
     install_error_handlers(app)
-    for module in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics):
-        app.include_router(module.router)
+    routers = [m.router for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics)]
+    for router in routers:
+        app.include_router(router)
+    # Outermost last: request log -> CORS -> API key -> rate limit -> body size -> routes. Each refusal comes
+    # before the body is read; CORS answers preflights before the key check and adds its headers to every answer.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    if settings.rate_limit_per_second > 0:
+        limiter = TokenBucketLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        routes = [route.path for router in routers for route in router.routes]  # type: ignore[attr-defined]
+        routes += [path for path in (app.openapi_url, app.docs_url, app.redoc_url) if path]
+        app.add_middleware(RateLimitMiddleware, limiter=limiter, metrics=app.state.metrics, routes=routes)
+    if api_keys:
+        app.add_middleware(AuthMiddleware, keys=api_keys, protect_metrics=settings.auth_metrics)
+    if settings.cors_origins:
+        app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     app.add_middleware(RequestLogMiddleware, metrics=app.state.metrics)
     return app

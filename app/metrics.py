@@ -34,6 +34,9 @@ class Metrics:
             buckets=(1, 2, 4, 8, 16, 32, 64),
             registry=self.registry,
         )
+        self.rate_limited = Counter(
+            "deepserve_rate_limited", "Requests refused by the per-client rate limit", ["model"], registry=self.registry
+        )
         self.model_ready = Gauge(
             "deepserve_model_ready", "1 when the model is ready", ["model"], registry=self.registry
         )

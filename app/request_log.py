@@ -16,6 +16,7 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import send_error
+from app.auth import KEY_NAME
 from app.errors import ServeError
 from app.metrics import Metrics
 
@@ -87,4 +88,6 @@ class RequestLogMiddleware:
                 "latency_ms": round(seconds * 1000, 2),
                 "request_id": request_id,
             }
+            if client := scope.get(KEY_NAME):  # the API key's name, set by app/auth.py
+                fields["client"] = client
             log.info(event, extra={"fields": fields})
