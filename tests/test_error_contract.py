@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from app.config import Settings
+from app.errors import ERROR_TABLE
 from tests.conftest import assert_error, serve
 from tests.digit_images import render
 
@@ -37,3 +41,64 @@ def test_405_lists_the_allowed_methods(trained_models_dir: Path) -> None:
         response = client.get("/predict/digit")
         assert_error(response, 405, "method_not_allowed")
         assert response.headers["allow"] == "POST"
+
+
+
+# One real request per row of ERROR_TABLE: (settings for the app, beyond models_dir; the request). A new error type
+# without a row here fails test_every_error_type_is_reached_by_a_real_request.
+IMAGE, PLAIN = {"content-type": "image/png"}, {"content-type": "text/plain"}
+
+
+def post_png(client, data: bytes = PNG):
+    return client.post("/predict/digit", content=data, headers=IMAGE)
+
+
+def overloaded(client):
+    limiter = client.app.state.limiter
+    limiter.in_flight = limiter.limit  # every slot taken
+    try:
+        return post_png(client)
+    finally:
+        limiter.in_flight = 0
+
+
+def internal_error(client):
+    runtime = client.app.state.registry.records["digit"].runtime
+    runtime.predict = None  # calling it raises TypeError: a bug
+    try:
+        return post_png(client)
+    finally:
+        del runtime.predict
+
+
+REACH: dict[str, tuple[dict, Callable]] = {
+    "malformed_body": ({}, lambda c: c.post("/predict/sentiment", content=b"{", headers={"content-type": "application/json"})),
+    "invalid_image": ({}, lambda c: post_png(c, b"\x89PNG junk")),
+    "unauthorized": ({"api_keys": ["k" * 32]}, lambda c: c.get("/models")),
+    "not_found": ({}, lambda c: c.get("/no/such/route")),
+    "model_not_found": ({}, lambda c: c.get("/models/resnet")),
+    "method_not_allowed": ({}, lambda c: c.get("/predict/digit")),
+    "payload_too_large": ({}, lambda c: post_png(c, b"\0" * (5 << 20))),
+    "image_too_large": ({"max_image_pixels": 100}, lambda c: post_png(c, render(3, "black_on_white"))),
+    "unsupported_media_type": ({}, lambda c: c.post("/predict/digit", content=PNG, headers=PLAIN)),
+    "invalid_input": ({}, lambda c: c.post("/predict/sentiment", json={})),
+    "overloaded": ({}, overloaded),
+    "rate_limited": ({"rate_limit_per_second": 0.001, "rate_limit_burst": 1}, lambda c: [c.get("/models") for _ in "ab"][1]),
+    "internal_error": ({}, internal_error),
+    "model_not_ready": ({"models_dir": Path("/no/such/models"), "models": ["digit"]}, post_png),
+    "model_not_installed": ({}, lambda c: c.post("/predict/sentiment", json={"text": "hi", "model": "distilbert"})),
+}
+
+
+def test_every_error_type_is_reached_by_a_real_request() -> None:
+    assert set(REACH) == set(ERROR_TABLE)
+
+
+@pytest.mark.parametrize("type_", sorted(REACH))
+def test_error_type_answers_with_its_table_status(all_models_dir: Path, type_: str) -> None:
+    settings, request = REACH[type_]
+    with serve("asgi", Settings(**{"models_dir": all_models_dir} | settings)) as client:
+        response = request(client)
+    assert_error(response, ERROR_TABLE[type_].status, type_)
+    header = {405: "allow", 429: "retry-after", 401: "www-authenticate"}.get(response.status_code)
+    assert header is None or response.headers[header]
