@@ -130,3 +130,8 @@ def test_openapi_documents_the_routes(client) -> None:
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/predict/digit", "/health/ready", "/health/live", "/models", "/models/{name}", "/metrics"} <= set(paths)
     assert "image/*" in paths["/predict/digit"]["post"]["requestBody"]["content"]
+
+
+def test_models_metadata_shows_no_absolute_paths(client, trained_models_dir) -> None:
+    text = client.get("/models").text
+    assert "train_digit" in text and "/tmp/" not in text and str(trained_models_dir) not in text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fastapi import APIRouter
 
 from app.api.deps import RegistryDep
@@ -10,6 +12,15 @@ from app.registry import ModelRecord
 from app.schemas import ErrorBody, ModelInfo
 
 router = APIRouter(prefix="/models", tags=["models"])
+
+
+ABSOLUTE_DIRS = re.compile(r"(?<![\w.])/(?:[^\s/]+/)+")  # "/home/ann/data/" in "--data /home/ann/data/mnist.npz"
+
+
+def public_command(command: str) -> str:
+    """The training command as recorded, with the folders of absolute paths hidden (they describe the trainer's
+    machine, not the model): "--data /home/ann/data/mnist.npz" -> "--data .../mnist.npz"."""
+    return ABSOLUTE_DIRS.sub(".../", command)
 
 
 def describe(record: ModelRecord) -> ModelInfo:
@@ -26,7 +37,7 @@ def describe(record: ModelRecord) -> ModelInfo:
         input=record.runtime.input_description() if record.runtime else None,
         metrics=entry.metrics if entry else {},
         files=entry.files if entry else {},
-        training_command=entry.command if entry else None,
+        training_command=public_command(entry.command) if entry else None,
     )
 
 
