@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app.api import health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
 from app.api.errors import install_error_handlers
+from app.api.openapi import install_openapi
 from app.body_limit import BodyLimitMiddleware
 from app.config import Settings
 from app.inference import Inference
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = inference.metrics
     app.state.inference = inference
     install_error_handlers(app)
+    install_openapi(app)
     for module in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)

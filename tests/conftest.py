@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -213,7 +214,10 @@ def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
         if value != Settings.model_fields[name].default:
             env[f"DEEPSERVE_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)]
-    server = subprocess.Popen([*command, "--no-access-log"], cwd=ROOT, env=env, stderr=subprocess.PIPE)
+    # The server's log goes to a file: a pipe nobody reads fills after a few hundred requests (one JSON line each)
+    # and then blocks the server mid-request.
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen([*command, "--no-access-log"], cwd=ROOT, env=env, stderr=log)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     try:
         deadline = time.monotonic() + 60
@@ -223,7 +227,8 @@ def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
                 break
             except httpx.TransportError:
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"uvicorn did not start: {server.stderr.read().decode()[-2000:]}") from None
+                    log.seek(0)
+                    raise RuntimeError(f"uvicorn did not start: {log.read().decode()[-2000:]}") from None
                 time.sleep(0.1)
         wait_ready(client.get)
         yield client
@@ -231,6 +236,7 @@ def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
         client.close()
         server.terminate()
         server.wait(timeout=10)
+        log.close()
 
 
 @contextmanager

@@ -10,15 +10,16 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field, model_validator
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep
-from app.api.predict import ERRORS
+from app.api.openapi import error_responses
 from app.errors import InvalidInput
 from app.schemas import ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
 MAX_POINTS = 20_000  # about two seconds of scoring on one CPU core; longer series should be sent in parts
+MAX_ABS_VALUE = 1e30  # larger finite values would overflow the model's float32 arithmetic into NaN scores
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
 
 
 class AnomalyRequest(BaseModel):
@@ -46,6 +47,11 @@ class AnomalyResponse(BaseModel):
     window: int
     regions: list[AlarmRegion] = Field(description="Maximal runs of flagged points, first and last index inclusive.")
     model: ModelRef
+
+
+ERRORS = error_responses(
+    "malformed_body", "unsupported_media_type", "invalid_input", "overloaded", "model_not_ready", "model_not_installed"
+)
 
 
 @router.post("/anomaly", response_model=AnomalyResponse, responses=ERRORS)
