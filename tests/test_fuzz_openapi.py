@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from app.config import Settings
 from tests.conftest import uvicorn_client
 
-MAX_EXAMPLES = 100  # per operation, for each phase that generates
+MAX_EXAMPLES = 300  # per operation, for each phase that generates
 IMAGE_ROUTES = {"/predict/digit", "/predict/image"}
 SENT: Counter[tuple[str, str]] = Counter()  # (operation, generation mode) -> requests sent
 
@@ -66,7 +66,7 @@ def schema_valid_request_is_not_refused(ctx, response, case) -> None:
     """The schema states every constraint: a request it allows is never refused as invalid (422)."""
     if response.status_code != 422 or case.meta is None or not case.meta.generation.mode.is_positive:
         return None
-    if case.path in IMAGE_ROUTES:
+    if case.path in IMAGE_ROUTES and (not isinstance(case.body, dict) or "file" in case.body):
         return None  # documented: what the image shows (422 for a blank image) cannot be stated in a schema
     raise AssertionError(f"A schema-valid request was refused with 422: {response.text[:500]}")
 

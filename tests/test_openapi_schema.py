@@ -56,6 +56,11 @@ def test_anomaly_schema_states_the_served_models_window_and_value_bounds(anomaly
         extreme = post([1e30, -1e30] * window)
         assert extreme.status_code == 200 and None not in extreme.json()["scores"]  # scored, never nulls
         assert_error(post([1.0] * (window - 1) + [1.0001e30]), 422, "invalid_input")
+        # "type": "number" and "format": "date-time" hold too: no booleans or numeric strings, no epoch numbers.
+        assert_error(post([True] * window), 422, "invalid_input")
+        assert_error(post(["1.5"] * window), 422, "invalid_input")
+        series = {"values": [1.0] * window, "timestamps": list(range(window))}
+        assert_error(client.post("/predict/anomaly", json=series), 422, "invalid_input")
 
 
 def test_the_document_is_rebuilt_until_the_models_have_loaded(anomaly_models: Path) -> None:
