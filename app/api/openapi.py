@@ -127,7 +127,7 @@ def constrain_anomaly_request(schema: dict[str, Any], window: int | None) -> Non
         values["minItems"] = 1
         values["description"] += (
             " At least one window of the served model; the model is not loaded, so its window is not known here "
-            "(the route answers 503 until it is)."
+            "(the route answers 503 meanwhile)."
         )
     else:
         values["minItems"] = window
