@@ -10,7 +10,7 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from app.errors import InvalidInput, UnsupportedMediaType
+from app.errors import InvalidInput, UnsupportedMediaType, echo
 from app.image_decode import decode_and_prepare
 
 ACCEPTED = "multipart/form-data with the image in field 'file', or a raw body with Content-Type image/*"
@@ -28,8 +28,11 @@ async def read_image_upload(request: Request) -> bytes:
         raise UnsupportedMediaType(f"Content-Type '{media or 'none'}' is not accepted: send {ACCEPTED}.")
     async with request.form(max_files=1, max_fields=8) as form:
         upload = form.get("file")
+        fields = [echo(name) for name in form.keys()]
         if not isinstance(upload, UploadFile):
-            raise InvalidInput("The multipart form has no file in field 'file'.", {"fields": list(form.keys())})
+            raise InvalidInput("The multipart form has no file in field 'file'.", {"fields": fields})
+        if len(fields) > 1:
+            raise InvalidInput("The multipart form must hold only the field 'file'.", {"fields": fields})
         part = _media_type(upload.content_type)
         if part and not (part.startswith("image/") or part == "application/octet-stream"):
             raise UnsupportedMediaType(f"The uploaded file's Content-Type '{part}' is not an image type.")

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app.api import health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
 from app.api.errors import install_error_handlers
+from app.api.openapi import install_openapi
 from app.auth import AuthMiddleware, load_keys
 from app.body_limit import BodyLimitMiddleware
 from app.config import Settings
@@ -49,6 +50,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = inference.metrics
     app.state.inference = inference
     install_error_handlers(app)
+    install_openapi(app)
     routers = [m.router for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics)]
     for router in routers:
         app.include_router(router)

@@ -241,7 +241,8 @@ def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
         if value != Settings.model_fields[name].default:
             env[f"DEEPSERVE_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)]
-    # The server's log goes to a file: a pipe nobody reads would fill up and block the server mid-test.
+    # The server's log goes to a file: a pipe nobody reads fills after a few hundred requests (one JSON line each)
+    # and then blocks the server mid-request.
     log = tempfile.TemporaryFile()
     server = subprocess.Popen([*command, "--no-access-log"], cwd=ROOT, env=env, stderr=log)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)

@@ -117,6 +117,7 @@ def image_cases(path: str) -> list[Case]:
         Case("multipart_garbage", "POST", path, 400, "malformed_body", raw(b"garbage without parts", "multipart/form-data; boundary=abc")),
         Case("multipart_two_files", "POST", path, 400, "malformed_body", {"files": [(file, ("a.png", SEVEN, "image/png")), (file, ("b.png", SEVEN, "image/png"))]}),
         Case("multipart_many_fields", "POST", path, 400, "malformed_body", {"data": {f"f{i}": "x" for i in range(20)}, "files": upload(SEVEN)["files"]}),
+        Case("multipart_extra_field", "POST", path, 422, "invalid_input", {"data": {"note": "x"}, "files": upload(SEVEN)["files"]}),
         Case("multipart_huge_field", "POST", path, 400, "malformed_body", {"data": {"note": "x" * (MIB + 10)}, "files": upload(SEVEN)["files"]}),
         Case("multipart_no_file_field", "POST", path, 422, "invalid_input", {"files": {"image": ("x.png", SEVEN, "image/png")}}),
         Case("multipart_text_part", "POST", path, 415, "unsupported_media_type", upload(SEVEN, "x.txt", "text/plain")),

@@ -6,18 +6,26 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.api.deps import RegistryDep
+from app.api.openapi import error_responses
 from app.schemas import Health
 
 router = APIRouter(prefix="/health", tags=["health"])
 
 
-@router.get("/live", response_model=Health)
+@router.get("/live", response_model=Health, responses=error_responses(guarded=False))
 def live() -> Health:
     """The process is up (models may still be loading)."""
     return Health(status="alive")
 
 
-@router.get("/ready", response_model=Health, responses={503: {"model": Health}})
+@router.get(
+    "/ready",
+    response_model=Health,
+    responses={
+        **error_responses(guarded=False),
+        503: {"model": Health, "description": "Not ready: a model is loading or failed."},
+    },
+)
 def ready(registry: RegistryDep) -> JSONResponse:
     """200 once every configured model is loaded and warmed; 503 before that or if one failed."""
     states = {name: record.state.value for name, record in registry.records.items()}

@@ -6,11 +6,22 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import MetricsDep, RegistryDep
+from app.api.openapi import error_responses
 
 router = APIRouter(tags=["metrics"])
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        **error_responses(),
+        200: {
+            "description": "Prometheus text exposition format.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+    },
+)
 def metrics(registry: RegistryDep, metrics: MetricsDep) -> Response:
     """Request counts and latencies, model call latencies and batch sizes, model readiness."""
     for name, record in registry.records.items():

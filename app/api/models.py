@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from app.api.deps import RegistryDep
+from app.api.openapi import error_responses
 from app.catalog import FAMILIES
 from app.registry import ModelRecord
-from app.schemas import ErrorBody, ModelInfo
+from app.schemas import ModelInfo
 
 router = APIRouter(prefix="/models", tags=["models"])
+NAME_EXAMPLES = {name: {"value": name} for name in FAMILIES}
 
 
 ABSOLUTE_DIRS = re.compile(r"(?<![\w.])/(?:[^\s/]+/)+")  # "/home/ann/data/" in "--data /home/ann/data/mnist.npz"
@@ -41,13 +44,13 @@ def describe(record: ModelRecord) -> ModelInfo:
     )
 
 
-@router.get("", response_model=list[ModelInfo])
+@router.get("", response_model=list[ModelInfo], responses=error_responses())
 def list_models(registry: RegistryDep) -> list[ModelInfo]:
     """Every known model, served or not, with its state."""
     return [describe(record) for record in registry.records.values()]
 
 
-@router.get("/{name}", response_model=ModelInfo, responses={404: {"model": ErrorBody}})
-def get_model(name: str, registry: RegistryDep) -> ModelInfo:
+@router.get("/{name}", response_model=ModelInfo, responses=error_responses("model_not_found", "not_found"))
+def get_model(name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], registry: RegistryDep) -> ModelInfo:
     """One model's version, task, input description and training metrics."""
     return describe(registry.record(name))

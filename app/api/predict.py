@@ -5,28 +5,43 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
+from app.api.openapi import error_responses
 from app.digit_preprocessing import preprocess_digit
-from app.errors import ERROR_TABLE
 from app.image_upload import read_model_input
-from app.schemas import DigitPrediction, ErrorBody, ModelRef
+from app.schemas import DigitPrediction, ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
-ERRORS = {status: {"model": ErrorBody} for status in sorted({kind.status for kind in ERROR_TABLE.values()})}
+IMAGE_ERRORS = error_responses(
+    "malformed_body",
+    "invalid_image",
+    "image_too_large",
+    "unsupported_media_type",
+    "invalid_input",
+    "overloaded",
+    "model_not_ready",
+    "model_not_installed",
+)
 IMAGE_BODY = {
     "requestBody": {
         "required": True,
         "content": {
             "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "additionalProperties": False,  # another field is a 422 (a misspelt option must not pass)
+                    "properties": {"file": {"type": "string", "format": "binary", "description": "The image file."}},
+                },
+                "encoding": {"file": {"contentType": "image/*, application/octet-stream"}},
             },
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
+            "image/*": {"schema": {"type": "string", "format": "binary", "description": "The image file as the body."}},
         },
     }
 }
 
 
-@router.post("/digit", response_model=DigitPrediction, responses=ERRORS, openapi_extra=IMAGE_BODY)
+@router.post("/digit", response_model=DigitPrediction, responses=IMAGE_ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_digit(
     request: Request, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, inference: InferenceDep
 ) -> DigitPrediction:

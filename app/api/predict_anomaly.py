@@ -7,23 +7,33 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, require_json
-from app.api.predict import ERRORS
+from app.api.openapi import error_responses
 from app.errors import InvalidInput
 from app.schemas import ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
 MAX_POINTS = 20_000  # about two seconds of scoring on one CPU core; longer series should be sent in parts
+MAX_ABS_VALUE = 1e30  # far beyond any real series; values near 1e300 overflowed the scoring into NaN (null) scores
 
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+
+def _text(value: object) -> object:
+    if not isinstance(value, str):
+        raise ValueError("a timestamp is an ISO 8601 string")
+    return value
+
+
+# What the schema says, no more: JSON numbers (strict: not true/false or "1.5"), ISO 8601 strings (not epoch numbers).
+FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
+Timestamp = Annotated[datetime, BeforeValidator(_text)]
 
 
 class AnomalyRequest(BaseModel):
     values: list[FiniteFloat] = Field(max_length=MAX_POINTS, description="The series, oldest first.")
-    timestamps: list[datetime] | None = Field(None, description="Optional ISO 8601 time of each value.")
+    timestamps: list[Timestamp] | None = Field(None, description="Optional ISO 8601 time of each value.")
 
     @model_validator(mode="after")
     def same_lengths(self) -> AnomalyRequest:
@@ -46,6 +56,11 @@ class AnomalyResponse(BaseModel):
     window: int
     regions: list[AlarmRegion] = Field(description="Maximal runs of flagged points, first and last index inclusive.")
     model: ModelRef
+
+
+ERRORS = error_responses(
+    "malformed_body", "unsupported_media_type", "invalid_input", "overloaded", "model_not_ready", "model_not_installed"
+)
 
 
 @router.post("/anomaly", response_model=AnomalyResponse, responses=ERRORS, dependencies=[Depends(require_json)])

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
-from app.api.predict import ERRORS, IMAGE_BODY
+from app.api.predict import IMAGE_BODY, IMAGE_ERRORS
 from app.image_upload import read_model_input
 from app.schemas import ModelRef
 
@@ -25,7 +25,7 @@ class ImagePrediction(BaseModel):
     model: ModelRef
 
 
-@router.post("/image", response_model=ImagePrediction, responses=ERRORS, openapi_extra=IMAGE_BODY)
+@router.post("/image", response_model=ImagePrediction, responses=IMAGE_ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_image(
     request: Request, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, inference: InferenceDep
 ) -> ImagePrediction:

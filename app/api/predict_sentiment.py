@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep, require_json
-from app.api.predict import ERRORS
+from app.api.openapi import error_responses
 from app.catalog import FAMILIES
 from app.config import Settings
 from app.errors import InvalidInput, echo
@@ -66,6 +66,17 @@ def validate_texts(body: SentimentRequest, settings: Settings) -> list[str]:
                 {"field": field, "index": i, "chars": len(text), "max_chars": settings.max_text_chars},
             )
     return texts
+
+
+ERRORS = error_responses(
+    "malformed_body",
+    "model_not_found",
+    "unsupported_media_type",
+    "invalid_input",
+    "overloaded",
+    "model_not_ready",
+    "model_not_installed",
+)
 
 
 @router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS, dependencies=[Depends(require_json)])
