@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
+from app.costs import DIGIT_BYTES_PER_PIXEL, image_cost, image_pixels
 from app.digit_preprocessing import preprocess_digit
 from app.errors import ERROR_TABLE
-from app.image_upload import read_model_input
+from app.image_upload import prepare_model_input, read_image_upload
 from app.schemas import DigitPrediction, ErrorBody, ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -32,7 +33,9 @@ async def predict_digit(
 ) -> DigitPrediction:
     """Classify a handwritten digit image (any size or format) as 0-9."""
     runtime = registry.runtime("digit")
-    with limiter.slot():
-        x = await read_model_input(request, settings.max_image_pixels, preprocess_digit)
+    data = await read_image_upload(request)  # the whole body first: a slow upload holds no slot
+    cost = image_cost(image_pixels(data, settings.max_image_pixels), DIGIT_BYTES_PER_PIXEL)
+    with limiter.slot(cost):
+        x = await prepare_model_input(data, settings.max_image_pixels, preprocess_digit)
         [out] = await inference(runtime, [x])
     return DigitPrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))

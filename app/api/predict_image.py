@@ -7,7 +7,8 @@ from pydantic import BaseModel
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.predict import ERRORS, IMAGE_BODY
-from app.image_upload import read_model_input
+from app.costs import IMAGE_BYTES_PER_PIXEL, image_cost, image_pixels
+from app.image_upload import prepare_model_input, read_image_upload
 from app.schemas import ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -31,7 +32,9 @@ async def predict_image(
 ) -> ImagePrediction:
     """Classify an image (any size, format or mode) into the classes the transfer model was trained on."""
     runtime = registry.runtime("image")
-    with limiter.slot():
-        x = await read_model_input(request, settings.max_image_pixels, runtime.prepare)
+    data = await read_image_upload(request)  # the whole body first: a slow upload holds no slot
+    cost = image_cost(image_pixels(data, settings.max_image_pixels), IMAGE_BYTES_PER_PIXEL)
+    with limiter.slot(cost):
+        x = await prepare_model_input(data, settings.max_image_pixels, runtime.prepare)
         [out] = await inference(runtime, [x])
     return ImagePrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))

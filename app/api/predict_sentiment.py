@@ -13,6 +13,7 @@ from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.predict import ERRORS
 from app.catalog import FAMILIES
 from app.config import Settings
+from app.costs import text_cost
 from app.errors import InvalidInput, UnsupportedMediaType
 from app.registry import ModelRecord, ModelRegistry, State
 from app.schemas import ModelRef
@@ -104,7 +105,7 @@ async def predict_sentiment(
     """
     texts = validate_texts(body, settings)
     runtime = registry.runtime(choose_model(registry, body.model))
-    with limiter.slot():
+    with limiter.slot(text_cost(runtime, texts)):
         outputs = await inference(runtime, texts)
     return SentimentResponse(
         results=[SentimentResult(**out) for out in outputs],
