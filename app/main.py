@@ -14,6 +14,7 @@ from app.body_limit import BodyLimitMiddleware
 from app.config import Settings
 from app.inference import Inference
 from app.limiter import ConcurrencyLimiter
+from app.memory import MemoryTrimmer
 from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.request_log import RequestLogMiddleware, setup_logging
@@ -40,12 +41,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.limiter = ConcurrencyLimiter(settings.max_concurrent_requests, settings.max_inflight_mb * 2**20)
+    app.state.limiter = ConcurrencyLimiter(
+        settings.max_concurrent_requests, settings.max_inflight_mb * 2**20, on_release=MemoryTrimmer().released
+    )
     app.state.metrics = inference.metrics
     app.state.inference = inference
     install_error_handlers(app)
     for module in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics):
         app.include_router(module.router)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes, timeout=settings.body_timeout_seconds)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        timeout=settings.body_timeout_seconds,
+        limiter=app.state.limiter,
+    )
     app.add_middleware(RequestLogMiddleware, metrics=app.state.metrics)
     return app

@@ -26,7 +26,7 @@ SIZES = {
     "digit": [512, 1024, 2048, 4096],
     "image": [512, 1024, 2048, 4096],
     "lstm": [(1, 640), (8, 640), (32, 100), (32, 300), (32, 640)],
-    "distilbert": [(1, 640), (8, 640), (32, 100), (32, 640)],
+    "distilbert": [(1, 640), (8, 64), (8, 640), (32, 30), (32, 100), (32, 640)],
     "anomaly": [336, 1000, 5000, 20000],
 }
 
@@ -54,7 +54,15 @@ def child(models: Path, family: str, size: str, mode: str) -> None:
         from app.digit_preprocessing import preprocess_digit
         from app.image_decode import decode_image
 
-        data = digit_png(int(size), mode)
+        data = digit_png(int(size), mode if mode in ("L", "RGBA") else "L")
+        if mode not in ("L", "RGBA"):  # the same drawing converted: RGB, I;16 (PNG), F (TIFF), ...
+            import io
+
+            from PIL import Image
+
+            out = io.BytesIO()
+            Image.open(io.BytesIO(data)).convert(mode).save(out, format="TIFF" if mode == "F" else "PNG")
+            data = out.getvalue()
         prepare = preprocess_digit if family == "digit" else runtime.prepare
 
         def work():

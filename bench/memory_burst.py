@@ -132,15 +132,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", type=int, default=8, help="concurrent image requests")
     parser.add_argument("--image-size", type=int, default=4096)
     parser.add_argument("--settle", type=float, default=2.0, help="seconds idle before 'RSS after'")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for both servers (repeatable)")
     args = parser.parse_args(argv)
+    extra = dict(item.split("=", 1) for item in args.env)
 
     runs = {}
     if args.only in (None, "baseline"):
         root = args.baseline_root or ROOT
-        env = {} if args.baseline_root else {"DEEPSERVE_MAX_INFLIGHT_MB": "1000000"}
+        env = extra if args.baseline_root else {"DEEPSERVE_MAX_INFLIGHT_MB": "1000000", **extra}
         runs["baseline"] = run("baseline", args.models, env, root.resolve(), args)
     if args.only in (None, "bounded"):
-        runs["bounded"] = run("bounded", args.models, {}, ROOT, args)
+        runs["bounded"] = run("bounded", args.models, extra, ROOT, args)
     if len(runs) == 2:
         print("\nbounded / baseline:")
         for name, bounded in runs["bounded"].items():

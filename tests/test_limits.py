@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from app.config import Settings
-from app.costs import DIGIT_BYTES_PER_PIXEL, MB, image_cost, image_pixels, series_cost, text_cost
+from app.costs import MB, digit_cost, image_header, series_cost, text_cost
 from app.errors import Overloaded, PayloadTooLarge
 from app.limiter import ConcurrencyLimiter
 from tests.conftest import assert_error, serve
@@ -89,10 +89,11 @@ def test_no_budget_means_count_cap_only() -> None:
 
 
 def test_cost_estimates_grow_with_the_input() -> None:
-    assert image_pixels(png(300), 10**8) == 90_000
-    assert image_pixels(png(300), 1000) == 0  # over the pixel limit: decode refuses it before allocating
-    assert image_pixels(b"not an image", 10**8) == 0
-    assert image_cost(4096 * 4096, DIGIT_BYTES_PER_PIXEL) > 10 * image_cost(28 * 28, DIGIT_BYTES_PER_PIXEL)
+    assert image_header(png(300), 10**8) == (90_000, "RGBA")
+    assert image_header(png(300), 1000)[0] == 0  # over the pixel limit: decode refuses it before allocating
+    assert image_header(b"not an image", 10**8) == (0, "")
+    assert digit_cost(4096 * 4096, "RGBA") > 10 * digit_cost(28 * 28, "L")
+    assert digit_cost(4096 * 4096, "RGBA") > digit_cost(4096 * 4096, "L")
     assert series_cost(20_000) > series_cost(336)
 
     class Lstm:
@@ -109,9 +110,9 @@ def test_cost_estimates_grow_with_the_input() -> None:
 
 
 def test_request_over_the_budget_is_413_and_small_ones_still_pass(trained_models_dir: Path) -> None:
-    budget_mb = math.ceil(image_cost(28 * 28, DIGIT_BYTES_PER_PIXEL) / MB) + 1
+    budget_mb = math.ceil(digit_cost(28 * 28, "L") / MB) + 1
     big = png(2048)
-    assert image_cost(2048 * 2048, DIGIT_BYTES_PER_PIXEL) > budget_mb * MB
+    assert digit_cost(2048 * 2048, "RGBA") > budget_mb * MB
     with serve("asgi", Settings(models_dir=trained_models_dir, max_inflight_mb=budget_mb)) as client:
         error = assert_error(client.post("/predict/digit", content=big, headers=PNG_HEADERS), 413, "payload_too_large")
         assert error["detail"]["max_inflight_mb"] == budget_mb and "DEEPSERVE_MAX_INFLIGHT_MB" in error["message"]

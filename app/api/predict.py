@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
-from app.costs import DIGIT_BYTES_PER_PIXEL, image_cost, image_pixels
+from app.costs import digit_cost, image_header
 from app.digit_preprocessing import preprocess_digit
 from app.errors import ERROR_TABLE
 from app.image_upload import prepare_model_input, read_image_upload
@@ -34,7 +34,7 @@ async def predict_digit(
     """Classify a handwritten digit image (any size or format) as 0-9."""
     runtime = registry.runtime("digit")
     data = await read_image_upload(request)  # the whole body first: a slow upload holds no slot
-    cost = image_cost(image_pixels(data, settings.max_image_pixels), DIGIT_BYTES_PER_PIXEL)
+    cost = digit_cost(*image_header(data, settings.max_image_pixels))
     with limiter.slot(cost):
         x = await prepare_model_input(data, settings.max_image_pixels, preprocess_digit)
         [out] = await inference(runtime, [x])

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.predict import ERRORS, IMAGE_BODY
-from app.costs import IMAGE_BYTES_PER_PIXEL, image_cost, image_pixels
+from app.costs import image_cost, image_header
 from app.image_upload import prepare_model_input, read_image_upload
 from app.schemas import ModelRef
 
@@ -33,7 +33,7 @@ async def predict_image(
     """Classify an image (any size, format or mode) into the classes the transfer model was trained on."""
     runtime = registry.runtime("image")
     data = await read_image_upload(request)  # the whole body first: a slow upload holds no slot
-    cost = image_cost(image_pixels(data, settings.max_image_pixels), IMAGE_BYTES_PER_PIXEL)
+    cost = image_cost(*image_header(data, settings.max_image_pixels))
     with limiter.slot(cost):
         x = await prepare_model_input(data, settings.max_image_pixels, runtime.prepare)
         [out] = await inference(runtime, [x])
