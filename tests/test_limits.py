@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import math
@@ -9,13 +10,18 @@ import socket
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
+from app.anomaly_scoring import score_series
 from app.config import Settings
-from app.costs import MB, digit_cost, image_header, series_cost, text_cost
+from app.costs import MB, digit_cost, distilbert_text_bytes, image_header, series_cost, text_cost
+from app.digit_preprocessing import normalise, preprocess_digit, to_gray
 from app.errors import Overloaded, PayloadTooLarge
 from app.limiter import ConcurrencyLimiter
+from app.memory import MemoryTrimmer
+from app.runtimes.distilbert import chunks_within
 from tests.conftest import assert_error, serve
 from tests.digit_images import render
 
@@ -106,6 +112,70 @@ def test_cost_estimates_grow_with_the_input() -> None:
     assert many > 32 * one / 2 and text_cost(Lstm(), ["word " * 1000]) == text_cost(Lstm(), ["word " * 5000])
 
 
+def test_reserve_and_release_charge_the_budget_not_the_count() -> None:
+    released: list[int] = []
+    limiter = ConcurrencyLimiter(1, budget_bytes=100, on_release=released.append)
+    body = limiter.reserve(70)
+    assert (limiter.in_flight, limiter.cost_in_flight) == (0, 70)
+    with pytest.raises(Overloaded):
+        limiter.reserve(31)
+    with limiter.slot(30):
+        assert limiter.cost_in_flight == 100
+    limiter.release(body)
+    assert limiter.cost_in_flight == 0 and released == [30, 70]
+
+
+# ---- what keeps a request's memory small -------------------------------------------------------------------------
+
+
+def test_large_transparent_canvas_is_shrunk_before_float_with_the_same_result() -> None:
+    canvas = Image.new("RGBA", (2600, 1900), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).line([(600, 500), (1500, 500), (900, 1500)], fill=(20, 20, 20, 255), width=120)
+    shrunk, full = preprocess_digit(canvas)[..., 0], normalise(to_gray(canvas))
+    cosine = float((shrunk * full).sum() / np.linalg.norm(shrunk) / np.linalg.norm(full))
+    assert cosine > 0.999 and np.abs(shrunk - full).max() < 0.05
+
+
+def test_anomaly_scores_do_not_depend_on_the_scoring_batch() -> None:
+    rng = np.random.default_rng(0)
+    values = np.sin(np.arange(500) / 8) * 100 + rng.normal(0, 5, 500) + 1000
+    config = {"window": 48, "stride": 1, "mean": 1000.0, "std": 100.0, "smoothing": 3, "threshold": 0.5}
+
+    def reconstruct(windows: np.ndarray) -> np.ndarray:  # any per-window function of the input
+        return np.tanh(windows) * 0.9
+
+    one = score_series(values, reconstruct, config, batch_size=10**6)
+    for batch in (1, 7, 16):
+        assert np.array_equal(score_series(values, reconstruct, config, batch_size=batch)["scores"], one["scores"])
+
+
+def test_distilbert_calls_group_similar_lengths_within_the_budget() -> None:
+    lengths = np.array([512, 10, 300, 12, 512, 11, 20])
+    groups = chunks_within(lengths, 128 * MB)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for group in groups:
+        longest = int(lengths[group].max())
+        assert len(group) == 1 or len(group) * distilbert_text_bytes(longest) <= 128 * MB
+    assert [len(g) for g in groups if 512 in lengths[g]] == [1, 1]  # a long text never pads short ones to 512
+
+
+def test_trimmer_runs_after_enough_work_and_never_on_the_caller() -> None:
+    trimmer = MemoryTrimmer(after_bytes=100)
+    if not trimmer.available:
+        pytest.skip("malloc_trim is glibc-only")
+    calls: list[int] = []
+    trimmer.trim = calls.append
+
+    async def main() -> None:
+        trimmer.released(60)
+        assert trimmer.pending == 60
+        trimmer.released(60)  # 120 >= 100: one trim, in a worker thread
+        await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+    assert calls == [0] and trimmer.pending == 0 and trimmer.trims == 1
+
+
 # ---- over HTTP ----------------------------------------------------------------------------------------------------
 
 
@@ -117,6 +187,19 @@ def test_request_over_the_budget_is_413_and_small_ones_still_pass(trained_models
         error = assert_error(client.post("/predict/digit", content=big, headers=PNG_HEADERS), 413, "payload_too_large")
         assert error["detail"]["max_inflight_mb"] == budget_mb and "DEEPSERVE_MAX_INFLIGHT_MB" in error["message"]
         assert client.post("/predict/digit", content=PNG, headers=PNG_HEADERS).status_code == 200
+
+
+def test_json_body_while_the_budget_is_in_use_is_429_and_releases_its_charge(all_models_dir: Path) -> None:
+    with serve("asgi", Settings(models_dir=all_models_dir, max_inflight_mb=64)) as client:
+        limiter = client.app.state.limiter
+        held = limiter.reserve(limiter.budget - 1000)  # other work holds all but 1,000 bytes
+        response = client.post("/predict/sentiment", json={"text": "a good film " * 100, "model": "lstm"})
+        assert_error(response, 429, "overloaded")
+        assert response.headers["retry-after"].isdigit()
+        limiter.release(held)
+        assert limiter.cost_in_flight == 0  # the refused body's charge was given back
+        assert client.post("/predict/sentiment", json={"text": "a good film", "model": "lstm"}).status_code == 200
+        assert limiter.cost_in_flight == 0
 
 
 def test_budget_in_use_is_429_with_retry_after(trained_models_dir: Path) -> None:
