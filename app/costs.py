@@ -29,13 +29,17 @@ MB = 2**20
 # F (TIFF) +130 MB; L 4096^2 +33 MB (2.0 B/px); any mode at 512^2 +6..10 MB (the float work, ~40 B/px).
 DIGIT_BYTES_PER_PIXEL = 10.0
 DIGIT_BYTES_PER_GRAY_PIXEL = 3.0  # modes 1 and L
+# Mode F (32-bit float, e.g. TIFF): 8.1 B/px measured here, but checking float pixels for NaN/inf and rescaling
+# them in float64 at full size (~34 B/px) before anything shrinks them is charged too, wherever it happens.
+DIGIT_BYTES_PER_FLOAT_PIXEL = 40.0
 DIGIT_FLOAT_BYTES_PER_PIXEL = 40.0  # on min(pixels, 512 x 512)
 DIGIT_FLOAT_PIXELS = 512 * 512
 # ---- images: /predict/image (prepare_image: to RGB, transparency on white, resize to the model's size) ------------
-# Measured: RGBA 4096^2 +319 MB (20.0 B/px), 1024^2 +19 MB; RGB 4096^2 +116 MB (7.2 B/px); L +83 MB (5.2 B/px).
+# Measured with a real-shape MobileNetV2 (alpha 1.0, 224x224, random weights): RGBA 4096^2 +320 MB (20.0 B/px),
+# 2048^2 +80 MB; RGB 4096^2 +131 MB (8.2 B/px); L 4096^2 +83 MB (5.2 B/px).
 IMAGE_BYTES_PER_PIXEL = 21.0
 IMAGE_BYTES_PER_GRAY_PIXEL = 6.0
-IMAGE_FIXED = 32 * MB  # one MobileNetV2 call at 224x224 (activations), not measured on the real model here
+IMAGE_FIXED = 8 * MB  # its model call: 4 concurrent calls +25 MB, 8 +32 MB
 GRAY_MODES = {"1", "L"}
 
 # ---- text: the batch [texts, longest text] in tokens ---------------------------------------------------------------
@@ -88,11 +92,13 @@ def image_header(data: bytes, max_pixels: int) -> tuple[int, str]:
 
 def digit_cost(pixels: int, mode: str) -> int:
     per_pixel = DIGIT_BYTES_PER_GRAY_PIXEL if mode in GRAY_MODES else DIGIT_BYTES_PER_PIXEL
+    per_pixel = DIGIT_BYTES_PER_FLOAT_PIXEL if mode == "F" else per_pixel
     return int(MB + pixels * per_pixel + min(pixels, DIGIT_FLOAT_PIXELS) * DIGIT_FLOAT_BYTES_PER_PIXEL)
 
 
 def image_cost(pixels: int, mode: str) -> int:
     per_pixel = IMAGE_BYTES_PER_GRAY_PIXEL if mode in GRAY_MODES else IMAGE_BYTES_PER_PIXEL
+    per_pixel = max(per_pixel, DIGIT_BYTES_PER_FLOAT_PIXEL) if mode == "F" else per_pixel
     return int(IMAGE_FIXED + pixels * per_pixel)
 
 

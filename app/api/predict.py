@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.costs import digit_cost, image_header
@@ -34,8 +35,8 @@ async def predict_digit(
     """Classify a handwritten digit image (any size or format) as 0-9."""
     runtime = registry.runtime("digit")
     data = await read_image_upload(request)  # the whole body first: a slow upload holds no slot
-    cost = digit_cost(*image_header(data, settings.max_image_pixels))
-    with limiter.slot(cost):
+    pixels, mode = await run_in_threadpool(image_header, data, settings.max_image_pixels)  # the header only
+    with limiter.slot(digit_cost(pixels, mode)):
         x = await prepare_model_input(data, settings.max_image_pixels, preprocess_digit)
         [out] = await inference(runtime, [x])
     return DigitPrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))

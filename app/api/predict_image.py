@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.predict import ERRORS, IMAGE_BODY
@@ -33,8 +34,8 @@ async def predict_image(
     """Classify an image (any size, format or mode) into the classes the transfer model was trained on."""
     runtime = registry.runtime("image")
     data = await read_image_upload(request)  # the whole body first: a slow upload holds no slot
-    cost = image_cost(*image_header(data, settings.max_image_pixels))
-    with limiter.slot(cost):
+    pixels, mode = await run_in_threadpool(image_header, data, settings.max_image_pixels)  # the header only
+    with limiter.slot(image_cost(pixels, mode)):
         x = await prepare_model_input(data, settings.max_image_pixels, runtime.prepare)
         [out] = await inference(runtime, [x])
     return ImagePrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))
