@@ -5,9 +5,10 @@ RSS stays near the burst's peak. Two measures, each measured with bench/memory_b
   - at most MALLOC_ARENA_MAX (2) arenas, set with mallopt when the app is created (unless the environment sets
     MALLOC_ARENA_MAX itself): glibc's default is 8 per core, one per worker thread that allocates, each holding
     its own freed memory;
-  - `malloc_trim(0)` after large requests: it returns the free pages of every arena. The limiter calls
+  - `malloc_trim(0)` after large work: it returns the free pages of every arena. The limiter calls
     `released(cost)` as each request ends; once the requests ended since the last trim add up to
-    TRIM_AFTER_BYTES of estimated working memory, one trim runs in a worker thread (never on the event loop,
+    TRIM_AFTER_BYTES of estimated working memory, or when QUIET_SECONDS pass without another ending after at
+    least QUIET_MIN_BYTES did (the tail of a burst), one trim runs in a worker thread (never on the event loop,
     never two at once).
 """
 
@@ -26,6 +27,8 @@ from collections.abc import Callable
 log = logging.getLogger("deepserve.memory")
 
 TRIM_AFTER_BYTES = 64 * 2**20
+QUIET_SECONDS = 1.0
+QUIET_MIN_BYTES = 4 * 2**20
 MALLOC_ARENA_MAX = 2
 M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
@@ -49,6 +52,7 @@ class MemoryTrimmer:
         self.pending = 0  # estimated bytes released since the last trim started
         self.running = threading.Lock()
         self.trims = 0
+        self.quiet: asyncio.TimerHandle | None = None
 
     @property
     def available(self) -> bool:
@@ -59,11 +63,21 @@ class MemoryTrimmer:
         if self.trim is None:
             return
         self.pending += cost
-        if self.pending < self.after_bytes or self.running.locked():
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            return
+        if self.quiet is not None:
+            self.quiet.cancel()
+            self.quiet = None
+        if self.pending >= self.after_bytes:
+            self._start(loop)
+        elif self.pending >= QUIET_MIN_BYTES:
+            self.quiet = loop.call_later(QUIET_SECONDS, self._start, loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.quiet = None
+        if self.running.locked():
             return
         self.pending = 0
         loop.run_in_executor(None, self._run)

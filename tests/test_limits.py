@@ -20,7 +20,7 @@ from app.costs import MB, digit_cost, distilbert_text_bytes, image_header, serie
 from app.digit_preprocessing import normalise, preprocess_digit, to_gray
 from app.errors import Overloaded, PayloadTooLarge
 from app.limiter import ConcurrencyLimiter
-from app.memory import MemoryTrimmer
+from app.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
 from app.runtimes.distilbert import chunks_within
 from tests.conftest import assert_error, serve
 from tests.digit_images import render
@@ -174,6 +174,14 @@ def test_trimmer_runs_after_enough_work_and_never_on_the_caller() -> None:
 
     asyncio.run(main())
     assert calls == [0] and trimmer.pending == 0 and trimmer.trims == 1
+
+    async def tail_of_a_burst() -> None:
+        trimmer.released(QUIET_MIN_BYTES)  # under after_bytes... but nothing else ends for QUIET_SECONDS
+        await asyncio.sleep(QUIET_SECONDS + 1.0)
+
+    trimmer.after_bytes = 10 * QUIET_MIN_BYTES
+    asyncio.run(tail_of_a_burst())
+    assert calls == [0, 0]
 
 
 # ---- over HTTP ----------------------------------------------------------------------------------------------------
