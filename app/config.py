@@ -23,6 +23,16 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(
         64, gt=0, description="Predictions in flight before new ones get 429 at once instead of queueing."
     )
+    # Load bounds (app/limiter.py, app/costs.py, app/body_limit.py).
+    max_inflight_mb: int = Field(
+        768,
+        gt=0,
+        description="Estimated working memory (MB) of all predictions in flight; what does not fit gets 429, "
+        "a request that alone needs more gets 413.",
+    )
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, description="Longest a request body may take to arrive, from its first byte read (408 after)."
+    )
     max_texts: int = Field(32, gt=0, description="Most texts in one POST /predict/sentiment request (422 above).")
     max_text_chars: int = Field(
         20000, gt=0, description="Longest text accepted, in characters (422 above; the longest IMDb review has 13,700)."

@@ -122,6 +122,26 @@ def crop_resize_up(values: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(image.resize((width, height), Image.Resampling.BILINEAR), dtype=np.float32)
 
 
+def shrink(image: Image.Image) -> Image.Image:
+    """An image over WORK_SIZE on its long side, box-resized to the size normalise() would shrink it to, while it
+    is still 8-bit: the float copies then hold WORK_SIZE^2 pixels instead of the full size (a 4096x4096 RGBA
+    upload peaked at +664 MB, 41 bytes per pixel; now +131 MB, 8). Pillow averages RGBA/LA premultiplied, so
+    to_gray composites the average exactly as it composited the full-size pixels; the only difference from
+    shrinking later in float is rounding to 8 bits (< 1 grey level)."""
+    if max(image.size) <= WORK_SIZE:
+        return image
+    factor = WORK_SIZE / max(image.size)
+    size = (max(1, round(image.size[0] * factor)), max(1, round(image.size[1] * factor)))
+    if image.mode in ("P", "PA"):  # palette indices cannot be averaged
+        image = image.convert("RGBA")
+    elif image.mode == "1" or image.mode.startswith("I;16"):
+        image = image.convert("L" if image.mode == "1" else "I")
+    try:
+        return image.resize(size, Image.Resampling.BOX)
+    except ValueError:  # a mode resize does not take: keep the full size (correct, only heavier)
+        return image
+
+
 def preprocess_digit(image: Image.Image) -> np.ndarray:
     """A decoded image -> the model's input, float32 (28, 28, 1)."""
-    return normalise(to_gray(image))[..., None]
+    return normalise(to_gray(shrink(image)))[..., None]

@@ -66,7 +66,10 @@ class RequestTimeout(ServeError):
 
 class PayloadTooLarge(ServeError):
     status_code, type = 413, "payload_too_large"
-    when = "body over `DEEPSERVE_MAX_UPLOAD_BYTES` (refused from Content-Length before reading, or while streaming)"
+    when = (
+        "body over `DEEPSERVE_MAX_UPLOAD_BYTES` (refused from Content-Length before reading, or while streaming), "
+        "or a request whose estimated working memory alone is over `DEEPSERVE_MAX_INFLIGHT_MB`"
+    )
 
 
 class ImageTooLarge(ServeError):

@@ -39,7 +39,7 @@ async def read_image_upload(request: Request) -> bytes:
         return await upload.read()
 
 
-async def read_model_input(request: Request, max_pixels: int, prepare: Callable[[Image.Image], Any]) -> Any:
-    """The uploaded image, decoded and prepared for a model, off the event loop in one worker-thread hop."""
-    data = await read_image_upload(request)
+async def prepare_model_input(data: bytes, max_pixels: int, prepare: Callable[[Image.Image], Any]) -> Any:
+    """The uploaded image (read_image_upload), decoded and prepared for a model, off the event loop in one
+    worker-thread hop. Routes call it inside their admission slot: decoding is where an image's memory goes."""
     return await run_in_threadpool(decode_and_prepare, data, max_pixels, prepare)

@@ -1,25 +1,81 @@
-"""Backpressure: a cap on predictions in flight; past it a request gets 429 at once instead of queueing."""
+"""Backpressure: admission control on the work in flight, by count and by estimated working memory.
+
+A prediction is admitted only once its body is in (a slow upload holds nothing here) and only if both fit:
+  - the count cap, `DEEPSERVE_MAX_CONCURRENT_REQUESTS` predictions in flight;
+  - the cost budget, `DEEPSERVE_MAX_INFLIGHT_MB` of estimated working memory (app/costs.py) summed over the
+    predictions in flight and the request bodies being parsed (app/body_limit.py reserves each complete body).
+What does not fit now gets 429 `overloaded` at once with `Retry-After` (never a queue). A request whose own
+estimate alone is over the budget could never fit: it gets 413 `payload_too_large` (retrying cannot help), so
+memory stays bounded by the budget whatever a client sends.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from app.errors import Overloaded
+from app.errors import Overloaded, PayloadTooLarge
+
+MB = 2**20
+RETRY_AFTER_SECONDS = 1  # most predictions finish well within a second; clients should back off further on repeats
 
 
 class ConcurrencyLimiter:
-    def __init__(self, limit: int) -> None:
+    def __init__(
+        self,
+        limit: int,
+        budget_bytes: int | None = None,
+        retry_after: int = RETRY_AFTER_SECONDS,
+        on_release: Callable[[int], None] | None = None,
+    ) -> None:
         self.limit = limit
+        self.budget = budget_bytes  # None: no cost budget, the count cap alone
+        self.retry_after = retry_after
+        self.on_release = on_release  # called with each released cost (app/memory.py trims after bursts)
         self.in_flight = 0
+        self.cost_in_flight = 0  # bytes of estimated working memory admitted and not yet released
+
+    def _overloaded(self, message: str) -> Overloaded:
+        return Overloaded(message, headers={"Retry-After": str(self.retry_after)})
+
+    def _check_budget(self, cost: int) -> None:
+        if self.budget is None:
+            return
+        if cost > self.budget:
+            raise PayloadTooLarge(
+                f"This request needs an estimated {cost / MB:.0f} MB of working memory, more than the service "
+                f"admits at once ({self.budget / MB:.0f} MB, DEEPSERVE_MAX_INFLIGHT_MB); send a smaller image, "
+                "fewer or shorter texts, or a shorter series.",
+                {"estimated_mb": round(cost / MB, 1), "max_inflight_mb": round(self.budget / MB, 1)},
+            )
+        if self.cost_in_flight + cost > self.budget:
+            raise self._overloaded("The service's memory budget for work in flight is in use; retry with backoff.")
+
+    def reserve(self, cost: int) -> int:
+        """Charge `cost` bytes to the budget (not to the count) or raise 429/413; `release` it when done."""
+        cost = max(0, int(cost))
+        self._check_budget(cost)
+        self.cost_in_flight += cost
+        return cost
+
+    def release(self, cost: int) -> None:
+        self.cost_in_flight -= cost
+        if self.on_release is not None:
+            self.on_release(cost)
 
     @contextmanager
-    def slot(self) -> Iterator[None]:
-        # Only the event loop thread touches the counter, so no lock is needed.
+    def slot(self, cost: int = 0) -> Iterator[None]:
+        """Hold one prediction slot and `cost` bytes of the budget until the block exits (also on an exception)."""
+        # Only the event loop thread touches the counters, so no lock is needed.
+        cost = max(0, int(cost))
+        if self.budget is not None and cost > self.budget:
+            self._check_budget(cost)  # 413 before 429: waiting would not help
         if self.in_flight >= self.limit:
-            raise Overloaded(f"Too many requests in flight (limit {self.limit}); retry with backoff.")
+            raise self._overloaded(f"Too many requests in flight (limit {self.limit}); retry with backoff.")
+        self.reserve(cost)
         self.in_flight += 1
         try:
             yield
         finally:
             self.in_flight -= 1
+            self.release(cost)

@@ -17,6 +17,7 @@ from app.config import Settings
 from app.cors import CorsMiddleware
 from app.inference import Inference
 from app.limiter import ConcurrencyLimiter
+from app.memory import MemoryTrimmer
 from app.metrics import Metrics
 from app.rate_limit import RateLimitMiddleware, TokenBucketLimiter
 from app.registry import ModelRegistry
@@ -46,7 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
-    app.state.limiter = ConcurrencyLimiter(settings.max_concurrent_requests)
+    app.state.limiter = ConcurrencyLimiter(
+        settings.max_concurrent_requests, settings.max_inflight_mb * 2**20, on_release=MemoryTrimmer().released
+    )
     app.state.metrics = inference.metrics
     app.state.inference = inference
     install_error_handlers(app)
@@ -56,7 +59,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     # Outermost last: request log -> CORS -> API key -> rate limit -> body size -> routes. Each refusal comes
     # before the body is read; CORS answers preflights before the key check and adds its headers to every answer.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        timeout=settings.body_timeout_seconds,
+        limiter=app.state.limiter,
+    )
     if settings.rate_limit_per_second > 0:
         limiter = TokenBucketLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
         routes = [route.path for router in routers for route in router.routes]  # type: ignore[attr-defined]

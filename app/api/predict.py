@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.openapi import error_responses
+from app.costs import digit_cost, image_header
 from app.digit_preprocessing import preprocess_digit
-from app.image_upload import read_model_input
+from app.image_upload import prepare_model_input, read_image_upload
 from app.schemas import DigitPrediction, ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -47,7 +49,9 @@ async def predict_digit(
 ) -> DigitPrediction:
     """Classify a handwritten digit image (any size or format) as 0-9."""
     runtime = registry.runtime("digit")
-    with limiter.slot():
-        x = await read_model_input(request, settings.max_image_pixels, preprocess_digit)
+    data = await read_image_upload(request)  # the whole body first: a slow upload holds no slot
+    pixels, mode = await run_in_threadpool(image_header, data, settings.max_image_pixels)  # the header only
+    with limiter.slot(digit_cost(pixels, mode)):
+        x = await prepare_model_input(data, settings.max_image_pixels, preprocess_digit)
         [out] = await inference(runtime, [x])
     return DigitPrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))

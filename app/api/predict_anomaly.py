@@ -11,6 +11,7 @@ from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, require_json
 from app.api.openapi import error_responses
+from app.costs import series_cost
 from app.errors import InvalidInput
 from app.schemas import ModelRef
 
@@ -75,7 +76,7 @@ async def predict_anomaly(
             f"The series has {len(body.values)} values; at least one window of {window} is needed.",
             {"window": window, "length": len(body.values)},
         )
-    with limiter.slot():
+    with limiter.slot(series_cost(len(body.values))):
         [out] = await inference(runtime, [np.asarray(body.values, dtype=np.float64)])
     times = body.timestamps
     regions = [

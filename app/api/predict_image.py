@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.predict import IMAGE_BODY, IMAGE_ERRORS
-from app.image_upload import read_model_input
+from app.costs import image_cost, image_header
+from app.image_upload import prepare_model_input, read_image_upload
 from app.schemas import ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -31,7 +33,9 @@ async def predict_image(
 ) -> ImagePrediction:
     """Classify an image (any size, format or mode) into the classes the transfer model was trained on."""
     runtime = registry.runtime("image")
-    with limiter.slot():
-        x = await read_model_input(request, settings.max_image_pixels, runtime.prepare)
+    data = await read_image_upload(request)  # the whole body first: a slow upload holds no slot
+    pixels, mode = await run_in_threadpool(image_header, data, settings.max_image_pixels)  # the header only
+    with limiter.slot(image_cost(pixels, mode)):
+        x = await prepare_model_input(data, settings.max_image_pixels, runtime.prepare)
         [out] = await inference(runtime, [x])
     return ImagePrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))

@@ -11,6 +11,7 @@ from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep, req
 from app.api.openapi import error_responses
 from app.catalog import FAMILIES
 from app.config import Settings
+from app.costs import text_cost
 from app.errors import InvalidInput, echo
 from app.registry import ModelRecord, ModelRegistry, State
 from app.schemas import ModelRef
@@ -99,7 +100,7 @@ async def predict_sentiment(
     """
     texts = validate_texts(body, settings)
     runtime = registry.runtime(choose_model(registry, body.model))
-    with limiter.slot():
+    with limiter.slot(text_cost(runtime, texts)):
         outputs = await inference(runtime, texts)
     return SentimentResponse(
         results=[SentimentResult(**out) for out in outputs],

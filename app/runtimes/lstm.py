@@ -15,7 +15,7 @@ class LstmSentimentRuntime(Runtime):
 
     def load(self) -> None:
         self.tokenizer = TextTokenizer.load(self.file("tokenizer"))
-        self.session = onnx_session(self.file("onnx"), self.settings.inference_threads)
+        self.session = onnx_session(self.file("onnx"), self.settings.inference_threads, shrink_arena=True)
         spec = self.session.get_inputs()[0]
         if len(spec.shape) != 2 or spec.type not in ("tensor(int32)", "tensor(int64)"):
             raise ValueError(f"expected an ONNX input of int ids [batch, length], found {spec.type} {spec.shape}")

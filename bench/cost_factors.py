@@ -1,0 +1,127 @@
+"""Measure the working memory of one request, per unit of its size: where app/costs.py's factors come from.
+
+    python -m bench.cost_factors [--models models] [--family digit anomaly lstm image distilbert]
+
+For each family and input size, a fresh Python process loads the model from --models (as the service does:
+load + warm-up), notes its RSS, resets the peak (`echo 5 > /proc/self/clear_refs`), runs ONE request through the
+service's own code path (images: decode_image + the model's preprocessing + predict; texts and series: predict),
+and reports the peak RSS growth (VmHWM - VmRSS before) and what stays resident after it. A fresh process per
+size, so memory one size left behind (allocator arenas, ONNX Runtime's arena) does not hide the next one's.
+The growth divided by the size's units (pixels, text tokens, anomaly windows x window) is the factor; the
+estimate app/costs.py makes for the same input is printed beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.service import ROOT, digit_png, review, series
+
+SIZES = {
+    "digit": [512, 1024, 2048, 4096],
+    "image": [512, 1024, 2048, 4096],
+    "lstm": [(1, 640), (8, 640), (32, 100), (32, 300), (32, 640)],
+    "distilbert": [(1, 640), (8, 64), (8, 640), (32, 30), (32, 100), (32, 640)],
+    "anomaly": [336, 1000, 5000, 20000],
+}
+
+
+def status(field: str) -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(field)
+
+
+def child(models: Path, family: str, size: str, mode: str) -> None:
+    from app.config import Settings
+    from app.manifest import read_manifest
+    from app.runtimes import RUNTIMES
+
+    settings = Settings(models_dir=models)
+    entry = read_manifest(models).latest()[family]
+    runtime = RUNTIMES[entry.runtime](entry, models / entry.path, settings)
+    runtime.load()
+    runtime.warmup()
+    rng = random.Random(0)
+    if family in ("digit", "image"):
+        from app.digit_preprocessing import preprocess_digit
+        from app.image_decode import decode_image
+
+        data = digit_png(int(size), mode if mode in ("L", "RGBA") else "L")
+        if mode not in ("L", "RGBA"):  # the same drawing converted: RGB, I;16 (PNG), F (TIFF), ...
+            import io
+
+            from PIL import Image
+
+            out = io.BytesIO()
+            Image.open(io.BytesIO(data)).convert(mode).save(out, format="TIFF" if mode == "F" else "PNG")
+            data = out.getvalue()
+        prepare = preprocess_digit if family == "digit" else runtime.prepare
+
+        def work():
+            return runtime.predict([prepare(decode_image(data, settings.max_image_pixels))])
+    elif family == "anomaly":
+        import numpy as np
+
+        values = np.asarray(series(int(size), rng))
+
+        def work():
+            return runtime.predict([values])
+    else:
+        n, words = (int(v) for v in size.split("x"))
+        texts = [review(words, rng) for _ in range(n)]
+
+        def work():
+            return runtime.predict(texts)
+
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    work()
+    peak = status("VmHWM")
+    print(json.dumps({"before": before, "growth": peak - before, "after": status("VmRSS") - before}))
+
+
+def units(family: str, size) -> tuple[float, str]:
+    if family in ("digit", "image"):
+        return size * size, "pixel"
+    if family == "anomaly":
+        return (size - 336 + 1) * 336, "window float"
+    n, words = size
+    return n * words, "word"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", type=Path, default=ROOT / "models")
+    parser.add_argument("--family", nargs="*", default=["digit", "anomaly", "lstm"])
+    parser.add_argument("--mode", default="RGBA", help="image mode of the test PNGs")
+    parser.add_argument("--child", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.models.resolve(), args.child[0], args.child[1], args.mode)
+        return
+    print(f"{'family':<10} {'size':<10} {'peak growth':>12} {'kept after':>11} {'bytes/unit':>11}")
+    for family in args.family:
+        for size in SIZES[family]:
+            label = f"{size[0]}x{size[1]}" if isinstance(size, tuple) else str(size)
+            command = [sys.executable, "-m", "bench.cost_factors", "--models", str(args.models), "--mode", args.mode]
+            out = subprocess.run([*command, "--child", family, label], cwd=ROOT, capture_output=True, text=True)
+            if out.returncode:
+                print(f"{family:<10} {label:<10} failed: {out.stderr.strip()[-300:]}")
+                continue
+            m = json.loads(out.stdout.strip().splitlines()[-1])
+            count, unit = units(family, size)
+            per = m["growth"] * 2**20 / count
+            print(f"{family:<10} {label:<10} {m['growth']:>9.1f} MB {m['after']:>8.1f} MB {per:>8.1f} B/{unit}")
+
+
+if __name__ == "__main__":
+    main()

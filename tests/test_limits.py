@@ -1,0 +1,313 @@
+"""Load bounds: admission by count and by estimated memory, the body timeout, and client disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import math
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from app.anomaly_scoring import score_series
+from app.config import Settings
+from app.costs import MB, digit_cost, distilbert_text_bytes, image_header, series_cost, text_cost
+from app.digit_preprocessing import normalise, preprocess_digit, to_gray
+from app.errors import Overloaded, PayloadTooLarge
+from app.limiter import ConcurrencyLimiter
+from app.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
+from app.runtimes.distilbert import chunks_within
+from tests.conftest import assert_error, serve
+from tests.digit_images import render
+
+PNG = render(3, "mnist_28")
+PNG_HEADERS = {"content-type": "image/png"}
+
+
+def png(size: int) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGBA", (size, size), (0, 0, 0, 0)).save(out, format="PNG")
+    return out.getvalue()
+
+
+# ---- the limiter: count cap and cost budget ---------------------------------------------------------------------
+
+
+def test_count_cap_answers_429_with_retry_after() -> None:
+    limiter = ConcurrencyLimiter(2)
+    with limiter.slot(), limiter.slot():
+        with pytest.raises(Overloaded) as caught:
+            with limiter.slot():
+                pass
+    assert caught.value.headers["Retry-After"].isdigit() and int(caught.value.headers["Retry-After"]) >= 1
+    assert limiter.in_flight == 0
+
+
+def test_budget_admits_what_fits_and_refuses_the_rest_with_retry_after() -> None:
+    limiter = ConcurrencyLimiter(10, budget_bytes=100)
+    with limiter.slot(60):
+        assert limiter.cost_in_flight == 60
+        with limiter.slot(40):  # exactly the budget
+            assert limiter.cost_in_flight == 100
+            with pytest.raises(Overloaded) as caught:
+                with limiter.slot(1):
+                    pass
+            assert caught.value.headers["Retry-After"].isdigit()
+            with limiter.slot(0):  # free work still counts against the count cap only
+                assert limiter.in_flight == 3
+        with pytest.raises(Overloaded):
+            with limiter.slot(41):
+                pass
+        with limiter.slot(40):
+            pass
+    assert (limiter.in_flight, limiter.cost_in_flight) == (0, 0)
+
+
+def test_a_request_over_the_whole_budget_is_413_even_when_idle() -> None:
+    limiter = ConcurrencyLimiter(10, budget_bytes=100 * MB)
+    with pytest.raises(PayloadTooLarge) as caught:
+        with limiter.slot(101 * MB):
+            pass
+    assert caught.value.status_code == 413 and "DEEPSERVE_MAX_INFLIGHT_MB" in caught.value.message
+    assert caught.value.detail == {"estimated_mb": 101.0, "max_inflight_mb": 100.0}
+    assert (limiter.in_flight, limiter.cost_in_flight) == (0, 0)
+
+
+def test_slot_is_released_when_the_work_raises() -> None:
+    limiter = ConcurrencyLimiter(1, budget_bytes=100)
+    with pytest.raises(ZeroDivisionError):
+        with limiter.slot(100):
+            _ = 1 / 0
+    assert (limiter.in_flight, limiter.cost_in_flight) == (0, 0)
+    with limiter.slot(100):  # the whole budget and the only slot are free again
+        pass
+
+
+def test_no_budget_means_count_cap_only() -> None:
+    limiter = ConcurrencyLimiter(1)
+    with limiter.slot(10**15):
+        assert limiter.cost_in_flight == 10**15
+
+
+def test_cost_estimates_grow_with_the_input() -> None:
+    assert image_header(png(300), 10**8) == (90_000, "RGBA")
+    assert image_header(png(300), 1000)[0] == 0  # over the pixel limit: decode refuses it before allocating
+    assert image_header(b"not an image", 10**8) == (0, "")
+    assert digit_cost(4096 * 4096, "RGBA") > 10 * digit_cost(28 * 28, "L")
+    assert digit_cost(4096 * 4096, "RGBA") > digit_cost(4096 * 4096, "L")
+    assert series_cost(20_000) > series_cost(336)
+
+    class Lstm:
+        kind = "lstm-onnx"
+
+        class tokenizer:  # noqa: N801
+            max_length = 600
+
+    one, many = text_cost(Lstm(), ["good film"]), text_cost(Lstm(), ["word " * 1000] * 32)
+    assert many > 32 * one / 2 and text_cost(Lstm(), ["word " * 1000]) == text_cost(Lstm(), ["word " * 5000])
+
+
+def test_reserve_and_release_charge_the_budget_not_the_count() -> None:
+    released: list[int] = []
+    limiter = ConcurrencyLimiter(1, budget_bytes=100, on_release=released.append)
+    body = limiter.reserve(70)
+    assert (limiter.in_flight, limiter.cost_in_flight) == (0, 70)
+    with pytest.raises(Overloaded):
+        limiter.reserve(31)
+    with limiter.slot(30):
+        assert limiter.cost_in_flight == 100
+    limiter.release(body)
+    assert limiter.cost_in_flight == 0 and released == [30, 70]
+
+
+# ---- what keeps a request's memory small -------------------------------------------------------------------------
+
+
+def test_large_transparent_canvas_is_shrunk_before_float_with_the_same_result() -> None:
+    canvas = Image.new("RGBA", (2600, 1900), (0, 0, 0, 0))
+    ImageDraw.Draw(canvas).line([(600, 500), (1500, 500), (900, 1500)], fill=(20, 20, 20, 255), width=120)
+    shrunk, full = preprocess_digit(canvas)[..., 0], normalise(to_gray(canvas))
+    cosine = float((shrunk * full).sum() / np.linalg.norm(shrunk) / np.linalg.norm(full))
+    assert cosine > 0.999 and np.abs(shrunk - full).max() < 0.05
+
+
+def test_anomaly_scores_do_not_depend_on_the_scoring_batch() -> None:
+    rng = np.random.default_rng(0)
+    values = np.sin(np.arange(500) / 8) * 100 + rng.normal(0, 5, 500) + 1000
+    config = {"window": 48, "stride": 1, "mean": 1000.0, "std": 100.0, "smoothing": 3, "threshold": 0.5}
+
+    def reconstruct(windows: np.ndarray) -> np.ndarray:  # any per-window function of the input
+        return np.tanh(windows) * 0.9
+
+    one = score_series(values, reconstruct, config, batch_size=10**6)
+    for batch in (1, 7, 16):
+        assert np.array_equal(score_series(values, reconstruct, config, batch_size=batch)["scores"], one["scores"])
+
+
+def test_distilbert_calls_group_similar_lengths_within_the_budget() -> None:
+    lengths = np.array([512, 10, 300, 12, 512, 11, 20])
+    groups = chunks_within(lengths, 128 * MB)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for group in groups:
+        longest = int(lengths[group].max())
+        assert len(group) == 1 or len(group) * distilbert_text_bytes(longest) <= 128 * MB
+    assert [len(g) for g in groups if 512 in lengths[g]] == [1, 1]  # a long text never pads short ones to 512
+
+
+def test_trimmer_runs_after_enough_work_and_never_on_the_caller() -> None:
+    trimmer = MemoryTrimmer(after_bytes=100)
+    if not trimmer.available:
+        pytest.skip("malloc_trim is glibc-only")
+    calls: list[int] = []
+    trimmer.trim = calls.append
+
+    async def main() -> None:
+        trimmer.released(60)
+        assert trimmer.pending == 60
+        trimmer.released(60)  # 120 >= 100: one trim, in a worker thread
+        await asyncio.sleep(0.2)
+
+    asyncio.run(main())
+    assert calls == [0] and trimmer.pending == 0 and trimmer.trims == 1
+
+    async def tail_of_a_burst() -> None:
+        trimmer.released(QUIET_MIN_BYTES)  # under after_bytes... but nothing else ends for QUIET_SECONDS
+        await asyncio.sleep(QUIET_SECONDS + 1.0)
+
+    trimmer.after_bytes = 10 * QUIET_MIN_BYTES
+    asyncio.run(tail_of_a_burst())
+    assert calls == [0, 0]
+
+
+# ---- over HTTP ----------------------------------------------------------------------------------------------------
+
+
+def test_request_over_the_budget_is_413_and_small_ones_still_pass(trained_models_dir: Path) -> None:
+    budget_mb = math.ceil(digit_cost(28 * 28, "L") / MB) + 1
+    big = png(2048)
+    assert digit_cost(2048 * 2048, "RGBA") > budget_mb * MB
+    with serve("asgi", Settings(models_dir=trained_models_dir, max_inflight_mb=budget_mb)) as client:
+        error = assert_error(client.post("/predict/digit", content=big, headers=PNG_HEADERS), 413, "payload_too_large")
+        assert error["detail"]["max_inflight_mb"] == budget_mb and "DEEPSERVE_MAX_INFLIGHT_MB" in error["message"]
+        assert client.post("/predict/digit", content=PNG, headers=PNG_HEADERS).status_code == 200
+
+
+def test_json_body_while_the_budget_is_in_use_is_429_and_releases_its_charge(all_models_dir: Path) -> None:
+    with serve("asgi", Settings(models_dir=all_models_dir, max_inflight_mb=64)) as client:
+        limiter = client.app.state.limiter
+        held = limiter.reserve(limiter.budget - 1000)  # other work holds all but 1,000 bytes
+        response = client.post("/predict/sentiment", json={"text": "a good film " * 100, "model": "lstm"})
+        assert_error(response, 429, "overloaded")
+        assert response.headers["retry-after"].isdigit()
+        limiter.release(held)
+        assert limiter.cost_in_flight == 0  # the refused body's charge was given back
+        assert client.post("/predict/sentiment", json={"text": "a good film", "model": "lstm"}).status_code == 200
+        assert limiter.cost_in_flight == 0
+
+
+def test_budget_in_use_is_429_with_retry_after(trained_models_dir: Path) -> None:
+    with serve("asgi", Settings(models_dir=trained_models_dir)) as client:
+        limiter = client.app.state.limiter
+        limiter.cost_in_flight = limiter.budget  # other requests hold the whole budget
+        response = client.post("/predict/digit", content=PNG, headers=PNG_HEADERS)
+        limiter.cost_in_flight = 0
+        assert_error(response, 429, "overloaded")
+        assert response.headers["retry-after"].isdigit()
+        assert client.post("/predict/digit", content=PNG, headers=PNG_HEADERS).status_code == 200
+
+
+# ---- raw sockets against uvicorn: stalled uploads and disconnects -------------------------------------------------
+
+
+def stalled_upload(
+    port: int, path: str, content_type: str = "image/png", first: bytes = b"\x89PNG\r\n\x1a\n"
+) -> socket.socket:
+    """Headers announcing 1,000 bytes, then the `first` 8 of them, then nothing."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n"
+    sock.sendall(head.encode() + first)
+    return sock
+
+
+def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes, bool]:
+    """Status, headers, body, and whether the server then closed the connection."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before a response: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    while len(body) < int(headers["content-length"]):
+        chunk = sock.recv(65536)
+        assert chunk
+        body += chunk
+    try:
+        closed = sock.recv(1) == b""
+    except (ConnectionResetError, TimeoutError):
+        closed = True  # a reset also ends the connection; a timeout would mean it is still open
+    return int(lines[0].split()[1]), headers, body, closed
+
+
+def test_stalled_uploads_time_out_with_408_and_hold_no_slot(all_models_dir: Path) -> None:
+    settings = Settings(models_dir=all_models_dir, max_concurrent_requests=4, body_timeout_seconds=1.0)
+    with serve("uvicorn", settings) as client:
+        port = client.base_url.port
+        started = time.monotonic()
+        stalled = [stalled_upload(port, "/predict/digit") for _ in range(4)]
+        time.sleep(0.2)  # the four are inside the app, reading their bodies
+        series = [float(v % 48) for v in range(100)]
+        answers = [
+            client.post("/predict/digit", content=PNG, headers=PNG_HEADERS),
+            client.post("/predict/sentiment", json={"text": "a good film", "model": "lstm"}),
+            client.post("/predict/anomaly", json={"values": series}),
+        ]
+        assert [r.status_code for r in answers] == [200, 200, 200], [r.text for r in answers]
+        for sock in stalled:
+            with sock:
+                status, headers, body, closed = read_response(sock)
+                assert status == 408 and headers["content-type"].startswith("application/json")
+                error = json.loads(body)["error"]
+                assert error["type"] == "request_timeout" and "DEEPSERVE_BODY_TIMEOUT_SECONDS" in error["message"]
+                assert headers.get("connection") == "close" and closed
+        assert time.monotonic() - started < 10
+        metrics = client.get("/metrics").text
+        assert 'route="/predict/digit",status="408"} 4.0' in metrics
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "first"),
+    [
+        ("/predict/sentiment", "application/json", b'{"text":'),
+        ("/predict/digit", "multipart/form-data; boundary=xyz", b"--xyz\r\nC"),
+    ],
+)
+def test_stalled_json_and_multipart_bodies_time_out_too(
+    trained_models_dir: Path, path: str, content_type: str, first: bytes
+) -> None:
+    settings = Settings(models_dir=trained_models_dir, body_timeout_seconds=1.0)
+    with serve("uvicorn", settings) as client:
+        with stalled_upload(client.base_url.port, path, content_type, first) as sock:
+            status, _, body, _ = read_response(sock)
+        assert status == 408 and json.loads(body)["error"]["type"] == "request_timeout"
+
+
+def test_client_disconnect_is_logged_as_499_not_500(trained_models_dir: Path) -> None:
+    with serve("uvicorn", Settings(models_dir=trained_models_dir)) as client:
+        for path, content_type in [("/predict/digit", "image/png"), ("/predict/sentiment", "application/json")]:
+            sock = stalled_upload(client.base_url.port, path, content_type)
+            time.sleep(0.3)
+            sock.close()
+        deadline = time.monotonic() + 10
+        while 'status="499"' not in (metrics := client.get("/metrics").text) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert 'route="/predict/digit",status="499"} 1.0' in metrics
+        assert 'route="/predict/sentiment",status="499"} 1.0' in metrics
+        assert 'status="500"' not in metrics
+        assert client.post("/predict/digit", content=PNG, headers=PNG_HEADERS).status_code == 200
