@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.config import Settings
 from app.errors import ERROR_TABLE
 from tests.conftest import assert_error, serve
 from tests.digit_images import render
+from tests.test_limits import read_response, stalled_upload
 
 PNG = render(7, "mnist_28")
 
@@ -62,6 +64,13 @@ def overloaded(client):
         limiter.in_flight = 0
 
 
+def stalled_upload_times_out(client):
+    """Headers and 8 bytes of a 1,000-byte body, then nothing: a raw socket, so it needs the uvicorn server."""
+    with stalled_upload(client.base_url.port, "/predict/digit") as sock:
+        status, headers, body, _ = read_response(sock)
+    return httpx.Response(status, headers=headers, content=body)
+
+
 def internal_error(client):
     runtime = client.app.state.registry.records["digit"].runtime
     runtime.predict = None  # calling it raises TypeError: a bug
@@ -72,6 +81,7 @@ def internal_error(client):
 
 
 REACH: dict[str, tuple[dict, Callable]] = {
+    "request_timeout": ({"body_timeout_seconds": 1.0}, stalled_upload_times_out),
     "malformed_body": ({}, lambda c: c.post("/predict/sentiment", content=b"{", headers={"content-type": "application/json"})),
     "invalid_image": ({}, lambda c: post_png(c, b"\x89PNG junk")),
     "unauthorized": ({"api_keys": ["k" * 32]}, lambda c: c.get("/models")),
@@ -97,7 +107,8 @@ def test_every_error_type_is_reached_by_a_real_request() -> None:
 @pytest.mark.parametrize("type_", sorted(REACH))
 def test_error_type_answers_with_its_table_status(all_models_dir: Path, type_: str) -> None:
     settings, request = REACH[type_]
-    with serve("asgi", Settings(**{"models_dir": all_models_dir} | settings)) as client:
+    mode = "uvicorn" if type_ == "request_timeout" else "asgi"  # the others need the app in-process
+    with serve(mode, Settings(**{"models_dir": all_models_dir} | settings)) as client:
         response = request(client)
     assert_error(response, ERROR_TABLE[type_].status, type_)
     header = {405: "allow", 429: "retry-after", 401: "www-authenticate"}.get(response.status_code)
