@@ -22,8 +22,10 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.serve  ## Start the service on the models in models/ (the committed defaults).
 	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
 
-test: $(VENV)/.dev  ## Lint, then run every test.
+test: $(VENV)/.dev  ## Lint, type-check the service, check the import rules, then run every test.
 	$(BIN)/ruff check app training tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.dev

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 if TYPE_CHECKING:
-    from app.runtimes.base import Runtime
+    from app.families.runtime import Runtime
 
 MB = 2**20
 
@@ -48,7 +48,7 @@ LSTM_BYTES_PER_TOKEN = 4096.0
 LSTM_FIXED = 2 * MB
 # DistilBERT int8 (real shape, random weights): per text ~29 KB/token + ~196 B/token^2 (attention): 32 x 512
 # tokens +2,022 MB (63 MB a text), 32 x 103 +155 MB, 32 x 33 +36 MB, 8 x 67 +18 MB. The runtime splits a batch
-# into model calls of at most DISTILBERT_CALL_BYTES (app/runtimes/distilbert.py), so no call, however the
+# into model calls of at most DISTILBERT_CALL_BYTES (app/families/distilbert/runtime.py), so no call, however the
 # micro-batcher mixes requests, needs more.
 DISTILBERT_BYTES_PER_TOKEN = 29.0 * 1024
 DISTILBERT_BYTES_PER_TOKEN_SQUARED = 200.0
@@ -56,7 +56,7 @@ DISTILBERT_CALL_BYTES = 128 * MB
 DISTILBERT_FIXED = 8 * MB
 
 # ---- series: /predict/anomaly --------------------------------------------------------------------------------------
-# Windows are scored 16 at a time (app/anomaly_scoring.py), so the model calls cost the same at any length:
+# Windows are scored 16 at a time (app/families/anomaly/scoring.py), so the model calls cost the same at any length:
 # +1.3 MB at 1,000 points, +1.4 MB at 5,000, +2.0 MB at 20,000 (it was +46, +116 and +315 MB scoring every
 # window at once). Per point: the values as float64, float32 and sums, and the response (~100 bytes).
 ANOMALY_BYTES_PER_POINT = 128.0

@@ -59,7 +59,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
                     {"width": width, "height": height, "max_pixels": max_pixels},
                 )
             image.load()
-            image = ImageOps.exif_transpose(image)
+            upright: Image.Image = ImageOps.exif_transpose(image)
     except ServeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -67,7 +67,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     except Exception as exc:  # Pillow raises many types on truncated or corrupt files.
         log.info("cannot decode image: %s: %s", type(exc).__name__, exc)
         raise InvalidImage(CORRUPT) from exc
-    return _usable(image)
+    return _usable(upright)
 
 
 def decode_and_prepare(data: bytes, max_pixels: int, prepare: Callable[[Image.Image], Any]) -> Any:

@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.batching import MicroBatcher
 from app.config import Settings
+from app.families.runtime import Runtime
 from app.metrics import Metrics
-from app.runtimes.base import Runtime
 
 
 class Inference:

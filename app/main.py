@@ -43,8 +43,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         description="Trained deep-learning models served over REST.",
         lifespan=lifespan,
-        **({} if settings.docs_enabled else {"docs_url": None, "redoc_url": None, "openapi_url": None}),
     )
+    if not settings.docs_enabled:
+        app.docs_url = app.redoc_url = app.openapi_url = None
     app.state.settings = settings
     app.state.registry = registry
     app.state.limiter = ConcurrencyLimiter(

@@ -19,7 +19,7 @@ class ManifestEntry(BaseModel):
     name: str
     version: str
     task: str
-    runtime: str = Field(description="Runtime in app/runtimes that serves this artifact.")
+    runtime: str = Field(description="Runtime in app/families that serves this artifact.")
     path: str = Field(description="Artifact folder, relative to the models folder.")
     files: dict[str, str] = Field(default_factory=dict, description="Role -> file inside the artifact folder.")
     metrics: dict[str, Any] = Field(default_factory=dict)

@@ -13,16 +13,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar, overload
 
-from app.catalog import FAMILIES
 from app.config import Settings
-from app.errors import ModelNotFound, ModelNotInstalled, ModelNotReady, echo
+from app.errors import InvalidInput, ModelNotFound, ModelNotInstalled, ModelNotReady, echo
+from app.families import FAMILIES, RUNTIMES
+from app.families.runtime import Runtime
 from app.manifest import MANIFEST_FILE, ManifestEntry, read_manifest
-from app.runtimes import RUNTIMES
-from app.runtimes.base import Runtime
 
 log = logging.getLogger("deepserve.registry")
+R = TypeVar("R", bound=Runtime)
 
 
 class State(StrEnum):
@@ -127,10 +127,42 @@ class ModelRegistry:
             raise ModelNotFound(f"Unknown model '{echo(name)}'.", {"known": sorted(self.records)})
         return self.records[name]
 
-    def runtime(self, name: str) -> Runtime:
-        """The ready runtime for `name`, or the error that says why it cannot answer."""
+    def for_task(self, task: str, requested: str | None = None) -> Runtime:
+        """The runtime that answers `task`: the model the request names (404 if unknown, 422 if it does another
+        task), else the task's default: its first registered family (app/families) that is ready and trained.
+        With none ready, the error of the first one configured to serve (or of the first family) says why."""
+        if requested is not None:
+            record = self.record(requested)
+            family = FAMILIES.get(requested)
+            found = record.entry.task if record.entry else family.task if family else None
+            if found != task:
+                names = sorted(n for n, f in FAMILIES.items() if f.task == task)
+                raise InvalidInput(
+                    f"Model '{echo(requested)}' does not do {task}; use one of {', '.join(names)}.",
+                    {"model": requested, "task": found, "models": names},
+                )
+            return self.runtime(requested)
+        names = [n for n, f in FAMILIES.items() if f.task == task and n in self.records]
+        ready = [n for n in names if self.records[n].state is State.READY and not self._random(self.records[n])]
+        configured = [n for n in names if self.records[n].state is not State.NOT_INSTALLED]
+        return self.runtime((ready or configured or names)[0])
+
+    @staticmethod
+    def _random(record: ModelRecord) -> bool:
+        """A --tiny test artifact (random weights) is served only to requests that name it, never by default."""
+        return bool(record.entry and record.entry.metrics.get("random_weights"))
+
+    @overload
+    def runtime(self, name: str) -> Runtime: ...
+    @overload
+    def runtime(self, name: str, cls: type[R]) -> R: ...
+
+    def runtime(self, name: str, cls: type[Runtime] = Runtime) -> Runtime:
+        """The ready runtime for `name` (of class `cls`), or the error that says why it cannot answer."""
         record = self.record(name)
         if record.state is State.READY and record.runtime is not None:
+            if not isinstance(record.runtime, cls):
+                raise TypeError(f"model {name} is served by {type(record.runtime).__name__}, not {cls.__name__}")
             return record.runtime
         if record.state is State.NOT_INSTALLED:
             raise ModelNotInstalled(

@@ -41,8 +41,8 @@ def status(field: str) -> float:
 
 def child(models: Path, family: str, size: str, mode: str) -> None:
     from app.config import Settings
+    from app.families import RUNTIMES
     from app.manifest import read_manifest
-    from app.runtimes import RUNTIMES
 
     settings = Settings(models_dir=models)
     entry = read_manifest(models).latest()[family]
@@ -51,7 +51,7 @@ def child(models: Path, family: str, size: str, mode: str) -> None:
     runtime.warmup()
     rng = random.Random(0)
     if family in ("digit", "image"):
-        from app.digit_preprocessing import preprocess_digit
+        from app.families.digit.preprocess import preprocess_digit
         from app.image_decode import decode_image
 
         data = digit_png(int(size), mode if mode in ("L", "RGBA") else "L")

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.anomaly_scoring import alarm_regions
 from app.config import Settings
+from app.families.anomaly.scoring import alarm_regions
 from tests.conftest import COMMITTED_MODELS, SHARED_DATA, assert_error, serve
 from tests.test_train_anomaly import synthetic_series
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from app.digit_preprocessing import normalise, preprocess_digit, stroke_width
 from app.errors import InvalidInput
+from app.families.digit.preprocess import normalise, preprocess_digit, stroke_width
 from app.image_decode import decode_image
 from tests.conftest import COMMITTED_MODELS
 from tests.digit_images import KINDS, render

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from app.config import Settings
+from app.families.distilbert.runtime import DistilBertRuntime
 from app.manifest import read_manifest
 from app.metrics import Metrics
-from app.runtimes.distilbert import DistilBertRuntime
 from tests.conftest import assert_error, serve
 from tests.imdb_like import write_corpus
 from training import train_distilbert

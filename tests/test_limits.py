@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from app.anomaly_scoring import score_series
 from app.config import Settings
 from app.costs import MB, digit_cost, distilbert_text_bytes, image_header, series_cost, text_cost
-from app.digit_preprocessing import normalise, preprocess_digit, to_gray
 from app.errors import Overloaded, PayloadTooLarge
+from app.families.anomaly.scoring import score_series
+from app.families.digit.preprocess import normalise, preprocess_digit, to_gray
+from app.families.distilbert.runtime import chunks_within
 from app.limiter import ConcurrencyLimiter
 from app.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
-from app.runtimes.distilbert import chunks_within
 from tests.conftest import assert_error, serve
 from tests.digit_images import render
 

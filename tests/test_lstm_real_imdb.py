@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from app.config import Settings
+from app.families.lstm.runtime import LstmSentimentRuntime
 from app.manifest import read_manifest
-from app.runtimes.lstm import LstmSentimentRuntime
 from tests.conftest import COMMITTED_MODELS, SHARED_DATA, serve
 
 IMDB = SHARED_DATA / "imdb"

@@ -1,11 +1,12 @@
-"""The LSTM sentiment tokenizer (app/text_tokenizer.py): standardisation, vocabulary, OOV, padding, truncation."""
+"""The LSTM sentiment tokenizer (app/families/lstm/tokenizer.py): standardisation, vocabulary, OOV, padding,
+truncation."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from app.text_tokenizer import OOV_ID, PAD_ID, TextTokenizer, split_words, standardize
+from app.families.lstm.tokenizer import OOV_ID, PAD_ID, TextTokenizer, split_words, standardize
 
 
 def test_standardize_lowercases_and_removes_html_line_breaks() -> None:

@@ -132,7 +132,7 @@ def test_text_without_words_still_gets_a_prediction(client) -> None:
         ({"texts": ["good"] * (MAX_TEXTS + 1)}, f"at most {MAX_TEXTS}"),
         ({"text": "a" * (MAX_CHARS + 1)}, f"{MAX_CHARS} characters"),
         ({"texts": ["good", "b" * (MAX_CHARS + 1)]}, "texts[1]"),
-        ({"text": "good", "model": "digit"}, "not a sentiment model"),
+        ({"text": "good", "model": "digit"}, "does not do text-classification/sentiment"),
     ],
 )
 def test_invalid_requests_are_422(client, body: dict, message: str) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.anomaly_scoring import (
+from app.families.anomaly.scoring import (
     alarm_regions,
     normalise,
     point_scores,
@@ -138,7 +138,7 @@ def test_download_path_fills_the_cache_once(tmp_path: Path, monkeypatch: pytest.
     assert (tmp_path / "cache" / "data" / SERIES).is_file()
 
 
-# Scoring (app/anomaly_scoring.py).
+# Scoring (app/families/anomaly/scoring.py).
 
 
 @pytest.mark.parametrize(("length", "window", "stride"), [(100, 10, 1), (100, 10, 7), (101, 10, 10), (10, 10, 3)])
@@ -219,7 +219,7 @@ def test_score_series_flags_what_the_model_cannot_reconstruct() -> None:
 
 
 def test_scoring_module_does_not_import_tensorflow() -> None:
-    code = "import sys, app.anomaly_scoring; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
+    code = "import sys, app.families.anomaly.scoring; sys.exit('tensorflow' in sys.modules or 'keras' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
 
 

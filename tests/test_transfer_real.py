@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from app.config import Settings
-from app.runtimes.image import prepare_image
+from app.families.image.preprocess import prepare_image
 from tests.conftest import COMMITTED_MODELS, SHARED_DATA, serve
 
 MOBILENET = SHARED_DATA / "mobilenet_v2"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.runtimes.image import prepare_image, to_rgb
+from app.families.image.preprocess import prepare_image, to_rgb
 from tests.transfer_images import CLASSES, make_image_folder
 from training.common.image_folder import load_image_folder, load_images
 from training.mobilenet_tflite_import import (

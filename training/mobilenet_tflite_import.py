@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> Path:
     if args.check:
         from PIL import Image
 
-        from app.runtimes.image import prepare_image
+        from app.families.image.preprocess import prepare_image
 
         errors = layer_errors(args.tflite, model, prepare_image(Image.open(args.check), 224))
         worst = max(errors, key=errors.get)

@@ -6,7 +6,7 @@
     python -m training.train_anomaly --config seed                    # the keras-io baseline, for comparison
 
 The autoencoder reconstructs windows of the normalised series; a point's anomaly score is its squared
-reconstruction error averaged over the windows covering it, smoothed (app/anomaly_scoring.py, shared with
+reconstruction error averaged over the windows covering it, smoothed (app/families/anomaly/scoring.py, shared with
 serving). The alarm threshold is set without labels: the highest score in NAB's probationary period (the first
 15% of the series). The labels are used only to report how many labelled windows were found and how many
 false-alarm regions were raised. The artifact holds the Keras model, the ONNX export the service runs,
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from app.anomaly_scoring import alarm_regions, normalise, score_series, sliding_windows
+from app.families.anomaly.scoring import alarm_regions, normalise, score_series, sliding_windows
 from training.common import artifacts, plots
 from training.common.nab_data import load_nab_series, load_nab_windows, window_mask
 
@@ -45,7 +45,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "seed": {"window": 288, "code_size": 0, "smoothing": 1, "dropout": 0.2, "epochs": 50},
 }
 TRAIN_STRIDE = 2  # points between training windows: 2 halves the epoch time of stride 1, with equal results in trials
-STRIDE = 1  # points between scoring windows; every point is covered whatever the stride (see anomaly_scoring)
+STRIDE = 1  # points between scoring windows; every point is covered whatever the stride (app/families/anomaly)
 BATCH_SIZE = 128
 LEARNING_RATE = 1e-3  # Adam's default; halved on plateaus by the callback below
 PATIENCE = 5  # epochs without val_loss improvement before stopping (best weights are restored)

@@ -238,8 +238,8 @@ def train(args: argparse.Namespace, command: str) -> Path:
     import torch
 
     from app.config import Settings
+    from app.families.distilbert.runtime import DistilBertRuntime
     from app.manifest import ManifestEntry
-    from app.runtimes.distilbert import DistilBertRuntime
 
     started = time.time()
     torch.manual_seed(args.seed)

@@ -9,7 +9,7 @@ Model: token ids -> Embedding(vocab, 64, masking padding) -> SpatialDropout -> [
 -> masked global max pooling over time (or the last state) -> Dropout -> Dense(1, sigmoid) = P(positive).
 With --ensemble N (N > 1), N such networks are trained that differ only in their seed (initial weights, dropout,
 batch order), and the artifact is one ONNX model that averages their probabilities.
-Text is tokenised by app/text_tokenizer.py, the same code the service runs; its vocabulary and settings are
+Text is tokenised by app/families/lstm/tokenizer.py, the same code the service runs; its vocabulary and settings are
 saved as tokenizer.json next to model.onnx, so serving needs neither TensorFlow nor this script.
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.text_tokenizer import PAD_ID, TextTokenizer
+from app.families.lstm.tokenizer import PAD_ID, TextTokenizer
 from training.common import artifacts, evaluation, plots
 from training.common.imdb_data import load_imdb
 

@@ -8,7 +8,7 @@ written as a versioned, servable artifact to models/image/<version>/.
 
 The dataset has one folder per class, in train/ and validation/ folders or split here (--validation-split).
 The model takes RGB 0..255 [batch, size, size, 3] (MobileNetV2's scaling is inside it); images are resized by
-app.runtimes.image.prepare_image, which the service calls too.
+app.families.image.preprocess.prepare_image, which the service calls too.
 """
 
 from __future__ import annotations

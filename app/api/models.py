@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path
 
 from app.api.deps import RegistryDep
 from app.api.openapi import error_responses
-from app.catalog import FAMILIES
+from app.families import FAMILIES
 from app.registry import ModelRecord
 from app.schemas import ModelInfo
 

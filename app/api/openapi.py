@@ -18,9 +18,10 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.catalog import FAMILIES
 from app.config import Settings
 from app.errors import ERROR_TABLE
+from app.families import FAMILIES
+from app.families.anomaly.runtime import AnomalyRuntime
 from app.registry import ModelRegistry, State
 from app.schemas import ErrorBody
 
@@ -116,9 +117,9 @@ def sentiment_request_schema(settings: Settings, generated: dict[str, Any]) -> d
 
 def anomaly_window(registry: ModelRegistry) -> int | None:
     record = registry.records.get("anomaly")
-    if record is None or record.state is not State.READY or record.runtime is None:
+    if record is None or record.state is not State.READY or not isinstance(record.runtime, AnomalyRuntime):
         return None
-    return int(record.runtime.window)
+    return record.runtime.window
 
 
 def constrain_anomaly_request(schema: dict[str, Any], window: int | None) -> None:

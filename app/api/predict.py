@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.openapi import error_responses
 from app.costs import digit_cost, image_header
-from app.digit_preprocessing import preprocess_digit
+from app.families.digit.preprocess import preprocess_digit
 from app.image_upload import prepare_model_input, read_image_upload
 from app.schemas import DigitPrediction, ModelRef
 

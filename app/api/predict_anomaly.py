@@ -13,6 +13,7 @@ from app.api.deps import InferenceDep, LimiterDep, RegistryDep, require_json
 from app.api.openapi import error_responses
 from app.costs import series_cost
 from app.errors import InvalidInput
+from app.families.anomaly.runtime import AnomalyRuntime
 from app.schemas import ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -69,7 +70,7 @@ async def predict_anomaly(
     body: AnomalyRequest, registry: RegistryDep, limiter: LimiterDep, inference: InferenceDep
 ) -> AnomalyResponse:
     """Per-point anomaly scores, flags over the stored threshold, and the flagged regions."""
-    runtime = registry.runtime("anomaly")
+    runtime = registry.runtime("anomaly", AnomalyRuntime)
     window = runtime.window
     if len(body.values) < window:
         raise InvalidInput(

@@ -9,39 +9,15 @@ from fastapi import APIRouter, Depends
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep, require_json
 from app.api.openapi import error_responses
-from app.catalog import FAMILIES
 from app.config import Settings
 from app.costs import text_cost
-from app.errors import InvalidInput, echo
-from app.registry import ModelRecord, ModelRegistry, State
+from app.errors import InvalidInput
 from app.schemas import ModelRef
 from app.sentiment_schemas import SentimentRequest, SentimentResponse, SentimentResult
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
 TASK = "text-classification/sentiment"
-PREFERENCE = ("distilbert", "lstm")  # the default model: the first of these that is ready and trained
-
-
-def is_trained_and_ready(record: ModelRecord) -> bool:
-    """A --tiny test artifact (random weights) is served only to requests that name it, never by default."""
-    return record.state is State.READY and not (record.entry and record.entry.metrics.get("random_weights"))
-
-
-def choose_model(registry: ModelRegistry, requested: str | None) -> str:
-    if requested is None:
-        ready = [n for n in PREFERENCE if n in registry.records and is_trained_and_ready(registry.records[n])]
-        return ready[0] if ready else PREFERENCE[-1]  # nothing ready: let the registry say why lstm cannot answer
-    record = registry.record(requested)  # 404 model_not_found for an unknown name
-    family = FAMILIES.get(requested)
-    task = record.entry.task if record.entry else family.task if family else None
-    if task != TASK:
-        sentiment = sorted(n for n, f in FAMILIES.items() if f.task == TASK)
-        raise InvalidInput(
-            f"Model '{echo(requested)}' is not a sentiment model; use one of {', '.join(sentiment)}.",
-            {"model": requested, "task": task, "sentiment_models": sentiment},
-        )
-    return requested
 
 
 def validate_texts(body: SentimentRequest, settings: Settings) -> list[str]:
@@ -99,7 +75,7 @@ async def predict_sentiment(
     model, 503 model not installed or not ready, 429 overloaded, 413 body over the upload limit.
     """
     texts = validate_texts(body, settings)
-    runtime = registry.runtime(choose_model(registry, body.model))
+    runtime = registry.for_task(TASK, body.model)
     with limiter.slot(text_cost(runtime, texts)):
         outputs = await inference(runtime, texts)
     return SentimentResponse(

@@ -3,8 +3,8 @@
     data/train/<class>/*.jpg + data/validation/<class>/*.jpg     (validation/ may also be called val/)
     data/<class>/*.jpg                                            (a stratified validation split is held out)
 
-Class names are the folder names, sorted. Images go through app.runtimes.image.prepare_image, the function the
-service calls too, so training and serving resize and convert identically.
+Class names are the folder names, sorted. Images go through app.families.image.preprocess.prepare_image, the
+function the service calls too, so training and serving resize and convert identically.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from app.runtimes.image import prepare_image
+from app.families.image.preprocess import prepare_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VALIDATION_NAMES = ("validation", "val", "valid")

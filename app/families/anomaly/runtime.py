@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from app.anomaly_scoring import score_series
 from app.errors import InvalidInput
-from app.runtimes.base import Runtime, onnx_session
+from app.families.anomaly.scoring import score_series
+from app.families.runtime import Runtime, onnx_session
 
 
 class AnomalyRuntime(Runtime):

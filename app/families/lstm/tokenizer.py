@@ -62,7 +62,7 @@ class TextTokenizer:
     @classmethod
     def fit(cls, texts: Iterable[str], vocab_size: int, max_length: int, truncate: str = "pre") -> TextTokenizer:
         """The `vocab_size - 2` most frequent words (ties broken alphabetically, so the result is deterministic)."""
-        counts = Counter()
+        counts: Counter[str] = Counter()
         for text in texts:
             counts.update(split_words(text))
         ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from app.costs import DISTILBERT_CALL_BYTES, distilbert_text_bytes
-from app.runtimes.base import Runtime, onnx_session
+from app.families.runtime import Runtime, onnx_session
 
 log = logging.getLogger("deepserve.distilbert")
 

@@ -1,8 +1,7 @@
 """The transfer-learning image classifier (MobileNetV2 features + a small head), served from its ONNX export.
 
-`prepare_image` is the one resize/convert step: training (training/common/image_folder.py) and serving both call
-it, so the model sees the same pixels either way. The ONNX model takes float32 [batch, size, size, 3] RGB in
-0..255; MobileNetV2's scaling to [-1, 1] is a layer inside the model.
+Its input is prepared by `prepare_image` (preprocess.py, shared with training). The ONNX model takes float32
+[batch, size, size, 3] RGB in 0..255; MobileNetV2's scaling to [-1, 1] is a layer inside the model.
 """
 
 from __future__ import annotations
@@ -13,33 +12,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from app.runtimes.base import Runtime, onnx_session
+from app.families.image.preprocess import prepare_image
+from app.families.runtime import Runtime, onnx_session
 
-RESAMPLE = Image.Resampling.BILINEAR
 TOP_K = 5
-
-
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Any Pillow mode -> RGB: transparency composited on white, 16-bit and float images scaled to 8 bits."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        array = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        image = Image.fromarray(np.clip(array * (255.0 / top), 0, 255).astype(np.uint8), "L")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
-
-
-def prepare_image(image: Image.Image, size: int) -> np.ndarray:
-    """uint8 [size, size, 3] RGB: the whole image resized (bilinear, aspect not kept), exactly as in training."""
-    rgb = to_rgb(image)
-    if rgb.size != (size, size):
-        rgb = rgb.resize((size, size), RESAMPLE)
-    return np.asarray(rgb, dtype=np.uint8)
 
 
 class ImageRuntime(Runtime):

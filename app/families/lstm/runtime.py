@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from app.runtimes.base import Runtime, onnx_session
-from app.text_tokenizer import TextTokenizer
+from app.families.lstm.tokenizer import TextTokenizer
+from app.families.runtime import Runtime, onnx_session
 
 
 class LstmSentimentRuntime(Runtime):

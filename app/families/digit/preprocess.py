@@ -45,7 +45,7 @@ def stroke_width(mask: np.ndarray) -> float:
     """Mean stroke width in pixels: area over half the boundary length (exact for long straight strokes)."""
     padded = np.pad(mask, 1)
     edges = np.count_nonzero(padded[1:, :] != padded[:-1, :]) + np.count_nonzero(padded[:, 1:] != padded[:, :-1])
-    return 2.0 * float(mask.sum()) / max(edges, 1)
+    return 2.0 * float(mask.sum()) / max(int(edges), 1)
 
 
 def background(gray: np.ndarray, blocks: int = 4) -> np.ndarray:
@@ -87,7 +87,7 @@ def normalise(gray: np.ndarray) -> np.ndarray:
     values[values < NOISE_FLOOR] = 0.0
 
     rows, cols = np.flatnonzero(values.any(axis=1)), np.flatnonzero(values.any(axis=0))
-    crop = values[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    crop: np.ndarray = values[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     side = max(crop.shape)
     if side > 4 * BOX:
         # Shrink large crops to 4x the target first; there, thicken strokes too thin to survive the last

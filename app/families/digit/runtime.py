@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from app.runtimes.base import Runtime, onnx_session
+from app.families.runtime import Runtime, onnx_session
 
 
 class DigitRuntime(Runtime):

@@ -1,0 +1,24 @@
+"""Every model family the service knows: one package each, registered here with one line.
+
+A family's package holds its Family (name, task, endpoint, install command, runtime), its runtime and the
+preprocessing it shares with training. Nothing here imports the web layer.
+"""
+
+from __future__ import annotations
+
+from app.families import anomaly, digit, distilbert, image, lstm
+from app.families.family import Family
+from app.families.runtime import Runtime
+
+# The first registered family of a task that is ready is that task's default model (distilbert before lstm).
+FAMILIES: dict[str, Family] = {
+    family.name: family
+    for family in [
+        digit.FAMILY,
+        image.FAMILY,
+        distilbert.FAMILY,
+        lstm.FAMILY,
+        anomaly.FAMILY,
+    ]
+}
+RUNTIMES: dict[str, type[Runtime]] = {family.runtime.kind: family.runtime for family in FAMILIES.values()}

@@ -1,0 +1,12 @@
+"""DistilBERT sentiment: int8 ONNX with the tokenizers package (no PyTorch when serving)."""
+
+from app.families.distilbert.runtime import DistilBertRuntime
+from app.families.family import Family
+
+FAMILY = Family(
+    name="distilbert",
+    task="text-classification/sentiment",
+    endpoint='POST /predict/sentiment {"model": "distilbert"}',
+    install="python -m training.train_distilbert  (downloads distilbert-base-uncased-finetuned-sst-2-english)",
+    runtime=DistilBertRuntime,
+)
