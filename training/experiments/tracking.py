@@ -5,6 +5,7 @@ MLflow is not a dependency of the project: it is imported only when asked for.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from training.experiments.studies import Config
@@ -22,6 +23,9 @@ def require_mlflow():
 
 class MlflowTracker:
     def __init__(self, uri: str, study: str) -> None:
+        if uri.startswith("file:"):
+            # MLflow 3.x keeps the file store (one folder, no database, nothing more to install) only on request.
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.mlflow = require_mlflow()
         self.mlflow.set_tracking_uri(uri)
         self.mlflow.set_experiment(f"deepserve-{study}")
