@@ -151,7 +151,8 @@ def _first_seed(runs: list[dict]) -> list[dict]:
 
 
 def curves_plot(runs: list[dict], path: Path) -> None:
-    """Train (dashed) and validation (solid) loss and accuracy per epoch; a dot marks the restored best epoch."""
+    """Train (dashed) and validation (solid) loss and accuracy per epoch. For runs that stop early, a dotted
+    vertical line marks the epoch they stopped at and a dot the best epoch, whose weights they restore."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for i, run in enumerate(_first_seed(runs)):
         row, epochs = run["row"], run["history"]
@@ -159,12 +160,14 @@ def curves_plot(runs: list[dict], path: Path) -> None:
         for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
             ax.plot(x, [e[key] for e in epochs], "--", color=f"C{i}", alpha=0.7)
             ax.plot(x, [e[f"val_{key}"] for e in epochs], "-", color=f"C{i}", label=row["setting"])
-            if row["patience"]:
+            if row["patience"]:  # runs that stopped early: where they stopped, and the epoch they restored
                 best = row["best_epoch"]
                 ax.plot([best], [epochs[best - 1][f"val_{key}"]], "o", color=f"C{i}", markersize=7)
+                ax.axvline(row["epochs_run"], color=f"C{i}", linestyle=":", linewidth=1.5)
     for ax, key in zip(axes, ("loss", "accuracy"), strict=True):
         ax.set_xlabel("epoch")
-        ax.set_title(f"{key}: train dashed, validation solid")
+        stops = any(run["row"]["patience"] for run in runs)
+        ax.set_title(f"{key}: train dashed, validation solid" + (", dotted: stopped" if stops else ""))
         ax.grid(alpha=0.3)
     axes[0].set_yscale("log")
     axes[1].legend(fontsize=8)
