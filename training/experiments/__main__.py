@@ -1,0 +1,3 @@
+from training.experiments.runner import main
+
+main()
