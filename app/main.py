@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -38,14 +39,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await inference.close()  # stop the micro-batching tasks before the loop closes
 
+    docs: dict[str, Any] = {} if settings.docs_enabled else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(
         title="DeepServe",
         version="0.1.0",
         description="Trained deep-learning models served over REST.",
         lifespan=lifespan,
+        **docs,
     )
-    if not settings.docs_enabled:
-        app.docs_url = app.redoc_url = app.openapi_url = None
     app.state.settings = settings
     app.state.registry = registry
     app.state.limiter = ConcurrencyLimiter(

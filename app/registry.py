@@ -143,9 +143,10 @@ class ModelRegistry:
                 )
             return self.runtime(requested)
         names = [n for n, f in FAMILIES.items() if f.task == task and n in self.records]
-        ready = [n for n in names if self.records[n].state is State.READY and not self._random(self.records[n])]
-        configured = [n for n in names if self.records[n].state is not State.NOT_INSTALLED]
-        return self.runtime((ready or configured or names)[0])
+        trained = [n for n in names if not self._random(self.records[n])] or names
+        ready = [n for n in trained if self.records[n].state is State.READY]
+        configured = [n for n in trained if self.records[n].state is not State.NOT_INSTALLED]
+        return self.runtime((ready or configured or trained)[0])
 
     @staticmethod
     def _random(record: ModelRecord) -> bool:
