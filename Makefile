@@ -16,7 +16,7 @@ $(VENV)/.serve: pyproject.toml | $(BIN)/python
 	touch $@
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[train,test,distilbert]'
+	$(BIN)/pip install -q -e '.[train,test,distilbert,tracking]'
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve  ## Start the service on the models in models/ (the committed defaults).
