@@ -43,6 +43,13 @@ class ModelRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def task(self) -> str | None:
+        """The task of a known family is its Family's (older manifests may say another name for it, e.g. the image
+        family's "image-classification/transfer"); any other model's is its manifest entry's."""
+        family = FAMILIES.get(self.name)
+        return family.task if family else self.entry.task if self.entry else None
+
+    @property
     def install(self) -> str:
         family = FAMILIES.get(self.name)
         return family.install if family else "see the README"
@@ -132,9 +139,7 @@ class ModelRegistry:
         task), else the task's default: its first registered family (app/families) that is ready and trained.
         With none ready, the error of the first one configured to serve (or of the first family) says why."""
         if requested is not None:
-            record = self.record(requested)
-            family = FAMILIES.get(requested)
-            found = record.entry.task if record.entry else family.task if family else None
+            found = self.record(requested).task
             if found != task:
                 names = sorted(n for n, f in FAMILIES.items() if f.task == task)
                 raise InvalidInput(

@@ -8,6 +8,7 @@ manifest -> ImageRuntime. Runs in-process (ASGI + lifespan) and behind a real uv
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -47,7 +48,7 @@ RED_PNG = encode(clear_image("red_circles"))
 def test_artifact_contents(image_models_dir: Path) -> None:
     manifest = json.loads((image_models_dir / "manifest.json").read_text())
     [entry] = [m for m in manifest["models"] if m["name"] == "image"]
-    assert entry["task"] == "image-classification/transfer" and entry["runtime"] == "image-onnx"
+    assert entry["task"] == "image-classification" and entry["runtime"] == "image-onnx"
     assert "training.train_transfer" in entry["command"] and "--weights none" in entry["command"]
     folder = image_models_dir / entry["path"]
     for role in ("onnx", "keras", "labels", "metrics", "training_curves", "confusion_matrix"):
@@ -65,7 +66,7 @@ def test_artifact_contents(image_models_dir: Path) -> None:
 def test_model_is_listed_and_ready(image_client) -> None:
     assert image_client.get("/health/ready").json()["models"]["image"] == "ready"
     info = image_client.get("/models/image").json()
-    assert info["state"] == "ready" and info["task"] == "image-classification/transfer"
+    assert info["state"] == "ready" and info["task"] == "image-classification"
     assert info["input"]["labels"] == list(CLASSES)
 
 
@@ -145,3 +146,39 @@ def test_not_installed_without_an_artifact(tmp_path: Path) -> None:
             "model_not_installed",
         )
         assert "training.train_transfer" in error["message"]
+
+
+def test_model_parameter_picks_an_image_classifier(image_client) -> None:
+    def post(query: str):
+        return image_client.post(f"/predict/image{query}", content=RED_PNG, headers={"content-type": "image/png"})
+
+    named = post("?model=image")
+    assert named.status_code == 200 and named.json()["model"]["name"] == "image"
+    assert post("").json()["model"]["name"] == "image"  # the task's default
+    error = assert_error(post("?model=digit"), 422, "invalid_input")  # a model of another task
+    assert error["detail"]["model"] == "digit" and "image" in error["detail"]["models"]
+    assert_error(post("?model=nope"), 404, "model_not_found")
+    assert_error(post("?model="), 404, "model_not_found")
+
+
+def test_openapi_documents_the_model_parameter(image_client) -> None:
+    operation = image_client.get("/openapi.json").json()["paths"]["/predict/image"]["post"]
+    [parameter] = operation["parameters"]
+    assert parameter["name"] == "model" and parameter["in"] == "query" and not parameter["required"]
+    assert "image" in parameter["schema"]["enum"] and "digit" not in parameter["schema"]["enum"]
+    assert "404" in operation["responses"]
+
+
+def test_a_manifest_with_the_old_task_name_still_serves(tmp_path: Path, image_models_dir: Path) -> None:
+    """Manifests written before /predict/image served several families say "image-classification/transfer"."""
+    models = tmp_path / "models"
+    shutil.copytree(image_models_dir, models)
+    manifest = json.loads((models / "manifest.json").read_text())
+    for entry in manifest["models"]:
+        entry["task"] = "image-classification/transfer"
+    (models / "manifest.json").write_text(json.dumps(manifest))
+    with serve("asgi", Settings(models_dir=models)) as client:
+        for query in ("", "?model=image"):
+            response = client.post(f"/predict/image{query}", content=RED_PNG, headers={"content-type": "image/png"})
+            assert response.status_code == 200 and response.json()["model"]["name"] == "image"
+        assert client.get("/models/image").json()["task"] == "image-classification"

@@ -236,7 +236,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         out,
         name=NAME,
         version=version,
-        task="image-classification/transfer",
+        task="image-classification",
         runtime="image-onnx",
         files=files,
         metrics=metrics,

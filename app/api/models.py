@@ -32,7 +32,7 @@ def describe(record: ModelRecord) -> ModelInfo:
         name=record.name,
         state=record.state.value,
         version=entry.version if entry else None,
-        task=entry.task if entry else family.task if family else None,
+        task=record.task,
         endpoint=family.endpoint if family else None,
         message=record.message,
         install=record.install if record.state.value != "ready" else None,

@@ -6,7 +6,7 @@ preprocessing it shares with training. Nothing here imports the web layer.
 
 from __future__ import annotations
 
-from app.families import anomaly, digit, distilbert, image, lstm
+from app.families import anomaly, digit, distilbert, fashion, image, lstm
 from app.families.family import Family
 from app.families.runtime import Runtime
 
@@ -16,6 +16,7 @@ FAMILIES: dict[str, Family] = {
     for family in [
         digit.FAMILY,
         image.FAMILY,
+        fashion.FAMILY,
         distilbert.FAMILY,
         lstm.FAMILY,
         anomaly.FAMILY,

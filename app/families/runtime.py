@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from app.config import Settings
 from app.manifest import ManifestEntry
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 
 class Runtime(ABC):
@@ -41,6 +45,45 @@ class Runtime(ABC):
         if role not in self.entry.files:
             raise FileNotFoundError(f"manifest entry {self.entry.name} v{self.entry.version} lists no '{role}' file")
         return self.artifact_dir / self.entry.files[role]
+
+
+class ImageClassifier(Runtime):
+    """A runtime POST /predict/image can serve: an ONNX model from one image input to class probabilities, with
+    its class names in the artifact's labels.json. `prepare` turns one decoded image into the model's input (run
+    in a worker thread, inside the request's admission slot); `predict` answers label, confidence and top_k."""
+
+    TOP_K: ClassVar[int] = 5
+    labels: list[str]  # class names, in the order of the model's outputs
+
+    def load(self) -> None:
+        self.session = onnx_session(self.file("onnx"), self.settings.inference_threads)
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.check_input(list(model_input.shape))
+        self.labels = [str(label) for label in json.loads(self.file("labels").read_text())["labels"]]
+        outputs = self.session.get_outputs()[0].shape[-1]
+        if isinstance(outputs, int) and outputs != len(self.labels):
+            raise ValueError(f"labels.json has {len(self.labels)} labels, the model has {outputs} outputs")
+
+    @abstractmethod
+    def check_input(self, shape: list[Any]) -> None:
+        """Raise ValueError for an ONNX input shape [batch, ...] this runtime cannot feed."""
+
+    @abstractmethod
+    def prepare(self, image: Image.Image) -> Any:
+        """A decoded image (any size and mode) -> one input for `predict`."""
+
+    def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
+        import numpy as np
+
+        probabilities = self.session.run(None, {self.input_name: np.stack(batch).astype(np.float32)})[0]
+        k = min(self.TOP_K, len(self.labels))
+        results = []
+        for p in probabilities:
+            order = np.argsort(-p, kind="stable")[:k]
+            top = [{"label": self.labels[i], "score": float(p[i])} for i in order]
+            results.append({"label": top[0]["label"], "confidence": top[0]["score"], "top_k": top})
+        return results
 
 
 class ShrinkingSession:

@@ -5,7 +5,7 @@ from app.families.image.runtime import ImageRuntime
 
 FAMILY = Family(
     name="image",
-    task="image-classification/transfer",
+    task="image-classification",
     endpoint="POST /predict/image",
     install="python -m training.train_transfer --data path/to/image-folder",
     runtime=ImageRuntime,

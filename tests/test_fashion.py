@@ -1,0 +1,274 @@
+"""Fashion-MNIST, the family added as one folder: preprocessing, training through the script's main(), serving on
+POST /predict/image?model=fashion (in-process and behind uvicorn), and the committed artifact on the real test set
+(skipped without Debian's dataset-fashion-mnist)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from app.config import Settings
+from app.errors import InvalidInput
+from app.families.fashion.preprocess import CLASSES, prepare_item
+from app.manifest import add_to_manifest, read_manifest
+from tests.conftest import COMMITTED_MODELS, assert_error, serve
+
+DEBIAN_DATA = Path("/usr/share/datasets/fashion-mnist")
+IDX_NAMES = {
+    "x_train": "train-images-idx3-ubyte.gz",
+    "y_train": "train-labels-idx1-ubyte.gz",
+    "x_test": "t10k-images-idx3-ubyte.gz",
+    "y_test": "t10k-labels-idx1-ubyte.gz",
+}
+
+
+def png(image: Image.Image, format: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format)
+    return buffer.getvalue()
+
+
+def garment_photo(size=(240, 200), box=(90, 40, 150, 160), item=30, background=245, mode="RGB") -> Image.Image:
+    """A dark rectangular item (60x120 by default) on a light photo, like a garment photographed on a white sheet."""
+    image = Image.new("L", size, background)
+    ImageDraw.Draw(image).rectangle(box, fill=item)
+    return image.convert(mode)
+
+
+def to_photo(item: np.ndarray, scale: int = 4, margin: int = 30) -> Image.Image:
+    """A Fashion-MNIST item as a user might photograph it: dark on a white background, larger, with a margin."""
+    big = Image.fromarray(255 - item).resize((28 * scale, 28 * scale), Image.Resampling.BILINEAR)
+    photo = Image.new("L", (28 * scale + 2 * margin, 28 * scale + 2 * margin + 20), 255)
+    photo.paste(big, (margin, margin + 10))
+    return photo.convert("RGB")
+
+
+# ---- preprocessing ------------------------------------------------------------------------------------------------
+
+
+def test_dark_item_on_white_is_inverted_fitted_and_centred() -> None:
+    x = prepare_item(garment_photo())
+    assert x.shape == (28, 28, 1) and x.dtype == np.float32
+    x = x[..., 0]
+    assert x.max() == pytest.approx(1.0) and x[0, 0] == 0 and x[-1, -1] == 0  # light item on black
+    rows, cols = np.flatnonzero(x.max(axis=1) > 0.5), np.flatnonzero(x.max(axis=0) > 0.5)
+    assert (rows[0], rows[-1]) == (0, 27)  # the longest side fills the frame, as in Fashion-MNIST
+    assert 13 <= len(cols) <= 16  # aspect ratio kept: 61x121 -> about 14x28
+    assert abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1  # centred
+
+
+def test_light_item_on_black_is_kept_and_modes_agree() -> None:
+    light = prepare_item(garment_photo(item=230, background=10))
+    dark = prepare_item(garment_photo())
+    assert np.abs(light - dark).max() < 0.05  # the same item either way
+    for mode in ("L", "P", "RGBA", "I;16"):
+        image = garment_photo(mode="L").convert(mode) if mode != "I;16" else garment_photo(mode="I")
+        assert np.abs(prepare_item(image) - dark).max() < 0.1, mode
+
+
+def test_transparent_cutout_is_on_white() -> None:
+    cutout = Image.new("RGBA", (200, 200), (0, 0, 0, 0))
+    ImageDraw.Draw(cutout).ellipse((40, 20, 160, 180), fill=(40, 40, 40, 255))
+    x = prepare_item(cutout)[..., 0]
+    assert x[14, 14] == pytest.approx(1.0, abs=0.05) and x[0, 0] == 0 and x[:, 0].max() < 0.5
+
+
+def test_noisy_large_jpeg_still_centred() -> None:
+    rng = np.random.default_rng(0)
+    photo = np.asarray(garment_photo((1600, 1200), (500, 200, 1100, 1000)), dtype=np.float32)
+    photo = np.clip(photo + rng.normal(0, 12, photo.shape), 0, 255).astype(np.uint8)
+    jpeg = Image.open(io.BytesIO(png(Image.fromarray(photo), "JPEG")))
+    x = prepare_item(jpeg)[..., 0]
+    rows, cols = np.flatnonzero(x.max(axis=1) > 0.5), np.flatnonzero(x.max(axis=0) > 0.5)
+    assert rows[0] <= 1 and rows[-1] >= 26 and abs((cols[0] + cols[-1]) / 2 - 13.5) <= 1.5
+    assert x[0, 0] < 0.1 and x[-1, -1] < 0.1
+
+
+@pytest.mark.parametrize(
+    "image", [Image.new("RGB", (64, 64), "white"), Image.new("L", (1, 1)), Image.new("L", (9, 9), 90)]
+)
+def test_blank_image_is_invalid_input(image: Image.Image) -> None:
+    with pytest.raises(InvalidInput):
+        prepare_item(image)
+
+
+# ---- training on tiny generated data, then serving -----------------------------------------------------------------
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+def tiny_items(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n 28x28 items like Fashion-MNIST's layout (light on black, filling the frame), one shape per class: a
+    rectangle whose width and stripes depend on the class."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 10
+    images = np.zeros((n, 28, 28), dtype=np.uint8)
+    for image, label in zip(images, labels, strict=True):
+        width = 6 + 2 * int(label)
+        left = (28 - width) // 2
+        image[:, left : left + width] = rng.integers(150, 256)
+        image[:: 2 + int(label) % 3] //= 2
+    return images, labels.astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def fashion_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from training import train_fashion
+
+    data = tmp_path_factory.mktemp("fashion_idx")
+    (x_train, y_train), (x_test, y_test) = tiny_items(400, 0), tiny_items(100, 1)
+    for key, array in {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}.items():
+        write_idx(data / IDX_NAMES[key], array)
+    out = tmp_path_factory.mktemp("fashion_models")
+    train_fashion.main(["--data", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "32"])
+    return out
+
+
+def test_artifact_contents(fashion_models_dir: Path) -> None:
+    [entry] = read_manifest(fashion_models_dir).models
+    assert (entry.name, entry.version, entry.task, entry.runtime) == (
+        "fashion",
+        "1",
+        "image-classification",
+        "fashion-onnx",
+    )
+    assert "training.train_fashion" in entry.command
+    folder = fashion_models_dir / entry.path
+    for role in ("onnx", "keras", "labels", "metrics", "training_curves", "confusion_matrix", "sample_predictions"):
+        assert (folder / entry.files[role]).is_file(), role
+    assert json.loads((folder / "labels.json").read_text())["labels"] == CLASSES
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and metrics["train_examples"] == 400 and metrics["test_examples"] == 100
+    assert np.array(metrics["confusion_matrix"]).sum() == 100 and list(metrics["per_class_accuracy"]) == CLASSES
+    assert metrics["onnx_test_accuracy"] == pytest.approx(metrics["test_accuracy"], abs=0.02)
+    assert metrics["onnx_max_abs_diff"] < 1e-4 and metrics["architecture"] == "fashion_cnn"
+
+
+@pytest.fixture(scope="module", params=["asgi", "uvicorn"])
+def fashion_client(request: pytest.FixtureRequest, fashion_models_dir: Path):
+    with serve(request.param, Settings(models_dir=fashion_models_dir)) as client:
+        yield client
+
+
+PHOTO = png(garment_photo())
+
+
+def test_predict_image_with_model_fashion(fashion_client) -> None:
+    for kwargs in (
+        {"files": {"file": ("shirt.png", PHOTO, "image/png")}},
+        {"content": PHOTO, "headers": {"content-type": "image/png"}},
+    ):
+        response = fashion_client.post("/predict/image?model=fashion", **kwargs)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["model"] == {"name": "fashion", "version": "1"} and body["label"] in CLASSES
+        scores = [t["score"] for t in body["top_k"]]
+        assert len(scores) == 5 and scores == sorted(scores, reverse=True) and body["confidence"] == scores[0]
+    blank = png(Image.new("RGB", (64, 64), "white"))
+    assert_error(
+        fashion_client.post("/predict/image?model=fashion", content=blank, headers={"content-type": "image/png"}),
+        422,
+        "invalid_input",
+    )
+
+
+def test_models_describes_fashion(fashion_client) -> None:
+    assert fashion_client.get("/health/ready").json()["models"]["fashion"] == "ready"
+    info = fashion_client.get("/models/fashion").json()
+    assert info["state"] == "ready" and info["task"] == "image-classification" and info["version"] == "1"
+    assert info["endpoint"] == "POST /predict/image?model=fashion" and info["input"]["labels"] == CLASSES
+    assert "test_accuracy" in info["metrics"]
+    parameter = fashion_client.get("/openapi.json").json()["paths"]["/predict/image"]["post"]["parameters"][0]
+    assert parameter["schema"]["enum"] == ["image", "fashion"]
+
+
+def test_default_model_is_still_the_transfer_model(fashion_client) -> None:
+    """Without ?model=, /predict/image stays the transfer model's: here it is not installed, and fashion (another
+    label set) does not stand in for it."""
+    error = assert_error(
+        fashion_client.post("/predict/image", content=PHOTO, headers={"content-type": "image/png"}),
+        503,
+        "model_not_installed",
+    )
+    assert error["detail"]["model"] == "image" and "training.train_transfer" in error["message"]
+
+
+def test_default_with_both_installed_is_image(tmp_path: Path, fashion_models_dir: Path, image_models_dir: Path) -> None:
+    for source in (fashion_models_dir, image_models_dir):
+        for entry in read_manifest(source).models:
+            shutil.copytree(source / entry.path, tmp_path / entry.path)
+            add_to_manifest(tmp_path, entry)
+    with serve("asgi", Settings(models_dir=tmp_path)) as client:
+
+        def post(query: str) -> str:
+            response = client.post(f"/predict/image{query}", content=PHOTO, headers={"content-type": "image/png"})
+            assert response.status_code == 200, response.text
+            return response.json()["model"]["name"]
+
+        assert (post(""), post("?model=image"), post("?model=fashion")) == ("image", "image", "fashion")
+        assert_error(
+            client.post("/predict/digit?model=fashion", content=PHOTO, headers={"content-type": "image/png"}),
+            503,
+            "model_not_installed",
+        )
+
+
+# ---- the committed artifact on the real test set ------------------------------------------------------------------
+
+COMMITTED = [m for m in read_manifest(COMMITTED_MODELS).models if m.name == "fashion"]
+real = pytest.mark.skipif(
+    not (DEBIAN_DATA / IDX_NAMES["x_test"]).is_file() or not COMMITTED,
+    reason="needs Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist) and models/fashion",
+)
+
+
+@pytest.fixture(scope="module")
+def real_test_set() -> tuple[np.ndarray, np.ndarray]:
+    from training.common.mnist_data import read_idx
+
+    return read_idx(DEBIAN_DATA / IDX_NAMES["x_test"]), read_idx(DEBIAN_DATA / IDX_NAMES["y_test"])
+
+
+@real
+def test_committed_artifact_reaches_92_percent(real_test_set) -> None:
+    from app.families.fashion.preprocess import to_input
+    from app.families.fashion.runtime import FashionRuntime
+
+    x, y = real_test_set
+    entry = max(COMMITTED, key=lambda m: int(m.version))
+    runtime = FashionRuntime(entry, COMMITTED_MODELS / entry.path, Settings())
+    runtime.load()
+    inputs = to_input(x)
+    labels = [out["label"] for i in range(0, len(x), 1000) for out in runtime.predict(list(inputs[i : i + 1000]))]
+    accuracy = float(np.mean([label == CLASSES[t] for label, t in zip(labels, y, strict=True)]))
+    assert accuracy >= 0.92, accuracy
+    assert accuracy == pytest.approx(entry.metrics["onnx_test_accuracy"], abs=1e-4)
+
+
+@real
+def test_real_items_as_photos_through_http(real_test_set) -> None:
+    """Test items turned into photos (dark on white, 4x larger, off-centre margins) and sent as PNG: the
+    preprocessing recovers the dataset's layout well enough for the model to keep most of its accuracy."""
+    x, y = real_test_set
+    picks = np.random.default_rng(0).choice(len(x), 200, replace=False)
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS, models=["fashion"])) as client:
+        right = 0
+        for i in picks:
+            response = client.post(
+                "/predict/image?model=fashion", files={"file": ("item.png", png(to_photo(x[i])), "image/png")}
+            )
+            assert response.status_code == 200, response.text
+            right += response.json()["label"] == CLASSES[y[i]]
+    assert right / len(picks) >= 0.8, right
