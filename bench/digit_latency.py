@@ -41,7 +41,7 @@ def free_port() -> int:
 
 
 def http_latencies(models: Path, requests: int, concurrency: int) -> dict[str, list[float] | float]:
-    from tests.digit_images import render
+    from tests.support.digit_images import render
 
     port = free_port()
     env = {**os.environ, "DEEPSERVE_MODELS_DIR": str(models), "DEEPSERVE_LOG_LEVEL": "WARNING"}

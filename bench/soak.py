@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from bench.service import ROOT, RssSampler, Service, review, rss_mb, series
-from tests.digit_images import KINDS, render
+from tests.support.digit_images import KINDS, render
 
 MAGIC = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF8": "image/gif", b"II*\x00": "image/tiff"}
 

@@ -10,8 +10,9 @@ import pytest
 
 from app.config import Settings
 from app.families.anomaly.scoring import alarm_regions
-from tests.conftest import COMMITTED_MODELS, SHARED_DATA, assert_error, serve
-from tests.test_train_anomaly import synthetic_series
+from tests.support.nab_like import synthetic_series
+from tests.support.paths import COMMITTED_MODELS, SHARED_DATA
+from tests.support.service import assert_error, serve
 
 NAB = SHARED_DATA / "nab"
 
@@ -91,6 +92,7 @@ def test_not_installed_is_503(tmp_path: Path) -> None:
         assert "training.train_anomaly" in response.json()["error"]["message"]
 
 
+@pytest.mark.real_data
 @pytest.mark.skipif(not (NAB / "labels").exists(), reason="../shared/data/nab is absent")
 def test_committed_model_finds_the_nyc_taxi_anomalies_through_http() -> None:
     from training.common.nab_data import load_nab_series, load_nab_windows

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import assert_error
-from tests.digit_images import encode, render
+from tests.support.digit_images import encode, render
+from tests.support.service import assert_error
 
 PNG = render(7, "mnist_28")
 

@@ -12,8 +12,8 @@ from app.auth import main as auth_main
 from app.config import Settings
 from app.main import create_app
 from app.rate_limit import RateLimitMiddleware, TokenBucketLimiter, group
-from tests.conftest import assert_error, serve
-from tests.digit_images import render
+from tests.support.digit_images import render
+from tests.support.service import assert_error, serve
 
 PNG = render(7, "mnist_28")
 ALPHA, GAMMA, DELTA = "alpha-0123456789abcdef", "gamma-0123456789abcdef", "delta-0123456789abcdef"

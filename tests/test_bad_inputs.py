@@ -12,8 +12,8 @@ import pytest
 
 from app.config import Settings
 from app.errors import ERROR_TABLE
-from tests.conftest import assert_error, serve
-from tests.hostile_inputs import Case, all_cases
+from tests.support.hostile_inputs import Case, all_cases
+from tests.support.service import assert_error, serve
 
 CASES = all_cases()
 # What a body must never show a client: memory addresses, file paths, tracebacks, library internals.

@@ -11,8 +11,8 @@ from PIL import Image, ImageFilter
 from app.errors import InvalidInput
 from app.families.digit.preprocess import normalise, preprocess_digit, stroke_width
 from app.image_decode import decode_image
-from tests.conftest import COMMITTED_MODELS
-from tests.digit_images import KINDS, render
+from tests.support.digit_images import KINDS, render
+from tests.support.paths import COMMITTED_MODELS
 
 
 @pytest.fixture(scope="module")

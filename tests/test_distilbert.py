@@ -13,8 +13,8 @@ from app.config import Settings
 from app.families.distilbert.runtime import DistilBertRuntime
 from app.manifest import read_manifest
 from app.metrics import Metrics
-from tests.conftest import assert_error, serve
-from tests.imdb_like import write_corpus
+from tests.support.imdb_like import write_corpus
+from tests.support.service import assert_error, serve
 from training import train_distilbert
 
 TEXTS = [
@@ -140,6 +140,7 @@ def test_served_through_the_registry_and_route(tiny_models_dir: Path, runtime: D
         assert assert_error(unnamed, 503, "model_not_installed")["detail"]["model"] == "lstm"
 
 
+@pytest.mark.slow
 def test_finetune_from_a_local_folder_learns_a_corpus(tiny_models_dir: Path, tmp_path: Path) -> None:
     """The --finetune path users run on IMDb (load a saved model folder, train, export, quantise, evaluate), here
     starting from the tiny random model on the generated corpus: it must go from chance to learning the labels."""

@@ -10,9 +10,9 @@ import pytest
 
 from app.config import Settings
 from app.errors import ERROR_TABLE
-from tests.conftest import assert_error, serve
-from tests.digit_images import render
-from tests.test_limits import read_response, stalled_upload
+from tests.support.digit_images import render
+from tests.support.raw_http import read_response, stalled_upload
+from tests.support.service import assert_error, serve
 
 PNG = render(7, "mnist_28")
 

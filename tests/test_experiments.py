@@ -52,6 +52,7 @@ def assert_report(folder: Path, study: Study, seeds: int = 1) -> list[dict[str, 
     return rows
 
 
+@pytest.mark.slow
 def test_a_sweep_writes_one_row_per_setting_and_seed_and_a_table_with_the_spread(
     monkeypatch, tmp_path, small_mnist_npz
 ):
@@ -63,6 +64,7 @@ def test_a_sweep_writes_one_row_per_setting_and_seed_and_a_table_with_the_spread
     assert " ± " in (folder / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_early_stopping_stops_and_restores_the_best_epoch(monkeypatch, tmp_path, small_mnist_npz):
     study = replace(STUDIES["early_stopping"], settings=STUDIES["early_stopping"].settings[:2], epochs=8)
     folder = run(monkeypatch, study, small_mnist_npz, tmp_path, "--epochs", "8")
@@ -72,6 +74,7 @@ def test_early_stopping_stops_and_restores_the_best_epoch(monkeypatch, tmp_path,
     assert int(patience_1["best_epoch"]) >= int(patience_1["epochs_run"]) - 1  # patience 1: stops one epoch after
 
 
+@pytest.mark.slow
 def test_batch_size_study_measures_gradient_noise_falling_with_batch_size(monkeypatch, tmp_path, small_mnist_npz):
     study = replace(
         STUDIES["batch_size"], settings=({"label": "B=4", "batch_size": 4}, {"label": "B=128", "batch_size": 128})
@@ -87,6 +90,7 @@ def test_batch_size_study_measures_gradient_noise_falling_with_batch_size(monkey
     assert "noise scale B_simple" in (folder / "README.md").read_text()
 
 
+@pytest.mark.slow
 def test_depth_study_records_one_gradient_norm_per_layer(monkeypatch, tmp_path, small_mnist_npz):
     settings = (
         {"label": "plain 2", "arch": "plain", "depth": 2},
@@ -107,6 +111,7 @@ def test_depth_study_records_one_gradient_norm_per_layer(monkeypatch, tmp_path, 
     assert (folder / "layer_gradients.png").read_bytes()[:8] == PNG_MAGIC
 
 
+@pytest.mark.slow
 def test_a_rerun_keeps_the_reading_written_by_hand(monkeypatch, tmp_path, small_mnist_npz):
     study = replace(STUDIES["l2"], settings=STUDIES["l2"].settings[:1])
     folder = run(monkeypatch, study, small_mnist_npz, tmp_path)

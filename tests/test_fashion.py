@@ -19,7 +19,8 @@ from app.config import Settings
 from app.errors import InvalidInput
 from app.families.fashion.preprocess import CLASSES, prepare_item
 from app.manifest import add_to_manifest, read_manifest
-from tests.conftest import COMMITTED_MODELS, assert_error, serve
+from tests.support.paths import COMMITTED_MODELS
+from tests.support.service import assert_error, serve
 
 DEBIAN_DATA = Path("/usr/share/datasets/fashion-mnist")
 IDX_NAMES = {
@@ -241,6 +242,7 @@ def real_test_set() -> tuple[np.ndarray, np.ndarray]:
     return read_idx(DEBIAN_DATA / IDX_NAMES["x_test"]), read_idx(DEBIAN_DATA / IDX_NAMES["y_test"])
 
 
+@pytest.mark.real_data
 @real
 def test_committed_artifact_reaches_92_percent(real_test_set) -> None:
     from app.families.fashion.preprocess import to_input
@@ -257,6 +259,7 @@ def test_committed_artifact_reaches_92_percent(real_test_set) -> None:
     assert accuracy == pytest.approx(entry.metrics["onnx_test_accuracy"], abs=1e-4)
 
 
+@pytest.mark.real_data
 @real
 def test_real_items_as_photos_through_http(real_test_set) -> None:
     """Test items turned into photos (dark on white, 4x larger, off-centre margins) and sent as PNG: the

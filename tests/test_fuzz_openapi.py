@@ -29,7 +29,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from app.config import Settings
-from tests.conftest import uvicorn_client
+from tests.support.service import uvicorn_client
+
+pytestmark = pytest.mark.slow  # about 1,700 requests: 30-60 s
 
 MAX_EXAMPLES = 300  # per operation, for each phase that generates
 IMAGE_ROUTES = {"/predict/digit", "/predict/image"}

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.config import Settings
-from tests.conftest import assert_error, serve
-from tests.transfer_images import CLASSES, encode
+from tests.support.service import assert_error, serve
+from tests.support.transfer_images import CLASSES, encode
 
 IMAGE_SIZE = 96
 

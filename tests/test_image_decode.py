@@ -9,7 +9,7 @@ from PIL import Image
 
 from app.errors import ImageTooLarge, InvalidImage
 from app.image_decode import decode_image
-from tests.digit_images import encode, render
+from tests.support.digit_images import encode, render
 
 
 def test_decodes_png() -> None:

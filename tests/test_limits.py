@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import math
-import socket
 import time
 from pathlib import Path
 
@@ -22,8 +21,9 @@ from app.families.digit.preprocess import normalise, preprocess_digit, to_gray
 from app.families.distilbert.runtime import chunks_within
 from app.limiter import ConcurrencyLimiter
 from app.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
-from tests.conftest import assert_error, serve
-from tests.digit_images import render
+from tests.support.digit_images import render
+from tests.support.raw_http import read_response, stalled_upload
+from tests.support.service import assert_error, serve
 
 PNG = render(3, "mnist_28")
 PNG_HEADERS = {"content-type": "image/png"}
@@ -222,37 +222,6 @@ def test_budget_in_use_is_429_with_retry_after(trained_models_dir: Path) -> None
 
 
 # ---- raw sockets against uvicorn: stalled uploads and disconnects -------------------------------------------------
-
-
-def stalled_upload(
-    port: int, path: str, content_type: str = "image/png", first: bytes = b"\x89PNG\r\n\x1a\n"
-) -> socket.socket:
-    """Headers announcing 1,000 bytes, then the `first` 8 of them, then nothing."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
-    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n"
-    sock.sendall(head.encode() + first)
-    return sock
-
-
-def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes, bool]:
-    """Status, headers, body, and whether the server then closed the connection."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = sock.recv(65536)
-        assert chunk, f"connection closed before a response: {data!r}"
-        data += chunk
-    head, body = data.split(b"\r\n\r\n", 1)
-    lines = head.decode("latin-1").split("\r\n")
-    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
-    while len(body) < int(headers["content-length"]):
-        chunk = sock.recv(65536)
-        assert chunk
-        body += chunk
-    try:
-        closed = sock.recv(1) == b""
-    except (ConnectionResetError, TimeoutError):
-        closed = True  # a reset also ends the connection; a timeout would mean it is still open
-    return int(lines[0].split()[1]), headers, body, closed
 
 
 def test_stalled_uploads_time_out_with_408_and_hold_no_slot(all_models_dir: Path) -> None:

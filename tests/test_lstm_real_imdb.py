@@ -17,10 +17,14 @@ import pytest
 from app.config import Settings
 from app.families.lstm.runtime import LstmSentimentRuntime
 from app.manifest import read_manifest
-from tests.conftest import COMMITTED_MODELS, SHARED_DATA, serve
+from tests.support.paths import COMMITTED_MODELS, SHARED_DATA
+from tests.support.service import serve
 
 IMDB = SHARED_DATA / "imdb"
-pytestmark = pytest.mark.skipif(not (IMDB / "test.jsonl.gz").is_file(), reason=f"{IMDB} is absent")
+pytestmark = [
+    pytest.mark.real_data,
+    pytest.mark.skipif(not (IMDB / "test.jsonl.gz").is_file(), reason=f"{IMDB} is absent"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +68,7 @@ def test_serving_token_ids_equal_training_token_ids(imdb, served_runtime: LstmSe
         assert batch[i, : len(row)].tolist() == row and not batch[i, len(row) :].any()
 
 
+@pytest.mark.slow
 def test_committed_model_accuracy_over_http(imdb) -> None:
     _, (texts, labels) = imdb
     rng = random.Random(1)

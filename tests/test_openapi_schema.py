@@ -10,7 +10,7 @@ import pytest
 from app.config import Settings
 from app.errors import ERROR_TABLE
 from app.main import create_app
-from tests.conftest import assert_error, serve
+from tests.support.service import assert_error, serve
 
 
 def sentiment_variants(doc: dict) -> dict[str, dict]:

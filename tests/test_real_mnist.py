@@ -10,10 +10,14 @@ import pytest
 from PIL import Image
 
 from app.config import Settings
-from tests.conftest import COMMITTED_MODELS, SHARED_DATA, serve
+from tests.support.paths import COMMITTED_MODELS, SHARED_DATA
+from tests.support.service import serve
 
 MNIST = SHARED_DATA / "mnist"
-pytestmark = pytest.mark.skipif(not (MNIST / "mnist.npz").exists(), reason="../shared/data/mnist is absent")
+pytestmark = [
+    pytest.mark.real_data,
+    pytest.mark.skipif(not (MNIST / "mnist.npz").exists(), reason="../shared/data/mnist is absent"),
+]
 
 
 def png(array: np.ndarray) -> bytes:
@@ -27,6 +31,7 @@ def test_committed_model_meets_its_target_on_the_test_set() -> None:
     assert metrics["test_accuracy"] >= 0.992 and metrics["train_examples"] == 60_000
 
 
+@pytest.mark.slow
 def test_accuracy_through_http_on_10000_mnist_test_images() -> None:
     with np.load(MNIST / "mnist.npz") as data:
         images, labels = data["x_test"], data["y_test"]

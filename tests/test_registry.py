@@ -12,8 +12,9 @@ from app.config import Settings
 from app.errors import ERROR_TABLE, Overloaded, markdown_table
 from app.limiter import ConcurrencyLimiter
 from app.manifest import ManifestEntry, add_to_manifest, read_manifest
-from tests.conftest import ROOT, serve
-from tests.digit_images import render
+from tests.support.digit_images import render
+from tests.support.paths import ROOT
+from tests.support.service import serve
 
 PNG = render(2, "mnist_28")
 

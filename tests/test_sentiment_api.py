@@ -15,8 +15,8 @@ import pytest
 
 from app.config import Settings
 from app.manifest import read_manifest
-from tests.conftest import assert_error, serve
-from tests.imdb_like import FILLER, NEGATIVE, POSITIVE
+from tests.support.imdb_like import FILLER, NEGATIVE, POSITIVE
+from tests.support.service import assert_error, serve
 
 MAX_TEXTS, MAX_CHARS = Settings().max_texts, Settings().max_text_chars  # the defaults the clients below run with
 

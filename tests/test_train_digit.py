@@ -77,6 +77,7 @@ def test_training_writes_a_complete_artifact(trained_models_dir: Path, small_mni
     assert {"tensorflow", "keras", "onnxruntime"} <= set(metrics["libraries"])
 
 
+@pytest.mark.slow
 def test_second_run_gets_the_next_version(tmp_path: Path, small_mnist_npz: Path) -> None:
     from training import train_digit
 

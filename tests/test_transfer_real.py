@@ -12,13 +12,17 @@ from PIL import Image
 
 from app.config import Settings
 from app.families.image.preprocess import prepare_image
-from tests.conftest import COMMITTED_MODELS, SHARED_DATA, serve
+from tests.support.paths import COMMITTED_MODELS, SHARED_DATA
+from tests.support.service import serve
 
 MOBILENET = SHARED_DATA / "mobilenet_v2"
 CATS_AND_DOGS = SHARED_DATA / "cats_and_dogs"
 TFLITE_FILES = ["mobilenet_v2_1.0_224_quant.tflite", "tf2_mobilenet_v2_1.0_224_ptq.tflite"]
 
-pytestmark = pytest.mark.skipif(not MOBILENET.is_dir(), reason="needs ../shared/data/mobilenet_v2")
+pytestmark = [
+    pytest.mark.real_data,
+    pytest.mark.skipif(not MOBILENET.is_dir(), reason="needs ../shared/data/mobilenet_v2"),
+]
 
 
 def validation_images(n: int) -> list[Path]:

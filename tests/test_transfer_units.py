@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from app.families.image.preprocess import prepare_image, to_rgb
-from tests.transfer_images import CLASSES, make_image_folder
+from tests.support.transfer_images import CLASSES, make_image_folder
 from training.common.image_folder import load_image_folder, load_images
 from training.mobilenet_tflite_import import (
     conv_kernel_to_keras,

@@ -114,3 +114,18 @@ def render(digit: int, kind: str, seed: int = 0) -> bytes:
         mask = ink_mask(digit, (256, 256), 40, 40, 180, 18)
         return encode(Image.fromarray(((1 - mask) * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(1)), "TIFF")
     raise ValueError(f"unknown kind {kind}")
+
+
+def sklearn_digits_28() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's bundled 8x8 digits (1,797 real handwritten digits), upscaled into MNIST's 20-in-28 layout."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = []
+    for small in digits.images:
+        big = Image.fromarray((small * (255 / 16)).astype(np.uint8)).resize((20, 20), Image.Resampling.BILINEAR)
+        canvas = np.zeros((28, 28), dtype=np.uint8)
+        canvas[4:24, 4:24] = np.asarray(big)
+        images.append(canvas)
+    return np.stack(images), digits.target.astype(np.uint8)

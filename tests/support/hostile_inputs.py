@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from tests.digit_images import render
+from tests.support.digit_images import render
 
 MIB = 1024 * 1024
 UPLOAD_LIMIT = 4 * MIB  # Settings().max_upload_bytes, the default the test server runs with

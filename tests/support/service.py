@@ -1,0 +1,143 @@
+"""The service under test, run two ways (in-process on httpx's ASGI transport with the app's lifespan, and a real
+uvicorn in a subprocess on a free loopback port), and the shared error-contract assertion."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+from anyio.from_thread import start_blocking_portal
+from asgi_lifespan import LifespanManager
+
+from app.config import Settings
+from app.main import create_app
+from tests.support.paths import ROOT
+
+
+def assert_error(response, status: int, type_: str) -> dict:
+    """The shared error contract: this status, one JSON body {"error": {type, message, detail}}, this type."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"type", "message", "detail"}
+    assert body["error"]["type"] == type_ and body["error"]["message"]
+    return body["error"]
+
+
+def wait_ready(get, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = get("/health/ready")
+        if response.status_code == 200 or response.json()["status"] != "not_ready":
+            return
+        if all(state != "loading" for state in response.json()["models"].values()):
+            return  # Loading finished; some model failed. Tests assert on that themselves.
+        time.sleep(0.05)
+    raise TimeoutError("service did not finish loading models")
+
+
+class PortalClient:
+    """A synchronous face for httpx.AsyncClient on an ASGI transport, so one test body serves both modes."""
+
+    def __init__(self, portal, client: httpx.AsyncClient, app) -> None:
+        self.portal, self.client, self.app = portal, client, app
+
+    def request(self, method: str, url: str, **kwargs) -> httpx.Response:
+        content = kwargs.get("content")
+        if content is not None and not isinstance(content, bytes | str):
+            chunks = content  # A sync generator (a chunked upload) must become an async one here.
+
+            async def stream():
+                for chunk in chunks:
+                    yield chunk
+
+            kwargs["content"] = stream()
+
+        async def send() -> httpx.Response:
+            return await self.client.request(method, url, **kwargs)
+
+        return self.portal.call(send)
+
+    def get(self, url: str, **kwargs) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+
+@contextmanager
+def asgi_client(settings: Settings) -> Iterator[PortalClient]:
+    """In-process: the app's lifespan runs (models load), requests go through httpx's ASGI transport."""
+    app = create_app(settings)
+
+    async def start() -> tuple[LifespanManager, httpx.AsyncClient]:
+        manager = LifespanManager(app, startup_timeout=120)
+        await manager.__aenter__()
+        transport = httpx.ASGITransport(app=manager.app)
+        return manager, httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    async def stop(manager: LifespanManager, client: httpx.AsyncClient) -> None:
+        await client.aclose()
+        await manager.__aexit__(None, None, None)
+
+    with start_blocking_portal() as portal:
+        manager, client = portal.call(start)
+        try:
+            wrapped = PortalClient(portal, client, app)
+            wait_ready(wrapped.get)
+            yield wrapped
+        finally:
+            portal.call(stop, manager, client)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
+    """A real uvicorn server in a subprocess on a free loopback port, configured through the environment."""
+    port = free_port()
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():  # every field set away from its default
+        if value != Settings.model_fields[name].default:
+            env[f"DEEPSERVE_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
+    command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)]
+    # The server's log goes to a file: a pipe nobody reads fills after a few hundred requests (one JSON line each)
+    # and then blocks the server mid-request.
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen([*command, "--no-access-log"], cwd=ROOT, env=env, stderr=log)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    client.server_log = lambda: (log.seek(0), log.read().decode(errors="replace"))[1]  # type: ignore[attr-defined]
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                client.get("/health/live")
+                break
+            except httpx.TransportError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"uvicorn did not start: {client.server_log()[-2000:]}") from None
+                time.sleep(0.1)
+        wait_ready(client.get)
+        yield client
+    finally:
+        client.close()
+        server.terminate()
+        server.wait(timeout=10)
+        log.close()
+
+
+@contextmanager
+def serve(mode: str, settings: Settings):
+    with (asgi_client if mode == "asgi" else uvicorn_client)(settings) as client:
+        yield client
