@@ -1,4 +1,4 @@
-"""The micro-batcher: grouping, routing of results and errors, size limit, latency of a lone request, settings."""
+"""The micro-batcher: grouping, routing of results and errors, size limit, how long a lone request waits, settings."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from app import batching
 from app.batching import MicroBatcher
 from app.config import Settings
 from app.inference import Inference
@@ -94,20 +95,46 @@ def test_wrong_output_count_is_an_error_for_the_callers() -> None:
     run(main())
 
 
-def test_a_lone_request_waits_about_max_wait_only() -> None:
+def test_a_lone_request_waits_for_company_at_most_max_wait_then_runs_as_a_batch_of_one(monkeypatch) -> None:
+    """The batcher's only wait is asyncio.wait_for on its wakeup event: record the timeouts it asks for."""
     model = Recorder(delay=0.0)
+    waits: list[float] = []
+    real_wait_for = asyncio.wait_for
+
+    async def recording_wait_for(awaitable, timeout):
+        waits.append(timeout)
+        return await real_wait_for(awaitable, timeout)
+
+    monkeypatch.setattr(batching.asyncio, "wait_for", recording_wait_for)
 
     async def main():
         batcher = MicroBatcher(model, max_batch_size=32, max_batch_wait=0.02)
-        await batcher.submit([0])  # first call starts the task and the thread pool
-        started = time.perf_counter()
         assert await batcher.submit([1]) == [2]
-        elapsed = time.perf_counter() - started
         await batcher.close()
-        return elapsed
+        return batcher.calls
 
-    elapsed = run(main())
-    assert 0.015 <= elapsed < 0.02 + 0.1  # waited for company, then went alone without a long delay
+    assert run(main()) == 1
+    assert model.batches == [[1]]  # went alone, in its own model call
+    assert waits and all(0 < w <= 0.02 for w in waits)  # waited for company, never longer than max_batch_wait
+
+
+def test_a_request_arriving_during_the_wait_joins_the_waiting_batch() -> None:
+    model = Recorder(delay=0.0)
+
+    async def main():
+        # A 60 s wait that never elapses: the batch runs because it is full, not because the wait ran out.
+        batcher = MicroBatcher(model, max_batch_size=2, max_batch_wait=60.0)
+        first = asyncio.ensure_future(batcher.submit([1]))
+        for _ in range(3):
+            await asyncio.sleep(0)  # let the batcher run: it holds the first item and waits for company
+        assert batcher.calls == 0 and not first.done()  # the first request has not gone alone
+        second = asyncio.ensure_future(batcher.submit([2]))
+        results = await asyncio.wait_for(asyncio.gather(first, second), timeout=30)
+        await batcher.close()
+        return results, batcher.calls
+
+    assert run(main()) == ([[2], [4]], 1)
+    assert model.batches == [[1, 2]]
 
 
 def test_cancelled_caller_does_not_break_the_batch() -> None:
