@@ -120,32 +120,3 @@ def save_run(
     add_to_manifest(models_dir, entry)
     print(f"saved {entry.name} v{entry.version} to {artifact_dir}: {summary}")
     return entry
-
-
-def register(
-    models_dir: Path,
-    artifact_dir: Path,
-    *,
-    name: str,
-    version: str,
-    task: str,
-    runtime: str,
-    files: dict[str, str],
-    metrics: dict[str, Any],
-    command: str,
-) -> ManifestEntry:
-    """Write metrics.json into the artifact and record the artifact in the manifest."""
-    write_json(artifact_dir / "metrics.json", metrics)
-    entry = ManifestEntry(
-        name=name,
-        version=version,
-        task=task,
-        runtime=runtime,
-        path=str(Path(artifact_dir).resolve().relative_to(Path(models_dir).resolve())),
-        files={**files, "metrics": "metrics.json"},
-        metrics={k: v for k, v in metrics.items() if not isinstance(v, (list, dict))},
-        command=command,
-        created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    )
-    add_to_manifest(models_dir, entry)
-    return entry
