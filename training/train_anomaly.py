@@ -18,13 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from app.families.anomaly.scoring import alarm_regions, normalise, score_series, sliding_windows
-from training.common import artifacts, plots
+from training.common import artifacts
+from training.common.export import OnnxModel, export_onnx
 from training.common.nab_data import load_nab_series, load_nab_windows, window_mask
 
 # Defaults. Each is a command-line flag too; a configuration's own values apply where a flag is not given.
@@ -240,11 +242,20 @@ def set_threads(threads: int) -> None:
         pass
 
 
+def compare(values, timestamps, windows, mean, std, s, results, args: argparse.Namespace) -> dict[str, Any]:
+    """The saved configuration's per-seed results, and with --compare the other configuration's, summarised."""
+    comparison = {"default" if args.config == CONFIG else args.config: summarise(args.config, s, results)}
+    if args.compare:
+        other = "seed" if args.config != "seed" else CONFIG
+        seeds = [r["seed"] for r in results]
+        other_runs = [run_seed(values, timestamps, windows, mean, std, other, seed, args)[3] for seed in seeds]
+        comparison["seed" if other == "seed" else "default"] = summarise(other, settings(args, other), other_runs)
+    return comparison
+
+
 def train(args: argparse.Namespace, command: str) -> Path:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     set_threads(args.threads)
-
-    import onnxruntime as ort
 
     timestamps, values = load_nab_series(args.data, args.series)
     windows = load_nab_windows(args.data, args.series, required=False if args.data else None)
@@ -259,11 +270,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     runs = [run_seed(values, timestamps, windows, mean, std, args.config, seed, args) for seed in seeds]
     model, history, config = runs[0][:3]
     results = [r[3] for r in runs]
-    comparison = {"default" if args.config == CONFIG else args.config: summarise(args.config, s, results)}
-    if args.compare:
-        other = "seed" if args.config != "seed" else CONFIG
-        other_runs = [run_seed(values, timestamps, windows, mean, std, other, seed, args)[3] for seed in seeds]
-        comparison["seed" if other == "seed" else "default"] = summarise(other, settings(args, other), other_runs)
+    comparison = compare(values, timestamps, windows, mean, std, s, results, args)
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
     # A fresh, uncompiled copy is saved: the trained model's file would also hold Adam's two moment estimates
@@ -271,22 +278,13 @@ def train(args: argparse.Namespace, command: str) -> Path:
     plain = build_model(args.config, s["window"], s["code_size"], s["dropout"])
     plain.set_weights(model.get_weights())
     plain.save(out / "model.keras")
-    # Calling the model once fixes the input signature the ONNX export traces.
-    model(np.zeros((1, config["window"], 1), dtype="float32"))
-    model.export(str(out / "model.onnx"), format="onnx", verbose=False)
-
+    export_onnx(model, out, sample=np.zeros((1, config["window"], 1), dtype="float32"), save_keras=False)
     # Score again through ONNX with the serving code path, so metrics describe what the service will return.
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
-    session = ort.InferenceSession(str(out / "model.onnx"), options, providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    served = score_series(values, lambda w: session.run(None, {input_name: w})[0], config)
-    keras_scores = results[0]["scores"]
-    served_eval = evaluate(served["flags"], timestamps, windows)
-
+    onnx = OnnxModel(out / "model.onnx", threads=args.threads)
+    served = score_series(values, onnx, config)
     config.update(
         {
-            "input": {"name": input_name, "dtype": "float32", "shape": ["batch", config["window"], 1]},
+            "input": {"name": onnx.input_name, "dtype": "float32", "shape": ["batch", config["window"], 1]},
             "threshold_rule": f"{args.threshold_margin} x max smoothed score over the first {args.probation:.0%}",
             "score": "mean squared reconstruction error over the windows covering a point, moving-average smoothed",
             "architecture": model.name,
@@ -295,20 +293,16 @@ def train(args: argparse.Namespace, command: str) -> Path:
         }
     )
     artifacts.write_json(out / "config.json", config)
-    plots.training_curves(history, out / "training_curves.png")
-    series_plot(
-        timestamps, values, served["scores"], config["threshold"], windows, served["regions"], out, args.probation
-    )
 
     metrics = {
-        **served_eval,
+        **evaluate(served["flags"], timestamps, windows),
         "threshold": config["threshold"],
         "window": config["window"],
         "smoothing": config["smoothing"],
-        "onnx_max_abs_score_diff": float(np.abs(served["scores"] - keras_scores).max()),
+        "onnx_max_abs_score_diff": float(np.abs(served["scores"] - results[0]["scores"]).max()),
         "epochs": results[0]["epochs"],
         "seconds": results[0]["seconds"],
-        "total_seconds": round(time.time() - started, 1),  # every seed of both configurations, export, plots
+        "total_seconds": round(time.time() - started, 1),  # every seed of both configurations, and the export
         "parameters": int(model.count_params()),
         "architecture": model.name,
         "config": args.config,
@@ -317,29 +311,21 @@ def train(args: argparse.Namespace, command: str) -> Path:
         "comparison": comparison,
         **artifacts.keras_run_record(history),
     }
-    entry = artifacts.register(
-        args.out,
-        out,
-        name=NAME,
-        version=version,
-        task="anomaly-detection/timeseries",
-        runtime="anomaly-onnx",
-        files={
-            "onnx": "model.onnx",
-            "keras": "model.keras",
-            "config": "config.json",
-            "training_curves": "training_curves.png",
-            "scores": "scores.png",
-        },
-        metrics=metrics,
-        command=command,
-    )
+    scores = partial(
+        series_plot, timestamps, values, served["scores"], config["threshold"], windows, served["regions"],
+        probation=args.probation,
+    )  # fmt: skip
     found = f"{metrics['windows_detected']}/{metrics['windows_total']} windows, " if windows else ""
-    print(f"saved {entry.name} v{entry.version} to {out}: {found}{metrics['alarm_regions']} alarm regions")
+    artifacts.save_run(
+        args.out, out, name=NAME, version=version, task="anomaly-detection/timeseries", runtime="anomaly-onnx",
+        files={"onnx": "model.onnx", "keras": "model.keras", "config": "config.json"}, metrics=metrics,
+        command=command, summary=f"{found}{metrics['alarm_regions']} alarm regions",
+        history=history, extra_plots={"scores": scores},
+    )  # fmt: skip
     return out
 
 
-def series_plot(timestamps, values, scores, threshold, windows, regions, out: Path, probation: float) -> None:
+def series_plot(timestamps, values, scores, threshold, windows, regions, path: Path, probation: float) -> None:
     """The series and its scores, labelled windows shaded green, alarm regions marked red."""
     import matplotlib
 
@@ -363,7 +349,7 @@ def series_plot(timestamps, values, scores, threshold, windows, regions, out: Pa
     bottom.set_title("smoothed reconstruction error")
     bottom.legend(loc="upper left")
     fig.tight_layout()
-    fig.savefig(out / "scores.png", dpi=80)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 

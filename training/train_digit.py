@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from training.common import artifacts, evaluation, plots
+from training.common import artifacts, plots
+from training.common.export import OnnxModel, classifier_metrics, export_onnx
 from training.common.mnist_data import load_mnist
 
 # Defaults. Each is a command-line flag too.
@@ -27,6 +29,7 @@ PATIENCE = 4  # epochs without val_loss improvement before stopping (best weight
 AUGMENT = True  # small shifts, rotations and zooms: +0.2-0.3 points of test accuracy and robustness to user input
 SEED = 42
 NAME = "digit"
+LABELS = [str(d) for d in range(10)]
 
 
 def build_model(wide: bool = False):
@@ -104,30 +107,14 @@ def train(args: argparse.Namespace, command: str) -> Path:
     seconds = time.time() - started
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
-    model.save(out / "model.keras")
-    model.export(str(out / "model.onnx"), format="onnx", verbose=False)
-
+    export_onnx(model, out)
     loss, accuracy = model.evaluate(x_test, y_test, batch_size=1024, verbose=0)
     probabilities = model.predict(x_test, batch_size=1024, verbose=0)
-    y_pred = probabilities.argmax(axis=1)
-    matrix = evaluation.confusion_matrix(y_test, y_pred, 10)
-    per_class = evaluation.per_class_accuracy(matrix, [str(d) for d in range(10)])
-
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    onnx_probabilities = session.run(None, {session.get_inputs()[0].name: x_test})[0]
-
-    plots.training_curves(history.history, out / "training_curves.png")
-    plots.confusion_matrix_plot(matrix, [str(d) for d in range(10)], out / "confusion_matrix.png")
-    plots.sample_predictions(x_test, y_test, y_pred, out / "sample_predictions.png")
+    onnx_probabilities = OnnxModel(out / "model.onnx")(x_test)
     metrics = {
         "test_accuracy": float(accuracy),
         "test_loss": float(loss),
-        "onnx_test_accuracy": float((onnx_probabilities.argmax(axis=1) == y_test).mean()),
-        "onnx_max_abs_diff": float(np.abs(onnx_probabilities - probabilities).max()),
-        "per_class_accuracy": per_class,
-        "confusion_matrix": matrix.tolist(),
+        **classifier_metrics(y_test, probabilities, onnx_probabilities, LABELS),
         "epochs": len(history.history["loss"]),
         "seconds": round(seconds, 1),
         "parameters": int(model.count_params()),
@@ -136,24 +123,13 @@ def train(args: argparse.Namespace, command: str) -> Path:
         "test_examples": int(len(x_test)),
         **artifacts.keras_run_record(history.history),
     }
-    entry = artifacts.register(
-        args.out,
-        out,
-        name=NAME,
-        version=version,
-        task="image-classification/digit",
-        runtime="digit-onnx",
-        files={
-            "onnx": "model.onnx",
-            "keras": "model.keras",
-            "training_curves": "training_curves.png",
-            "confusion_matrix": "confusion_matrix.png",
-            "sample_predictions": "sample_predictions.png",
-        },
-        metrics=metrics,
-        command=command,
-    )
-    print(f"saved {entry.name} v{entry.version} to {out}: test accuracy {accuracy:.4f}, loss {loss:.4f}")
+    samples = partial(plots.sample_predictions, x_test, y_test, probabilities.argmax(axis=1))
+    artifacts.save_run(
+        args.out, out, name=NAME, version=version, task="image-classification/digit", runtime="digit-onnx",
+        files={"onnx": "model.onnx", "keras": "model.keras"}, metrics=metrics, command=command,
+        summary=f"test accuracy {accuracy:.4f}, loss {loss:.4f}",
+        history=history.history, labels=LABELS, extra_plots={"sample_predictions": samples},
+    )  # fmt: skip
     return out
 
 

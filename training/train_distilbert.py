@@ -349,22 +349,14 @@ def train(args: argparse.Namespace, command: str) -> Path:
         (out / "model.onnx").unlink()  # hf/ holds the fp32 weights; the service runs the int8 file
     else:
         files["onnx_fp32"] = "model.onnx"
-    entry = artifacts.register(  # a --tiny artifact: version "random", metrics random_weights and test_artifact
-        args.out,
-        out,
-        name=NAME,
-        version=version,
-        task="text-classification/sentiment",
-        runtime="distilbert-onnx",
-        files=files,
-        metrics=metrics,
-        command=command,
-    )
     summary = f"int8 label agreement {metrics['int8_label_agreement']:.3f} on {len(texts)} texts"
     if "test_accuracy" in metrics:
         accuracy, int8_accuracy = metrics["test_accuracy"], metrics["onnx_int8_test_accuracy"]
         summary += f", IMDb test accuracy {accuracy:.4f} (int8 {int8_accuracy:.4f})"
-    print(f"saved {entry.name} v{entry.version} to {out}: {summary}")
+    artifacts.save_run(  # a --tiny artifact: version "random", metrics random_weights and test_artifact
+        args.out, out, name=NAME, version=version, task="text-classification/sentiment", runtime="distilbert-onnx",
+        files=files, metrics=metrics, command=command, summary=summary,
+    )  # fmt: skip
     return out
 
 

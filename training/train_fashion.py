@@ -13,12 +13,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from app.families.fashion.preprocess import CLASSES, SIZE, to_input
-from training.common import artifacts, evaluation, plots
+from training.common import artifacts, plots
+from training.common.export import OnnxModel, classifier_metrics, export_onnx
 from training.common.mnist_data import load_mnist
 from training.train_digit import make_datasets
 
@@ -76,29 +78,6 @@ def fit(model, args: argparse.Namespace, x: np.ndarray, y: np.ndarray):
     return model.fit(train_ds, validation_data=val_ds, epochs=args.epochs, callbacks=callbacks, verbose=2).history
 
 
-def export_and_evaluate(model, out: Path, x_test: np.ndarray, y_test: np.ndarray) -> dict:
-    """Save Keras + ONNX, plot and measure both on the test set: the ONNX model is what the service runs."""
-    import onnxruntime as ort
-
-    model.save(out / "model.keras")
-    model.export(str(out / "model.onnx"), format="onnx", verbose=False)
-    probabilities = model.predict(x_test, batch_size=1024, verbose=0)
-    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    onnx_probabilities = session.run(None, {session.get_inputs()[0].name: x_test})[0]
-    y_pred = probabilities.argmax(axis=1)
-    matrix = evaluation.confusion_matrix(y_test, y_pred, len(CLASSES))
-    plots.confusion_matrix_plot(matrix, CLASSES, out / "confusion_matrix.png")
-    plots.sample_predictions(x_test, y_test, y_pred, out / "sample_predictions.png")
-    return {
-        "test_accuracy": float((y_pred == y_test).mean()),
-        "test_loss": float(-np.log(np.clip(probabilities[np.arange(len(y_test)), y_test], 1e-7, 1)).mean()),
-        "onnx_test_accuracy": float((onnx_probabilities.argmax(axis=1) == y_test).mean()),
-        "onnx_max_abs_diff": float(np.abs(onnx_probabilities - probabilities).max()),
-        "per_class_accuracy": evaluation.per_class_accuracy(matrix, CLASSES),
-        "confusion_matrix": matrix.tolist(),
-    }
-
-
 def train(args: argparse.Namespace, command: str) -> Path:
     import keras
 
@@ -113,10 +92,14 @@ def train(args: argparse.Namespace, command: str) -> Path:
     seconds = time.time() - started
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
-    metrics = export_and_evaluate(model, out, x_test, y_test)
+    export_onnx(model, out)
     (out / "labels.json").write_text(json.dumps({"labels": CLASSES}, indent=2) + "\n")
-    plots.training_curves(history, out / "training_curves.png")
-    metrics |= {
+    probabilities = model.predict(x_test, batch_size=1024, verbose=0)
+    y_pred = probabilities.argmax(axis=1)
+    metrics = {
+        "test_accuracy": float((y_pred == y_test).mean()),
+        "test_loss": float(-np.log(np.clip(probabilities[np.arange(len(y_test)), y_test], 1e-7, 1)).mean()),
+        **classifier_metrics(y_test, probabilities, OnnxModel(out / "model.onnx")(x_test), CLASSES),
         "epochs": len(history["loss"]),
         "seconds": round(seconds, 1),
         "parameters": int(model.count_params()),
@@ -125,13 +108,12 @@ def train(args: argparse.Namespace, command: str) -> Path:
         "test_examples": int(len(x_test)),
         **artifacts.keras_run_record(history),
     }
-    files = {"onnx": "model.onnx", "keras": "model.keras", "labels": "labels.json"}
-    files |= {plot: f"{plot}.png" for plot in ("training_curves", "confusion_matrix", "sample_predictions")}
-    entry = artifacts.register(
+    artifacts.save_run(
         args.out, out, name=NAME, version=version, task="image-classification", runtime="fashion-onnx",
-        files=files, metrics=metrics, command=command,
+        files={"onnx": "model.onnx", "keras": "model.keras", "labels": "labels.json"}, metrics=metrics,
+        command=command, summary=f"test accuracy {metrics['test_accuracy']:.4f}", history=history, labels=CLASSES,
+        extra_plots={"sample_predictions": partial(plots.sample_predictions, x_test, y_test, y_pred)},
     )  # fmt: skip
-    print(f"saved {entry.name} v{entry.version} to {out}: test accuracy {metrics['test_accuracy']:.4f}")
     return out
 
 

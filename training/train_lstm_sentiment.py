@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from app.families.lstm.tokenizer import PAD_ID, TextTokenizer
-from training.common import artifacts, evaluation, plots
+from training.common import artifacts, evaluation
+from training.common.export import OnnxModel, export_onnx
 from training.common.imdb_data import load_imdb
 
 # Defaults. Each is a command-line flag too.
@@ -44,6 +45,7 @@ PATIENCE = 2
 ENSEMBLE = 3  # networks averaged in the artifact: one alone varies by about a point between seeds
 SEED = 42
 NAME = "lstm"
+LABELS = ["negative", "positive"]
 BUCKET = 50  # batches per length-sorted bucket: similar lengths share a batch, so little padding is computed
 
 
@@ -179,6 +181,48 @@ def fit_tokenizer(train_texts: list[str], fit_idx: np.ndarray, args: argparse.Na
     return TextTokenizer.fit((train_texts[i] for i in fit_idx), args.vocab_size, args.max_length, args.truncate)
 
 
+def fit_members(args: argparse.Namespace, vocab_size: int, fit_rows, y_fit, val_rows, y_val) -> tuple[list, list]:
+    """Train --ensemble networks with seeds seed, seed+1, ...; returns (models, their history dicts)."""
+    import keras
+
+    members, histories = [], []
+    for k in range(args.ensemble):
+        seed = args.seed + k
+        keras.utils.set_random_seed(seed)
+        member = build_model(args, vocab_size, k if args.ensemble > 1 else None)
+        member.compile(keras.optimizers.Adam(args.learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
+        if k == 0:
+            member.summary(print_fn=print)
+        callbacks = [
+            keras.callbacks.EarlyStopping(patience=args.patience, restore_best_weights=True),
+            keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=1, min_lr=1e-5),
+        ]
+        history = member.fit(
+            make_dataset(fit_rows, y_fit, args.batch_size, seed),
+            validation_data=make_dataset(val_rows, y_val, 256, None),
+            epochs=args.epochs,
+            callbacks=callbacks,
+            verbose=2,
+        )
+        members.append(member)
+        histories.append(history.history)
+    return members, histories
+
+
+def onnx_checks(onnx: OnnxModel, tokenizer: TextTokenizer, rows, texts: list[str], y: np.ndarray, p_keras) -> dict:
+    """The exported model against Keras on the test rows, and padding invariance as the service pads."""
+    p_onnx = predict_sorted(onnx, rows)
+    # The service pads a request only to its longest text: check that padding does not change a prediction.
+    p_alone = np.array([onnx(pad([r])).item() for r in rows[:64]])
+    p_padded = onnx(tokenizer.encode(texts[:64], length=tokenizer.max_length)).ravel()
+    return {
+        "onnx_test_accuracy": binary_metrics(y, p_onnx)[0],
+        "onnx_max_abs_diff": float(np.abs(p_onnx - p_keras).max()),
+        "onnx_label_agreement": float(((p_onnx >= 0.5) == (p_keras >= 0.5)).mean()),
+        "onnx_padding_max_abs_diff": float(np.abs(p_alone - p_padded).max()),
+    }
+
+
 def train(args: argparse.Namespace, command: str) -> Path:
     import keras
 
@@ -199,70 +243,23 @@ def train(args: argparse.Namespace, command: str) -> Path:
     print(f"tokenised in {time.time() - started:.1f}s: vocab {tokenizer.vocab_size}, {len(fit_rows)} train rows")
 
     started = time.time()
-    members, histories = [], []
-    for k in range(args.ensemble):
-        seed = args.seed + k
-        keras.utils.set_random_seed(seed)
-        member = build_model(args, tokenizer.vocab_size, k if args.ensemble > 1 else None)
-        member.compile(keras.optimizers.Adam(args.learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
-        if k == 0:
-            member.summary(print_fn=print)
-        callbacks = [
-            keras.callbacks.EarlyStopping(patience=args.patience, restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=1, min_lr=1e-5),
-        ]
-        history = member.fit(
-            make_dataset(fit_rows, y_all[fit_idx], args.batch_size, seed),
-            validation_data=make_dataset(val_rows, y_all[val_idx], 256, None),
-            epochs=args.epochs,
-            callbacks=callbacks,
-            verbose=2,
-        )
-        members.append(member)
-        histories.append(history.history)
+    members, histories = fit_members(args, tokenizer.vocab_size, fit_rows, y_all[fit_idx], val_rows, y_all[val_idx])
     seconds = time.time() - started
     model = members[0] if len(members) == 1 else average(members)
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
     tokenizer.save(out / "tokenizer.json")
-    model(pad(test_rows[:2]))  # build the call signature once before exporting
-    model.export(str(out / "model.onnx"), format="onnx", verbose=False)
-    files = {"onnx": "model.onnx", "tokenizer": "tokenizer.json"}
-    if args.save_keras:
-        model.save(out / "model.keras")
-        files["keras"] = "model.keras"
-
-    p_keras = predict_sorted(lambda x: model.predict_on_batch(x), test_rows)
+    export_onnx(model, out, sample=pad(test_rows[:2]), save_keras=args.save_keras)
+    p_keras = predict_sorted(model.predict_on_batch, test_rows)
     accuracy, loss, matrix = binary_metrics(y_test, p_keras)
-    p_val = predict_sorted(lambda x: model.predict_on_batch(x), val_rows)
-    val_accuracy, _, _ = binary_metrics(y_all[val_idx], p_val)
-    if len(members) > 1:
-        member_test = [binary_metrics(y_test, predict_sorted(m.predict_on_batch, test_rows))[0] for m in members]
-
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    p_onnx = predict_sorted(lambda x: session.run(None, {name: x})[0], test_rows)
-    onnx_accuracy, _, _ = binary_metrics(y_test, p_onnx)
-    # The service pads a request only to its longest text: check that padding does not change a prediction.
-    sample = test_rows[:64]
-    p_alone = np.array([session.run(None, {name: pad([r])})[0].item() for r in sample])
-    p_padded = session.run(None, {name: tokenizer.encode(test_texts[:64], length=tokenizer.max_length)})[0].ravel()
-
-    plots.training_curves(histories, out / "training_curves.png")
-    plots.confusion_matrix_plot(matrix, ["negative", "positive"], out / "confusion_matrix.png")
-    files |= {"training_curves": "training_curves.png", "confusion_matrix": "confusion_matrix.png"}
+    onnx_metrics = onnx_checks(OnnxModel(out / "model.onnx"), tokenizer, test_rows, test_texts, y_test, p_keras)
     metrics = {
         "test_accuracy": accuracy,
         "test_loss": loss,
-        "onnx_test_accuracy": onnx_accuracy,
-        "onnx_max_abs_diff": float(np.abs(p_onnx - p_keras).max()),
-        "onnx_label_agreement": float(((p_onnx >= 0.5) == (p_keras >= 0.5)).mean()),
-        "onnx_padding_max_abs_diff": float(np.abs(p_alone - p_padded).max()),
+        **onnx_metrics,
         "confusion_matrix": matrix.tolist(),
-        "confusion_matrix_labels": ["negative", "positive"],
-        "val_accuracy": val_accuracy,
+        "confusion_matrix_labels": LABELS,
+        "val_accuracy": binary_metrics(y_all[val_idx], predict_sorted(model.predict_on_batch, val_rows))[0],
         "epochs": [len(h["loss"]) for h in histories] if len(members) > 1 else len(histories[0]["loss"]),
         "seconds": round(seconds, 1),
         "parameters": int(model.count_params()),
@@ -277,20 +274,20 @@ def train(args: argparse.Namespace, command: str) -> Path:
         **artifacts.keras_run_record(histories[0]),
     }
     if len(members) > 1:
+        member_test = [binary_metrics(y_test, predict_sorted(m.predict_on_batch, test_rows))[0] for m in members]
         member_histories = [artifacts.keras_run_record(h)["history"] for h in histories]
         metrics |= {"member_test_accuracies": member_test, "member_histories": member_histories}
-    entry = artifacts.register(
-        args.out,
-        out,
-        name=NAME,
-        version=version,
-        task="text-classification/sentiment",
-        runtime="lstm-onnx",
-        files=files,
-        metrics=metrics,
-        command=command,
-    )
-    print(f"saved {entry.name} v{entry.version} to {out}: test accuracy {accuracy:.4f} (onnx {onnx_accuracy:.4f})")
+    files = {
+        "onnx": "model.onnx",
+        "tokenizer": "tokenizer.json",
+        **({"keras": "model.keras"} if args.save_keras else {}),
+    }
+    artifacts.save_run(
+        args.out, out, name=NAME, version=version, task="text-classification/sentiment", runtime="lstm-onnx",
+        files=files, metrics=metrics, command=command,
+        summary=f"test accuracy {accuracy:.4f} (onnx {metrics['onnx_test_accuracy']:.4f})",
+        history=histories, labels=LABELS,
+    )  # fmt: skip
     return out
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.common import artifacts, evaluation, plots
+from training.common import artifacts
+from training.common.export import OnnxModel, classifier_metrics, export_onnx
 from training.common.image_folder import load_image_folder, load_images
 
 # Defaults. Each is a command-line flag too.
@@ -135,10 +136,8 @@ def fit(model, train_ds, val_ds, epochs: int, learning_rate: float, patience: in
     return history.history
 
 
-def train(args: argparse.Namespace, command: str) -> Path:
-    import keras
-
-    keras.utils.set_random_seed(args.seed)
+def load_splits(args: argparse.Namespace):
+    """(class names, x_train, y_train, x_val, y_val, seconds spent loading) from the image folder."""
     data = load_image_folder(args.data, args.validation_split, args.seed)
     train_split, val_split = data.train, data.validation
     if args.limit:  # the first N images of each class (smoke runs)
@@ -149,12 +148,37 @@ def train(args: argparse.Namespace, command: str) -> Path:
         train_split.labels = train_split.labels[keep]
     started = time.time()
     x_train, x_val = load_images(train_split.paths, args.image_size), load_images(val_split.paths, args.image_size)
-    y_train, y_val = train_split.labels, val_split.labels
     load_seconds = time.time() - started
     print(f"{len(x_train)} training and {len(x_val)} validation images of {data.class_names} ({load_seconds:.0f} s)")
+    return data.class_names, x_train, train_split.labels, x_val, val_split.labels, load_seconds
 
+
+def fine_tune(model, base, train_ds, val_ds, args: argparse.Namespace, history: dict) -> tuple[dict, dict]:
+    """Unfreeze the top --fine-tune-layers of the base (batch norm stays frozen) and train on; returns the joined
+    history and what was fine-tuned."""
+    import keras
+
+    base.trainable = True
+    for layer in base.layers[: -args.fine_tune_layers]:
+        layer.trainable = False
+    for layer in base.layers:  # frozen batch norm always runs in inference mode (else it uses batch stats)
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    frozen_epochs = len(history["loss"])
+    more = fit(
+        model, train_ds, val_ds, args.fine_tune_epochs, args.fine_tune_learning_rate, args.patience, frozen_epochs
+    )
+    history = {k: history[k] + more.get(k, []) for k in history}
+    return history, {"layers": args.fine_tune_layers, "epochs": len(more["loss"])}
+
+
+def train(args: argparse.Namespace, command: str) -> Path:
+    import keras
+
+    keras.utils.set_random_seed(args.seed)
+    class_names, x_train, y_train, x_val, y_val, load_seconds = load_splits(args)
     train_ds, val_ds = make_datasets(x_train, y_train, x_val, y_val, args)
-    model, base = build_model(len(data.class_names), args.weights, args.image_size, args.alpha)
+    model, base = build_model(len(class_names), args.weights, args.image_size, args.alpha)
     if args.weights == "none":  # random features (smoke tests): at least give them a usable scale
         calibrate_batch_norm(base, x_train[np.random.default_rng(args.seed).permutation(len(x_train))[:64]])
     started = time.time()
@@ -163,58 +187,26 @@ def train(args: argparse.Namespace, command: str) -> Path:
     frozen_loss, frozen_accuracy = model.evaluate(val_ds, verbose=0)
     fine_tuned = None
     if args.fine_tune_epochs > 0:
-        base.trainable = True
-        for layer in base.layers[: -args.fine_tune_layers]:
-            layer.trainable = False
-        for layer in base.layers:  # frozen batch norm always runs in inference mode (else it uses batch stats)
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.trainable = False
-        more = fit(
-            model, train_ds, val_ds, args.fine_tune_epochs, args.fine_tune_learning_rate, args.patience, frozen_epochs
-        )
-        history = {k: history[k] + more.get(k, []) for k in history}
-        fine_tuned = {"layers": args.fine_tune_layers, "epochs": len(more["loss"])}
+        history, fine_tuned = fine_tune(model, base, train_ds, val_ds, args, history)
     seconds = time.time() - started
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
-    files = {"onnx": "model.onnx", "labels": "labels.json"}
-    if args.save_keras:
-        model.save(out / "model.keras")
-        files["keras"] = "model.keras"
-    model.export(str(out / "model.onnx"), format="onnx", verbose=False)
+    export_onnx(model, out, save_keras=args.save_keras)
     artifacts.write_json(
         out / "labels.json",
-        {"labels": data.class_names, "image_size": args.image_size, "input": "RGB 0..255 float32 [batch, h, w, 3]"},
+        {"labels": class_names, "image_size": args.image_size, "input": "RGB 0..255 float32 [batch, h, w, 3]"},
     )
-
     loss, accuracy = model.evaluate(val_ds, verbose=0)
     probabilities = model.predict(val_ds, verbose=0)
-    y_pred = probabilities.argmax(axis=1)
-    n = len(data.class_names)
-    matrix = evaluation.confusion_matrix(y_val, y_pred, n)
-    per_class = evaluation.per_class_accuracy(matrix, data.class_names)
-
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    onnx_probabilities = np.concatenate(
-        [session.run(None, {name: x_val[i : i + 64].astype(np.float32)})[0] for i in range(0, len(x_val), 64)]
-    )
-
-    plots.training_curves(history, out / "training_curves.png")
-    plots.confusion_matrix_plot(matrix, data.class_names, out / "confusion_matrix.png")
-    files |= {"training_curves": "training_curves.png", "confusion_matrix": "confusion_matrix.png"}
+    onnx = OnnxModel(out / "model.onnx")
+    onnx_probabilities = np.concatenate([onnx(x_val[i : i + 64].astype(np.float32)) for i in range(0, len(x_val), 64)])
     metrics = {
         "validation_accuracy": float(accuracy),
         "validation_loss": float(loss),
         "frozen_validation_accuracy": float(frozen_accuracy),
         "frozen_validation_loss": float(frozen_loss),
-        "onnx_validation_accuracy": float((onnx_probabilities.argmax(axis=1) == y_val).mean()),
-        "onnx_max_abs_diff": float(np.abs(onnx_probabilities - probabilities).max()),
-        "per_class_accuracy": per_class,
-        "confusion_matrix": matrix.tolist(),
-        "classes": data.class_names,
+        **classifier_metrics(y_val, probabilities, onnx_probabilities, class_names, split="validation"),
+        "classes": class_names,
         "epochs": len(history["loss"]),
         "frozen_epochs": frozen_epochs,
         "fine_tuning": fine_tuned,
@@ -223,7 +215,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         "parameters": int(model.count_params()),
         "trainable_parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
         "architecture": f"MobileNetV2(alpha={args.alpha:g}, {args.image_size}px) + GAP + Dense({DENSE_UNITS}) + "
-        f"Dropout({DROPOUT}) + Dense({n})",
+        f"Dropout({DROPOUT}) + Dense({len(class_names)})",
         "base_weights": str(args.weights),
         "image_size": args.image_size,
         "augment": bool(args.augment),
@@ -231,19 +223,15 @@ def train(args: argparse.Namespace, command: str) -> Path:
         "validation_examples": int(len(x_val)),
         **artifacts.keras_run_record(history),
     }
-    entry = artifacts.register(
-        args.out,
-        out,
-        name=NAME,
-        version=version,
-        task="image-classification",
-        runtime="image-onnx",
-        files=files,
-        metrics=metrics,
-        command=command,
+    files = {"onnx": "model.onnx", "labels": "labels.json", **({"keras": "model.keras"} if args.save_keras else {})}
+    artifacts.save_run(
+        args.out, out, name=NAME, version=version, task="image-classification", runtime="image-onnx", files=files,
+        metrics=metrics, command=command, summary=f"validation accuracy {accuracy:.4f}, loss {loss:.4f}",
+        history=history, labels=class_names,
+    )  # fmt: skip
+    print(
+        json.dumps({"frozen_validation_accuracy": frozen_accuracy, "per_class_accuracy": metrics["per_class_accuracy"]})
     )
-    print(f"saved {entry.name} v{entry.version} to {out}: validation accuracy {accuracy:.4f}, loss {loss:.4f}")
-    print(json.dumps({"frozen_validation_accuracy": frozen_accuracy, "per_class_accuracy": per_class}))
     return out
 
 

@@ -8,9 +8,12 @@ import platform
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from app.manifest import ManifestEntry, add_to_manifest, read_manifest
 
@@ -67,7 +70,7 @@ def write_json(path: Path, data: Any) -> None:
     Path(path).write_text(json.dumps(data, indent=2, default=float) + "\n")
 
 
-def register(
+def save_run(
     models_dir: Path,
     artifact_dir: Path,
     *,
@@ -78,8 +81,30 @@ def register(
     files: dict[str, str],
     metrics: dict[str, Any],
     command: str,
+    summary: str,
+    history: dict[str, list[float]] | list[dict[str, list[float]]] | None = None,
+    labels: list[str] | None = None,
+    extra_plots: dict[str, Callable[[Path], None]] | None = None,
 ) -> ManifestEntry:
-    """Write metrics.json into the artifact and record the artifact in the manifest."""
+    """The end of every training run: the standard plots, metrics.json and the manifest entry, then one line.
+
+    Plots, each listed in the entry's files: training_curves.png from `history` (a list for an ensemble),
+    confusion_matrix.png from metrics["confusion_matrix"] when `labels` name its classes, then `extra_plots`
+    (name -> draw(path), written to name.png).
+    """
+    from training.common import plots
+
+    files = dict(files)
+    if history is not None:
+        plots.training_curves(history, artifact_dir / "training_curves.png")
+        files["training_curves"] = "training_curves.png"
+    if labels is not None:
+        matrix = np.asarray(metrics["confusion_matrix"])
+        plots.confusion_matrix_plot(matrix, labels, artifact_dir / "confusion_matrix.png")
+        files["confusion_matrix"] = "confusion_matrix.png"
+    for plot, draw in (extra_plots or {}).items():
+        draw(artifact_dir / f"{plot}.png")
+        files[plot] = f"{plot}.png"
     write_json(artifact_dir / "metrics.json", metrics)
     entry = ManifestEntry(
         name=name,
@@ -93,4 +118,5 @@ def register(
         created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     )
     add_to_manifest(models_dir, entry)
+    print(f"saved {entry.name} v{entry.version} to {artifact_dir}: {summary}")
     return entry
