@@ -156,7 +156,7 @@ import sys
 import httpx
 
 sys.path.insert(0, ".")
-from tests.digit_images import render  # noqa: E402
+from tests.support.digit_images import render  # noqa: E402
 
 base = sys.argv[1]
 png = render(7, "black_on_white")
