@@ -10,8 +10,12 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
+from app.costs import image_header
 from app.errors import InvalidInput, UnsupportedMediaType, echo
+from app.families.runtime import Runtime
 from app.image_decode import decode_and_prepare
+from app.inference import Inference
+from app.limiter import ConcurrencyLimiter
 
 ACCEPTED = "multipart/form-data with the image in field 'file', or a raw body with Content-Type image/*"
 
@@ -39,7 +43,22 @@ async def read_image_upload(request: Request) -> bytes:
         return await upload.read()
 
 
-async def prepare_model_input(data: bytes, max_pixels: int, prepare: Callable[[Image.Image], Any]) -> Any:
-    """The uploaded image (read_image_upload), decoded and prepared for a model, off the event loop in one
-    worker-thread hop. Routes call it inside their admission slot: decoding is where an image's memory goes."""
-    return await run_in_threadpool(decode_and_prepare, data, max_pixels, prepare)
+async def predict_upload(
+    request: Request,
+    runtime: Runtime,
+    prepare: Callable[[Image.Image], Any],
+    cost: Callable[[int, str], int],
+    max_pixels: int,
+    limiter: ConcurrencyLimiter,
+    inference: Inference,
+) -> Any:
+    """The one output of `runtime` for the uploaded image, in the order both image routes need: the whole body
+    first (a slow upload holds no slot), its header read for the request's `cost(pixels, mode)`, then decoding,
+    `prepare` (in a worker thread) and the model call inside the admission slot: decoding is where an image's
+    memory goes."""
+    data = await read_image_upload(request)
+    pixels, mode = await run_in_threadpool(image_header, data, max_pixels)
+    with limiter.slot(cost(pixels, mode)):
+        x = await run_in_threadpool(decode_and_prepare, data, max_pixels, prepare)
+        [out] = await inference(runtime, [x])
+    return out

@@ -25,6 +25,7 @@ from app.errors import (
     PayloadTooLarge,
     ServeError,
     UnsupportedMediaType,
+    echo,
     error_body,
 )
 
@@ -41,15 +42,6 @@ HTTP_KINDS: dict[int, type[ServeError]] = {
 UNPARSABLE = {"json_invalid", "json_type", "recursion_loop"}
 
 
-async def send_error(send: Send, error: ServeError) -> None:
-    """Answer with `error` straight from ASGI middleware (outside FastAPI's handlers)."""
-    body = json.dumps(error_body(error.type, error.message, error.detail), allow_nan=False).encode("ascii")
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-    headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()]
-    await send({"type": "http.response.start", "status": error.status_code, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
-
-
 class ErrorResponse(JSONResponse):
     """JSON with non-ASCII escaped: a message echoing a lone surrogate the client sent still encodes."""
 
@@ -61,6 +53,13 @@ def error_response(error: ServeError) -> JSONResponse:
     return ErrorResponse(
         error_body(error.type, error.message, error.detail), status_code=error.status_code, headers=error.headers
     )
+
+
+async def send_error(send: Send, error: ServeError) -> None:
+    """Answer with `error` straight from ASGI middleware (outside FastAPI's handlers), rendered as the handlers do."""
+    response = error_response(error)
+    await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
+    await send({"type": "http.response.body", "body": response.body})
 
 
 def _cause(exc: BaseException) -> BaseException | None:
@@ -75,10 +74,7 @@ def _cause(exc: BaseException) -> BaseException | None:
 
 def _clean(value: Any) -> Any:
     """Input echoed in validation details, made safe to encode (a lone surrogate would make a 500) and short."""
-    if isinstance(value, str):
-        text = value.encode("utf-8", "backslashreplace").decode("utf-8")
-        return text if len(text) <= 80 else text[:80] + "..."
-    return value
+    return echo(value, 80) if isinstance(value, str) else value
 
 
 async def _serve_error(_: Request, exc: Exception) -> JSONResponse:

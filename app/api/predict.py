@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.openapi import error_responses
-from app.costs import digit_cost, image_header
+from app.costs import digit_cost
 from app.families.digit.preprocess import preprocess_digit
-from app.image_upload import prepare_model_input, read_image_upload
+from app.image_upload import predict_upload
 from app.schemas import DigitPrediction, ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -49,9 +48,7 @@ async def predict_digit(
 ) -> DigitPrediction:
     """Classify a handwritten digit image (any size or format) as 0-9."""
     runtime = registry.runtime("digit")
-    data = await read_image_upload(request)  # the whole body first: a slow upload holds no slot
-    pixels, mode = await run_in_threadpool(image_header, data, settings.max_image_pixels)  # the header only
-    with limiter.slot(digit_cost(pixels, mode)):
-        x = await prepare_model_input(data, settings.max_image_pixels, preprocess_digit)
-        [out] = await inference(runtime, [x])
+    out = await predict_upload(
+        request, runtime, preprocess_digit, digit_cost, settings.max_image_pixels, limiter, inference
+    )
     return DigitPrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))

@@ -10,15 +10,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
-from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.openapi import error_responses
 from app.api.predict import IMAGE_BODY, IMAGE_ERRORS
-from app.costs import image_cost, image_header
+from app.costs import image_cost
 from app.families import FAMILIES
 from app.families.runtime import ImageClassifier
-from app.image_upload import prepare_model_input, read_image_upload
+from app.image_upload import predict_upload
 from app.schemas import ModelRef
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -59,9 +58,7 @@ async def predict_image(
     runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model)  # "?model=" is a 404
     if not isinstance(runtime, ImageClassifier):  # every family of TASK serves an ImageClassifier
         raise TypeError(f"model {runtime.entry.name} is served by {type(runtime).__name__}, not an ImageClassifier")
-    data = await read_image_upload(request)  # the whole body first: a slow upload holds no slot
-    pixels, mode = await run_in_threadpool(image_header, data, settings.max_image_pixels)  # the header only
-    with limiter.slot(image_cost(pixels, mode)):
-        x = await prepare_model_input(data, settings.max_image_pixels, runtime.prepare)
-        [out] = await inference(runtime, [x])
+    out = await predict_upload(
+        request, runtime, runtime.prepare, image_cost, settings.max_image_pixels, limiter, inference
+    )
     return ImagePrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))
