@@ -134,9 +134,15 @@ class ModelRegistry:
             raise ModelNotFound(f"Unknown model '{echo(name)}'.", {"known": sorted(self.records)})
         return self.records[name]
 
-    def for_task(self, task: str, requested: str | None = None) -> Runtime:
+    @overload
+    def for_task(self, task: str, requested: str | None = None) -> Runtime: ...
+    @overload
+    def for_task(self, task: str, requested: str | None, cls: type[R]) -> R: ...
+
+    def for_task(self, task: str, requested: str | None = None, cls: type[Runtime] = Runtime) -> Runtime:
         """The runtime that answers `task`: the model the request names (404 if unknown, 422 if it does another
         task), else the task's default: its first registered family (app/families) that is ready and trained.
+        Every family of a task is served by a runtime of class `cls` (TypeError otherwise: a wrong registration).
         With none ready, the error of the first one configured to serve (or of the first family) says why."""
         if requested is not None:
             found = self.record(requested).task
@@ -146,12 +152,12 @@ class ModelRegistry:
                     f"Model '{echo(requested)}' does not do {task}; use one of {', '.join(names)}.",
                     {"model": requested, "task": found, "models": names},
                 )
-            return self.runtime(requested)
+            return self.runtime(requested, cls)
         names = [n for n, f in FAMILIES.items() if f.task == task and n in self.records]
         trained = [n for n in names if not self._random(self.records[n])] or names
         ready = [n for n in trained if self.records[n].state is State.READY]
         configured = [n for n in trained if self.records[n].state is not State.NOT_INSTALLED]
-        return self.runtime((ready or configured or trained)[0])
+        return self.runtime((ready or configured or trained)[0], cls)
 
     @staticmethod
     def _random(record: ModelRecord) -> bool:
