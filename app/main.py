@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.api import health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
+from app.api import admin, health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
 from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
 from app.auth import AuthMiddleware, load_keys
@@ -56,7 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.inference = inference
     install_error_handlers(app)
     install_openapi(app)
-    routers = [m.router for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics)]
+    routers = [
+        m.router for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics, admin)
+    ]
     for router in routers:
         app.include_router(router)
     # Outermost last: request log -> CORS -> API key -> rate limit -> body size -> routes. Each refusal comes

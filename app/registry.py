@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any, TypeVar, overload
 
 from app.config import Settings
-from app.errors import InvalidInput, ModelNotFound, ModelNotInstalled, ModelNotReady, echo
+from app.errors import ArtifactInvalid, InvalidInput, ModelNotFound, ModelNotInstalled, ModelNotReady, echo
 from app.families import FAMILIES, RUNTIMES
 from app.families.runtime import Runtime
 from app.manifest import MANIFEST_FILE, Manifest, ManifestEntry, read_manifest
@@ -61,6 +61,7 @@ class ModelRegistry:
         self.records: dict[str, ModelRecord] = {}
         self.loaded = threading.Event()
         self.catalogue_error = ""
+        self._reloading = threading.Lock()
         self._plan()
 
     def _read_catalogue(self) -> dict[str, ManifestEntry]:
@@ -139,9 +140,20 @@ class ModelRegistry:
             raise ModelNotFound(f"No artifact of model '{echo(name)}' in the manifest.", {"model": name})
         entry = Manifest(models=entries).latest()[name]
         started = time.perf_counter()
-        runtime = self._build(entry)
-        record = ModelRecord(name, State.READY, entry, runtime, load_seconds=round(time.perf_counter() - started, 3))
-        self.records = {**self.records, name: record}  # copy-on-write: a reader sees the old records or the new
+        with self._reloading:  # one reload at a time: two would race to swap
+            try:
+                runtime = self._build(entry)
+            except Exception as exc:
+                log.error("model %s v%s failed to reload: %s: %s", name, entry.version, type(exc).__name__, exc)
+                served = self.records[name].entry if name in self.records else None
+                raise ArtifactInvalid(
+                    f"Model '{name}' version {entry.version} could not be loaded (the service log says why); "
+                    + (f"version {served.version} keeps serving." if served else "nothing was serving it."),
+                    {"model": name, "version": entry.version},
+                ) from exc
+            seconds = round(time.perf_counter() - started, 3)
+            record = ModelRecord(name, State.READY, entry, runtime, load_seconds=seconds)
+            self.records = {**self.records, name: record}  # copy-on-write: readers see the old records or the new
         log.info("model %s v%s reloaded in %.2fs", name, entry.version, record.load_seconds)
         return record
 
