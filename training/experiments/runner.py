@@ -5,9 +5,10 @@
     python -m training.experiments all --data ../shared/data/mnist/mnist.npz --seeds 0 1 2
     python -m training.experiments depth --train-limit 2000 --epochs 1 --out /tmp/experiments   # a smoke run
 
-Each study writes docs/experiments/<study>/: results.csv (one row per setting and seed), history.csv (per
-epoch), README.md (table, command, subsample, seconds, and the reading kept from the previous README), and
-PNG plots. The grids are in studies.py, the networks in models.py, the reports in report.py.
+Each study writes docs/experiments/<study>/: results.csv (one row per setting and seed), summary.csv (per
+setting: mean and sample standard deviation over the seeds), history.csv (per epoch), README.md (the table of
+means ± sd, command, subsample, seconds, and the reading kept from the previous README), and PNG plots with
+error bars over the seeds. The grids are in studies.py, the networks in models.py, the reports in report.py.
 """
 
 from __future__ import annotations
