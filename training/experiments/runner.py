@@ -23,6 +23,7 @@ import numpy as np
 
 from training.common.artifacts import training_command
 from training.common.mnist_data import load_mnist
+from training.common.mnist_training import to_input
 from training.experiments import models, report, tracking
 from training.experiments.studies import STUDIES, Config, Study
 
@@ -52,11 +53,6 @@ class Data:
             f"{len(self.x_train):,} training and {len(self.x_val):,} validation images drawn from MNIST's training "
             f"set (data seed {DATA_SEED}), {len(self.x_test):,} test images; no augmentation"
         )
-
-
-def to_input(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) in [0, 1], as training/train_digit.py feeds its CNN."""
-    return (images.astype("float32") / 255.0)[..., None]
 
 
 def load_data(path: str | None, train_limit: int, val_limit: int, test_limit: int) -> Data:
