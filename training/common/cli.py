@@ -42,13 +42,18 @@ class TrainingParser(argparse.ArgumentParser):
 
 
 def training_parser(
-    doc: str | None, data_help: str, *, data_required: bool = False, **defaults: Any
+    doc: str | None,
+    data_help: str,
+    *,
+    data_required: bool = False,
+    version_help: str = "default: next integer",
+    **defaults: Any,
 ) -> argparse.ArgumentParser:
     """--data, --out and --version, then one flag per COMMON_FLAGS name in `defaults` with that default, e.g.
     training_parser(__doc__, "mnist.npz", epochs=EPOCHS, batch_size=BATCH_SIZE, seed=SEED)."""
     p = TrainingParser(description=doc, formatter_class=HelpFormatter)
     p.add_argument("--data", required=data_required, help=data_help)
-    artifacts.add_output_args(p)
+    artifacts.add_output_args(p, version_help)
     for name, default in defaults.items():
         kind, help_text = COMMON_FLAGS[name]
         flag = "--" + name.replace("_", "-")
