@@ -20,7 +20,7 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve  ## Start the service on the models in models/ (the committed defaults).
-	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
+	$(BIN)/deepserve serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev  ## Lint, type-check the service, check the import rules, then run every test.
 	$(BIN)/ruff check app training tests bench
@@ -32,7 +32,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.digit_latency
 
 train-digit: $(VENV)/.dev  ## Train the digit CNN (downloads MNIST unless DATA=path is given).
-	$(BIN)/python -m training.train_digit $(if $(DATA),--data $(DATA))
+	$(BIN)/deepserve train digit $(if $(DATA),--data $(DATA))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

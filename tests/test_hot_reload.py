@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from app.config import Settings
-from app.manifest import add_to_manifest, read_manifest
+from app.manifest import read_manifest, save_entry
 from bench.service import rss_mb
 from tests.support.paths import ROOT
 from tests.support.service import uvicorn_client
@@ -26,7 +26,7 @@ def test_reload_during_a_request_stream_fails_nothing_and_frees_the_old_copy(tmp
     shutil.copytree(ROOT / "models", models)
     served = read_manifest(models).latest()["lstm"]
     shutil.copytree(models / served.path, models / "lstm" / "copy")
-    add_to_manifest(models, served.model_copy(update={"version": "9", "path": "lstm/copy"}))
+    save_entry(models, served.model_copy(update={"version": "9", "path": "lstm/copy"}))
     versions = [served.version, "9"]
     settings = Settings(models_dir=models, models=["lstm"], batch_models=["lstm"])  # batched: a batcher to drain
     with uvicorn_client(settings) as client:

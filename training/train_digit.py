@@ -70,7 +70,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     samples = partial(plots.sample_predictions, x_test, y_test, probabilities.argmax(axis=1))
     artifacts.save_run(
         args.out, out, name=NAME, version=version, task="image-classification/digit", runtime="digit-onnx",
-        files=files, metrics=metrics, command=command,
+        files=files, metrics=metrics, command=command, data=args.data,
         summary=f"test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}",
         history=history, labels=LABELS, extra_plots={"sample_predictions": samples},
     )  # fmt: skip

@@ -80,7 +80,8 @@ def train(args: argparse.Namespace, command: str) -> Path:
     samples = partial(plots.sample_predictions, x_test, y_test, probabilities.argmax(axis=1))
     artifacts.save_run(
         args.out, out, name=NAME, version=version, task="image-classification", runtime="fashion-onnx",
-        files=files, metrics=metrics, command=command, summary=f"test accuracy {metrics['test_accuracy']:.4f}",
+        files=files, metrics=metrics, command=command, data=args.data,
+        summary=f"test accuracy {metrics['test_accuracy']:.4f}",
         history=history, labels=CLASSES, extra_plots={"sample_predictions": samples},
     )  # fmt: skip
     return out

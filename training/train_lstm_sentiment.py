@@ -271,7 +271,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         metrics["member_histories"] = [artifacts.keras_run_record(h)["history"] for h in histories]
     artifacts.save_run(
         args.out, out, name=NAME, version=version, task="text-classification/sentiment", runtime="lstm-onnx",
-        files=files, metrics=metrics, command=command,
+        files=files, metrics=metrics, command=command, data=args.data,
         summary=f"test accuracy {metrics['test_accuracy']:.4f} (onnx {metrics['onnx_test_accuracy']:.4f})",
         history=histories, labels=LABELS,
     )  # fmt: skip

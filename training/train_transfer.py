@@ -193,7 +193,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     }
     artifacts.save_run(
         args.out, out, name=NAME, version=version, task="image-classification", runtime="image-onnx", files=files,
-        metrics=metrics, command=command, history=history, labels=class_names,
+        metrics=metrics, command=command, data=args.data, history=history, labels=class_names,
         summary=f"validation accuracy {metrics['validation_accuracy']:.4f}, loss {metrics['validation_loss']:.4f}",
     )  # fmt: skip
     print(json.dumps({k: metrics[k] for k in ("frozen_validation_accuracy", "per_class_accuracy")}))
