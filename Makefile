@@ -15,7 +15,12 @@ $(VENV)/.serve: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# torch first, from PyTorch's CPU index: PyPI's torch==2.13.0 is the CUDA build (several GB with its nvidia
+# packages). Its own dependencies then come from PyPI with the rest.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --no-deps torch==2.13.0 --index-url $(TORCH_INDEX)
 	$(BIN)/pip install -q -e '.[train,test,distilbert,tracking]'
 	touch $@ $(VENV)/.serve
 
