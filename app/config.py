@@ -44,6 +44,12 @@ class Settings(BaseSettings):
         description="Threads in the one pool that runs every model call and image decode; requests beyond it "
         "wait their turn (admission control bounds how many are in flight).",
     )
+    max_pinned_versions: int = Field(
+        2,
+        ge=0,
+        description="Versions other than the promoted one kept loaded for requests that pin one (X-Model-Version); "
+        "the least recently used is dropped beyond it; 0: pinning off.",
+    )
     log_level: str = "INFO"
     batch_models: Annotated[list[str], NoDecode] = Field(
         ["distilbert"],

@@ -31,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_keys = load_keys(settings)  # a bad keys file stops the service here, before it serves anything
     registry = ModelRegistry(settings)
     inference = Inference(settings, Metrics())
+    registry.on_evict = inference.evict
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
