@@ -21,6 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 log = logging.getLogger("deepserve.batching")
@@ -36,11 +37,12 @@ class MicroBatcher:
         max_batch_wait: float = 0.005,
         observe: Observer | None = None,
         name: str = "",
+        executor: Executor | None = None,  # where model calls run (None: the event loop's default executor)
     ) -> None:
         if max_batch_size < 1 or max_batch_wait < 0:
             raise ValueError("max_batch_size must be >= 1 and max_batch_wait >= 0")
         self.predict, self.max_batch_size, self.max_batch_wait = predict, max_batch_size, max_batch_wait
-        self.observe, self.name = observe, name
+        self.observe, self.name, self.executor = observe, name, executor
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pending: deque[tuple[Any, asyncio.Future]] = deque()
         self._wakeup: asyncio.Event | None = None
@@ -49,7 +51,7 @@ class MicroBatcher:
 
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.loop is not None and self.loop is not loop:
+        if self._task is not None and not self._task.done() and self.loop is not loop:  # a closed one restarts
             raise RuntimeError(f"batcher {self.name!r} belongs to another event loop")
         if self._task is None or self._task.done():
             self.loop, self._wakeup = loop, asyncio.Event()
@@ -84,6 +86,7 @@ class MicroBatcher:
         return [(item, future) for item, future in batch if not future.done()]  # skip cancelled callers
 
     async def _run(self) -> None:
+        assert self.loop is not None
         while True:
             batch = await self._next_batch()
             if not batch:
@@ -91,7 +94,7 @@ class MicroBatcher:
             items = [item for item, _ in batch]
             started = time.perf_counter()
             try:
-                outputs = await asyncio.to_thread(self.predict, items)
+                outputs = await self.loop.run_in_executor(self.executor, self.predict, items)
                 if len(outputs) != len(items):
                     raise RuntimeError(f"{self.name}: predict returned {len(outputs)} outputs for {len(items)} inputs")
             except Exception as exc:

@@ -301,7 +301,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     entry = ManifestEntry(name=NAME, version=version, task="", runtime="distilbert-onnx", path=".", files=files)
     runtime = DistilBertRuntime(entry, out, Settings(models_dir=args.out))
     runtime.load()
-    served_ids = runtime.encode(texts[: len(AGREEMENT_TEXTS)])[0]
+    served_ids = runtime.tokenize(texts[: len(AGREEMENT_TEXTS)])[0]
     hf_ids = tokenizer(texts[: len(AGREEMENT_TEXTS)], truncation=True, max_length=MAX_LENGTH, padding=True)
     t0 = time.time()
     int8 = np.concatenate([runtime.logits(texts[i : i + 16])[0] for i in range(0, len(texts), 16)])
