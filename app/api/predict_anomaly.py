@@ -7,8 +7,9 @@ from pydantic import BaseModel
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, require_json
 from app.api.openapi import error_responses
+from app.families.anomaly import series
 from app.families.anomaly.runtime import AnomalyRuntime
-from app.families.anomaly.schemas import AnomalyRequest, AnomalyResponse
+from app.families.anomaly.schemas import AnomalyRequest, AnomalyResponse, SeriesAnomalyResponse
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
@@ -17,9 +18,18 @@ ERRORS = error_responses(
 )
 
 
-@router.post("/anomaly", response_model=AnomalyResponse, responses=ERRORS, dependencies=[Depends(require_json)])
+@router.post(
+    "/anomaly",
+    response_model=SeriesAnomalyResponse | AnomalyResponse,
+    responses=ERRORS,
+    dependencies=[Depends(require_json)],
+)
 async def predict_anomaly(
     body: AnomalyRequest, registry: RegistryDep, limiter: LimiterDep, inference: InferenceDep
 ) -> BaseModel:
-    """Per-point anomaly scores, flags over the stored threshold, and the flagged regions."""
-    return await inference.serve(registry.runtime("anomaly", AnomalyRuntime), body, limiter)
+    """Any series, scored on its own past (causal by default): per-point scores, alarms, expected values and bands,
+    alarm regions. `method: autoencoder` scores with the committed nyc_taxi model instead."""
+    if body.method == "autoencoder":
+        return await inference.serve(registry.runtime("anomaly", AnomalyRuntime), body, limiter)
+    with limiter.slot(series.cost(len(body.values))):
+        return await inference.offload(series.respond, body)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -98,6 +99,8 @@ class Scored:
     expected: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("warming_up", "score", "alarm", "expected", "lower", "upper")
 
 
 def _keep(a: np.ndarray, value: float, limit: int) -> np.ndarray:
