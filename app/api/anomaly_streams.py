@@ -89,13 +89,18 @@ async def list_streams(store: StoreDep, inference: InferenceDep) -> StreamList:
     return StreamList(streams=[_info(i) for i in await inference.offload(store.list)])
 
 
-@router.get("/{series_id}", response_model=StreamInfo, responses=error_responses("stream_not_found"))
+@router.get("/{series_id}", response_model=StreamInfo, responses=error_responses("invalid_input", "stream_not_found"))
 async def get_stream(series_id: SeriesId, store: StoreDep, inference: InferenceDep) -> StreamInfo:
     """One stream's point count and status."""
     return _info(await inference.offload(store.get, series_id))
 
 
-@router.delete("/{series_id}", status_code=204, response_class=Response, responses=error_responses("stream_not_found"))
+@router.delete(
+    "/{series_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses("invalid_input", "stream_not_found"),
+)
 async def delete_stream(series_id: SeriesId, store: StoreDep, inference: InferenceDep) -> Response:
     """Forget a stream and its state."""
     await inference.offload(store.delete, series_id)

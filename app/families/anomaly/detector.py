@@ -22,6 +22,8 @@ Every point is scored from the state before it, and one state serves a whole ser
 from __future__ import annotations
 
 import io
+from bisect import bisect_left, insort
+from collections import deque
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -183,18 +185,20 @@ class Detector:
         x_all = (np.concatenate([state.tail, values]) - state.offset) / state.unit
         rows = np.arange(len(state.tail), len(x_all))
         distances, expected = self._nearest(x_all, rows)
+        recent_distances, recent_errors = (
+            RollingMedian(state.distances, c.baseline),
+            RollingMedian(state.errors, c.baseline),
+        )
         for k, value in enumerate(values):
             i = at + k
-            typical = float(np.median(state.distances)) if state.distances.size else distances[k]
-            score = distances[k] / typical
+            typical = recent_distances.median() if recent_distances else float(distances[k])
+            score = float(distances[k]) / typical
             forecast = float(expected[k])
-            spread = MAD_TO_SIGMA * float(np.median(state.errors)) if state.errors.size else 0.0
+            spread = MAD_TO_SIGMA * recent_errors.median() if recent_errors else 0.0
             spread = max(spread, c.min_distance)
             record = not state.scores.size or score >= float((state.scores * self.decay[-state.scores.size :]).max())
-            span = state.high - state.low
-            outside = span > 0 and (
-                value > state.high + self.tolerance * span or value < state.low - self.tolerance * span
-            )
+            margin = self.tolerance * (state.high - state.low)
+            outside = margin > 0 and (value > state.high + margin or value < state.low - margin)
             index = state.seen
             alarm = ((score >= self.threshold and record) or outside) and index - state.last_alarm > c.refractory
             if alarm:
@@ -204,9 +208,35 @@ class Detector:
             out.expected[i] = forecast * state.unit + state.offset
             out.lower[i] = (forecast - self.threshold * spread) * state.unit + state.offset
             out.upper[i] = (forecast + self.threshold * spread) * state.unit + state.offset
-            state.distances = _keep(state.distances, distances[k], c.baseline)
+            recent_distances.push(float(distances[k]))
+            recent_errors.push(abs(float(x_all[rows[k]]) - forecast))
             state.scores = _keep(state.scores, score, c.record)
-            state.errors = _keep(state.errors, abs(x_all[rows[k]] - forecast), c.baseline)
             state.low, state.high = min(state.low, value), max(state.high, value)
             state.seen += 1
+        state.distances, state.errors = recent_distances.array(), recent_errors.array()
         state.tail = np.concatenate([state.tail, values])[-keep:]
+
+
+class RollingMedian:
+    """The last `size` values in arrival order and sorted, so each median is a lookup (np.median's value exactly)."""
+
+    def __init__(self, values: np.ndarray, size: int) -> None:
+        self.size = size
+        self.fifo = deque(float(v) for v in values)
+        self.sorted = sorted(self.fifo)
+
+    def __bool__(self) -> bool:
+        return bool(self.fifo)
+
+    def median(self) -> float:
+        n, s = len(self.sorted), self.sorted
+        return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2.0
+
+    def push(self, value: float) -> None:
+        self.fifo.append(value)
+        insort(self.sorted, value)
+        if len(self.fifo) > self.size:
+            del self.sorted[bisect_left(self.sorted, self.fifo.popleft())]
+
+    def array(self) -> np.ndarray:
+        return np.array(self.fifo, dtype=np.float64)

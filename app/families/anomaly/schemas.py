@@ -62,8 +62,8 @@ class AnomalyRequest(BaseModel):
 class AlarmRegion(BaseModel):
     start: int
     end: int
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    start_time: str | None = Field(None, description="ISO 8601, as the request's timestamps (no zone added).")
+    end_time: str | None = None
 
 
 class AnomalyResponse(BaseModel):
@@ -77,8 +77,8 @@ class AnomalyResponse(BaseModel):
 
 class Gap(BaseModel):
     after: int = Field(description="Index of the last point before the gap.")
-    start_time: datetime
-    end_time: datetime
+    start_time: str = Field(description="ISO 8601, as the request's timestamps (no zone added).")
+    end_time: str
     missing_points: int = Field(description="Points the median step would have put in the gap.")
 
 

@@ -131,7 +131,10 @@ def regions_with_times(regions: list[tuple[int, int]], times: list[datetime] | N
     """Regions as the API gives them: indices offset by `at`, times when the request had them."""
     return [
         AlarmRegion(
-            start=a + at, end=b + at, start_time=times[a] if times else None, end_time=times[b] if times else None
+            start=a + at,
+            end=b + at,
+            start_time=times[a].isoformat() if times else None,
+            end_time=times[b].isoformat() if times else None,
         )
         for a, b in regions
     ]
