@@ -39,7 +39,7 @@ print('\n'.join(p['dependencies'] + p['optional-dependencies']['train']))" > /tm
 COPY app ./app
 COPY training ./training
 RUN pip install --no-cache-dir --no-deps .
-# Writes models/<name>/<version>/ and models/manifest.json under /app/models (mount the host's models/ there).
+# Writes models/<name>/<version>/ (with its model.json) under /app/models (mount the host's models/ there).
 # Without --data the scripts download their data set; with a data folder mounted at /data, pass --data.
 CMD ["python", "-m", "training.train_digit"]
 

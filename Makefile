@@ -15,12 +15,17 @@ $(VENV)/.serve: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q -e .
 	touch $@
 
+# torch first, from PyTorch's CPU index: PyPI's torch==2.13.0 is the CUDA build (several GB with its nvidia
+# packages). Its own dependencies then come from PyPI with the rest.
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --no-deps torch==2.13.0 --index-url $(TORCH_INDEX)
 	$(BIN)/pip install -q -e '.[train,test,distilbert,tracking]'
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve  ## Start the service on the models in models/ (the committed defaults).
-	$(BIN)/uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
+	$(BIN)/deepserve serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev  ## Lint, type-check the service, check the import rules, then run every test.
 	$(BIN)/ruff check app training tests bench
@@ -32,7 +37,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python -m bench.digit_latency
 
 train-digit: $(VENV)/.dev  ## Train the digit CNN (downloads MNIST unless DATA=path is given).
-	$(BIN)/python -m training.train_digit $(if $(DATA),--data $(DATA))
+	$(BIN)/deepserve train digit $(if $(DATA),--data $(DATA))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

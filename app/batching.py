@@ -48,6 +48,7 @@ class MicroBatcher:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self.calls = 0  # model calls made, for tests and benchmarks
+        self.running = 0  # batches in their model call now
 
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -93,6 +94,7 @@ class MicroBatcher:
                 continue
             items = [item for item, _ in batch]
             started = time.perf_counter()
+            self.running += 1
             try:
                 outputs = await self.loop.run_in_executor(self.executor, self.predict, items)
                 if len(outputs) != len(items):
@@ -104,11 +106,18 @@ class MicroBatcher:
                 continue
             finally:
                 self.calls += 1
+                self.running -= 1
             if self.observe is not None:
                 self.observe(len(items), time.perf_counter() - started)
             for (_, future), output in zip(batch, outputs, strict=True):
                 if not future.done():
                     future.set_result(output)
+
+    async def drain(self, poll: float = 0.005) -> None:
+        """Close once every submitted item has its answer (a model being replaced: no caller is dropped)."""
+        while self._pending or self.running:
+            await asyncio.sleep(poll)
+        await self.close()
 
     async def close(self) -> None:
         """Stop the background task; callers still waiting get CancelledError."""

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="DEEPSERVE_", env_file=".env", extra="ignore")
 
-    models_dir: Path = Field(Path("models"), description="Folder holding manifest.json and the artifacts.")
+    models_dir: Path = Field(Path("models"), description="Folder of the artifacts: <name>/<version>/model.json.")
     models: Annotated[list[str] | None, NoDecode] = Field(
         None,
         description="Comma-separated model names this deployment must serve; readiness waits for all of them. "

@@ -61,6 +61,13 @@ class Inference:
             self.batchers[runtime] = batcher
         return batcher
 
+    async def retire(self, runtime: Runtime) -> None:
+        """A replaced model's batcher answers what it holds, then stops; the runtime is then freed with its last
+        request (the registry no longer refers to it)."""
+        batcher = self.batchers.pop(runtime, None)
+        if batcher is not None and batcher.loop in (None, asyncio.get_running_loop()):
+            await batcher.drain()
+
     async def offload(self, fn: Callable[..., T], *args: Any) -> T:
         """fn(*args) on the worker pool."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)

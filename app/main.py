@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.api import (
+    admin,
     anomaly_streams,
     health,
     metrics,
@@ -71,7 +72,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     routers = [
         m.router
-        for m in (health, models, predict, predict_anomaly, anomaly_streams, predict_image, predict_sentiment, metrics)
+        for m in (
+            health,
+            models,
+            predict,
+            predict_anomaly,
+            anomaly_streams,
+            predict_image,
+            predict_sentiment,
+            metrics,
+            admin,
+        )
     ]
     for router in routers:
         app.include_router(router)

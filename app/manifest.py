@@ -1,16 +1,29 @@
-"""The models manifest: one JSON file in the models folder that training writes and the service reads."""
+"""The models catalogue, read by scanning the models folder: no shared file that every training run edits.
+
+    models/<name>/<version>/model.json   one artifact's manifest entry (ManifestEntry), written by its training run
+    models/<name>/promoted.json          {"version": ...}: the version the service serves (see app/promotion.py)
+
+A model without promoted.json serves its newest version. A `manifest.json` at the top (the layout before this
+one: every entry in one file) is still read, for folders trained with older code; a model.json wins over it.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-MANIFEST_FILE = "manifest.json"
+ENTRY_FILE = "model.json"
+PROMOTED_FILE = "promoted.json"
+LEGACY_MANIFEST = "manifest.json"
+
+log = logging.getLogger("deepserve.manifest")
 
 
 class ManifestEntry(BaseModel):
@@ -25,42 +38,93 @@ class ManifestEntry(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     command: str = ""
     created: str = ""
+    data: str = Field("", description="Fingerprint of the training data (sha256 of its files), to compare runs.")
+
+
+def version_key(version: str) -> tuple[int, str]:
+    """Versions compare as integers when they are (10 after 9), after any that are not."""
+    return (int(version), "") if version.isdigit() else (-1, version)
 
 
 class Manifest(BaseModel):
     models: list[ManifestEntry] = Field(default_factory=list)
+    promoted: dict[str, str] = Field(default_factory=dict, description="name -> promoted version")
+    problems: list[str] = Field(default_factory=list, description="files that could not be read, and why")
+
+    def versions(self, name: str) -> list[ManifestEntry]:
+        """Every artifact of `name`, oldest first."""
+        return sorted((m for m in self.models if m.name == name), key=lambda m: version_key(m.version))
 
     def latest(self) -> dict[str, ManifestEntry]:
-        """The newest version of each model name (versions compare as integers when they are)."""
+        """The newest version of each model name."""
+        return {m.name: m for m in sorted(self.models, key=lambda m: version_key(m.version))}
 
-        def key(entry: ManifestEntry) -> tuple[int, str]:
-            return (int(entry.version), "") if entry.version.isdigit() else (-1, entry.version)
-
-        best: dict[str, ManifestEntry] = {}
+    def served(self) -> dict[str, ManifestEntry]:
+        """What the service serves of each model: its promoted version, or its newest when none is promoted."""
+        chosen = self.latest()
         for entry in self.models:
-            if entry.name not in best or key(entry) > key(best[entry.name]):
-                best[entry.name] = entry
-        return best
+            if self.promoted.get(entry.name) == entry.version:
+                chosen[entry.name] = entry
+        return chosen
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text())
 
 
 def read_manifest(models_dir: Path) -> Manifest:
-    path = Path(models_dir) / MANIFEST_FILE
-    if not path.exists():
-        return Manifest()
-    return Manifest.model_validate_json(path.read_text())
-
-
-def add_to_manifest(models_dir: Path, entry: ManifestEntry) -> Path:
-    """Add or replace (same name and version) an entry; written atomically so a reader never sees half a file."""
+    """Every model.json under models_dir (and a legacy manifest.json), and every promoted.json. An unreadable file
+    is skipped and named in `problems` (the registry then reports the catalogue as broken)."""
     models_dir = Path(models_dir)
-    manifest = read_manifest(models_dir)
-    kept = [m for m in manifest.models if (m.name, m.version) != (entry.name, entry.version)]
-    manifest = Manifest(models=[*kept, entry])
-    path = models_dir / MANIFEST_FILE
-    fd, tmp = tempfile.mkstemp(dir=models_dir, suffix=".tmp")
+    found: dict[tuple[str, str], ManifestEntry] = {}
+    promoted: dict[str, str] = {}
+    problems: list[str] = []
+    legacy = models_dir / LEGACY_MANIFEST
+    if legacy.exists():
+        try:
+            for entry in Manifest.model_validate_json(legacy.read_bytes()).models:
+                found[(entry.name, entry.version)] = entry
+        except (OSError, ValueError) as exc:
+            problems.append(f"{LEGACY_MANIFEST}: {type(exc).__name__}: {exc}")
+    for path in sorted(models_dir.glob(f"*/*/{ENTRY_FILE}")):
+        try:
+            entry = ManifestEntry.model_validate_json(path.read_bytes())
+        except (OSError, ValueError) as exc:
+            problems.append(f"{path.relative_to(models_dir)}: {type(exc).__name__}: {exc}")
+            continue
+        found[(entry.name, entry.version)] = entry
+    for path in sorted(models_dir.glob(f"*/{PROMOTED_FILE}")):
+        try:
+            promoted[path.parent.name] = str(_read_json(path)["version"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            problems.append(f"{path.relative_to(models_dir)}: {type(exc).__name__}: {exc}")
+    return Manifest(models=list(found.values()), promoted=promoted, problems=problems)
+
+
+def _write_atomically(path: Path, data: Any) -> None:
+    """Write JSON so that a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
-        json.dump(manifest.model_dump(), f, indent=2)
+        json.dump(data, f, indent=2)
         f.write("\n")
     os.chmod(tmp, 0o644)  # mkstemp makes it private; the service may run as another user.
     os.replace(tmp, path)
+
+
+def save_entry(models_dir: Path, entry: ManifestEntry) -> Path:
+    """Write the entry as model.json inside its artifact folder (models_dir/entry.path)."""
+    folder = Path(models_dir) / entry.path
+    folder.mkdir(parents=True, exist_ok=True)
+    _write_atomically(folder / ENTRY_FILE, entry.model_dump())
+    return folder / ENTRY_FILE
+
+
+def write_promoted(models_dir: Path, name: str, version: str, previous: str | None = None) -> Path:
+    """Point models_dir/name/promoted.json at `version` (no checks: app/promotion.py decides)."""
+    path = Path(models_dir) / name / PROMOTED_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    _write_atomically(path, {"version": version, "promoted": stamp, "previous": previous})
+    log.info("promoted %s v%s (was %s)", name, version, previous)
     return path
+

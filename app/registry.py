@@ -16,10 +16,10 @@ from enum import StrEnum
 from typing import Any, TypeVar, overload
 
 from app.config import Settings
-from app.errors import InvalidInput, ModelNotFound, ModelNotInstalled, ModelNotReady, echo
+from app.errors import ArtifactInvalid, InvalidInput, ModelNotFound, ModelNotInstalled, ModelNotReady, echo
 from app.families import FAMILIES, RUNTIMES
 from app.families.runtime import Runtime
-from app.manifest import MANIFEST_FILE, Manifest, ManifestEntry, read_manifest
+from app.manifest import ENTRY_FILE, PROMOTED_FILE, ManifestEntry, read_manifest
 
 log = logging.getLogger("deepserve.registry")
 R = TypeVar("R", bound=Runtime)
@@ -61,23 +61,28 @@ class ModelRegistry:
         self.records: dict[str, ModelRecord] = {}
         self.loaded = threading.Event()
         self.catalogue_error = ""
+        self._reloading = threading.Lock()
         self._plan()
 
     def _read_catalogue(self) -> dict[str, ManifestEntry]:
-        """The newest entry per model name. A missing, unreadable, invalid or empty manifest sets
-        `catalogue_error` (the service is then not ready) and is logged once, with its cause, at ERROR."""
-        path = self.settings.models_dir / MANIFEST_FILE
+        """The served entry (promoted, else newest) per model name. A missing or empty models folder, or an
+        unreadable model.json or promoted.json, sets `catalogue_error` (the service is then not ready) and is
+        logged once, with its cause, at ERROR."""
+        folder = self.settings.models_dir
         try:
-            if not path.is_file():
-                raise FileNotFoundError(f"{path} does not exist")
-            latest = read_manifest(self.settings.models_dir).latest()
-            if not latest:
-                raise ValueError(f"{path} lists no model")
-            return latest
+            if not folder.is_dir():
+                raise FileNotFoundError(f"{folder} is not a folder")
+            manifest = read_manifest(folder)
+            if manifest.problems:
+                raise ValueError("; ".join(manifest.problems))
+            if not manifest.models:
+                raise ValueError(f"{folder} holds no <name>/<version>/{ENTRY_FILE}")
+            return manifest.served()
         except Exception as exc:  # A broken catalogue fails readiness, not the process.
             self.catalogue_error = (
-                f"The models catalogue ({MANIFEST_FILE} in DEEPSERVE_MODELS_DIR) is missing, unreadable, invalid "
-                "or empty; train a model or point DEEPSERVE_MODELS_DIR at a models folder."
+                f"The models catalogue (DEEPSERVE_MODELS_DIR, each artifact's {ENTRY_FILE} and each model's "
+                f"{PROMOTED_FILE}) is missing, unreadable, invalid or empty; train a model or point "
+                "DEEPSERVE_MODELS_DIR at a models folder."
             )
             log.error("models catalogue unusable: %s: %s", type(exc).__name__, exc)
             return {}
@@ -129,19 +134,34 @@ class ModelRegistry:
         log.info("model %s v%s ready in %.2fs", entry.name, entry.version, record.load_seconds)
 
     def reload(self, name: str, version: str | None = None) -> ModelRecord:
-        """Load `name` again from the manifest as it is now (its newest entry, or `version`) beside the runtime that
-        is serving, and swap them once the new one is warm: requests in flight finish on the old runtime, later
-        ones get the new one, none waits or fails. A load that fails raises and leaves the old one serving."""
-        entries = [e for e in read_manifest(self.settings.models_dir).models if e.name == name]
-        if version is not None:
-            entries = [e for e in entries if e.version == version]
-        if not entries:
-            raise ModelNotFound(f"No artifact of model '{echo(name)}' in the manifest.", {"model": name})
-        entry = Manifest(models=entries).latest()[name]
+        """Load `name` again from the models folder as it is now (its promoted version, or `version`) beside the
+        runtime that is serving, and swap them once the new one is warm: requests in flight finish on the old
+        runtime, later ones get the new one, none waits or fails. A load that fails raises ArtifactInvalid and
+        leaves the old one serving."""
+        manifest = read_manifest(self.settings.models_dir)
+        found = {e.version: e for e in manifest.versions(name)}
+        entry = found.get(version) if version is not None else manifest.served().get(name)
+        if entry is None:
+            wanted = f"version '{echo(version)}' of model" if version is not None else "model"
+            raise ModelNotFound(
+                f"No artifact of {wanted} '{echo(name)}' in the models folder.",
+                {"model": name, "versions": sorted(found)},
+            )
         started = time.perf_counter()
-        runtime = self._build(entry)
-        record = ModelRecord(name, State.READY, entry, runtime, load_seconds=round(time.perf_counter() - started, 3))
-        self.records = {**self.records, name: record}  # copy-on-write: a reader sees the old records or the new
+        with self._reloading:  # one reload at a time: two would race to swap
+            try:
+                runtime = self._build(entry)
+            except Exception as exc:
+                log.error("model %s v%s failed to reload: %s: %s", name, entry.version, type(exc).__name__, exc)
+                served = self.records[name].entry if name in self.records else None
+                raise ArtifactInvalid(
+                    f"Model '{name}' version {entry.version} could not be loaded (the service log says why); "
+                    + (f"version {served.version} keeps serving." if served else "nothing was serving it."),
+                    {"model": name, "version": entry.version},
+                ) from exc
+            seconds = round(time.perf_counter() - started, 3)
+            record = ModelRecord(name, State.READY, entry, runtime, load_seconds=seconds)
+            self.records = {**self.records, name: record}  # copy-on-write: readers see the old records or the new
         log.info("model %s v%s reloaded in %.2fs", name, entry.version, record.load_seconds)
         return record
 

@@ -93,13 +93,10 @@ def all_models_dir(
 ) -> Path:
     """One models folder serving every family trained in this session (digit, image, lstm, anomaly; not
     distilbert, which stays not installed): for tests that cross endpoints."""
-    from app.manifest import add_to_manifest, read_manifest
-
     out = tmp_path_factory.mktemp("all_models")
     for source in (trained_models_dir, lstm_models_dir, anomaly_models, image_models_dir):
-        for entry in read_manifest(source).models:
-            shutil.copytree(source / entry.path, out / entry.path)
-            add_to_manifest(out, entry)
+        for model in (p for p in source.iterdir() if p.is_dir()):  # its versions (model.json) and promoted.json
+            shutil.copytree(model, out / model.name)
     return out
 
 

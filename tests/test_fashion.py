@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from app.config import Settings
 from app.errors import InvalidInput
 from app.families.fashion.preprocess import CLASSES, prepare_item
-from app.manifest import add_to_manifest, read_manifest
+from app.manifest import read_manifest
 from tests.support.paths import COMMITTED_MODELS
 from tests.support.service import assert_error, serve
 
@@ -208,9 +208,8 @@ def test_default_model_is_still_the_transfer_model(fashion_client) -> None:
 
 def test_default_with_both_installed_is_image(tmp_path: Path, fashion_models_dir: Path, image_models_dir: Path) -> None:
     for source in (fashion_models_dir, image_models_dir):
-        for entry in read_manifest(source).models:
-            shutil.copytree(source / entry.path, tmp_path / entry.path)
-            add_to_manifest(tmp_path, entry)
+        for model in (p for p in source.iterdir() if p.is_dir()):
+            shutil.copytree(model, tmp_path / model.name)
     with serve("asgi", Settings(models_dir=tmp_path)) as client:
 
         def post(query: str) -> str:

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.config import Settings
+from app.manifest import read_manifest, save_entry
 from tests.support.service import assert_error, serve
 from tests.support.transfer_images import CLASSES, encode
 
@@ -46,8 +47,7 @@ RED_PNG = encode(clear_image("red_circles"))
 
 
 def test_artifact_contents(image_models_dir: Path) -> None:
-    manifest = json.loads((image_models_dir / "manifest.json").read_text())
-    [entry] = [m for m in manifest["models"] if m["name"] == "image"]
+    [entry] = [m.model_dump() for m in read_manifest(image_models_dir).models if m.name == "image"]
     assert entry["task"] == "image-classification" and entry["runtime"] == "image-onnx"
     assert "training.train_transfer" in entry["command"] and "--weights none" in entry["command"]
     folder = image_models_dir / entry["path"]
@@ -173,10 +173,8 @@ def test_a_manifest_with_the_old_task_name_still_serves(tmp_path: Path, image_mo
     """Manifests written before /predict/image served several families say "image-classification/transfer"."""
     models = tmp_path / "models"
     shutil.copytree(image_models_dir, models)
-    manifest = json.loads((models / "manifest.json").read_text())
-    for entry in manifest["models"]:
-        entry["task"] = "image-classification/transfer"
-    (models / "manifest.json").write_text(json.dumps(manifest))
+    for entry in read_manifest(models).models:
+        save_entry(models, entry.model_copy(update={"task": "image-classification/transfer"}))
     with serve("asgi", Settings(models_dir=models)) as client:
         for query in ("", "?model=image"):
             response = client.post(f"/predict/image{query}", content=RED_PNG, headers={"content-type": "image/png"})

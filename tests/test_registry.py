@@ -11,7 +11,7 @@ import pytest
 from app.config import Settings
 from app.errors import ERROR_TABLE, Overloaded, markdown_table
 from app.limiter import ConcurrencyLimiter
-from app.manifest import ManifestEntry, add_to_manifest, read_manifest
+from app.manifest import ManifestEntry, read_manifest, save_entry, write_promoted
 from tests.support.digit_images import render
 from tests.support.paths import ROOT
 from tests.support.service import serve
@@ -51,7 +51,7 @@ def test_corrupt_artifact_fails_only_its_model(tmp_path: Path, trained_models_di
     broken = models / "digit-broken" / "1"
     broken.mkdir(parents=True)
     (broken / "model.onnx").write_bytes(b"this is not an onnx file")
-    add_to_manifest(models, good.model_copy(update={"name": "digit-broken", "path": "digit-broken/1"}))
+    save_entry(models, good.model_copy(update={"name": "digit-broken", "path": "digit-broken/1"}))
     with serve(mode, Settings(models_dir=models)) as client:
         ready = client.get("/health/ready")
         assert ready.status_code == 503
@@ -81,32 +81,33 @@ def test_failed_model_endpoint_answers_503_with_how_to_train(
 def test_unknown_runtime_fails_the_model(tmp_path: Path, trained_models_dir: Path, service_log) -> None:
     models = copy_models(trained_models_dir, tmp_path / "models")
     entry = read_manifest(models).latest()["digit"]
-    add_to_manifest(models, entry.model_copy(update={"runtime": "tensorflow-savedmodel"}))
+    save_entry(models, entry.model_copy(update={"runtime": "tensorflow-savedmodel"}))
     with serve("asgi", Settings(models_dir=models)) as client:
         assert client.get("/models/digit").json()["state"] == "failed"
         assert "unknown runtime 'tensorflow-savedmodel'" in service_log.text()
 
 
-def test_corrupt_manifest_fails_configured_models_not_the_process(tmp_path: Path) -> None:
-    (tmp_path / "manifest.json").write_text("{not json")
+def test_corrupt_model_json_fails_configured_models_not_the_process(tmp_path: Path) -> None:
+    (tmp_path / "digit" / "1").mkdir(parents=True)
+    (tmp_path / "digit" / "1" / "model.json").write_text("{not json")
     with serve("asgi", Settings(models_dir=tmp_path, models=["digit"])) as client:
         assert client.get("/health/live").status_code == 200
         assert client.get("/health/ready").status_code == 503
         message = client.get("/models/digit").json()["message"]
-        assert "manifest.json" in message and str(tmp_path) not in message and "not json" not in message
+        assert "model.json" in message and str(tmp_path) not in message and "not json" not in message
 
 
-def write_manifest_text(folder: Path, text: str | None) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    if text is not None:
-        (folder / "manifest.json").write_text(text)
-    return folder
+CATALOGUE_TEXT = {
+    "not_json": ("digit/1/model.json", "{not json"),
+    "wrong_shape": ("digit/1/model.json", '{"name": 3}'),
+    "no_models": ("manifest.json", '{"models": []}'),  # the older one-file layout, empty
+    "legacy_not_json": ("manifest.json", "{not json"),
+    "bad_pointer": ("digit/promoted.json", '["1"]'),
+    "unreadable": ("digit/1/model.json", "{}"),
+}
 
 
-@pytest.mark.parametrize(
-    "case",
-    ["missing_folder", "empty_folder", "not_json", "wrong_shape", "no_models", "unreadable", "is_a_folder"],
-)
+@pytest.mark.parametrize("case", ["missing_folder", "empty_folder", "is_a_folder", *CATALOGUE_TEXT])
 def test_broken_catalogue_is_not_ready_and_logged_once(tmp_path: Path, case: str, service_log) -> None:
     folder = tmp_path / "models"
     if case == "missing_folder":
@@ -114,15 +115,16 @@ def test_broken_catalogue_is_not_ready_and_logged_once(tmp_path: Path, case: str
     elif case == "empty_folder":
         folder.mkdir()
     elif case == "is_a_folder":
-        (folder / "manifest.json").mkdir(parents=True)
+        (folder / "digit" / "1" / "model.json").mkdir(parents=True)
     else:
-        text = {"not_json": "{not json", "wrong_shape": '{"models": 3}', "no_models": '{"models": []}'}
-        write_manifest_text(folder, text.get(case, '{"models": []}'))
+        name, text = CATALOGUE_TEXT[case]
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
         if case == "unreadable":
-            (folder / "manifest.json").chmod(0)
-            if os.access(folder / "manifest.json", os.R_OK):  # root reads anything: make it unparsable instead
-                (folder / "manifest.json").chmod(0o644)
-                (folder / "manifest.json").write_bytes(b"\xff\xfe\x00")
+            (folder / name).chmod(0)
+            if os.access(folder / name, os.R_OK):  # root reads anything: make it unparsable instead
+                (folder / name).chmod(0o644)
+                (folder / name).write_bytes(b"\xff\xfe\x00")
     with serve("asgi", Settings(models_dir=folder)) as client:
         ready = client.get("/health/ready")
         assert ready.status_code == 503 and ready.json()["status"] == "not_ready"
@@ -132,13 +134,17 @@ def test_broken_catalogue_is_not_ready_and_logged_once(tmp_path: Path, case: str
     assert len(errors) == 1
 
 
-def test_latest_version_is_served(tmp_path: Path) -> None:
-    base = {"name": "m", "task": "t", "runtime": "r", "path": "m/x"}
+def test_promoted_version_is_served_else_the_latest(tmp_path: Path) -> None:
+    base = {"name": "m", "task": "t", "runtime": "r"}
     for version in ["2", "10", "9"]:
-        add_to_manifest(tmp_path, ManifestEntry(version=version, **base))
-    add_to_manifest(tmp_path, ManifestEntry(version="2", **base))  # replacing keeps one entry per version
+        save_entry(tmp_path, ManifestEntry(version=version, path=f"m/{version}", **base))
+    save_entry(tmp_path, ManifestEntry(version="2", path="m/2", **base))  # replacing keeps one entry per version
     manifest = read_manifest(tmp_path)
-    assert len(manifest.models) == 3 and manifest.latest()["m"].version == "10"
+    assert len(manifest.models) == 3 and manifest.served()["m"].version == "10"
+    assert [m.version for m in manifest.versions("m")] == ["2", "9", "10"]
+    write_promoted(tmp_path, "m", "9")
+    manifest = read_manifest(tmp_path)
+    assert manifest.served()["m"].version == "9" and manifest.latest()["m"].version == "10"
 
 
 def test_limiter_answers_429_when_full() -> None:
@@ -171,30 +177,30 @@ def test_readme_error_table_is_generated_from_error_table() -> None:
 def test_reload_swaps_a_model_without_failing_a_request(tmp_path: Path, trained_models_dir: Path) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
-    from app.errors import ModelNotFound
+    from app.errors import ArtifactInvalid, ModelNotFound
 
     models = copy_models(trained_models_dir, tmp_path / "models")
     first = read_manifest(models).latest()["digit"]
     shutil.copytree(models / first.path, models / "digit" / "v2")
-    add_to_manifest(models, first.model_copy(update={"version": first.version + "1", "path": "digit/v2"}))
+    save_entry(models, first.model_copy(update={"version": first.version + "1", "path": "digit/v2"}))
     second = first.version + "1"
     with serve("asgi", Settings(models_dir=models, models=["digit"])) as client:
         registry = client.app.state.registry
-        assert registry.runtime("digit").entry.version == second  # the newest at startup
-        registry.reload("digit", first.version)  # pin the older one
-        assert predict(client).json()["model"]["version"] == first.version
+        assert registry.runtime("digit").entry.version == first.version  # the promoted one, not the newest
         with ThreadPoolExecutor(4) as pool:
             answers = [pool.submit(predict, client) for _ in range(60)]
-            registry.reload("digit")  # while requests are in flight
+            registry.reload("digit", second)  # while requests are in flight
             responses = [a.result() for a in answers]
         assert [r.status_code for r in responses] == [200] * 60
         assert predict(client).json()["model"]["version"] == second
         with pytest.raises(ModelNotFound):
             registry.runtime("digit", version=first.version)  # another version is served now
+        registry.reload("digit")  # the promoted version again
+        assert predict(client).json()["model"]["version"] == first.version
 
         (models / "digit" / "v2" / first.files["onnx"]).write_bytes(b"corrupt")
-        with pytest.raises(Exception):  # noqa: B017 (whatever ONNX Runtime raises)
-            registry.reload("digit")
+        with pytest.raises(ArtifactInvalid):
+            registry.reload("digit", second)
         assert predict(client).status_code == 200  # a failed reload leaves the serving model alone
         registry.unload("digit")
         response = predict(client)

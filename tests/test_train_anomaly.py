@@ -95,7 +95,7 @@ def test_committed_artifact_meets_target_on_real_nyc_taxi() -> None:
         pytest.skip(f"real NAB data not found at {nab}")
     entry = read_manifest(COMMITTED_MODELS).latest().get("anomaly")
     if entry is None:
-        pytest.fail("no committed anomaly artifact in models/manifest.json")
+        pytest.fail("no committed anomaly artifact in models/anomaly/")
     import onnxruntime as ort
 
     from training.train_anomaly import evaluate

@@ -83,5 +83,8 @@ def test_second_run_gets_the_next_version(tmp_path: Path, small_mnist_npz: Path)
 
     for _ in range(2):
         train_digit.main(["--data", str(small_mnist_npz), "--out", str(tmp_path), "--epochs", "1", "--limit", "300"])
-    assert sorted(m.version for m in read_manifest(tmp_path).models) == ["1", "2"]
-    assert read_manifest(tmp_path).latest()["digit"].path == "digit/2"
+    manifest = read_manifest(tmp_path)
+    assert sorted(m.version for m in manifest.models) == ["1", "2"] and manifest.latest()["digit"].path == "digit/2"
+    assert manifest.promoted == {"digit": "1"}  # the second run is a candidate: the first stays served
+    first, second = (entry.data for entry in manifest.versions("digit"))
+    assert first == second and first.startswith("sha256:")  # the same data, fingerprinted

@@ -3,7 +3,6 @@ and the built cats-vs-dogs artifact (models/image, not committed) served over HT
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from PIL import Image
 
 from app.config import Settings
 from app.families.image.preprocess import prepare_image
+from app.manifest import read_manifest
 from tests.support.paths import COMMITTED_MODELS, SHARED_DATA
 from tests.support.service import serve
 
@@ -99,8 +99,7 @@ def test_layer_check_catches_a_wrong_import() -> None:
     assert errors["block_3_depthwise"] > 5 and errors["block_3_project"] < 1.0
 
 
-MANIFEST = json.loads((COMMITTED_MODELS / "manifest.json").read_text())
-BUILT_IMAGE = [m for m in MANIFEST["models"] if m["name"] == "image"]  # the build registers it in models/
+BUILT_IMAGE = [m.model_dump() for m in read_manifest(COMMITTED_MODELS).versions("image")]  # built into models/
 
 
 @pytest.mark.skipif(not BUILT_IMAGE, reason="models/image not built (see README)")

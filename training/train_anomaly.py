@@ -319,7 +319,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     artifacts.save_run(
         args.out, out, name=NAME, version=version, task="anomaly-detection/timeseries", runtime="anomaly-onnx",
         files={"onnx": "model.onnx", "keras": "model.keras", "config": "config.json"}, metrics=metrics,
-        command=command, summary=f"{found}{metrics['alarm_regions']} alarm regions",
+        command=command, data=args.data, summary=f"{found}{metrics['alarm_regions']} alarm regions",
         history=history, extra_plots={"scores": scores},
     )  # fmt: skip
     return out

@@ -355,7 +355,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         summary += f", IMDb test accuracy {accuracy:.4f} (int8 {int8_accuracy:.4f})"
     artifacts.save_run(  # a --tiny artifact: version "random", metrics random_weights and test_artifact
         args.out, out, name=NAME, version=version, task="text-classification/sentiment", runtime="distilbert-onnx",
-        files=files, metrics=metrics, command=command, summary=summary,
+        files=files, metrics=metrics, command=command, data=args.data, summary=summary,
     )  # fmt: skip
     return out
 

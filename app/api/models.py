@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
 
 from app.api.deps import RegistryDep
 from app.api.openapi import error_responses
 from app.families import FAMILIES
+from app.manifest import read_manifest
 from app.registry import ModelRecord
 from app.schemas import ModelInfo
 
@@ -48,6 +50,39 @@ def describe(record: ModelRecord) -> ModelInfo:
 def list_models(registry: RegistryDep) -> list[ModelInfo]:
     """Every known model, served or not, with its state."""
     return [describe(record) for record in registry.records.values()]
+
+
+class VersionInfo(BaseModel):
+    version: str
+    status: str = Field(description="served (the promoted version, or the newest when none is) or candidate")
+    metrics: dict[str, Any] = {}
+    created: str = ""
+    data: str = Field("", description="fingerprint of the training data")
+    training_command: str = ""
+
+
+@router.get(
+    "/{name}/versions", response_model=list[VersionInfo], responses=error_responses("model_not_found", "not_found")
+)
+def list_versions(
+    name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], registry: RegistryDep
+) -> list[VersionInfo]:
+    """Every trained version of the model in the models folder, oldest first: which one is served (promoted) and
+    which are candidates (`deepserve promote NAME VERSION` serves one)."""
+    registry.record(name)  # 404 for an unknown model
+    manifest = read_manifest(registry.settings.models_dir)
+    served = manifest.served().get(name)
+    return [
+        VersionInfo(
+            version=entry.version,
+            status="served" if served and served.version == entry.version else "candidate",
+            metrics=entry.metrics,
+            created=entry.created,
+            data=entry.data,
+            training_command=public_command(entry.command),
+        )
+        for entry in manifest.versions(name)
+    ]
 
 
 @router.get("/{name}", response_model=ModelInfo, responses=error_responses("model_not_found", "not_found"))

@@ -14,3 +14,6 @@ class Family:
     endpoint: str
     install: str  # the command that trains (or fetches) its artifact: shown while it is not installed
     runtime: type[Runtime]  # serves the artifacts whose manifest entry names runtime.kind
+    trainer: str = ""  # the training module (`deepserve train <name>` runs it)
+    extra: str = "train"  # the pyproject extra its training needs
+    headline: str = "test_accuracy"  # the metric (higher is better) promotion compares: app/promotion.py

@@ -7,6 +7,8 @@ FAMILY = Family(
     name="anomaly",
     task="anomaly-detection/timeseries",
     endpoint="POST /predict/anomaly",
-    install="python -m training.train_anomaly  (or --data path/to/NAB)",
+    install="pip install -e '.[train]', then python -m training.train_anomaly  (or --data path/to/NAB)",
+    trainer="training.train_anomaly",
+    headline="windows_detected",
     runtime=AnomalyRuntime,
 )

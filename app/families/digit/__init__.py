@@ -7,6 +7,7 @@ FAMILY = Family(
     name="digit",
     task="image-classification/digit",
     endpoint="POST /predict/digit",
-    install="python -m training.train_digit  (or --data path/to/mnist.npz)",
+    install="pip install -e '.[train]', then python -m training.train_digit  (or --data path/to/mnist.npz)",
+    trainer="training.train_digit",
     runtime=DigitRuntime,
 )

@@ -7,6 +7,9 @@ FAMILY = Family(
     name="distilbert",
     task="text-classification/sentiment",
     endpoint='POST /predict/sentiment {"model": "distilbert"}',
-    install="python -m training.train_distilbert  (downloads distilbert-base-uncased-finetuned-sst-2-english)",
+    install="pip install -e '.[distilbert]', then python -m training.train_distilbert  "
+    "(downloads distilbert-base-uncased-finetuned-sst-2-english)",
+    trainer="training.train_distilbert",
+    extra="distilbert",
     runtime=DistilBertRuntime,
 )

@@ -9,6 +9,8 @@ FAMILY = Family(
     name="fashion",
     task="image-classification",
     endpoint="POST /predict/image?model=fashion",
-    install="python -m training.train_fashion  (or --data /usr/share/datasets/fashion-mnist)",
+    install="pip install -e '.[train]', then python -m training.train_fashion  "
+    "(or --data /usr/share/datasets/fashion-mnist)",
+    trainer="training.train_fashion",
     runtime=FashionRuntime,
 )

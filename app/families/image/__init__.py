@@ -7,6 +7,8 @@ FAMILY = Family(
     name="image",
     task="image-classification",
     endpoint="POST /predict/image",
-    install="python -m training.train_transfer --data path/to/image-folder",
+    install="pip install -e '.[train]', then python -m training.train_transfer --data path/to/image-folder",
+    trainer="training.train_transfer",
+    headline="validation_accuracy",
     runtime=ImageRuntime,
 )

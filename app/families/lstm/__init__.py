@@ -7,6 +7,7 @@ FAMILY = Family(
     name="lstm",
     task="text-classification/sentiment",
     endpoint='POST /predict/sentiment {"model": "lstm"}',
-    install="python -m training.train_lstm_sentiment  (or --data path/to/imdb)",
+    install="pip install -e '.[train]', then python -m training.train_lstm_sentiment  (or --data path/to/imdb)",
+    trainer="training.train_lstm_sentiment",
     runtime=LstmSentimentRuntime,
 )

@@ -1,0 +1,168 @@
+"""The `deepserve` command line: serve, train, list, promote and call models.
+
+    deepserve serve [--port 8000]                     the service, on the promoted models in ./models
+    deepserve train digit [--data mnist.npz ...]      a training run (writes a candidate; see `models`)
+    deepserve models                                  every artifact: served, candidate, headline metric
+    deepserve promote digit 2 [--force] [--url URL]   serve version 2 (refused if worse), reload a running service
+    deepserve predict digit examples/digit.png        call a running service (text for sentiment, a file else)
+
+Built on click (already installed with uvicorn). Training runs in its own process (`python -m training...`), so
+the service's package never imports training code, and a missing extra is one line saying which to install.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import mimetypes
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import click
+
+from app.families import FAMILIES
+from app.manifest import read_manifest
+from app.promotion import PromotionRefused, headline, metric, promote
+
+EXTRA_MODULES = {"train": ["tensorflow", "tf2onnx", "matplotlib"], "distilbert": ["torch", "transformers"]}
+MODELS = click.option(
+    "--models", type=click.Path(path_type=Path), default=Path(os.environ.get("DEEPSERVE_MODELS_DIR", "models")),
+    show_default=True, help="The models folder (DEEPSERVE_MODELS_DIR).",
+)  # fmt: skip
+URL = click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The running service.")
+API_KEY = click.option("--api-key", envvar="DEEPSERVE_API_KEY", help="API key, when the service has keys on.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """DeepServe: trained deep-learning models served over REST."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@MODELS
+def serve(host: str, port: int, models: Path) -> None:
+    """Start the service (uvicorn) on the promoted models of --models."""
+    os.environ["DEEPSERVE_MODELS_DIR"] = str(models)
+    command = ["uvicorn", "--factory", "app.main:create_app", "--host", host, "--port", str(port), "--no-access-log"]
+    os.execvp(sys.executable, [sys.executable, "-m", *command])
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("family", type=click.Choice(sorted(n for n, f in FAMILIES.items() if f.trainer)))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def train(family: str, args: tuple[str, ...]) -> None:
+    """Train FAMILY; ARGS go to its script (`deepserve train digit --help` lists them). The run is a candidate
+    unless it is the model's first: `deepserve promote` serves it."""
+    spec = FAMILIES[family]
+    missing = [m for m in EXTRA_MODULES.get(spec.extra, []) if importlib.util.find_spec(m) is None]
+    if missing:
+        raise click.ClickException(
+            f"training {family} needs the [{spec.extra}] extra ({', '.join(missing)} missing): "
+            f"pip install -e '.[{spec.extra}]'"
+        )
+    sys.exit(subprocess.call([sys.executable, "-m", spec.trainer, *args]))
+
+
+@main.command()
+@MODELS
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per artifact instead of a table.")
+def models(models: Path, as_json: bool) -> None:
+    """Every artifact in --models: which version is served (promoted), which are candidates, and the headline
+    metric promotion compares."""
+    manifest = read_manifest(models)
+    for problem in manifest.problems:
+        click.echo(f"unreadable: {problem}", err=True)
+    served = {name: entry.version for name, entry in manifest.served().items()}
+    rows: list[dict[str, Any]] = []
+    for name in sorted({m.name for m in manifest.models}):
+        for entry in manifest.versions(name):
+            status = "served" if served.get(name) == entry.version else "candidate"
+            value = metric(entry, headline(name))
+            rows.append({
+                "name": name, "version": entry.version, "status": status, "metric": headline(name),
+                "value": value, "created": entry.created, "data": entry.data[:19],
+            })  # fmt: skip
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    if not rows:
+        click.echo(f"no models in {models} (train one: deepserve train digit)")
+        return
+    click.echo(f"{'name':<12} {'version':<8} {'status':<10} {'headline metric':<28} {'created':<21} data")
+    for r in rows:
+        score = f"{r['metric']} {'-' if r['value'] is None else format(r['value'], '.4f')}"
+        click.echo(f"{r['name']:<12} {r['version']:<8} {r['status']:<10} {score:<28} {r['created']:<21} {r['data']}")
+
+
+@main.command(name="promote")
+@click.argument("name")
+@click.argument("version")
+@click.option("--force", is_flag=True, help="Promote even when its headline metric is worse.")
+@MODELS
+@click.option("--url", default=None, help="Also reload the model in the service running there.")
+@API_KEY
+def promote_command(name: str, version: str, force: bool, models: Path, url: str | None, api_key: str | None) -> None:
+    """Serve VERSION of NAME: refused when its headline metric is worse than the promoted version's."""
+    try:
+        done = promote(models, name, version, force)
+    except (KeyError, PromotionRefused) as exc:
+        raise click.ClickException(str(exc.args[0])) from exc
+    change = f"{done.headline} {done.before} -> {done.after}" if done.previous else "first promotion"
+    click.echo(f"promoted {name} v{version} (was v{done.previous}; {change})")
+    if url:
+        body = call(f"{url}/admin/models/{name}/reload", b"", "application/json", api_key)
+        click.echo(f"reloaded in the service at {url}: serving v{body['version']}")
+    else:
+        click.echo("a running service picks it up on restart, or: deepserve promote ... --url URL")
+
+
+@main.command()
+@click.argument("name")
+@click.argument("input")
+@URL
+@API_KEY
+def predict(name: str, input: str, url: str, api_key: str | None) -> None:
+    """Ask the running service: INPUT is text for a sentiment model, an image file for an image model, and a file
+    of numbers (one per line, or a JSON list) for the anomaly model."""
+    family = FAMILIES.get(name)
+    task = family.task if family else ""
+    if not task.startswith("text-classification") and not Path(input).is_file():
+        raise click.ClickException(f"no such file: {input}")
+    if task.startswith("text-classification"):
+        body = call(f"{url}/predict/sentiment", json.dumps({"text": input, "model": name}).encode(), None, api_key)
+    elif task.startswith("anomaly"):
+        text = Path(input).read_text()
+        values = json.loads(text) if text.lstrip().startswith("[") else [float(v) for v in text.split()]
+        body = call(f"{url}/predict/anomaly", json.dumps({"values": values}).encode(), None, api_key)
+    else:
+        media = mimetypes.guess_type(input)[0] or "application/octet-stream"
+        route = "/predict/digit" if name == "digit" else f"/predict/image?model={name}"
+        body = call(url + route, Path(input).read_bytes(), media, api_key)
+    click.echo(json.dumps(body, indent=2))
+
+
+def call(url: str, data: bytes, content_type: str | None, api_key: str | None) -> dict:
+    """POST and return the JSON answer; an error answer becomes one line with its type and message."""
+    headers = {"content-type": content_type or "application/json"}
+    if api_key:
+        headers["x-api-key"] = api_key
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, data, headers, method="POST"), timeout=60) as r:
+            return json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        error = json.loads(exc.read() or b"{}").get("error", {})
+        raise click.ClickException(f"{exc.code} {error.get('type')}: {error.get('message')}") from exc
+    except urllib.error.URLError as exc:
+        raise click.ClickException(f"no service at {url}: {exc.reason} (start one: deepserve serve)") from exc
+
+
+if __name__ == "__main__":
+    main()

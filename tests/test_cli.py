@@ -1,0 +1,100 @@
+"""The `deepserve` command line: models, promote (with its gate), train (candidates, missing extras) and predict
+against a real running service."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app import cli
+from app.config import Settings
+from app.manifest import read_manifest, save_entry
+from tests.support.digit_images import render
+from tests.support.service import uvicorn_client
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli.main, list(args), catch_exceptions=False)
+
+
+@pytest.fixture
+def models(tmp_path: Path, trained_models_dir: Path) -> Path:
+    """The session's digit artifact (v1, promoted by its training run) and a copy of it as v2 scoring 0.5."""
+    out = tmp_path / "models"
+    shutil.copytree(trained_models_dir, out)
+    first = read_manifest(out).served()["digit"]
+    shutil.copytree(out / first.path, out / "digit" / "2")
+    metrics = {**first.metrics, "test_accuracy": 0.5}
+    save_entry(out, first.model_copy(update={"version": "2", "path": "digit/2", "metrics": metrics}))
+    return out
+
+
+def test_models_lists_served_and_candidates(models: Path) -> None:
+    result = run("models", "--models", str(models), "--json")
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [(r["version"], r["status"]) for r in rows] == [("1", "served"), ("2", "candidate")]
+    assert rows[1]["metric"] == "test_accuracy" and rows[1]["value"] == 0.5
+    table = run("models", "--models", str(models)).output
+    assert "digit" in table and "candidate" in table and "test_accuracy 0.5000" in table
+
+
+def test_promote_refuses_a_worse_candidate_unless_forced(models: Path) -> None:
+    refused = CliRunner().invoke(cli.main, ["promote", "digit", "2", "--models", str(models)])
+    assert refused.exit_code == 1 and "--force" in refused.output and "0.5" in refused.output
+    assert read_manifest(models).served()["digit"].version == "1"
+    forced = run("promote", "digit", "2", "--models", str(models), "--force")
+    assert "promoted digit v2 (was v1" in forced.output
+    assert read_manifest(models).served()["digit"].version == "2"
+    unknown = CliRunner().invoke(cli.main, ["promote", "digit", "7", "--models", str(models)])
+    assert unknown.exit_code == 1 and "no artifact digit v7" in unknown.output
+
+
+def test_train_names_the_missing_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = cli.importlib.util.find_spec
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None if name == "torch" else real(name))
+    result = CliRunner().invoke(cli.main, ["train", "distilbert", "--tiny"])
+    assert result.exit_code == 1
+    assert "needs the [distilbert] extra (torch missing): pip install -e '.[distilbert]'" in result.output
+
+
+@pytest.mark.slow
+def test_train_writes_a_candidate_and_promote_reloads_a_running_service(
+    tmp_path: Path, models: Path, small_mnist_npz: Path
+) -> None:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "app.cli", "train", "digit", "--data", str(small_mnist_npz)]
+    command += ["--out", str(models), "--epochs", "1", "--limit", "300", "--version", "3"]
+    trained = subprocess.run(command, capture_output=True, text=True)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert "a candidate: v1 stays served" in trained.stdout
+    assert read_manifest(models).served()["digit"].version == "1"
+    with uvicorn_client(Settings(models_dir=models)) as client:
+        url = str(client.base_url)
+        digit = tmp_path / "seven.png"
+        digit.write_bytes(render(7, "mnist_28"))
+        answer = json.loads(run("predict", "digit", str(digit), "--url", url).output)
+        direct = client.post("/predict/digit", content=digit.read_bytes(), headers={"content-type": "image/png"})
+        assert answer == direct.json() and answer["model"] == {"name": "digit", "version": "1"}
+        promoted = run("promote", "digit", "3", "--models", str(models), "--url", url, "--force")
+        assert "serving v3" in promoted.output
+        assert client.get("/models/digit").json()["version"] == "3"
+        missing = CliRunner().invoke(cli.main, ["predict", "lstm", "Not bad at all.", "--url", url])
+        assert missing.exit_code == 1 and "503 model_not_installed" in missing.output
+        no_file = CliRunner().invoke(cli.main, ["predict", "digit", str(tmp_path / "none.png"), "--url", url])
+        assert no_file.exit_code == 1 and "no such file" in no_file.output
+
+
+def test_versions_route_lists_served_and_candidates(models: Path) -> None:
+    from tests.support.service import serve
+
+    with serve("asgi", Settings(models_dir=models)) as client:
+        versions = client.get("/models/digit/versions").json()
+        assert [(v["version"], v["status"]) for v in versions] == [("1", "served"), ("2", "candidate")]
+        assert versions[1]["metrics"]["test_accuracy"] == 0.5 and versions[0]["data"].startswith("sha256:")
+        assert client.get("/models/nope/versions").json()["error"]["type"] == "model_not_found"
