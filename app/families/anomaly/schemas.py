@@ -27,6 +27,7 @@ Timestamp = Annotated[datetime, BeforeValidator(_text)]
 Sensitivity = Annotated[
     float,
     Field(
+        strict=True,  # a JSON number: not true/false or "0.5", as the schema says
         ge=0.0,
         le=1.0,
         description="0.5 by default; each 0.25 up halves the score an alarm needs (more alarms), each 0.25 down "
