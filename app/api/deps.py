@@ -48,6 +48,7 @@ VersionHeader = Annotated[
     str | None,
     Header(
         alias="X-Model-Version",
+        min_length=1,  # an empty header is a malformed pin (422), not "the promoted one"
         description="Answer with this version of the model instead of the promoted one (GET /models/{name}/versions "
         "lists them); loaded on first use. 404 for a version that does not exist.",
     ),
