@@ -9,7 +9,17 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.api import admin, health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
+from app.api import (
+    admin,
+    explain,
+    health,
+    metrics,
+    models,
+    predict,
+    predict_anomaly,
+    predict_image,
+    predict_sentiment,
+)
 from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
 from app.auth import AuthMiddleware, load_keys
@@ -52,12 +62,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = ConcurrencyLimiter(
         settings.max_concurrent_requests, settings.max_inflight_mb * 2**20, on_release=MemoryTrimmer().released
     )
+    app.state.explain_limiter = ConcurrencyLimiter(settings.max_concurrent_explanations)
     app.state.metrics = inference.metrics
     app.state.inference = inference
     install_error_handlers(app)
     install_openapi(app)
     routers = [
-        m.router for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics, admin)
+        m.router
+        for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, explain, metrics, admin)
     ]
     for router in routers:
         app.include_router(router)
