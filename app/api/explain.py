@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import ExplainLimiterDep, InferenceDep, LimiterDep, RegistryDep, SettingsDep
+from app.api.deps import ExplainLimiterDep, InferenceDep, LimiterDep, RegistryDep, SettingsDep, require_json
 from app.api.openapi import error_responses
 from app.api.predict import IMAGE_BODY, IMAGE_ERRORS
 from app.api.predict_image import DEFAULT_MODEL, TASK, ModelParam
+from app.api.predict_sentiment import ERRORS as SENTIMENT_ERRORS
+from app.api.predict_sentiment import TASK as SENTIMENT_TASK
 from app.families.digit.runtime import DigitRuntime
 from app.families.explain_images import (
     DigitExplainer,
@@ -24,7 +26,9 @@ from app.families.explain_images import (
     GradCamExplainer,
     explainer_for,
 )
+from app.families.explain_text import MAX_WORDS, OcclusionExplainer, TextExplanation
 from app.families.images import ImageClassifier, ImageRuntime
+from app.families.sentiment import SentimentRequest, SentimentRuntime, validate_texts
 from app.image_upload import read_image_upload
 
 router = APIRouter(prefix="/explain", tags=["explain"])
@@ -81,3 +85,28 @@ async def explain_image(
     runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model, ImageClassifier)
     args = (settings, limiter, explain_limiter, inference)
     return await _explain(request, runtime, GradCamExplainer, target, *args)
+
+
+class ExplainTextRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description=f"One text (at most {MAX_WORDS} words).", examples=["Not bad at all."])
+    model: str | None = Field(None, description="A sentiment model (lstm, distilbert, ...); default as for predict.")
+
+
+@router.post(
+    "/sentiment", response_model=TextExplanation, responses=SENTIMENT_ERRORS, dependencies=[Depends(require_json)]
+)
+async def explain_sentiment(
+    body: ExplainTextRequest,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    explain_limiter: ExplainLimiterDep,
+    inference: InferenceDep,
+) -> BaseModel:
+    """Classify a text and attribute the score to each word you wrote (leave-one-word-out through the model)."""
+    [text] = validate_texts(SentimentRequest(text=body.text), settings)
+    runtime = registry.for_task(SENTIMENT_TASK, body.model, SentimentRuntime)
+    with explain_limiter.slot():
+        return await inference.serve(OcclusionExplainer(runtime), text, limiter)

@@ -92,6 +92,7 @@ def _rows(values: np.ndarray) -> list[list[float]]:
 class GradCamExplainer(Runtime[ExplainRequest, Prepared, Explained]):
     kind = "gradcam"
     decode_blocks = True
+    batchable = False
 
     def __init__(self, base: ImageRuntime) -> None:
         super().__init__(base.entry, base.artifact_dir, base.settings)
