@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from app.api import (
     admin,
@@ -15,6 +16,7 @@ from app.api import (
     health,
     metrics,
     models,
+    playground,
     predict,
     predict_anomaly,
     predict_image,
@@ -69,10 +71,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_openapi(app)
     routers = [
         m.router
-        for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, explain, metrics, admin)
+        for m in (
+            health,
+            models,
+            predict,
+            predict_anomaly,
+            predict_image,
+            predict_sentiment,
+            explain,
+            metrics,
+            admin,
+            playground,
+        )
     ]
     for router in routers:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=playground.STATIC), name="static")  # the playground's script and style
     # Outermost last: request log -> CORS -> API key -> rate limit -> body size -> routes. Each refusal comes
     # before the body is read; CORS answers preflights before the key check and adds its headers to every answer.
     app.add_middleware(
