@@ -191,7 +191,7 @@ function highlighted(text, words) {
 async function explainReview() {
   const text = $("review-text").value;
   const choice = $("review-model").value;
-  const models = choice === "both" ? ["lstm", "distilbert"] : [choice];
+  const models = choice === "both" ? sentimentModels : [choice];
   $("review-error").textContent = "";
   $("review-curl").textContent = models.map((m) => `curl -s -H 'content-type: application/json' -d '${
     JSON.stringify({ text, model: m }).replace(/'/g, "'\\''")}' ${HOST}/explain/sentiment`).join("\n");
@@ -289,3 +289,31 @@ $("series-file").addEventListener("change", async (e) => {
   if (e.target.files[0]) { $("series-text").value = await e.target.files[0].text(); scoreSeries(); }
 });
 $("series-go").addEventListener("click", scoreSeries);
+
+// ---- Model lists from the service: every sentiment and image model it knows (a new family appears by itself) ----
+let sentimentModels = ["lstm", "distilbert"];
+function fill(select, names, extra, preferred) {
+  const chosen = select.dataset.touched ? select.value : preferred;
+  select.replaceChildren(...names.concat(extra || []).map((name) => {
+    const option = document.createElement("option");
+    option.value = name;
+    option.textContent = name === "both" ? `all (${names.join(" + ")})` : name;
+    return option;
+  }));
+  if (names.concat(extra || []).includes(chosen)) select.value = chosen;
+}
+for (const id of ["review-model", "photo-model"]) {
+  $(id).addEventListener("change", (e) => { e.target.dataset.touched = "1"; });
+}
+const firstReady = (models, names) => names.find((n) => models.some((m) => m.name === n && m.state === "ready"));
+call("/models").then((models) => {
+  const of = (task) => models.filter((m) => m.task === task).map((m) => m.name);
+  const sentiment = of("text-classification/sentiment"), images = of("image-classification");
+  if (sentiment.length) {
+    sentimentModels = sentiment;
+    fill($("review-model"), sentiment, ["both"], firstReady(models, sentiment));
+  }
+  if (images.length) {
+    fill($("photo-model"), images, [], firstReady(models, images));
+  }
+}).catch(() => {});  // the built-in choices stay
