@@ -46,7 +46,7 @@ class Inference:
         """The loaded model's batcher (made on first use), or None where settings leave batching off. A model loaded
         again is another runtime with its own batcher; all of them stop at shutdown."""
         name = runtime.entry.name
-        if name not in self.settings.batch_models or self.settings.max_batch_size <= 1:
+        if name not in self.settings.batch_models or self.settings.max_batch_size <= 1 or not runtime.batchable:
             return None
         batcher = self.batchers.get(runtime)
         if batcher is None or batcher.loop not in (None, asyncio.get_running_loop()):  # or an app started again

@@ -8,13 +8,16 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from app.api import (
     admin,
     anomaly_streams,
+    explain,
     health,
     metrics,
     models,
+    playground,
     predict,
     predict_anomaly,
     predict_image,
@@ -66,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = ConcurrencyLimiter(
         settings.max_concurrent_requests, settings.max_inflight_mb * 2**20, on_release=MemoryTrimmer().released
     )
+    app.state.explain_limiter = ConcurrencyLimiter(settings.max_concurrent_explanations)
     app.state.metrics = inference.metrics
     app.state.inference = inference
     app.state.streams = streams
@@ -81,12 +85,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             anomaly_streams,
             predict_image,
             predict_sentiment,
+            explain,
             metrics,
             admin,
+            playground,
         )
     ]
     for router in routers:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=playground.STATIC), name="static")  # the playground's script and style
     # Outermost last: request log -> CORS -> API key -> rate limit -> body size -> routes. Each refusal comes
     # before the body is read; CORS answers preflights before the key check and adds its headers to every answer.
     app.add_middleware(

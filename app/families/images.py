@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
+from app.families.placement import Placement
 from app.families.runtime import Runtime, onnx_session
 from app.image_decode import decode_and_prepare
 from app.schemas import ModelRef
@@ -59,6 +60,14 @@ class ImageRuntime(Runtime[ImageUpload, np.ndarray, Out]):
     def decode(self, request: ImageUpload) -> list[np.ndarray]:
         return [decode_and_prepare(request.data, request.max_pixels, self.prepare)]
 
+    def prepare_placed(self, image: Image.Image) -> tuple[np.ndarray, Placement]:
+        """`prepare(image)` and where the input came from in the image (explanations draw on the image)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot place its input on the image")
+
+    @abstractmethod
+    def class_names(self) -> list[str]:
+        """The names of the model's outputs, in order (what an explanation's `target` names)."""
+
 
 class LabelScore(BaseModel):
     label: str
@@ -100,6 +109,9 @@ class ImageClassifier(ImageRuntime[ClassScores]):
         outputs = self.session.get_outputs()[0].shape[-1]
         if isinstance(outputs, int) and outputs != len(self.labels):
             raise ValueError(f"labels.json has {len(self.labels)} labels, the model has {outputs} outputs")
+
+    def class_names(self) -> list[str]:
+        return self.labels
 
     @abstractmethod
     def check_input(self, shape: list[Any]) -> None:
