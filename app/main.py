@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.api import admin, health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
+from app.api import admin, health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment, v2
 from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
 from app.auth import AuthMiddleware, load_keys
@@ -57,7 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_openapi(app)
     routers = [
-        m.router for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics, admin)
+        m.router
+        for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics, admin, v2)
     ]
     for router in routers:
         app.include_router(router)
