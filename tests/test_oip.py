@@ -21,7 +21,7 @@ from app.config import Settings
 from app.families.digit.preprocess import preprocess_digit
 from tests.support.digit_images import KINDS, render
 from tests.support.paths import COMMITTED_MODELS, ROOT
-from tests.support.service import asgi_client, uvicorn_client
+from tests.support.service import SERVER_MODES, asgi_client, ray_client, uvicorn_client
 
 EXAMPLES = ROOT / "examples"
 DIGITS = [render(digit, kind, seed=digit) for digit, kind in zip(range(10), KINDS, strict=False)]
@@ -33,9 +33,15 @@ REVIEWS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with uvicorn_client(Settings(models_dir=COMMITTED_MODELS)) as client:
+@pytest.fixture(scope="module", params=SERVER_MODES)
+def http(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    """A real server on the committed models: uvicorn, and (DEEPSERVE_TEST_RAY=1) Ray Serve's proxy."""
+    settings = Settings(models_dir=COMMITTED_MODELS)
+    if request.param == "ray":
+        with ray_client(request.getfixturevalue("ray_cluster"), settings) as client:
+            yield client
+        return
+    with uvicorn_client(settings) as client:
         yield client
 
 
