@@ -57,7 +57,7 @@ class Failover:
     sent: int = 0
     failed: list[str] = field(default_factory=list)  # status or exception of each failed request
     in_flight_at_kill: int = 0
-    recovered_after_s: float | None = None  # kill -> a new replica answered
+    recovered_after_s: float | None = None  # kill -> a new replica answered (during the stream, or after it)
     replacement: str = ""
     after_recovery_failed: int = 0  # failures among requests started after the replacement answered
 
@@ -105,11 +105,28 @@ def failover(url: str, replicas: set[str], seconds: float = 20, concurrency: int
     result.sent = len(events)
     result.failed = [what for _, _, ok, what in events if not ok]
     new = sorted((end, what) for _, end, ok, what in events if ok and end > killed_at[0] and what not in replicas)
-    if new:
-        result.recovered_after_s = round(new[0][0] - killed_at[0], 1)
-        result.replacement = new[0][1]
-        result.after_recovery_failed = sum(1 for start, _, ok, _ in events if start > new[0][0] and not ok)
+    if not new:  # not back within the stream: keep asking until it is
+        new = [replacement(url, replicas, timeout=120)]
+    result.recovered_after_s = round(new[0][0] - killed_at[0], 1)
+    result.replacement = new[0][1]
+    result.after_recovery_failed = sum(1 for start, _, ok, _ in events if start > new[0][0] and not ok)
     return result
+
+
+def replacement(url: str, replicas: set[str], timeout: float) -> tuple[float, str]:
+    """When (monotonic) a replica not in `replicas` first answered /health/ready with 200, and its name."""
+    deadline = time.monotonic() + timeout
+    with httpx.Client(base_url=url, timeout=10) as client:
+        while time.monotonic() < deadline:
+            try:
+                response = client.get("/health/ready")
+                name = response.headers.get(REPLICA_HEADER, "")
+                if response.status_code == 200 and name and name not in replicas:
+                    return time.monotonic(), name
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+    raise TimeoutError(f"no new replica answered within {timeout:.0f} s")
 
 
 def run_all(cluster: LocalCluster, models: Path, requests: int, concurrency: int) -> dict:

@@ -31,5 +31,5 @@ def test_two_replicas_share_the_load_survive_a_killed_replica_and_are_measured_a
     assert len({name.split("/")[0] for name in shares}) == 2  # node ids differ
     assert one > 0 and two > 0
     assert len(failover.failed) <= failover.in_flight_at_kill  # nothing lost beyond the requests then in flight
-    assert failover.recovered_after_s is not None and failover.recovered_after_s < 60, failover.report()
+    assert failover.recovered_after_s is not None and failover.recovered_after_s < 120, failover.report()
     assert failover.replacement != failover.killed and failover.after_recovery_failed == 0
