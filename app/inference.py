@@ -62,6 +62,12 @@ class Inference:
             self.batchers[runtime] = batcher
         return batcher
 
+    def evict(self, runtime: Runtime) -> None:
+        """A runtime the registry dropped, from any thread: its batcher (if any) answers what it holds and stops."""
+        batcher = self.batchers.pop(runtime, None)
+        if batcher is not None and batcher.loop is not None and not batcher.loop.is_closed():
+            asyncio.run_coroutine_threadsafe(batcher.drain(), batcher.loop)
+
     async def retire(self, runtime: Runtime) -> None:
         """A replaced model's batcher answers what it holds, then stops; the runtime is then freed with its last
         request (the registry no longer refers to it)."""

@@ -9,13 +9,25 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.api import admin, health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment, v2
+from app.api import (
+    admin,
+    anomaly_streams,
+    health,
+    metrics,
+    models,
+    predict,
+    predict_anomaly,
+    predict_image,
+    predict_sentiment,
+    v2,
+)
 from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
 from app.auth import AuthMiddleware, load_keys
 from app.body_limit import BodyLimitMiddleware
 from app.config import Settings
 from app.cors import CorsMiddleware
+from app.families.anomaly.streams import StreamStore
 from app.inference import Inference
 from app.limiter import ConcurrencyLimiter
 from app.memory import MemoryTrimmer
@@ -31,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_keys = load_keys(settings)  # a bad keys file stops the service here, before it serves anything
     registry = ModelRegistry(settings)
     inference = Inference(settings, Metrics())
+    registry.on_evict = inference.evict
+    streams = StreamStore(settings.data_dir / "anomaly_streams.sqlite3", settings.max_streams)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -38,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threading.Thread(target=registry.load_all, name="model-loader", daemon=True).start()
         yield
         await inference.close()  # stop the micro-batching tasks before the loop closes
+        streams.close()
 
     docs: dict[str, Any] = {} if settings.docs_enabled else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(
@@ -54,11 +69,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.metrics = inference.metrics
     app.state.inference = inference
+    app.state.streams = streams
     install_error_handlers(app)
     install_openapi(app)
     routers = [
         m.router
-        for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics, admin, v2)
+        for m in (
+            health,
+            models,
+            predict,
+            predict_anomaly,
+            anomaly_streams,
+            predict_image,
+            predict_sentiment,
+            metrics,
+            admin,
+            v2,
+        )
     ]
     for router in routers:
         app.include_router(router)

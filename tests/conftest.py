@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,8 @@ from tests.support.digit_images import sklearn_digits_28
 from tests.support.service import MODES, ray_client, serve
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Services the tests start keep their state (anomaly streams) in a scratch folder, never in the checkout.
+os.environ.setdefault("DEEPSERVE_DATA_DIR", tempfile.mkdtemp(prefix="deepserve-test-data-"))
 
 
 @pytest.fixture(scope="session")

@@ -155,7 +155,7 @@ def test_sentiment_texts_match_predict_sentiment(client, http) -> None:
 
 def test_anomaly_series_matches_predict_anomaly(client, http) -> None:
     values = np.array(json.loads((EXAMPLES / "series.json").read_text())["values"], dtype=np.float32)
-    task = http.post("/predict/anomaly", json={"values": values.astype(float).tolist()}).json()
+    task = http.post("/predict/anomaly", json={"values": values.astype(float).tolist(), "method": "autoencoder"}).json()
     tensor = triton.InferInput("values", [1, len(values)], "FP32").set_data_from_numpy(values[np.newaxis])
     result = client.infer("anomaly", [tensor])
     np.testing.assert_allclose(result.as_numpy("scores")[0], task["scores"], rtol=1e-12)
@@ -186,7 +186,7 @@ SAME_INPUT = [
     ("lstm", infer_body("text", "BYTES", ["   "]), ("/predict/sentiment", {"json": {"texts": ["   "], "model": "lstm"}}), 422),  # noqa: E501
     ("lstm", infer_body("text", "BYTES", ["x" * 20_001]), ("/predict/sentiment", {"json": {"text": "x" * 20_001, "model": "lstm"}}), 422),  # noqa: E501
     ("lstm", infer_body("text", "BYTES", ["ok"] * 33), ("/predict/sentiment", {"json": {"texts": ["ok"] * 33, "model": "lstm"}}), 422),  # noqa: E501
-    ("anomaly", infer_body("values", "FP32", SHORT_SERIES), ("/predict/anomaly", {"json": {"values": SHORT_SERIES}}), 422),  # noqa: E501
+    ("anomaly", infer_body("values", "FP32", SHORT_SERIES), ("/predict/anomaly", {"json": {"values": SHORT_SERIES, "method": "autoencoder"}}), 422),  # noqa: E501
     ("image", infer_body("image", "BYTES", ["aGk="], **B64), ("/predict/image", {"content": b"hi", "headers": {"content-type": "image/png"}}), 503),  # noqa: E501
 ]
 

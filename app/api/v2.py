@@ -106,20 +106,22 @@ def ready(registry: RegistryDep) -> JSONResponse:
     return JSONResponse(ServerReady(ready=registry.ready).model_dump(), status_code=200 if registry.ready else 503)
 
 
-def served(registry: ModelRegistry, name: str, version: str | None) -> Runtime:
-    return registry.runtime(name, Runtime, version)
+async def served(registry: ModelRegistry, name: str, version: str | None) -> Runtime:
+    """The model's served runtime, or its `version` (loaded on first use, like the task endpoints' X-Model-Version;
+    404 for a version not in the models folder)."""
+    return await registry.pin(registry.runtime(name, Runtime), version)
 
 
 @router.get("/models/{name}", response_model=ModelMetadata, **METADATA)
-def model_metadata(name: str, registry: RegistryDep) -> ModelMetadata:
+async def model_metadata(name: str, registry: RegistryDep) -> ModelMetadata:
     """The served version's metadata: input and output tensors (names, datatypes, shapes; -1 is any size)."""
-    return metadata(served(registry, name, None))
+    return metadata(await served(registry, name, None))
 
 
 @router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, **METADATA)
-def version_metadata(name: str, version: str, registry: RegistryDep) -> ModelMetadata:
-    """One version's metadata (404 for a version that is not the one served)."""
-    return metadata(served(registry, name, version))
+async def version_metadata(name: str, version: str, registry: RegistryDep) -> ModelMetadata:
+    """One version's metadata (loaded on first use; 404 for a version not in the models folder)."""
+    return metadata(await served(registry, name, version))
 
 
 def metadata(runtime: Runtime) -> ModelMetadata:
@@ -137,13 +139,16 @@ def metadata(runtime: Runtime) -> ModelMetadata:
 @router.get("/models/{name}/ready", response_model=ModelReady, responses=MODEL_ERRORS)
 def model_ready(name: str, registry: RegistryDep) -> ModelReady:
     """200 when the model is loaded and warm; else the error its task endpoint answers (404, 503)."""
-    return ModelReady(name=served(registry, name, None).entry.name, ready=True)
+    return ModelReady(name=registry.runtime(name, Runtime).entry.name, ready=True)
 
 
 @router.get("/models/{name}/versions/{version}/ready", response_model=ModelReady, responses=MODEL_ERRORS)
 def version_ready(name: str, version: str, registry: RegistryDep) -> ModelReady:
-    """200 when this version is loaded, warm and served."""
-    return ModelReady(name=served(registry, name, version).entry.name, ready=True)
+    """200 when this version is loaded and warm (served, or pinned by an earlier request); 404 otherwise (a version
+    other than the served one loads on its first inference or metadata request)."""
+    if (name, version) in registry.pinned:
+        return ModelReady(name=name, ready=True)
+    return ModelReady(name=registry.runtime(name, Runtime, version).entry.name, ready=True)
 
 
 @router.post("/models/{name}/infer", response_model=InferenceResponse, responses=INFER_ERRORS, openapi_extra=INFER_BODY)
@@ -156,7 +161,7 @@ async def infer(
     inference: InferenceDep,
 ) -> Response:
     """Run the served version on the request's tensors (JSON, or the binary-data extension)."""
-    return await run(served(registry, name, None), request, Serving(inference, limiter, settings))
+    return await run(await served(registry, name, None), request, Serving(inference, limiter, settings))
 
 
 @router.post(
@@ -174,8 +179,8 @@ async def infer_version(
     limiter: LimiterDep,
     inference: InferenceDep,
 ) -> Response:
-    """Run this version (404 when another one is served)."""
-    return await run(served(registry, name, version), request, Serving(inference, limiter, settings))
+    """Run this version (loaded on first use; 404 for a version not in the models folder)."""
+    return await run(await served(registry, name, version), request, Serving(inference, limiter, settings))
 
 
 async def run(runtime: Runtime, request: Request, serving: Serving) -> Response:

@@ -182,7 +182,8 @@ class AnomalyAdapter(Adapter):
         if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[0] != 1):
             raise InvalidInput(f"Input 'values' must have shape [n] or [1, n] (one series), not {list(tensor.shape)}.")
         try:
-            request = AnomalyRequest(values=tensor.data.reshape(-1).astype(np.float64).tolist())
+            values = tensor.data.reshape(-1).astype(np.float64).tolist()
+            request = AnomalyRequest(values=values, method="autoencoder")  # what this runtime is
         except ValidationError as exc:
             raise InvalidInput(f"Input 'values' is not a series the model can score: {summary(exc)}") from exc
         [out] = await serving.inference.outputs(runtime, request, serving.limiter)

@@ -71,6 +71,9 @@ class PortalClient:
     def post(self, url: str, **kwargs) -> httpx.Response:
         return self.request("POST", url, **kwargs)
 
+    def delete(self, url: str, **kwargs) -> httpx.Response:
+        return self.request("DELETE", url, **kwargs)
+
 
 @contextmanager
 def asgi_client(settings: Settings) -> Iterator[PortalClient]:
