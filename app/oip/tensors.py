@@ -127,9 +127,11 @@ def _from_json(spec: RequestInput, elements: int) -> Tensor:
     if spec.datatype == "BYTES":
         base64_data = (spec.parameters or {}).get("content_type") == "base64"
         return Tensor(spec.name, "BYTES", tuple(spec.shape), [_bytes(item, base64_data, spec.name) for item in flat])
-    wanted = bool if spec.datatype == "BOOL" else (int, float)
-    if not all(isinstance(v, wanted) and (spec.datatype == "BOOL" or not isinstance(v, bool)) for v in flat):
-        raise InvalidInput(f"Input '{echo(spec.name)}': every element of a {spec.datatype} tensor must be a number.")
+    kind = DTYPES[spec.datatype].kind  # b, i, u or f
+    wanted = {"b": (bool,), "i": (int,), "u": (int,)}.get(kind, (int, float))
+    if not all(isinstance(v, wanted) and (kind == "b" or not isinstance(v, bool)) for v in flat):
+        what = {"b": "true or false", "f": "a number"}.get(kind, "an integer")
+        raise InvalidInput(f"Input '{echo(spec.name)}': every element of a {spec.datatype} tensor must be {what}.")
     try:
         array = np.array(flat, dtype=DTYPES[spec.datatype])
     except (OverflowError, ValueError) as exc:
