@@ -43,7 +43,7 @@ ray-serve: $(VENV)/.ray  ## DeepServe on Ray Serve: 2 replicas on a local 2-node
 ray-bench: $(VENV)/.ray  ## 1 vs 2 replicas' throughput, spread, and a replica killed mid-stream (about 2 minutes).
 	$(BIN)/python -m bench.ray_replicas
 
-test-ray: $(VENV)/.ray  ## The Ray Serve test and the contract tests against the Ray URL (about 5 minutes).
+test-ray: $(VENV)/.ray  ## The Ray Serve test and the contract tests against the Ray URL (2-3 minutes).
 	DEEPSERVE_TEST_RAY=1 $(BIN)/python -m pytest -q -k ray tests/test_api_contract.py tests/test_oip.py tests/test_ray_serve.py
 
 bench: $(VENV)/.dev

@@ -2,7 +2,7 @@
 a replica killed mid-stream loses no request beyond those in flight and the engine brings a new one, and 1 vs 2
 replicas' throughput is measured in the same run (reported, not asserted: speed targets live in bench/).
 
-Needs the [ray] extra and runs only with DEEPSERVE_TEST_RAY=1 (`make test-ray`, about 3-5 minutes here, also runs
+Needs the [ray] extra and runs only with DEEPSERVE_TEST_RAY=1 (`make test-ray`, 2-3 minutes here, which also runs
 the contract tests against the Ray URL); CI does not install Ray, so there it is skipped.
 """
 
