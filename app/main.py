@@ -22,6 +22,7 @@ from app.api import (
     predict_anomaly,
     predict_image,
     predict_sentiment,
+    v2,
 )
 from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
@@ -89,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             metrics,
             admin,
             playground,
+            v2,
         )
     ]
     for router in routers:
