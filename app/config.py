@@ -23,6 +23,12 @@ class Settings(BaseSettings):
     max_concurrent_requests: int = Field(
         64, gt=0, description="Predictions in flight before new ones get 429 at once instead of queueing."
     )
+    max_concurrent_explanations: int = Field(
+        4,
+        gt=0,
+        description="Explanations (POST /explain/...) in flight before new ones get 429; each also counts as a "
+        "prediction and is charged to the memory budget. An explanation costs several predictions' compute.",
+    )
     # Load bounds (app/limiter.py, app/costs.py, app/body_limit.py).
     max_inflight_mb: int = Field(
         768,

@@ -129,6 +129,14 @@ class ModelNotInstalled(ServeError):
     when = "no artifact for this known model (`detail.install` is the command; `detail.model` names it)"
 
 
+class ExplanationUnavailable(ServeError):
+    status_code, type = 503, "explanation_unavailable"
+    when = (
+        "`POST /explain/...`: the served artifact has no explanation export (`detail.install` is the command that "
+        "adds it); predictions still work"
+    )
+
+
 @dataclass(frozen=True)
 class ErrorKind:
     type: str

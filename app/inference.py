@@ -24,6 +24,7 @@ from app.metrics import Metrics
 
 T = TypeVar("T")
 Req = TypeVar("Req")
+Out = TypeVar("Out")
 
 
 class Inference:
@@ -46,7 +47,7 @@ class Inference:
         """The loaded model's batcher (made on first use), or None where settings leave batching off. A model loaded
         again is another runtime with its own batcher; all of them stop at shutdown."""
         name = runtime.entry.name
-        if name not in self.settings.batch_models or self.settings.max_batch_size <= 1:
+        if name not in self.settings.batch_models or self.settings.max_batch_size <= 1 or not runtime.batchable:
             return None
         batcher = self.batchers.get(runtime)
         if batcher is None or batcher.loop not in (None, asyncio.get_running_loop()):  # or an app started again
@@ -92,14 +93,18 @@ class Inference:
         self.observer(runtime.entry.name)(len(batch), time.perf_counter() - started)
         return outputs
 
-    async def serve(self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter) -> BaseModel:
-        """The response body for `request`: cost -> decode -> predict -> encode, inside one admission slot (decoding
-        is where an image's memory goes, so it is charged too)."""
+    async def outputs(self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter) -> list[Out]:
+        """The typed outputs for `request`: cost -> decode -> predict, inside one admission slot (decoding is where
+        an image's memory goes, so it is charged too). `serve` encodes them for the task endpoints; the Open
+        Inference Protocol routes (app/oip) turn them into tensors."""
         with limiter.slot(runtime.cost(request)):
             decode = runtime.decode
             inputs = await self.offload(decode, request) if runtime.decode_blocks else decode(request)
-            outputs = await self(runtime, inputs)
-        return runtime.encode(request, outputs)
+            return await self(runtime, inputs)
+
+    async def serve(self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter) -> BaseModel:
+        """The response body for `request`: its `outputs`, encoded."""
+        return runtime.encode(request, await self.outputs(runtime, request, limiter))
 
     async def close(self) -> None:
         """Stop every batcher's background task and the pool's threads (app shutdown); an app started again

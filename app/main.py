@@ -8,17 +8,21 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from app.api import (
     admin,
     anomaly_streams,
+    explain,
     health,
     metrics,
     models,
+    playground,
     predict,
     predict_anomaly,
     predict_image,
     predict_sentiment,
+    v2,
 )
 from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
@@ -66,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.limiter = ConcurrencyLimiter(
         settings.max_concurrent_requests, settings.max_inflight_mb * 2**20, on_release=MemoryTrimmer().released
     )
+    app.state.explain_limiter = ConcurrencyLimiter(settings.max_concurrent_explanations)
     app.state.metrics = inference.metrics
     app.state.inference = inference
     app.state.streams = streams
@@ -81,12 +86,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             anomaly_streams,
             predict_image,
             predict_sentiment,
+            explain,
             metrics,
             admin,
+            playground,
+            v2,
         )
     ]
     for router in routers:
         app.include_router(router)
+    app.mount("/static", StaticFiles(directory=playground.STATIC), name="static")  # the playground's script and style
     # Outermost last: request log -> CORS -> API key -> rate limit -> body size -> routes. Each refusal comes
     # before the body is read; CORS answers preflights before the key check and adds its headers to every answer.
     app.add_middleware(

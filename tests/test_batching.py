@@ -169,6 +169,8 @@ def test_close_cancels_the_task_and_waiting_callers() -> None:
 
 
 class FakeRuntime:
+    batchable = True
+
     def __init__(self, name: str) -> None:
         self.entry = ManifestEntry(name=name, version="1", task="t", runtime="r", path=".")
 
@@ -194,6 +196,9 @@ def test_batching_is_per_model_and_configurable() -> None:
         reloaded = FakeRuntime("distilbert")  # a model loaded again gets a fresh batcher
         assert inference.batcher(reloaded) is not batcher
         assert Inference(Settings(max_batch_size=1), Metrics()).batcher(bert) is None
+        explainer = FakeRuntime("distilbert")
+        explainer.batchable = False  # an explainer of a batched model (one per request): never batched
+        assert inference.batcher(explainer) is None
         await inference.close()
         assert batcher._task is None and not inference.batchers
 

@@ -11,10 +11,12 @@ import pytest
 from app.config import Settings
 from app.errors import ERROR_TABLE
 from tests.support.digit_images import render
+from tests.support.paths import COMMITTED_MODELS, ROOT
 from tests.support.raw_http import read_response, stalled_upload
 from tests.support.service import assert_error, serve
 
 PNG = render(7, "mnist_28")
+BOOT = (ROOT / "examples" / "ankle_boot.jpg").read_bytes()
 
 
 def test_a_bug_answers_internal_error_with_the_request_id_and_logs_the_traceback(
@@ -116,6 +118,8 @@ REACH: dict[str, tuple[dict, Callable]] = {
     "internal_error": ({}, internal_error),
     "model_not_ready": ({"models_dir": Path("/no/such/models"), "models": ["digit"]}, post_png),
     "model_not_installed": ({}, lambda c: c.post("/predict/sentiment", json={"text": "hi", "model": "distilbert"})),
+    # The committed fashion model predates explanation exports (and has no model.keras to export from).
+    "explanation_unavailable": ({"models_dir": COMMITTED_MODELS}, lambda c: c.post("/explain/image?model=fashion", files={"file": ("b.jpg", BOOT, "image/jpeg")})),
 }
 
 

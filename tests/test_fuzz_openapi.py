@@ -63,7 +63,9 @@ def live_schema(live_url: str):
             "checks": {"not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503"]}},
         }
     )
-    return schemathesis.openapi.from_url(f"{live_url}/openapi.json", config=config)
+    # The Open Inference Protocol's routes (/v2) are left out: a tensor's shape must match its data's length, which
+    # JSON Schema cannot state, so schema-valid requests are refused there by design; tests/test_oip.py covers them.
+    return schemathesis.openapi.from_url(f"{live_url}/openapi.json", config=config).exclude(path_regex=r"^/v2(/|$)")
 
 
 def schema_valid_request_is_not_refused(ctx, response, case) -> None:

@@ -14,6 +14,7 @@ from functools import partial
 from pathlib import Path
 
 from training.common import artifacts, cli, mnist_training, plots
+from training.common.explain_export import export_explain
 from training.common.export import export_onnx, verify_classifier
 from training.common.mnist_data import load_mnist
 from training.common.mnist_training import to_input
@@ -64,7 +65,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     history, seconds = mnist_training.fit(model, x_train, y_train, args)
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
-    files = export_onnx(model, out)
+    files = export_onnx(model, out) | export_explain(model, out, x_test[:64])  # explain: POST /explain/digit
     metrics, probabilities = verify_classifier(model, out, x_test, y_test, LABELS)
     metrics |= artifacts.run_record(model, history, seconds, train=len(x_train), test=len(x_test))
     samples = partial(plots.sample_predictions, x_test, y_test, probabilities.argmax(axis=1))

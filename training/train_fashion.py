@@ -16,6 +16,7 @@ from pathlib import Path
 
 from app.families.fashion.preprocess import CLASSES, SIZE, to_input
 from training.common import artifacts, cli, mnist_training, plots
+from training.common.explain_export import export_explain
 from training.common.export import export_onnx, verify_classifier
 from training.common.mnist_data import load_mnist
 
@@ -74,6 +75,8 @@ def train(args: argparse.Namespace, command: str) -> Path:
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
     files = {**export_onnx(model, out), "labels": "labels.json"}
+    if not args.dnn:  # Grad-CAM needs convolutions: POST /explain/image
+        files |= export_explain(model, out, x_test[:64])
     artifacts.write_json(out / "labels.json", {"labels": CLASSES})
     metrics, probabilities = verify_classifier(model, out, x_test, y_test, CLASSES)
     metrics |= artifacts.run_record(model, history, seconds, train=len(x_train), test=len(x_test))

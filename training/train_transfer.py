@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from training.common import artifacts, cli, keras_fit
+from training.common.explain_export import export_explain
 from training.common.export import export_onnx, verify_classifier
 from training.common.image_folder import load_image_folder, load_images
 
@@ -174,6 +175,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
     files = {**export_onnx(model, out, save_keras=args.save_keras), "labels": "labels.json"}
+    files |= export_explain(model, out, x_val[:8].astype(np.float32))  # POST /explain/image
     artifacts.write_json(out / "labels.json", {"labels": class_names, "image_size": args.image_size, "input": INPUT})
     metrics, _ = verify_classifier(model, out, x_val, y_val, class_names, split="validation", batch_size=64)
     metrics |= {

@@ -27,6 +27,11 @@ def get_limiter(request: Request) -> ConcurrencyLimiter:
     return request.app.state.limiter
 
 
+def get_explain_limiter(request: Request) -> ConcurrencyLimiter:
+    return request.app.state.explain_limiter
+
+
+ExplainLimiterDep = Annotated[ConcurrencyLimiter, Depends(get_explain_limiter)]
 RegistryDep = Annotated[ModelRegistry, Depends(get_registry)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 LimiterDep = Annotated[ConcurrencyLimiter, Depends(get_limiter)]

@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
+from app.families.placement import Placement
 from app.families.runtime import Runtime, onnx_session
 from app.image_decode import decode_and_prepare
 from app.schemas import ModelRef
@@ -59,6 +60,14 @@ class ImageRuntime(Runtime[ImageUpload, np.ndarray, Out]):
     def decode(self, request: ImageUpload) -> list[np.ndarray]:
         return [decode_and_prepare(request.data, request.max_pixels, self.prepare)]
 
+    def prepare_placed(self, image: Image.Image) -> tuple[np.ndarray, Placement]:
+        """`prepare(image)` and where the input came from in the image (explanations draw on the image)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot place its input on the image")
+
+    @abstractmethod
+    def class_names(self) -> list[str]:
+        """The names of the model's outputs, in order (what an explanation's `target` names)."""
+
 
 class LabelScore(BaseModel):
     label: str
@@ -69,6 +78,13 @@ class ClassScores(BaseModel):
     label: str
     confidence: float
     top_k: list[LabelScore]
+
+
+class ClassOutput(ClassScores):
+    """One prediction: what the response shows, and every class's probability (the Open Inference Protocol's
+    `probabilities` tensor)."""
+
+    probabilities: list[float]
 
 
 class ImagePrediction(ClassScores):
@@ -84,7 +100,7 @@ IMAGE_BYTES_PER_FLOAT_PIXEL = 40.0  # mode F: checked for NaN/inf and rescaled i
 IMAGE_FIXED = 8 * 2**20  # its model call: 4 concurrent calls +25 MB, 8 +32 MB
 
 
-class ImageClassifier(ImageRuntime[ClassScores]):
+class ImageClassifier(ImageRuntime[ClassOutput]):
     """An ONNX model from one image input to class probabilities, with its class names in the artifact's
     labels.json: what POST /predict/image serves."""
 
@@ -101,6 +117,9 @@ class ImageClassifier(ImageRuntime[ClassScores]):
         if isinstance(outputs, int) and outputs != len(self.labels):
             raise ValueError(f"labels.json has {len(self.labels)} labels, the model has {outputs} outputs")
 
+    def class_names(self) -> list[str]:
+        return self.labels
+
     @abstractmethod
     def check_input(self, shape: list[Any]) -> None:
         """Raise ValueError for an ONNX input shape [batch, ...] this runtime cannot feed."""
@@ -110,16 +129,17 @@ class ImageClassifier(ImageRuntime[ClassScores]):
         per_pixel = IMAGE_BYTES_PER_FLOAT_PIXEL if request.mode == "F" else per_pixel
         return int(IMAGE_FIXED + request.pixels * per_pixel)
 
-    def predict(self, batch: list[np.ndarray]) -> list[ClassScores]:
+    def predict(self, batch: list[np.ndarray]) -> list[ClassOutput]:
         probabilities = self.session.run(None, {self.input_name: np.stack(batch).astype(np.float32)})[0]
         k = min(self.TOP_K, len(self.labels))
         results = []
         for p in probabilities:
             order = np.argsort(-p, kind="stable")[:k]
             top = [LabelScore(label=self.labels[i], score=float(p[i])) for i in order]
-            results.append(ClassScores(label=top[0].label, confidence=top[0].score, top_k=top))
+            scores = [float(v) for v in p]
+            results.append(ClassOutput(label=top[0].label, confidence=top[0].score, top_k=top, probabilities=scores))
         return results
 
-    def encode(self, request: ImageUpload, outputs: list[ClassScores]) -> ImagePrediction:
+    def encode(self, request: ImageUpload, outputs: list[ClassOutput]) -> ImagePrediction:
         [out] = outputs
         return ImagePrediction(label=out.label, confidence=out.confidence, top_k=out.top_k, model=self.ref())

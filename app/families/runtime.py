@@ -28,6 +28,7 @@ class Runtime(ABC, Generic[Req, In, Out]):
 
     kind: ClassVar[str]  # the manifest's `runtime` field that selects this class
     decode_blocks: ClassVar[bool] = False  # True: `decode` is CPU work (image decoding) and runs on the worker pool
+    batchable: ClassVar[bool] = True  # False: never micro-batched (explainers: one per request, many inputs each)
 
     def __init__(self, entry: ManifestEntry, artifact_dir: Path, settings: Settings) -> None:
         self.entry = entry

@@ -11,6 +11,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from app.errors import InvalidInput
+from app.families.placement import Placement
 
 BOX = 20  # MNIST fits each digit's bounding box into 20x20 ...
 SIZE = 28  # ... and centres it by centre of mass in 28x28.
@@ -67,6 +68,13 @@ def resize(values: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def normalise(gray: np.ndarray) -> np.ndarray:
     """Grey levels (any size) -> float32 (28, 28) in [0, 1], MNIST-style."""
+    return normalise_placed(gray)[0]
+
+
+def normalise_placed(gray: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float, float], tuple[int, ...]]:
+    """normalise(gray), the box (left, top, right, bottom, in gray's pixels) of the ink it kept, and where that
+    box went in the 28x28 (top, left, height, width): what maps an explanation back onto the caller's image."""
+    full = gray.shape
     if max(gray.shape) > WORK_SIZE:  # Big photos: shrink first; a digit keeps far more than 20 pixels.
         factor = WORK_SIZE / max(gray.shape)
         gray = resize(gray, max(1, round(gray.shape[1] * factor)), max(1, round(gray.shape[0] * factor)))
@@ -88,6 +96,8 @@ def normalise(gray: np.ndarray) -> np.ndarray:
 
     rows, cols = np.flatnonzero(values.any(axis=1)), np.flatnonzero(values.any(axis=0))
     crop: np.ndarray = values[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    fy, fx = full[0] / values.shape[0], full[1] / values.shape[1]
+    box = (cols[0] * fx, rows[0] * fy, (cols[-1] + 1) * fx, (rows[-1] + 1) * fy)
     side = max(crop.shape)
     if side > 4 * BOX:
         # Shrink large crops to 4x the target first; there, thicken strokes too thin to survive the last
@@ -113,7 +123,7 @@ def normalise(gray: np.ndarray) -> np.ndarray:
     left = int(np.clip(round(SIZE / 2 - cx), 0, SIZE - width))
     out = np.zeros((SIZE, SIZE), dtype=np.float32)
     out[top : top + height, left : left + width] = small
-    return out
+    return out, box, (top, left, height, width)
 
 
 def crop_resize_up(values: np.ndarray, width: int, height: int) -> np.ndarray:
@@ -145,3 +155,12 @@ def shrink(image: Image.Image) -> Image.Image:
 def preprocess_digit(image: Image.Image) -> np.ndarray:
     """A decoded image -> the model's input, float32 (28, 28, 1)."""
     return normalise(to_gray(shrink(image)))[..., None]
+
+
+def preprocess_digit_placed(image: Image.Image) -> tuple[np.ndarray, Placement]:
+    """preprocess_digit(image) and where its 28x28 came from in the image."""
+    gray = to_gray(shrink(image))
+    values, (left, top, right, bottom), region = normalise_placed(gray)
+    fx, fy = image.size[0] / gray.shape[1], image.size[1] / gray.shape[0]
+    box = (left * fx, top * fy, right * fx, bottom * fy)
+    return values[..., None], Placement(image.size, box, region, (SIZE, SIZE))

@@ -8,8 +8,9 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
-from app.families.digit.preprocess import preprocess_digit
+from app.families.digit.preprocess import preprocess_digit, preprocess_digit_placed
 from app.families.images import GRAY_MODES, ImageRuntime, ImageUpload
+from app.families.placement import Placement
 from app.families.runtime import onnx_session
 from app.schemas import ModelRef
 
@@ -57,6 +58,12 @@ class DigitRuntime(ImageRuntime[DigitOutput]):
 
     def prepare(self, image: Image.Image) -> np.ndarray:
         return preprocess_digit(image)
+
+    def prepare_placed(self, image: Image.Image) -> tuple[np.ndarray, Placement]:
+        return preprocess_digit_placed(image)
+
+    def class_names(self) -> list[str]:
+        return [str(d) for d in range(10)]
 
     def predict(self, batch: list[np.ndarray]) -> list[DigitOutput]:
         probabilities = self.session.run(None, {self.input_name: np.stack(batch).astype(np.float32)})[0]

@@ -15,6 +15,7 @@ from PIL import Image, ImageFilter
 
 from app.errors import InvalidInput
 from app.families.image.preprocess import to_rgb
+from app.families.placement import Placement
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 SIZE = 28
@@ -42,6 +43,11 @@ def to_gray(image: Image.Image) -> np.ndarray:
 
 def fit(crop: np.ndarray) -> np.ndarray:
     """A cropped item (any size) -> float32 (28, 28): its longest side 28 pixels, centred on the other."""
+    return fit_placed(crop)[0]
+
+
+def fit_placed(crop: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """fit(crop) and where the crop went: (top, left, height, width)."""
     scale = SIZE / max(crop.shape)
     height, width = (min(SIZE, max(1, round(n * scale))) for n in crop.shape)
     resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BILINEAR
@@ -49,11 +55,16 @@ def fit(crop: np.ndarray) -> np.ndarray:
     out = np.zeros((SIZE, SIZE), dtype=np.float32)
     top, left = (SIZE - height) // 2, (SIZE - width) // 2
     out[top : top + height, left : left + width] = small
-    return out
+    return out, (top, left, height, width)
 
 
 def normalise(gray: np.ndarray) -> np.ndarray:
     """Grey levels (any size) -> float32 (28, 28) in [0, 1]: light item on black, fitted and centred."""
+    return normalise_placed(gray)[0]
+
+
+def normalise_placed(gray: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """normalise(gray), the item's box in gray (left, top, right, bottom) and where it went in the 28x28."""
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
     if np.median(border) > 127:  # a light background: Fashion-MNIST items are negated product photos
         gray, border = 255.0 - gray, 255.0 - border
@@ -64,10 +75,20 @@ def normalise(gray: np.ndarray) -> np.ndarray:
     rows = np.flatnonzero((item > ITEM_LEVEL * peak).any(axis=1))
     cols = np.flatnonzero((item > ITEM_LEVEL * peak).any(axis=0))
     crop = np.ascontiguousarray(item[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
-    out = fit(crop)
-    return np.clip(out / max(float(out.max()), 1e-6), 0.0, 1.0)
+    out, region = fit_placed(crop)
+    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+    return np.clip(out / max(float(out.max()), 1e-6), 0.0, 1.0), box, region
 
 
 def prepare_item(image: Image.Image) -> np.ndarray:
     """A decoded photo -> the model's input, float32 (28, 28, 1)."""
     return normalise(to_gray(image))[..., None]
+
+
+def prepare_item_placed(image: Image.Image) -> tuple[np.ndarray, Placement]:
+    """prepare_item(image) and where its 28x28 came from in the photo."""
+    gray = to_gray(image)
+    values, (left, top, right, bottom), region = normalise_placed(gray)
+    fx, fy = image.size[0] / gray.shape[1], image.size[1] / gray.shape[0]
+    box = (left * fx, top * fy, right * fx, bottom * fy)
+    return values[..., None], Placement(image.size, box, region, (SIZE, SIZE))

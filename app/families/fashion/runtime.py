@@ -7,8 +7,9 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from app.families.fashion.preprocess import SIZE, prepare_item
+from app.families.fashion.preprocess import SIZE, prepare_item, prepare_item_placed
 from app.families.images import ImageClassifier
+from app.families.placement import Placement
 
 
 class FashionRuntime(ImageClassifier):
@@ -20,6 +21,9 @@ class FashionRuntime(ImageClassifier):
 
     def prepare(self, image: Image.Image) -> np.ndarray:
         return prepare_item(image)
+
+    def prepare_placed(self, image: Image.Image) -> tuple[np.ndarray, Placement]:
+        return prepare_item_placed(image)
 
     def warmup(self) -> None:
         self.predict([np.zeros((SIZE, SIZE, 1), dtype=np.float32)])

@@ -13,6 +13,7 @@ from PIL import Image
 
 from app.families.image.preprocess import prepare_image
 from app.families.images import ImageClassifier
+from app.families.placement import Placement
 
 
 class ImageRuntime(ImageClassifier):
@@ -25,6 +26,13 @@ class ImageRuntime(ImageClassifier):
 
     def prepare(self, image: Image.Image) -> np.ndarray:
         return prepare_image(image, self.image_size)
+
+    def prepare_placed(self, image: Image.Image) -> tuple[np.ndarray, Placement]:
+        size = self.image_size  # the whole image, resized
+        placement = Placement(
+            image.size, (0.0, 0.0, float(image.size[0]), float(image.size[1])), (0, 0, size, size), (size, size)
+        )
+        return self.prepare(image), placement
 
     def warmup(self) -> None:
         self.predict([np.zeros((self.image_size, self.image_size, 3), dtype=np.uint8)])

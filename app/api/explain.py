@@ -1,0 +1,112 @@
+"""Explanation endpoints: the prediction and why (Grad-CAM for images; app/families/explain_images.py).
+
+Same inputs, limits and errors as the prediction routes; each explanation also holds one of the
+`DEEPSERVE_MAX_CONCURRENT_EXPLANATIONS` explanation slots (they cost several predictions' compute).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.deps import ExplainLimiterDep, InferenceDep, LimiterDep, RegistryDep, SettingsDep, require_json
+from app.api.openapi import error_responses
+from app.api.predict import IMAGE_BODY, IMAGE_ERRORS
+from app.api.predict_image import DEFAULT_MODEL, TASK, ModelParam
+from app.api.predict_sentiment import ERRORS as SENTIMENT_ERRORS
+from app.api.predict_sentiment import TASK as SENTIMENT_TASK
+from app.families.digit.runtime import DigitRuntime
+from app.families.explain_images import (
+    DigitExplainer,
+    DigitExplanation,
+    ExplainRequest,
+    Explanation,
+    GradCamExplainer,
+    explainer_for,
+)
+from app.families.explain_text import MAX_WORDS, OcclusionExplainer, TextExplanation
+from app.families.images import ImageClassifier, ImageRuntime
+from app.families.sentiment import SentimentRequest, SentimentRuntime, validate_texts
+from app.image_upload import read_image_upload
+
+router = APIRouter(prefix="/explain", tags=["explain"])
+
+ERRORS = {**IMAGE_ERRORS, **error_responses("explanation_unavailable")}
+TargetParam = Query(description="The class to explain (default: the predicted one); a digit 0-9, or a label name.")
+
+
+async def _explain(
+    request: Request,
+    runtime: ImageRuntime,
+    cls: type[GradCamExplainer],
+    target: str | None,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    explain_limiter: ExplainLimiterDep,
+    inference: InferenceDep,
+) -> BaseModel:
+    upload = await read_image_upload(request, settings.max_image_pixels, inference)
+    with explain_limiter.slot():
+        explainer = await inference.offload(explainer_for, runtime, cls)
+        return await inference.serve(explainer, ExplainRequest(upload, target), limiter)
+
+
+@router.post("/digit", response_model=DigitExplanation, responses=ERRORS, openapi_extra=IMAGE_BODY)
+async def explain_digit(
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    explain_limiter: ExplainLimiterDep,
+    inference: InferenceDep,
+    target: Annotated[str | None, TargetParam] = None,
+) -> BaseModel:
+    """Classify a handwritten digit and show where the model looked: a Grad-CAM heatmap and the 28x28 it saw."""
+    runtime = registry.runtime("digit", DigitRuntime)
+    args = (settings, limiter, explain_limiter, inference)
+    return await _explain(request, runtime, DigitExplainer, target, *args)
+
+
+@router.post("/image", response_model=Explanation, responses=ERRORS | error_responses("model_not_found"),
+             openapi_extra=IMAGE_BODY)  # fmt: skip
+async def explain_image(
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    explain_limiter: ExplainLimiterDep,
+    inference: InferenceDep,
+    model: Annotated[str | None, ModelParam] = None,
+    target: Annotated[str | None, TargetParam] = None,
+) -> BaseModel:
+    """Classify an image and show which regions raised the class's score (Grad-CAM heatmap and overlay)."""
+    runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model, ImageClassifier)
+    args = (settings, limiter, explain_limiter, inference)
+    return await _explain(request, runtime, GradCamExplainer, target, *args)
+
+
+class ExplainTextRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description=f"One text (at most {MAX_WORDS} words).", examples=["Not bad at all."])
+    model: str | None = Field(None, description="A sentiment model (lstm, distilbert, ...); default as for predict.")
+
+
+@router.post(
+    "/sentiment", response_model=TextExplanation, responses=SENTIMENT_ERRORS, dependencies=[Depends(require_json)]
+)
+async def explain_sentiment(
+    body: ExplainTextRequest,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    explain_limiter: ExplainLimiterDep,
+    inference: InferenceDep,
+) -> BaseModel:
+    """Classify a text and attribute the score to each word you wrote (leave-one-word-out through the model)."""
+    [text] = validate_texts(SentimentRequest(text=body.text), settings)
+    runtime = registry.for_task(SENTIMENT_TASK, body.model, SentimentRuntime)
+    with explain_limiter.slot():
+        return await inference.serve(OcclusionExplainer(runtime), text, limiter)

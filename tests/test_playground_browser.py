@@ -1,0 +1,140 @@
+"""The playground (GET /) in a real browser: Playwright drives Debian's headless chromium against the service on
+a real uvicorn with the committed models, and checks what a person sees. Skips without /usr/bin/chromium (CI's
+.ci/run installs it). PLAYGROUND_SCREENSHOTS=docs writes the README's screenshots (default: a temp folder)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.config import Settings
+from tests.support.paths import COMMITTED_MODELS, ROOT
+from tests.support.service import serve
+
+CHROMIUM = Path("/usr/bin/chromium")
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (apt-get install chromium)"),
+]
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    with serve("uvicorn", Settings(models_dir=COMMITTED_MODELS)) as client:
+        yield str(client.base_url).rstrip("/")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, base_url: str) -> Iterator:
+    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith((base_url, "data:")) else outside.append(r.url))
+    page.goto(base_url + "/")
+    yield page
+    page.close()
+    assert outside == []  # offline: nothing from another origin
+
+
+def shot(page, name: str, tmp_path: Path, selector: str) -> None:
+    folder = Path(os.environ.get("PLAYGROUND_SCREENSHOTS", tmp_path))
+    (ROOT / folder if not folder.is_absolute() else folder).mkdir(parents=True, exist_ok=True)
+    page.locator(selector).screenshot(path=str((ROOT / folder if not folder.is_absolute() else folder) / name))
+
+
+PAINTED = """(s) => {
+    const c = document.querySelector(s);
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] > 60) n++;
+    return n;
+}"""
+
+
+def painted_pixels(page, selector: str) -> int:
+    """Pixels of a canvas that are not (near) black."""
+    return page.evaluate(PAINTED, selector)
+
+
+def test_drawing_a_7_with_the_mouse_reads_7_and_shows_the_heatmap(page, tmp_path: Path) -> None:
+    box = page.locator("#pad").bounding_box()
+
+    def to(x: float, y: float) -> tuple[float, float]:
+        return box["x"] + x * box["width"] / 280, box["y"] + y * box["height"] / 280
+
+    page.mouse.move(*to(70, 60))
+    page.mouse.down()
+    for x in range(70, 215, 10):  # the top bar
+        page.mouse.move(*to(x, 60))
+    for step in range(1, 18):  # the stem, down and to the left
+        page.mouse.move(*to(210 - step * 5, 60 + step * 10))
+    page.mouse.up()
+    sync_api.expect(page.locator("#digit-answer")).to_have_text("7", timeout=10_000)
+    assert painted_pixels(page, "#digit-heat") > 100 and painted_pixels(page, "#digit-input") > 50
+    assert page.locator("#digit-probs li").count() == 10
+    shot(page, "playground-digit.png", tmp_path, "#digit-panel")
+
+
+def test_a_photo_is_classified_and_a_missing_model_says_how_to_install_it(page) -> None:
+    page.select_option("#photo-model", "fashion")
+    page.set_input_files("#photo-file", str(ROOT / "examples" / "ankle_boot.jpg"))
+    sync_api.expect(page.locator("#photo-answer")).to_have_text("Ankle boot", timeout=10_000)
+    assert page.locator("#photo-topk li").count() == 5
+    sync_api.expect(page.locator("#photo-note")).to_contain_text("no explanation export")  # committed fashion/1
+    page.select_option("#photo-model", "image")  # the same photo, sent to the model this service lacks
+    sync_api.expect(page.locator("#photo-install")).to_contain_text("not installed", timeout=10_000)
+    sync_api.expect(page.locator("#photo-install pre")).to_contain_text("train_transfer")
+
+
+def test_a_negated_review_is_negative_with_highlighted_words_and_errors_show_the_service_message(
+    page, tmp_path: Path
+) -> None:
+    page.fill("#review-text", "The acting was not good and the plot made no sense.")
+    page.select_option("#review-model", "lstm")
+    page.click("#review-go")
+    heading = page.locator("#review-results h3").first
+    sync_api.expect(heading).to_contain_text("lstm: NEGATIVE", timeout=10_000)
+    assert page.locator("#review-results .words span").count() == 11  # every word the user wrote
+    assert page.locator("#review-results .attr-neg").count() >= 1
+    shot(page, "playground-review.png", tmp_path, "#review-panel")
+    page.select_option("#review-model", "distilbert")  # not installed here: the service's own message shows
+    page.click("#review-go")
+    sync_api.expect(page.locator("#review-results h3").first).to_contain_text("not installed", timeout=10_000)
+
+
+def test_loading_the_example_series_draws_the_chart_with_flags(page, tmp_path: Path) -> None:
+    page.click("#series-example")
+    sync_api.expect(page.locator("#series-summary")).to_contain_text("1008 points", timeout=30_000)
+    points = page.locator("#series-chart polyline.values").get_attribute("points") or ""
+    assert len(points.split()) == 1008
+    assert page.locator("#series-chart circle.flag").count() > 0
+    assert page.locator("#series-chart rect.region").count() > 0
+    shot(page, "playground-series.png", tmp_path, "#series-panel")
+    page.fill("#series-text", "1\n2\n3")
+    page.click("#series-go")
+    sync_api.expect(page.locator("#series-error")).not_to_be_empty()
+
+
+def test_keyboard_reaches_every_control_and_the_page_fits_a_phone(browser, base_url: str) -> None:
+    page = browser.new_page(viewport={"width": 375, "height": 740})
+    page.goto(base_url + "/")
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
+    focused = set()
+    for _ in range(25):
+        page.keyboard.press("Tab")
+        focused.add(page.evaluate("document.activeElement.id"))
+    assert {"clear", "photo-model", "review-text", "review-go", "series-example", "series-go"} <= focused
+    for control in ("photo-model", "review-text", "review-model", "series-text"):
+        assert page.locator(f"label[for={control}]").count() == 1
+    page.close()
