@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 0.0.0.0
 PORT ?= 8000
 
-.PHONY: serve test lint bench train-digit clean
+.PHONY: serve test lint bench train-digit clean ray-serve ray-bench test-ray
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,19 @@ test: $(VENV)/.dev  ## Lint, type-check the service, check the import rules, the
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
+
+$(VENV)/.ray: pyproject.toml $(VENV)/.dev
+	$(BIN)/pip install -q -e '.[ray]'
+	touch $@
+
+ray-serve: $(VENV)/.ray  ## DeepServe on Ray Serve: 2 replicas on a local 2-node cluster, on :$(PORT) (Ctrl-C stops).
+	$(BIN)/python -m app.ray_serve --replicas 2 --port $(PORT)
+
+ray-bench: $(VENV)/.ray  ## 1 vs 2 replicas' throughput, spread, and a replica killed mid-stream (about 2 minutes).
+	$(BIN)/python -m bench.ray_replicas
+
+test-ray: $(VENV)/.ray  ## The Ray Serve test and the contract tests against the Ray URL (2-3 minutes).
+	DEEPSERVE_TEST_RAY=1 $(BIN)/python -m pytest -q -k ray tests/test_api_contract.py tests/test_oip.py tests/test_ray_serve.py
 
 bench: $(VENV)/.dev
 	$(BIN)/python -m bench.digit_latency

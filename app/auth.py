@@ -27,7 +27,7 @@ from app.errors import Unauthorized
 
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
-ALWAYS_OPEN = frozenset({"/health/live", "/health/ready"})  # probes
+ALWAYS_OPEN = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"})  # probes
 # The scope key holding the caller's key name, for the rate limit and the request log. Not scope["state"]: that
 # dict may be shared by every request (asgi-lifespan does; the ASGI spec asks servers for a copy per request).
 KEY_NAME = "deepserve.key_name"
@@ -110,7 +110,7 @@ class AuthMiddleware:
         key = presented_key(scope)
         name = self.client_name(key) if key else None
         if name is None:
-            await send_error(send, unauthorized(invalid=bool(key)))
+            await send_error(send, unauthorized(invalid=bool(key)), scope["path"])
             return
         scope[KEY_NAME] = name
         await self.app(scope, receive, send)

@@ -51,7 +51,7 @@ class BodyLimitMiddleware:
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
-            await send_error(send, self._error(f"{int(declared)} bytes"))
+            await send_error(send, self._error(f"{int(declared)} bytes"), scope["path"])
             return
         received = reserved = 0
         deadline: float | None = None

@@ -141,7 +141,8 @@ def predict(name: str, input: str, url: str, api_key: str | None) -> None:
     elif task.startswith("anomaly"):
         text = Path(input).read_text()
         values = json.loads(text) if text.lstrip().startswith("[") else [float(v) for v in text.split()]
-        body = call(f"{url}/predict/anomaly", json.dumps({"values": values}).encode(), None, api_key)
+        request = {"values": values, "method": "autoencoder"}  # the named model, not the per-series default
+        body = call(f"{url}/predict/anomaly", json.dumps(request).encode(), None, api_key)
     else:
         media = mimetypes.guess_type(input)[0] or "application/octet-stream"
         route = "/predict/digit" if name == "digit" else f"/predict/image?model={name}"

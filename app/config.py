@@ -50,7 +50,21 @@ class Settings(BaseSettings):
         description="Threads in the one pool that runs every model call and image decode; requests beyond it "
         "wait their turn (admission control bounds how many are in flight).",
     )
+    max_pinned_versions: int = Field(
+        2,
+        ge=0,
+        description="Versions other than the promoted one kept loaded for requests that pin one (X-Model-Version); "
+        "the least recently used is dropped beyond it; 0: pinning off.",
+    )
     log_level: str = "INFO"
+    # Anomaly streams (app/families/anomaly/streams.py).
+    data_dir: Path = Field(
+        Path("data"), description="Folder for the service's own state: anomaly streams in anomaly_streams.sqlite3."
+    )
+    max_streams: int = Field(1000, gt=0, description="Most anomaly streams kept (a new one beyond: 429).")
+    max_stream_points: int = Field(
+        10000, gt=0, description="Most points in one POST /anomaly/streams/{id}/points (413 above)."
+    )
     batch_models: Annotated[list[str], NoDecode] = Field(
         ["distilbert"],
         description="Comma-separated models whose concurrent requests share one model call (micro-batching); "

@@ -54,6 +54,11 @@ class ModelNotFound(ServeError):
     when = "unknown model name (`detail.known` lists the known ones)"
 
 
+class StreamNotFound(ServeError):
+    status_code, type = 404, "stream_not_found"
+    when = "an anomaly stream id that was never created or was deleted (`detail.series_id` names it)"
+
+
 class MethodNotAllowed(ServeError):
     status_code, type = 405, "method_not_allowed"
     when = "e.g. `GET /predict/digit`; the `Allow` header lists the methods the route takes"
@@ -68,7 +73,8 @@ class PayloadTooLarge(ServeError):
     status_code, type = 413, "payload_too_large"
     when = (
         "body over `DEEPSERVE_MAX_UPLOAD_BYTES` (refused from Content-Length before reading, or while streaming), "
-        "or a request whose estimated working memory alone is over `DEEPSERVE_MAX_INFLIGHT_MB`"
+        "or a request whose estimated working memory alone is over `DEEPSERVE_MAX_INFLIGHT_MB`, or more points in one "
+        "stream request than `DEEPSERVE_MAX_STREAM_POINTS`"
     )
 
 
@@ -106,6 +112,11 @@ class RateLimited(ServeError):
         "this client (API key, or address without keys) is over `DEEPSERVE_RATE_LIMIT_PER_SECOND`; "
         "retry after `Retry-After` seconds"
     )
+
+
+class TooManyStreams(ServeError):
+    status_code, type = 429, "too_many_streams"
+    when = "a new anomaly stream while `DEEPSERVE_MAX_STREAMS` exist; delete one (`DELETE /anomaly/streams/{id}`)"
 
 
 class ModelNotReady(ServeError):

@@ -24,6 +24,7 @@ from app.metrics import Metrics
 
 T = TypeVar("T")
 Req = TypeVar("Req")
+Out = TypeVar("Out")
 
 
 class Inference:
@@ -61,6 +62,12 @@ class Inference:
             self.batchers[runtime] = batcher
         return batcher
 
+    def evict(self, runtime: Runtime) -> None:
+        """A runtime the registry dropped, from any thread: its batcher (if any) answers what it holds and stops."""
+        batcher = self.batchers.pop(runtime, None)
+        if batcher is not None and batcher.loop is not None and not batcher.loop.is_closed():
+            asyncio.run_coroutine_threadsafe(batcher.drain(), batcher.loop)
+
     async def retire(self, runtime: Runtime) -> None:
         """A replaced model's batcher answers what it holds, then stops; the runtime is then freed with its last
         request (the registry no longer refers to it)."""
@@ -86,14 +93,18 @@ class Inference:
         self.observer(runtime.entry.name)(len(batch), time.perf_counter() - started)
         return outputs
 
-    async def serve(self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter) -> BaseModel:
-        """The response body for `request`: cost -> decode -> predict -> encode, inside one admission slot (decoding
-        is where an image's memory goes, so it is charged too)."""
+    async def outputs(self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter) -> list[Out]:
+        """The typed outputs for `request`: cost -> decode -> predict, inside one admission slot (decoding is where
+        an image's memory goes, so it is charged too). `serve` encodes them for the task endpoints; the Open
+        Inference Protocol routes (app/oip) turn them into tensors."""
         with limiter.slot(runtime.cost(request)):
             decode = runtime.decode
             inputs = await self.offload(decode, request) if runtime.decode_blocks else decode(request)
-            outputs = await self(runtime, inputs)
-        return runtime.encode(request, outputs)
+            return await self(runtime, inputs)
+
+    async def serve(self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter) -> BaseModel:
+        """The response body for `request`: its `outputs`, encoded."""
+        return runtime.encode(request, await self.outputs(runtime, request, limiter))
 
     async def close(self) -> None:
         """Stop every batcher's background task and the pool's threads (app shutdown); an app started again

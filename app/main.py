@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from app.api import (
     admin,
+    anomaly_streams,
     explain,
     health,
     metrics,
@@ -21,6 +22,7 @@ from app.api import (
     predict_anomaly,
     predict_image,
     predict_sentiment,
+    v2,
 )
 from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
@@ -28,6 +30,7 @@ from app.auth import AuthMiddleware, load_keys
 from app.body_limit import BodyLimitMiddleware
 from app.config import Settings
 from app.cors import CorsMiddleware
+from app.families.anomaly.streams import StreamStore
 from app.inference import Inference
 from app.limiter import ConcurrencyLimiter
 from app.memory import MemoryTrimmer
@@ -43,6 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_keys = load_keys(settings)  # a bad keys file stops the service here, before it serves anything
     registry = ModelRegistry(settings)
     inference = Inference(settings, Metrics())
+    registry.on_evict = inference.evict
+    streams = StreamStore(settings.data_dir / "anomaly_streams.sqlite3", settings.max_streams)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -50,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         threading.Thread(target=registry.load_all, name="model-loader", daemon=True).start()
         yield
         await inference.close()  # stop the micro-batching tasks before the loop closes
+        streams.close()
 
     docs: dict[str, Any] = {} if settings.docs_enabled else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(
@@ -67,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.explain_limiter = ConcurrencyLimiter(settings.max_concurrent_explanations)
     app.state.metrics = inference.metrics
     app.state.inference = inference
+    app.state.streams = streams
     install_error_handlers(app)
     install_openapi(app)
     routers = [
@@ -76,12 +83,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             models,
             predict,
             predict_anomaly,
+            anomaly_streams,
             predict_image,
             predict_sentiment,
             explain,
             metrics,
             admin,
             playground,
+            v2,
         )
     ]
     for router in routers:

@@ -20,7 +20,7 @@ from app.auth import KEY_NAME
 from app.errors import RateLimited
 from app.metrics import Metrics
 
-EXEMPT = frozenset({"/health/live", "/health/ready"})
+EXEMPT = frozenset({"/health/live", "/health/ready", "/v2/health/live", "/v2/health/ready"})
 MAX_CLIENTS = 10_000
 
 
@@ -74,6 +74,7 @@ class RateLimitMiddleware:
             seconds = max(1, math.ceil(wait))
             limits = {"per_second": self.limiter.per_second, "burst": self.limiter.burst}
             message = f"Too many requests from this client; retry after {seconds} s."
-            await send_error(send, RateLimited(message, limits, headers={"Retry-After": str(seconds)}))
+            error = RateLimited(message, limits, headers={"Retry-After": str(seconds)})
+            await send_error(send, error, scope["path"])
             return
         await self.app(scope, receive, send)

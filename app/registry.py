@@ -8,9 +8,12 @@ how to install it, and not blocking readiness.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypeVar, overload
@@ -62,6 +65,9 @@ class ModelRegistry:
         self.loaded = threading.Event()
         self.catalogue_error = ""
         self._reloading = threading.Lock()
+        self._pinning = threading.Lock()
+        self.pinned: OrderedDict[tuple[str, str], Runtime] = OrderedDict()  # (name, version) -> runtime, LRU last
+        self.on_evict: Callable[[Runtime], None] = lambda runtime: None  # a pinned runtime dropped (its batcher)
         self._plan()
 
     def _read_catalogue(self) -> dict[str, ManifestEntry]:
@@ -164,6 +170,43 @@ class ModelRegistry:
             self.records = {**self.records, name: record}  # copy-on-write: readers see the old records or the new
         log.info("model %s v%s reloaded in %.2fs", name, entry.version, record.load_seconds)
         return record
+
+    async def pin(self, runtime: R, version: str | None) -> R:
+        """`runtime`, or its model at `version` (a request's X-Model-Version): a version other than the served one
+        is loaded on first use (that request waits for it) and kept among the `max_pinned_versions` most recently
+        used; 404 for a version not in the models folder."""
+        if not version or version == runtime.entry.version:
+            return runtime
+        return await asyncio.to_thread(self._pinned, runtime.entry.name, version, type(runtime))
+
+    def _pinned(self, name: str, version: str, cls: type[R]) -> R:
+        with self._pinning:  # one load at a time, and never the same version twice
+            runtime = self.pinned.get((name, version))
+            if runtime is None:
+                found = {e.version: e for e in read_manifest(self.settings.models_dir).versions(name)}
+                entry = found.get(version)
+                if entry is None or self.settings.max_pinned_versions == 0:
+                    why = "pinning versions is off" if entry else "no such version in the models folder"
+                    raise ModelNotFound(
+                        f"Model '{name}' version '{echo(version)}' cannot be served ({why}).",
+                        {"model": name, "version": version, "versions": sorted(found)},
+                    )
+                try:
+                    runtime = self._build(entry)
+                except Exception as exc:
+                    log.error("model %s v%s failed to load: %s: %s", name, version, type(exc).__name__, exc)
+                    raise ModelNotReady(
+                        f"Model '{name}' version {version} failed to load (the service log says why).",
+                        {"model": name, "version": version},
+                    ) from exc
+                self.pinned[(name, version)] = runtime
+                while len(self.pinned) > self.settings.max_pinned_versions:
+                    _, evicted = self.pinned.popitem(last=False)
+                    self.on_evict(evicted)
+            self.pinned.move_to_end((name, version))
+        if not isinstance(runtime, cls):
+            raise TypeError(f"model {name} v{version} is served by {type(runtime).__name__}, not {cls.__name__}")
+        return runtime
 
     def unload(self, name: str) -> None:
         """Stop serving `name`: it is listed as not installed (503 with how to install it) until reloaded."""

@@ -74,7 +74,7 @@ class RequestLogMiddleware:
             log.exception("unhandled error", extra={"fields": {"event": "unhandled_error", "request_id": request_id}})
             if not responded:
                 message = "Internal server error; the log has the details under this request id."
-                await send_error(send_with_id, ServeError(message, {"request_id": request_id}))
+                await send_error(send_with_id, ServeError(message, {"request_id": request_id}), scope["path"])
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")

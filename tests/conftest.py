@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +16,11 @@ import pytest
 
 from app.config import Settings
 from tests.support.digit_images import sklearn_digits_28
-from tests.support.service import serve
+from tests.support.service import MODES, ray_client, serve
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+# Services the tests start keep their state (anomaly streams) in a scratch folder, never in the checkout.
+os.environ.setdefault("DEEPSERVE_DATA_DIR", tempfile.mkdtemp(prefix="deepserve-test-data-"))
 
 
 @pytest.fixture(scope="session")
@@ -122,8 +125,23 @@ def service_log() -> Iterator[LogCapture]:
         logger.removeHandler(capture)
 
 
-@pytest.fixture(scope="session", params=["asgi", "uvicorn"])
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local two-node Ray cluster on loopback with Serve's proxy (app/ray_serve.py), for the whole session."""
+    pytest.importorskip("ray.serve", reason="needs the [ray] extra")
+    from app.ray_serve import local_cluster
+
+    with local_cluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session", params=MODES)
 def client(request: pytest.FixtureRequest, trained_models_dir: Path):
-    """The service on the session's trained artifact, in-process and behind a real uvicorn."""
-    with serve(request.param, Settings(models_dir=trained_models_dir)) as c:
+    """The service on the session's trained artifact, in-process, behind a real uvicorn, and (opt-in) on Ray Serve."""
+    settings = Settings(models_dir=trained_models_dir)
+    if request.param == "ray":
+        with ray_client(request.getfixturevalue("ray_cluster"), settings) as c:
+            yield c
+        return
+    with serve(request.param, settings) as c:
         yield c

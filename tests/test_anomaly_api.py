@@ -30,7 +30,8 @@ def series() -> tuple[list[str], list[float]]:
 
 def test_scores_every_point(client) -> None:
     timestamps, values = series()
-    response = client.post("/predict/anomaly", json={"values": values, "timestamps": timestamps})
+    payload = {"values": values, "timestamps": timestamps, "method": "autoencoder"}
+    response = client.post("/predict/anomaly", json=payload)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == {"name": "anomaly", "version": "1"} and body["window"] == 48
@@ -44,7 +45,7 @@ def test_scores_every_point(client) -> None:
 
 def test_timestamps_are_optional(client) -> None:
     _, values = series()
-    body = client.post("/predict/anomaly", json={"values": values[:100]}).json()
+    body = client.post("/predict/anomaly", json={"values": values[:100], "method": "autoencoder"}).json()
     assert len(body["scores"]) == 100 and all(r["start_time"] is None for r in body["regions"])
 
 
@@ -61,7 +62,7 @@ def test_nan_or_inf_is_422(client, bad: str) -> None:
 
 
 def test_series_shorter_than_a_window_is_422(client) -> None:
-    response = client.post("/predict/anomaly", json={"values": [1.0] * 47})
+    response = client.post("/predict/anomaly", json={"values": [1.0] * 47, "method": "autoencoder"})
     assert_error(response, 422, "invalid_input")
     assert response.json()["error"]["detail"] == {"window": 48, "length": 47}
 
@@ -87,7 +88,7 @@ def test_invalid_json_is_400_malformed_body(client) -> None:
 
 def test_not_installed_is_503(tmp_path: Path) -> None:
     with serve("asgi", Settings(models_dir=tmp_path)) as c:
-        response = c.post("/predict/anomaly", json={"values": [1.0] * 400})
+        response = c.post("/predict/anomaly", json={"values": [1.0] * 400, "method": "autoencoder"})
         assert_error(response, 503, "model_not_installed")
         assert "training.train_anomaly" in response.json()["error"]["message"]
 
@@ -101,7 +102,7 @@ def test_committed_model_finds_the_nyc_taxi_anomalies_through_http() -> None:
     timestamps, values = load_nab_series(NAB)
     windows = load_nab_windows(NAB)
     with serve("asgi", Settings(models_dir=COMMITTED_MODELS, models=["anomaly"])) as c:
-        response = c.post("/predict/anomaly", json={"values": values.tolist()})
+        response = c.post("/predict/anomaly", json={"values": values.tolist(), "method": "autoencoder"})
     flags = np.array(response.json()["is_anomaly"])
     result = evaluate(flags, timestamps, windows)
     committed = json.loads((COMMITTED_MODELS / "anomaly" / "1" / "metrics.json").read_text())

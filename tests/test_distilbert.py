@@ -171,5 +171,5 @@ def test_not_installed_answers_503_with_the_install_command(tmp_path: Path) -> N
         error = r.json()["error"]
         assert error["type"] == "model_not_installed"
         assert "python -m training.train_distilbert" in error["message"]
-        assert error["detail"]["install"].startswith("python -m training.train_distilbert")
+        assert error["detail"]["install"].startswith("pip install -e '.[distilbert]', then python -m training")
         assert client.get("/models/distilbert").json()["state"] == "not_installed"

@@ -102,6 +102,11 @@ REACH: dict[str, tuple[dict, Callable]] = {
     "unauthorized": ({"api_keys": ["k" * 32]}, lambda c: c.get("/models")),
     "not_found": ({}, lambda c: c.get("/no/such/route")),
     "model_not_found": ({}, lambda c: c.get("/models/resnet")),
+    "stream_not_found": ({}, lambda c: c.get("/anomaly/streams/never-created")),
+    "too_many_streams": (
+        {"max_streams": 1},
+        lambda c: [c.post(f"/anomaly/streams/{name}/points", json={"values": [1.0]}) for name in "ab"][1],
+    ),
     "method_not_allowed": ({}, lambda c: c.get("/predict/digit")),
     "payload_too_large": ({}, lambda c: post_png(c, b"\0" * (5 << 20))),
     "image_too_large": ({"max_image_pixels": 100}, lambda c: post_png(c, render(3, "black_on_white"))),

@@ -163,8 +163,10 @@ def test_model_parameter_picks_an_image_classifier(image_client) -> None:
 
 def test_openapi_documents_the_model_parameter(image_client) -> None:
     operation = image_client.get("/openapi.json").json()["paths"]["/predict/image"]["post"]
-    [parameter] = operation["parameters"]
-    assert parameter["name"] == "model" and parameter["in"] == "query" and not parameter["required"]
+    parameters = {p["name"]: p for p in operation["parameters"]}
+    assert parameters["X-Model-Version"]["in"] == "header" and set(parameters) == {"model", "X-Model-Version"}
+    parameter = parameters["model"]
+    assert parameter["in"] == "query" and not parameter["required"]
     assert "image" in parameter["schema"]["enum"] and "digit" not in parameter["schema"]["enum"]
     assert "404" in operation["responses"]
 

@@ -245,7 +245,7 @@ def test_stalled_uploads_time_out_with_408_and_hold_no_slot(all_models_dir: Path
         answers = [
             client.post("/predict/digit", content=PNG, headers=PNG_HEADERS),
             client.post("/predict/sentiment", json={"text": "a good film", "model": "lstm"}),
-            client.post("/predict/anomaly", json={"values": series}),
+            client.post("/predict/anomaly", json={"values": series, "method": "autoencoder"}),
         ]
         assert [r.status_code for r in answers] == [200, 200, 200], [r.text for r in answers]
         for sock in stalled:

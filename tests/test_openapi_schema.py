@@ -43,13 +43,14 @@ def test_sentiment_schema_states_this_apps_limits_and_the_service_holds_them(lst
 
 def test_anomaly_schema_states_the_served_models_window_and_value_bounds(anomaly_models: Path) -> None:
     with serve("asgi", Settings(models_dir=anomaly_models)) as client:
-        values = client.get("/openapi.json").json()["components"]["schemas"]["AnomalyRequest"]["properties"]["values"]
+        request = client.get("/openapi.json").json()["components"]["schemas"]["AnomalyRequest"]
+        values = request["properties"]["values"]
         window = client.get("/models/anomaly").json()["input"]["window"]
         assert values["minItems"] == window == 48 and values["maxItems"] == 20_000
         assert (values["items"]["minimum"], values["items"]["maximum"]) == (-1e30, 1e30)
 
         def post(series: list[float]):
-            return client.post("/predict/anomaly", json={"values": series})
+            return client.post("/predict/anomaly", json={"values": series, "method": "autoencoder"})
 
         assert post([1.0] * window).status_code == 200
         assert_error(post([1.0] * (window - 1)), 422, "invalid_input")
@@ -59,6 +60,8 @@ def test_anomaly_schema_states_the_served_models_window_and_value_bounds(anomaly
         # "type": "number" and "format": "date-time" hold too: no booleans or numeric strings, no epoch numbers.
         assert_error(post([True] * window), 422, "invalid_input")
         assert_error(post(["1.5"] * window), 422, "invalid_input")
+        variants = {v["title"]: v["properties"]["values"]["minItems"] for v in request["oneOf"]}
+        assert variants == {"Autoencoder": window, "Causal": 151, "Non-causal": 300}
         series = {"values": [1.0] * window, "timestamps": list(range(window))}
         assert_error(client.post("/predict/anomaly", json=series), 422, "invalid_input")
 
@@ -81,12 +84,16 @@ def test_every_route_documents_its_errors_from_the_error_table(tmp_path: Path) -
             responses = operation["responses"]
             assert {"405", "500"} <= set(responses), (method, path)
             assert responses["405"]["headers"]["Allow"]["required"] is True
-            if not path.startswith("/health"):
+            if not path.startswith(("/health", "/v2/health")):
                 assert {"401", "429"} <= set(responses), (method, path)
             if "429" in responses:
                 assert responses["429"]["headers"]["Retry-After"]["required"] is True
             for status, response in responses.items():
                 schema = response.get("content", {}).get("application/json", {}).get("schema", {})
+                not_ready = (path, status) == ("/v2/health/ready", "503")  # {"ready": false}, the protocol's answer
+                if path.startswith("/v2") and int(status) >= 400 and not not_ready:  # the protocol's {"error": str}
+                    assert schema["properties"] == {"error": {"title": "Error", "type": "string"}}, (method, path)
+                    continue
                 types = schema.get("properties", {}).get("error", {}).get("properties", {}).get("type", {})
                 for type_ in types.get("enum", []):
                     assert ERROR_TABLE[type_].status == int(status), (method, path, type_)

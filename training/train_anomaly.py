@@ -253,6 +253,32 @@ def compare(values, timestamps, windows, mean, std, s, results, args: argparse.N
     return comparison
 
 
+def export_checked(model, config: dict, out: Path, values: np.ndarray, timestamps, args) -> dict:
+    """model.keras, model.onnx and config.json in `out`, then the series scored again through ONNX with the serving
+    code path (so the metrics describe what the service will return): score_series's result."""
+    # A fresh, uncompiled copy is saved: the trained model's file would also hold Adam's two moment estimates
+    # per weight (3x the size), which neither serving nor fine-tuning from these weights needs.
+    s = settings(args, args.config)
+    plain = build_model(args.config, s["window"], s["code_size"], s["dropout"])
+    plain.set_weights(model.get_weights())
+    plain.save(out / "model.keras")
+    export_onnx(model, out, sample=np.zeros((1, config["window"], 1), dtype="float32"), save_keras=False)
+    onnx = OnnxModel(out / "model.onnx", threads=args.threads)
+    served = score_series(values, onnx, config)
+    config.update(
+        {
+            "input": {"name": onnx.input_name, "dtype": "float32", "shape": ["batch", config["window"], 1]},
+            "threshold_rule": f"{args.threshold_margin} x max smoothed score over the first {args.probation:.0%}",
+            "score": "mean squared reconstruction error over the windows covering a point, moving-average smoothed",
+            "architecture": model.name,
+            "series": args.series,
+            "sampling_seconds": int(np.median(np.diff(timestamps).astype("int64"))),
+        }
+    )
+    artifacts.write_json(out / "config.json", config)
+    return served
+
+
 def train(args: argparse.Namespace, command: str) -> Path:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     set_threads(args.threads)
@@ -273,26 +299,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     comparison = compare(values, timestamps, windows, mean, std, s, results, args)
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
-    # A fresh, uncompiled copy is saved: the trained model's file would also hold Adam's two moment estimates
-    # per weight (3x the size), which neither serving nor fine-tuning from these weights needs.
-    plain = build_model(args.config, s["window"], s["code_size"], s["dropout"])
-    plain.set_weights(model.get_weights())
-    plain.save(out / "model.keras")
-    export_onnx(model, out, sample=np.zeros((1, config["window"], 1), dtype="float32"), save_keras=False)
-    # Score again through ONNX with the serving code path, so metrics describe what the service will return.
-    onnx = OnnxModel(out / "model.onnx", threads=args.threads)
-    served = score_series(values, onnx, config)
-    config.update(
-        {
-            "input": {"name": onnx.input_name, "dtype": "float32", "shape": ["batch", config["window"], 1]},
-            "threshold_rule": f"{args.threshold_margin} x max smoothed score over the first {args.probation:.0%}",
-            "score": "mean squared reconstruction error over the windows covering a point, moving-average smoothed",
-            "architecture": model.name,
-            "series": args.series,
-            "sampling_seconds": int(np.median(np.diff(timestamps).astype("int64"))),
-        }
-    )
-    artifacts.write_json(out / "config.json", config)
+    served = export_checked(model, config, out, values, timestamps, args)
 
     metrics = {
         **evaluate(served["flags"], timestamps, windows),

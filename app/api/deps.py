@@ -5,7 +5,7 @@ from __future__ import annotations
 from email.message import Message
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from app.config import Settings
 from app.errors import UnsupportedMediaType
@@ -49,6 +49,14 @@ def get_inference(request: Request) -> Inference:
 
 
 InferenceDep = Annotated[Inference, Depends(get_inference)]
+VersionHeader = Annotated[
+    str | None,
+    Header(
+        alias="X-Model-Version",
+        description="Answer with this version of the model instead of the promoted one (GET /models/{name}/versions "
+        "lists them); loaded on first use. 404 for a version that does not exist.",
+    ),
+]
 
 
 def require_json(request: Request) -> None:

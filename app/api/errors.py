@@ -40,6 +40,7 @@ HTTP_KINDS: dict[int, type[ServeError]] = {
 }
 # Pydantic error types that mean "the JSON itself could not be read", not "a value is invalid".
 UNPARSABLE = {"json_invalid", "json_type", "recursion_loop"}
+PROTOCOL_PREFIX = "/v2"  # app/api/v2.py
 
 
 class ErrorResponse(JSONResponse):
@@ -49,15 +50,20 @@ class ErrorResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
 
 
-def error_response(error: ServeError) -> JSONResponse:
-    return ErrorResponse(
-        error_body(error.type, error.message, error.detail), status_code=error.status_code, headers=error.headers
-    )
+def error_response(error: ServeError, path: str = "") -> JSONResponse:
+    """The error's one body; on the Open Inference Protocol's routes (/v2...) the protocol's `{"error": message}`,
+    with the same status and headers."""
+    body = {"error": error.message} if is_protocol_path(path) else error_body(error.type, error.message, error.detail)
+    return ErrorResponse(body, status_code=error.status_code, headers=error.headers)
 
 
-async def send_error(send: Send, error: ServeError) -> None:
+def is_protocol_path(path: str) -> bool:
+    return path == PROTOCOL_PREFIX or path.startswith(PROTOCOL_PREFIX + "/")
+
+
+async def send_error(send: Send, error: ServeError, path: str = "") -> None:
     """Answer with `error` straight from ASGI middleware (outside FastAPI's handlers), rendered as the handlers do."""
-    response = error_response(error)
+    response = error_response(error, path)
     await send({"type": "http.response.start", "status": response.status_code, "headers": response.raw_headers})
     await send({"type": "http.response.body", "body": response.body})
 
@@ -77,30 +83,32 @@ def _clean(value: Any) -> Any:
     return echo(value, 80) if isinstance(value, str) else value
 
 
-async def _serve_error(_: Request, exc: Exception) -> JSONResponse:
+async def _serve_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, ServeError)
-    return error_response(exc)
+    return error_response(exc, request.url.path)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     errors = exc.errors()
     if any(e["type"] in UNPARSABLE for e in errors) and all(e["loc"][:1] == ("body",) for e in errors):
-        return error_response(MalformedBody("The request body is not valid JSON (or not UTF-8, or nested too deep)."))
+        error: ServeError = MalformedBody("The request body is not valid JSON (or not UTF-8, or nested too deep).")
+        return error_response(error, request.url.path)
     detail = [{"loc": [_clean(p) for p in e["loc"]], "msg": _clean(e["msg"]), "type": e["type"]} for e in errors]
-    return error_response(InvalidInput("The request is missing a field or has an invalid value.", detail))
+    error = InvalidInput("The request is missing a field or has an invalid value.", detail)
+    return error_response(error, request.url.path)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     cause = _cause(exc)
     if isinstance(cause, ClientDisconnect):
         raise cause  # nobody to answer; app/request_log.py logs it as client_disconnected
     if isinstance(cause, ServeError):
-        return error_response(cause)
+        return error_response(cause, request.url.path)
     kind = HTTP_KINDS.get(exc.status_code, MalformedBody if exc.status_code < 500 else ServeError)
     message = _clean(str(exc.detail)) if exc.status_code != 405 else "This route does not take that method."
-    return error_response(kind(message, headers=dict(exc.headers or {})))
+    return error_response(kind(message, headers=dict(exc.headers or {})), request.url.path)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.errors import ERROR_TABLE
 from app.families import FAMILIES
+from app.families.anomaly import series
 from app.families.anomaly.runtime import AnomalyRuntime
 from app.families.explain_text import MAX_CHARS as EXPLAIN_MAX_CHARS
 from app.registry import ModelRegistry, State
@@ -137,19 +138,42 @@ def anomaly_window(registry: ModelRegistry) -> int | None:
 
 
 def constrain_anomaly_request(schema: dict[str, Any], window: int | None) -> None:
-    values = schema["properties"]["values"]
+    """The fewest values each method and mode needs, as three exclusive variants (JSON Schema's oneOf)."""
+    props = schema["properties"]
+    values = props["values"]
     if window is None:
-        values["minItems"] = 1
-        values["description"] += (
-            " At least one window of the served model; the model is not loaded, so its window is not known here "
-            "(the route answers 503 meanwhile)."
+        model_min, model_text = (
+            1,
+            (
+                "the served model's window; the model is not loaded, so its window is not known here (the route "
+                "answers 503 meanwhile)"
+            ),
         )
     else:
-        values["minItems"] = window
-        values["description"] += f" At least one window of the served model: {window} values."
-    schema["properties"]["timestamps"]["description"] += (
-        " When given, exactly one per value (a different count is refused with 422 invalid_input; JSON Schema "
-        "cannot say it)."
+        model_min, model_text = window, f"one window of the served model: {window} values"
+    causal, non_causal = series.min_length(causal=True), series.min_length(causal=False)
+    values["minItems"] = min(model_min, causal)
+    values["description"] += (
+        f" At least {causal} values (nearest_context, causal), {non_causal} (nearest_context, non_causal) or "
+        f"{model_text} (autoencoder)."
+    )
+
+    def variant(title: str, minimum: int, method: dict[str, Any], mode: dict[str, Any], required: list[str]):
+        return {
+            "title": title,
+            "required": ["values", *required],
+            "properties": {"values": {"minItems": minimum}, "method": method, "mode": mode},
+        }
+
+    per_series = {"enum": ["nearest_context"]}
+    schema["oneOf"] = [
+        variant("Autoencoder", model_min, {"const": "autoencoder"}, {}, ["method"]),
+        variant("Causal", causal, per_series, {"enum": ["causal"]}, []),
+        variant("Non-causal", non_causal, per_series, {"const": "non_causal"}, ["mode"]),
+    ]
+    props["timestamps"]["description"] += (
+        " When given, exactly one per value and strictly increasing (otherwise 422 invalid_input; JSON Schema "
+        "cannot say either)."
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
+from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep, VersionHeader
 from app.api.openapi import error_responses
 from app.families.digit.runtime import DigitPrediction, DigitRuntime
 from app.image_upload import read_image_upload
@@ -14,6 +14,7 @@ router = APIRouter(prefix="/predict", tags=["predict"])
 
 IMAGE_ERRORS = error_responses(
     "malformed_body",
+    "model_not_found",  # a version (X-Model-Version) that does not exist
     "invalid_image",
     "image_too_large",
     "unsupported_media_type",
@@ -43,9 +44,14 @@ IMAGE_BODY = {
 
 @router.post("/digit", response_model=DigitPrediction, responses=IMAGE_ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_digit(
-    request: Request, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, inference: InferenceDep
+    request: Request,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    inference: InferenceDep,
+    version: VersionHeader = None,
 ) -> BaseModel:
     """Classify a handwritten digit image (any size or format) as 0-9."""
-    runtime = registry.runtime("digit", DigitRuntime)
+    runtime = await registry.pin(registry.runtime("digit", DigitRuntime), version)
     upload = await read_image_upload(request, settings.max_image_pixels, inference)
     return await inference.serve(runtime, upload, limiter)

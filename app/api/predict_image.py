@@ -11,8 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
-from app.api.openapi import error_responses
+from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep, VersionHeader
 from app.api.predict import IMAGE_BODY, IMAGE_ERRORS
 from app.families import FAMILIES
 from app.families.images import ImageClassifier, ImagePrediction
@@ -23,7 +22,6 @@ router = APIRouter(prefix="/predict", tags=["predict"])
 TASK = "image-classification"
 DEFAULT_MODEL = "image"
 IMAGE_MODELS = [name for name, family in FAMILIES.items() if family.task == TASK]
-ERRORS = {**IMAGE_ERRORS, **error_responses("model_not_found")}
 ModelParam = Query(
     description=f"The model to classify with: one of {', '.join(IMAGE_MODELS)} (default: {DEFAULT_MODEL}). A known "
     "model that is not installed answers 503.",
@@ -31,7 +29,7 @@ ModelParam = Query(
 )
 
 
-@router.post("/image", response_model=ImagePrediction, responses=ERRORS, openapi_extra=IMAGE_BODY)
+@router.post("/image", response_model=ImagePrediction, responses=IMAGE_ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_image(
     request: Request,
     registry: RegistryDep,
@@ -39,8 +37,10 @@ async def predict_image(
     limiter: LimiterDep,
     inference: InferenceDep,
     model: Annotated[str | None, ModelParam] = None,
+    version: VersionHeader = None,
 ) -> BaseModel:
     """Classify an image (any size, format or mode) into the classes the chosen model was trained on."""
     runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model, ImageClassifier)  # "?model=": 404
+    runtime = await registry.pin(runtime, version)
     upload = await read_image_upload(request, settings.max_image_pixels, inference)
     return await inference.serve(runtime, upload, limiter)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep, require_json
+from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep, VersionHeader, require_json
 from app.api.openapi import error_responses
 from app.families.sentiment import SentimentRequest, SentimentResponse, SentimentRuntime, validate_texts
 
@@ -30,7 +30,12 @@ ERRORS = error_responses(
 
 @router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS, dependencies=[Depends(require_json)])
 async def predict_sentiment(
-    body: SentimentRequest, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, inference: InferenceDep
+    body: SentimentRequest,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    limiter: LimiterDep,
+    inference: InferenceDep,
+    version: VersionHeader = None,
 ) -> BaseModel:
     """Classify English text as POSITIVE or NEGATIVE.
 
@@ -47,5 +52,5 @@ async def predict_sentiment(
     model, 503 model not installed or not ready, 429 overloaded, 413 body over the upload limit.
     """
     texts = validate_texts(body, settings)
-    runtime = registry.for_task(TASK, body.model, SentimentRuntime)
+    runtime = await registry.pin(registry.for_task(TASK, body.model, SentimentRuntime), version)
     return await inference.serve(runtime, texts, limiter)

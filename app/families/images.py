@@ -80,6 +80,13 @@ class ClassScores(BaseModel):
     top_k: list[LabelScore]
 
 
+class ClassOutput(ClassScores):
+    """One prediction: what the response shows, and every class's probability (the Open Inference Protocol's
+    `probabilities` tensor)."""
+
+    probabilities: list[float]
+
+
 class ImagePrediction(ClassScores):
     model: ModelRef
 
@@ -93,7 +100,7 @@ IMAGE_BYTES_PER_FLOAT_PIXEL = 40.0  # mode F: checked for NaN/inf and rescaled i
 IMAGE_FIXED = 8 * 2**20  # its model call: 4 concurrent calls +25 MB, 8 +32 MB
 
 
-class ImageClassifier(ImageRuntime[ClassScores]):
+class ImageClassifier(ImageRuntime[ClassOutput]):
     """An ONNX model from one image input to class probabilities, with its class names in the artifact's
     labels.json: what POST /predict/image serves."""
 
@@ -122,16 +129,17 @@ class ImageClassifier(ImageRuntime[ClassScores]):
         per_pixel = IMAGE_BYTES_PER_FLOAT_PIXEL if request.mode == "F" else per_pixel
         return int(IMAGE_FIXED + request.pixels * per_pixel)
 
-    def predict(self, batch: list[np.ndarray]) -> list[ClassScores]:
+    def predict(self, batch: list[np.ndarray]) -> list[ClassOutput]:
         probabilities = self.session.run(None, {self.input_name: np.stack(batch).astype(np.float32)})[0]
         k = min(self.TOP_K, len(self.labels))
         results = []
         for p in probabilities:
             order = np.argsort(-p, kind="stable")[:k]
             top = [LabelScore(label=self.labels[i], score=float(p[i])) for i in order]
-            results.append(ClassScores(label=top[0].label, confidence=top[0].score, top_k=top))
+            scores = [float(v) for v in p]
+            results.append(ClassOutput(label=top[0].label, confidence=top[0].score, top_k=top, probabilities=scores))
         return results
 
-    def encode(self, request: ImageUpload, outputs: list[ClassScores]) -> ImagePrediction:
+    def encode(self, request: ImageUpload, outputs: list[ClassOutput]) -> ImagePrediction:
         [out] = outputs
         return ImagePrediction(label=out.label, confidence=out.confidence, top_k=out.top_k, model=self.ref())

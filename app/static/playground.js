@@ -230,8 +230,8 @@ function parseSeries(text) {
   return timestamps.length === values.length && values.length ? { values, timestamps } : { values };
 }
 async function exampleSeries() {
-  // A bundled NAB example: three weeks of New York taxi demand, half-hourly (the README's examples/series.json).
-  const body = await call("/static/nyc_taxi.json");
+  // The bundled example: three synthetic weeks, half-hourly, with one burst (the README's examples/series.json).
+  const body = await call("/static/example_series.json");
   return body.values.map((v, i) => `${body.timestamps[i]},${v}`).join("\n");
 }
 function svg(tag, attributes) {

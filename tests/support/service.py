@@ -71,6 +71,9 @@ class PortalClient:
     def post(self, url: str, **kwargs) -> httpx.Response:
         return self.request("POST", url, **kwargs)
 
+    def delete(self, url: str, **kwargs) -> httpx.Response:
+        return self.request("DELETE", url, **kwargs)
+
 
 @contextmanager
 def asgi_client(settings: Settings) -> Iterator[PortalClient]:
@@ -103,14 +106,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The DEEPSERVE_* variables that configure a server process as `settings` (every field away from its default)."""
+    env = {}
+    for name, value in settings.model_dump().items():
+        if value != Settings.model_fields[name].default:
+            env[f"DEEPSERVE_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
+    return env
+
+
 @contextmanager
 def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
     """A real uvicorn server in a subprocess on a free loopback port, configured through the environment."""
     port = free_port()
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():  # every field set away from its default
-        if value != Settings.model_fields[name].default:
-            env[f"DEEPSERVE_{name.upper()}"] = ",".join(value) if isinstance(value, list) else str(value)
+    env = {**os.environ, **settings_env(settings)}
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)]
     # The server's log goes to a file: a pipe nobody reads fills after a few hundred requests (one JSON line each)
     # and then blocks the server mid-request.
@@ -136,6 +145,22 @@ def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
         server.terminate()
         server.wait(timeout=10)
         log.close()
+
+
+@contextmanager
+def ray_client(cluster, settings: Settings, replicas: int = 2) -> Iterator[httpx.Client]:
+    """The app on Ray Serve (app/ray_serve.py): `replicas` replicas on the running two-node `cluster`, configured as
+    `settings`, behind Serve's HTTP proxy."""
+    cluster.run(replicas, settings_env(settings))
+    with httpx.Client(base_url=cluster.url, timeout=60) as client:
+        yield client
+
+
+# Where the contract tests run the service: in-process, behind uvicorn, and (DEEPSERVE_TEST_RAY=1, with the [ray]
+# extra; `make test-ray`) on Ray Serve's proxy in front of two replicas on a local two-node cluster.
+RAY = bool(os.environ.get("DEEPSERVE_TEST_RAY"))
+MODES = ["asgi", "uvicorn", *(["ray"] if RAY else [])]
+SERVER_MODES = MODES[1:]  # real HTTP servers
 
 
 @contextmanager

@@ -71,7 +71,12 @@ class AnomalyRuntime(Runtime[AnomalyRequest, np.ndarray, SeriesScores]):
     def encode(self, request: AnomalyRequest, outputs: list[SeriesScores]) -> AnomalyResponse:
         [out], times = outputs, request.timestamps
         regions = [
-            AlarmRegion(start=a, end=b, start_time=times[a] if times else None, end_time=times[b] if times else None)
+            AlarmRegion(
+                start=a,
+                end=b,
+                start_time=times[a].isoformat() if times else None,
+                end_time=times[b].isoformat() if times else None,
+            )
             for a, b in out.regions
         ]
         return AnomalyResponse(

@@ -1,9 +1,9 @@
-"""Request and response of POST /predict/anomaly."""
+"""Requests and responses of POST /predict/anomaly and the /anomaly/streams routes."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
@@ -24,9 +24,33 @@ FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_A
 Timestamp = Annotated[datetime, BeforeValidator(_text)]
 
 
+Sensitivity = Annotated[
+    float,
+    Field(
+        ge=0.0,
+        le=1.0,
+        description="0.5 by default; each 0.25 up halves the score an alarm needs (more alarms), each 0.25 down "
+        "doubles it.",
+    ),
+]
+
+
 class AnomalyRequest(BaseModel):
     values: list[FiniteFloat] = Field(max_length=MAX_POINTS, description="The series, oldest first.")
-    timestamps: list[Timestamp] | None = Field(None, description="Optional ISO 8601 time of each value.")
+    timestamps: list[Timestamp] | None = Field(
+        None, description="Optional ISO 8601 time of each value, strictly increasing; gaps are reported."
+    )
+    method: Literal["nearest_context", "autoencoder"] = Field(
+        "nearest_context",
+        description="nearest_context: any series, scaled and judged on its own past (no model needed). "
+        "autoencoder: the committed model trained on NAB nyc_taxi, with that series' frozen scale and threshold.",
+    )
+    sensitivity: Sensitivity = 0.5
+    mode: Literal["causal", "non_causal"] = Field(
+        "causal",
+        description="causal: each point is scored from the points before it, the first ones are its warm-up. "
+        "non_causal: the warm-up points are scored too, from the points after them (not what a live monitor sees).",
+    )
 
     @model_validator(mode="after")
     def same_lengths(self) -> AnomalyRequest:
@@ -38,8 +62,8 @@ class AnomalyRequest(BaseModel):
 class AlarmRegion(BaseModel):
     start: int
     end: int
-    start_time: datetime | None = None
-    end_time: datetime | None = None
+    start_time: str | None = Field(None, description="ISO 8601, as the request's timestamps (no zone added).")
+    end_time: str | None = None
 
 
 class AnomalyResponse(BaseModel):
@@ -49,3 +73,80 @@ class AnomalyResponse(BaseModel):
     window: int
     regions: list[AlarmRegion] = Field(description="Maximal runs of flagged points, first and last index inclusive.")
     model: ModelRef
+
+
+class Gap(BaseModel):
+    after: int = Field(description="Index of the last point before the gap.")
+    start_time: str = Field(description="ISO 8601, as the request's timestamps (no zone added).")
+    end_time: str
+    missing_points: int = Field(description="Points the median step would have put in the gap.")
+
+
+class Sampling(BaseModel):
+    step_seconds: float | None = Field(description="Median time between points (null for a single point).")
+    regular: bool = Field(description="Every step within 1% of the median.")
+    gaps: list[Gap] = Field(
+        description="Steps over 1.5x the median (the first 100); the detector scores the points "
+        "in order, as if the gap were not there."
+    )
+    gap_count: int = 0
+
+
+class PointColumns(BaseModel):
+    """Per point, one entry each, in the order of the values; never null."""
+
+    status: list[Literal["scored", "warming_up"]]
+    scores: list[float] = Field(description="Distance to the nearest past context / its usual value (0 in warm-up).")
+    is_anomaly: list[bool] = Field(description="The points that raise an alarm (one per event, see regions).")
+    expected: list[float] = Field(description="What followed the most similar past context (the value in warm-up).")
+    lower: list[float]
+    upper: list[float]
+    direction: list[Literal["spike", "dip", "none"]] = Field(description="Above the band, below it, or inside it.")
+
+
+class SeriesAnomalyResponse(PointColumns):
+    method: Literal["nearest_context"] = "nearest_context"
+    mode: Literal["causal", "non_causal"]
+    sensitivity: float
+    threshold: float = Field(description="The score an alarm needs at this sensitivity.")
+    warmup: int = Field(description="Points learned before the first score (causal mode).")
+    regions: list[AlarmRegion] = Field(
+        description="Each alarm and the points after it still at or over the threshold, first and last inclusive."
+    )
+    sampling: Sampling | None = Field(None, description="With timestamps: spacing and gaps.")
+
+
+class StreamPointsRequest(BaseModel):
+    values: list[FiniteFloat] = Field(min_length=1, description="The new points, oldest first.")
+    timestamps: list[Timestamp] | None = Field(
+        None, description="Optional ISO 8601 time of each point, strictly increasing, after the stream's last one."
+    )
+    sensitivity: Sensitivity | None = Field(
+        None, description="Set (or change) the stream's sensitivity; default: the stream's, 0.5 for a new stream."
+    )
+
+    @model_validator(mode="after")
+    def same_lengths(self) -> StreamPointsRequest:
+        if self.timestamps is not None and len(self.timestamps) != len(self.values):
+            raise ValueError(f"{len(self.timestamps)} timestamps for {len(self.values)} values")
+        return self
+
+
+class StreamInfo(BaseModel):
+    series_id: str
+    points: int = Field(description="Points received so far.")
+    status: Literal["warming_up", "ready"] = Field(description="warming_up until the stream has learned its scale.")
+    sensitivity: float
+    created: datetime
+    updated: datetime
+
+
+class StreamPointsResponse(PointColumns):
+    stream: StreamInfo
+    first_index: int = Field(description="Stream index of the first point of this request.")
+    threshold: float = Field(description="The score an alarm needs at the stream's sensitivity.")
+    regions: list[AlarmRegion] = Field(description="Alarm regions among these points, as stream indices.")
+
+
+class StreamList(BaseModel):
+    streams: list[StreamInfo]

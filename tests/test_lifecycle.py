@@ -1,5 +1,5 @@
-"""The `deepserve` command line: models, promote (with its gate), train (candidates, missing extras) and predict
-against a real running service."""
+"""The model lifecycle: the `deepserve` command line (models, promote with its gate, train writing candidates,
+predict against a real running service), GET /models/{name}/versions, and requests pinning a version."""
 
 from __future__ import annotations
 
@@ -98,3 +98,30 @@ def test_versions_route_lists_served_and_candidates(models: Path) -> None:
         assert [(v["version"], v["status"]) for v in versions] == [("1", "served"), ("2", "candidate")]
         assert versions[1]["metrics"]["test_accuracy"] == 0.5 and versions[0]["data"].startswith("sha256:")
         assert client.get("/models/nope/versions").json()["error"]["type"] == "model_not_found"
+
+
+def test_a_request_can_pin_a_version_and_pinned_versions_are_bounded(models: Path) -> None:
+    from tests.support.service import serve
+
+    third = read_manifest(models).versions("digit")[0]
+    shutil.copytree(models / third.path, models / "digit" / "3")
+    save_entry(models, third.model_copy(update={"version": "3", "path": "digit/3"}))
+    png = {"content": render(4, "mnist_28"), "headers": {"content-type": "image/png"}}
+    settings = Settings(models_dir=models, max_pinned_versions=1, batch_models=["digit"])
+    with serve("asgi", settings) as client:
+
+        def version(pin: str | None) -> str:
+            headers = png["headers"] | ({"x-model-version": pin} if pin else {})
+            response = client.post("/predict/digit", content=png["content"], headers=headers)
+            assert response.status_code == 200, response.text
+            return response.json()["model"]["version"]
+
+        assert [version(None), version("2"), version("1"), version(None)] == ["1", "2", "1", "1"]
+        registry, inference = client.app.state.registry, client.app.state.inference
+        two = registry.pinned[("digit", "2")]
+        assert two in inference.batchers  # a pinned version is batched like the served one
+        assert version("3") == "3" and list(registry.pinned) == [("digit", "3")]  # at most one kept: 2 dropped
+        assert two not in inference.batchers  # and its batcher with it
+        headers = png["headers"] | {"x-model-version": "9"}
+        missing = client.post("/predict/digit", content=png["content"], headers=headers)
+        assert missing.status_code == 404 and missing.json()["error"]["detail"]["versions"] == ["1", "2", "3"]

@@ -1,0 +1,107 @@
+"""Anomaly streams: append points to a named series and get their scores; list and delete streams."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, Path, Request, Response
+
+from app.api.deps import InferenceDep, LimiterDep, require_json
+from app.api.openapi import error_responses
+from app.config import Settings
+from app.errors import PayloadTooLarge
+from app.families.anomaly import series, streams
+from app.families.anomaly.detector import DEFAULT, alarm_limits
+from app.families.anomaly.schemas import StreamInfo, StreamList, StreamPointsRequest, StreamPointsResponse
+
+router = APIRouter(prefix="/anomaly/streams", tags=["anomaly streams"])
+
+SeriesId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$", description="Letters, digits, _ . : -")]
+
+
+def get_store(request: Request) -> streams.StreamStore:
+    return request.app.state.streams
+
+
+StoreDep = Annotated[streams.StreamStore, Depends(get_store)]
+
+
+def _info(info: streams.StreamInfo) -> StreamInfo:
+    return StreamInfo(
+        series_id=info.series_id,
+        points=info.points,
+        status="warming_up" if info.warming_up else "ready",
+        sensitivity=info.sensitivity,
+        created=datetime.fromtimestamp(info.created, UTC),
+        updated=datetime.fromtimestamp(info.updated, UTC),
+    )
+
+
+def _append(store: streams.StreamStore, series_id: str, body: StreamPointsRequest) -> StreamPointsResponse:
+    values = np.asarray(body.values, dtype=np.float64)
+    if body.timestamps is not None:
+        series.check_timestamps(body.timestamps)
+    info, scored, first = store.append(series_id, values, body.timestamps, body.sensitivity)
+    threshold, _ = alarm_limits(DEFAULT, info.sensitivity)
+    regions = series.alarm_regions(scored.alarm, scored.score, threshold)
+    return StreamPointsResponse(
+        **vars(series.points(scored, values)),
+        stream=_info(info),
+        first_index=first,
+        threshold=threshold,
+        regions=series.regions_with_times(regions, body.timestamps, at=first),
+    )
+
+
+@router.post(
+    "/{series_id}/points",
+    response_model=StreamPointsResponse,
+    responses=error_responses(
+        "malformed_body", "unsupported_media_type", "invalid_input", "overloaded", "too_many_streams"
+    ),
+    dependencies=[Depends(require_json)],
+)
+async def append_points(
+    series_id: SeriesId,
+    body: StreamPointsRequest,
+    request: Request,
+    store: StoreDep,
+    limiter: LimiterDep,
+    inference: InferenceDep,
+) -> StreamPointsResponse:
+    """Append points to a stream (created on its first points) and score just those points."""
+    settings: Settings = request.app.state.settings
+    if len(body.values) > settings.max_stream_points:
+        raise PayloadTooLarge(
+            f"{len(body.values)} points in one request; at most {settings.max_stream_points} "
+            "(DEEPSERVE_MAX_STREAM_POINTS): send them in parts.",
+            {"max_points": settings.max_stream_points, "points": len(body.values)},
+        )
+    with limiter.slot(series.cost(len(body.values))):
+        return await inference.offload(_append, store, series_id, body)
+
+
+@router.get("", response_model=StreamList, responses=error_responses())
+async def list_streams(store: StoreDep, inference: InferenceDep) -> StreamList:
+    """Every stream, with its point count and status."""
+    return StreamList(streams=[_info(i) for i in await inference.offload(store.list)])
+
+
+@router.get("/{series_id}", response_model=StreamInfo, responses=error_responses("invalid_input", "stream_not_found"))
+async def get_stream(series_id: SeriesId, store: StoreDep, inference: InferenceDep) -> StreamInfo:
+    """One stream's point count and status."""
+    return _info(await inference.offload(store.get, series_id))
+
+
+@router.delete(
+    "/{series_id}",
+    status_code=204,
+    response_class=Response,
+    responses=error_responses("invalid_input", "stream_not_found"),
+)
+async def delete_stream(series_id: SeriesId, store: StoreDep, inference: InferenceDep) -> Response:
+    """Forget a stream and its state."""
+    await inference.offload(store.delete, series_id)
+    return Response(status_code=204)

@@ -1,0 +1,157 @@
+"""One series through the per-series detector, as a person reads it: per point, alarm regions, sampling report.
+
+Framework-free: the route (app/api/predict_anomaly.py) and the streams (app/families/anomaly/streams.py) both
+answer with what this module computes from `detector.Scored`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+
+from app.errors import InvalidInput
+from app.families.anomaly.detector import DEFAULT, Detector, DetectorState, Scored, alarm_limits
+from app.families.anomaly.schemas import AlarmRegion, AnomalyRequest, Sampling, SeriesAnomalyResponse
+
+MAX_GAPS_LISTED = 100
+# Working memory of one series: the distance matrices of one block (3 x 256 x ~3,300 float64, ~20 MB) and, per
+# point, the detector's arrays and the response's seven lists (~400 bytes).
+FIXED_BYTES = 24 * 2**20
+BYTES_PER_POINT = 400
+
+
+def cost(length: int) -> int:
+    return FIXED_BYTES + BYTES_PER_POINT * length
+
+
+@dataclass(frozen=True)
+class Points:
+    """Per point, no NaN anywhere: a warm-up point has score 0, no alarm, and its own value as expected and band."""
+
+    status: list[str]  # "scored" or "warming_up"
+    scores: list[float]
+    is_anomaly: list[bool]  # the points that raise an alarm
+    expected: list[float]
+    lower: list[float]
+    upper: list[float]
+    direction: list[str]  # "spike" above the band, "dip" below it, "none" inside it
+
+
+def points(scored: Scored, values: np.ndarray) -> Points:
+    warm = scored.warming_up
+
+    def fill(scored_value: np.ndarray, warm_value: np.ndarray | float) -> np.ndarray:
+        return np.asarray(np.where(warm, warm_value, scored_value))
+
+    expected, lower, upper = (fill(a, values) for a in (scored.expected, scored.lower, scored.upper))
+    direction = np.where(values > upper, "spike", np.where(values < lower, "dip", "none"))
+    return Points(
+        status=np.where(warm, "warming_up", "scored").tolist(),
+        scores=fill(scored.score, 0.0).tolist(),
+        is_anomaly=scored.alarm.tolist(),
+        expected=expected.tolist(),
+        lower=lower.tolist(),
+        upper=upper.tolist(),
+        direction=direction.tolist(),
+    )
+
+
+def alarm_regions(alarm: np.ndarray, score: np.ndarray, threshold: float) -> list[tuple[int, int]]:
+    """(first, last) index of each alarm and the points right after it whose score stays at or over the threshold;
+    overlapping regions merge."""
+    high = np.nan_to_num(score, nan=0.0) >= threshold
+    regions: list[tuple[int, int]] = []
+    for start in np.flatnonzero(alarm):
+        end = int(start)
+        while end + 1 < len(high) and high[end + 1]:
+            end += 1
+        if regions and start <= regions[-1][1] + 1:
+            regions[-1] = (regions[-1][0], max(regions[-1][1], end))
+        else:
+            regions.append((int(start), end))
+    return regions
+
+
+def min_length(causal: bool) -> int:
+    """Fewest points a series needs: one scored point after the warm-up; non-causal mode also scores the warm-up
+    from the points after it, so it needs a second warm-up's worth."""
+    return DEFAULT.warmup + 1 if causal else 2 * DEFAULT.warmup
+
+
+def score_series(values: np.ndarray, sensitivity: float = 0.5, causal: bool = True) -> Scored:
+    """Causal: every point from the points before it (the first DEFAULT.warmup are warm-up). Non-causal: the
+    warm-up points are scored too, by the detector run backwards in time from the end of the series."""
+    if len(values) < min_length(causal):
+        raise InvalidInput(
+            f"The series has {len(values)} values; at least {min_length(causal)} are needed "
+            f"({DEFAULT.warmup} to learn the series from{'' if causal else ', twice in non-causal mode'}).",
+            {"min_length": min_length(causal), "length": len(values)},
+        )
+    forward = Detector(sensitivity=sensitivity).update(DetectorState(), values)
+    if causal:
+        return forward
+    backward = Detector(sensitivity=sensitivity).update(DetectorState(), values[::-1])
+    warm = forward.warming_up
+    parts = [np.where(warm, getattr(backward, name)[::-1], getattr(forward, name)) for name in Scored.FIELDS]
+    return Scored(*parts)
+
+
+def check_timestamps(timestamps: list[datetime]) -> Sampling:
+    """422 unless strictly increasing; else the sampling report: median step, whether it is regular, the gaps."""
+    seconds = np.array([t.timestamp() for t in timestamps], dtype=np.float64)
+    steps = np.diff(seconds)
+    bad = np.flatnonzero(steps <= 0)
+    if bad.size:
+        i = int(bad[0]) + 1
+        kind = "duplicate" if steps[bad[0]] == 0 else "earlier than the one before it"
+        raise InvalidInput(
+            f"Timestamps must be strictly increasing: timestamp {i} ({timestamps[i].isoformat()}) is {kind}.",
+            {"index": i},
+        )
+    if not steps.size:
+        return Sampling(step_seconds=None, regular=True, gaps=[])
+    step = float(np.median(steps))
+    gap_at = np.flatnonzero(steps > 1.5 * step)
+    gaps = [
+        {
+            "after": int(i),
+            "start_time": timestamps[i].isoformat(),
+            "end_time": timestamps[i + 1].isoformat(),
+            "missing_points": int(round(steps[i] / step)) - 1,
+        }
+        for i in gap_at[:MAX_GAPS_LISTED]
+    ]
+    regular = bool(np.all(np.abs(steps - step) <= 0.01 * step))
+    return Sampling.model_validate({"step_seconds": step, "regular": regular, "gaps": gaps, "gap_count": gap_at.size})
+
+
+def regions_with_times(regions: list[tuple[int, int]], times: list[datetime] | None, at: int = 0) -> list[AlarmRegion]:
+    """Regions as the API gives them: indices offset by `at`, times when the request had them."""
+    return [
+        AlarmRegion(
+            start=a + at,
+            end=b + at,
+            start_time=times[a].isoformat() if times else None,
+            end_time=times[b].isoformat() if times else None,
+        )
+        for a, b in regions
+    ]
+
+
+def respond(request: AnomalyRequest) -> SeriesAnomalyResponse:
+    """POST /predict/anomaly with method nearest_context (CPU work: run it on the worker pool)."""
+    sampling = check_timestamps(request.timestamps) if request.timestamps is not None else None
+    values = np.asarray(request.values, dtype=np.float64)
+    scored = score_series(values, request.sensitivity, causal=request.mode == "causal")
+    threshold, _ = alarm_limits(DEFAULT, request.sensitivity)
+    return SeriesAnomalyResponse(
+        **vars(points(scored, values)),
+        mode=request.mode,
+        sensitivity=request.sensitivity,
+        threshold=threshold,
+        warmup=DEFAULT.warmup,
+        regions=regions_with_times(alarm_regions(scored.alarm, scored.score, threshold), request.timestamps),
+        sampling=sampling,
+    )

@@ -1,0 +1,141 @@
+"""Named anomaly streams: each keeps its detector state in SQLite, so points can arrive one request at a time and
+nothing is lost across restarts.
+
+One table, one row per stream (its detector state is a few tens of KB whatever the stream's length: the detector
+keeps a bounded tail). Every operation takes the store's lock and commits before it returns; the file is opened on
+first use, so a service that never sees a stream never creates it.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from app.errors import InvalidInput, StreamNotFound, TooManyStreams
+from app.families.anomaly.detector import DEFAULT, Detector, DetectorState, Scored
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS streams (
+    id TEXT PRIMARY KEY,
+    sensitivity REAL NOT NULL,
+    points INTEGER NOT NULL,
+    last_time REAL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL,
+    state BLOB NOT NULL
+)
+"""
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    series_id: str
+    points: int
+    sensitivity: float
+    warming_up: bool
+    created: float  # unix seconds
+    updated: float
+
+
+class StreamStore:
+    def __init__(self, path: Path, max_streams: int) -> None:
+        self.path, self.max_streams = path, max_streams
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(SCHEMA)
+        return self._db
+
+    def append(
+        self,
+        series_id: str,
+        values: np.ndarray,
+        times: list[datetime] | None,
+        sensitivity: float | None,
+    ) -> tuple[StreamInfo, Scored, int]:
+        """Score `values` after the stream's points (creating it at the first call): (the stream after them, their
+        scores, the stream index of the first of them)."""
+        with self._lock:
+            db = self._conn()
+            row = db.execute(
+                "SELECT sensitivity, points, last_time, created, state FROM streams WHERE id = ?", (series_id,)
+            ).fetchone()
+            now = time.time()
+            if row is None:
+                (count,) = db.execute("SELECT COUNT(*) FROM streams").fetchone()
+                if count >= self.max_streams:
+                    raise TooManyStreams(
+                        f"The service holds {count} streams, its limit (DEEPSERVE_MAX_STREAMS); delete some first.",
+                        {"max_streams": self.max_streams},
+                        headers={"Retry-After": "60"},
+                    )
+                row = (0.5 if sensitivity is None else sensitivity, 0, None, now, None)
+            stored_sensitivity, points, last_time, created, blob = row
+            sensitivity = stored_sensitivity if sensitivity is None else sensitivity
+            seconds = [t.timestamp() for t in times] if times else None
+            if seconds and last_time is not None and seconds[0] <= last_time:
+                raise InvalidInput(
+                    "The first timestamp is not after the stream's last one; timestamps must be strictly increasing.",
+                    {"last_time": datetime.fromtimestamp(last_time).astimezone().isoformat()},
+                )
+            state = DetectorState.from_bytes(blob) if blob is not None else DetectorState()
+            scored = Detector(sensitivity=sensitivity).update(state, values)
+            last_time = seconds[-1] if seconds else last_time
+            db.execute(
+                "INSERT OR REPLACE INTO streams (id, sensitivity, points, last_time, created, updated, state) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (series_id, sensitivity, state.seen, last_time, created, now, state.to_bytes()),
+            )
+            return self._info(series_id, state.seen, sensitivity, created, now), scored, points
+
+    def list(self) -> list[StreamInfo]:
+        with self._lock:
+            rows = (
+                self._conn()
+                .execute("SELECT id, points, sensitivity, created, updated FROM streams ORDER BY id")
+                .fetchall()
+            )
+        return [self._info(*row) for row in rows]
+
+    def get(self, series_id: str) -> StreamInfo:
+        with self._lock:
+            row = (
+                self._conn()
+                .execute("SELECT id, points, sensitivity, created, updated FROM streams WHERE id = ?", (series_id,))
+                .fetchone()
+            )
+        if row is None:
+            raise self._unknown(series_id)
+        return self._info(*row)
+
+    def delete(self, series_id: str) -> None:
+        with self._lock:
+            deleted = self._conn().execute("DELETE FROM streams WHERE id = ?", (series_id,)).rowcount
+        if not deleted:
+            raise self._unknown(series_id)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+    @staticmethod
+    def _info(series_id: str, points: int, sensitivity: float, created: float, updated: float) -> StreamInfo:
+        return StreamInfo(series_id, points, sensitivity, points < DEFAULT.warmup, created, updated)
+
+    @staticmethod
+    def _unknown(series_id: str) -> StreamNotFound:
+        return StreamNotFound(f"No stream {series_id!r}; POST points to create it.", {"series_id": series_id})

@@ -1,0 +1,93 @@
+"""The protocol's messages (https://kserve.github.io/website/docs/concepts/architecture/data-plane/v2-protocol)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Datatype = Literal[
+    "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"
+]
+Parameters = dict[str, Any]
+
+
+class RequestInput(BaseModel):
+    name: str
+    shape: list[int] = Field(description="Dimensions, row-major; their product is the number of elements.")
+    datatype: Datatype
+    parameters: Parameters | None = Field(
+        None,
+        description='"content_type": "base64" marks BYTES data sent as base64 strings; "binary_data_size" marks '
+        "data sent after the JSON (binary-data extension).",
+    )
+    data: Any = Field(None, description="The elements, flat or nested, row-major; absent for binary data.")
+
+
+class RequestOutput(BaseModel):
+    name: str
+    parameters: Parameters | None = Field(None, description='"binary_data": true asks for it after the JSON.')
+
+
+class InferenceRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    id: str | None = None
+    parameters: Parameters | None = None
+    inputs: list[RequestInput] = Field(min_length=1)
+    outputs: list[RequestOutput] | None = Field(None, description="The outputs wanted (default: all).")
+
+
+class ResponseOutput(BaseModel):
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    parameters: Parameters | None = None
+    data: list[Any] | None = None
+
+
+class InferenceResponse(BaseModel):
+    model_name: str
+    model_version: str | None = None
+    id: str | None = None
+    parameters: Parameters | None = None
+    outputs: list[ResponseOutput]
+
+
+class TensorMetadata(BaseModel):
+    name: str
+    datatype: Datatype
+    shape: list[int] = Field(description="-1 for a dimension of any size.")
+    parameters: Parameters | None = None
+
+
+class ModelMetadata(BaseModel):
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+    parameters: Parameters | None = None
+
+
+class ServerMetadata(BaseModel):
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class ServerLive(BaseModel):
+    live: bool
+
+
+class ServerReady(BaseModel):
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    name: str
+    ready: bool
+
+
+class ProtocolError(BaseModel):
+    error: str

@@ -1,0 +1,170 @@
+"""POST /predict/anomaly's default method (nearest_context, any series) and the /anomaly/streams routes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.config import Settings
+from app.families.anomaly.detector import DEFAULT
+from tests.support.paths import COMMITTED_MODELS, SHARED_DATA
+from tests.support.seasonal import EVENTS, seasonal
+from tests.support.service import assert_error, serve
+
+NAB = SHARED_DATA / "nab"
+START = np.datetime64("2024-01-01T00:00:00")
+
+
+def times(n: int, step_minutes: int = 15, start: np.datetime64 = START) -> list[str]:
+    return [str(start + i * np.timedelta64(step_minutes, "m")) for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory):
+    data = tmp_path_factory.mktemp("data")
+    with serve("asgi", Settings(models_dir=tmp_path_factory.mktemp("no_models"), data_dir=data, max_streams=3)) as c:
+        yield c
+
+
+def test_any_scale_series_gets_per_point_answers_and_regions(client) -> None:
+    values = seasonal(scale=5e5, offset=1e6)
+    response = client.post("/predict/anomaly", json={"values": values.tolist(), "timestamps": times(len(values))})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    n = len(values)
+    for key in ("status", "scores", "is_anomaly", "expected", "lower", "upper", "direction"):
+        assert len(body[key]) == n, key
+    assert body["status"][: DEFAULT.warmup] == ["warming_up"] * DEFAULT.warmup
+    assert set(body["status"][DEFAULT.warmup :]) == {"scored"} and None not in body["scores"]
+    alarms = np.flatnonzero(body["is_anomaly"]).tolist()
+    assert alarms[:2] == [EVENTS["spike"], EVENTS["dip"]] and len(alarms) == 3
+    assert body["direction"][EVENTS["spike"]] == "spike" and body["direction"][EVENTS["dip"]] == "dip"
+    assert [r["start"] for r in body["regions"]] == alarms
+    assert body["regions"][0]["start_time"].startswith(times(n)[EVENTS["spike"]][:16])
+    assert body["sampling"] == {"step_seconds": 900.0, "regular": True, "gaps": [], "gap_count": 0}
+    assert body["method"] == "nearest_context" and body["mode"] == "causal" and body["threshold"] == 3.0
+
+
+def test_non_causal_mode_scores_the_warm_up_too(client) -> None:
+    values = seasonal()[:600].tolist()
+    body = client.post("/predict/anomaly", json={"values": values, "mode": "non_causal"}).json()
+    assert body["mode"] == "non_causal" and set(body["status"]) == {"scored"}
+    assert all(s > 0 for s in body["scores"])
+
+
+def test_gaps_and_irregular_spacing_are_reported(client) -> None:
+    values = seasonal()[:400].tolist()
+    stamps = times(400)
+    stamps[300:] = times(100, start=START + np.timedelta64(300 * 15 + 60 * 6, "m"))  # six hours missing
+    body = client.post("/predict/anomaly", json={"values": values, "timestamps": stamps}).json()
+    assert body["sampling"]["regular"] is False and body["sampling"]["gap_count"] == 1
+    assert body["sampling"]["gaps"][0]["after"] == 299 and body["sampling"]["gaps"][0]["missing_points"] == 24
+
+
+@pytest.mark.parametrize(("where", "kind"), [(200, "duplicate"), (250, "earlier")])
+def test_duplicate_or_backward_timestamps_are_422(client, where: int, kind: str) -> None:
+    stamps = times(400)
+    stamps[where] = stamps[where - 1] if kind == "duplicate" else stamps[where - 2]
+    response = client.post("/predict/anomaly", json={"values": [1.0] * 400, "timestamps": stamps})
+    error = assert_error(response, 422, "invalid_input")
+    assert error["detail"] == {"index": where} and kind in error["message"]
+
+
+@pytest.mark.parametrize(("mode", "needed"), [("causal", DEFAULT.warmup + 1), ("non_causal", 2 * DEFAULT.warmup)])
+def test_series_shorter_than_needed_is_422(client, mode: str, needed: int) -> None:
+    response = client.post("/predict/anomaly", json={"values": [1.0] * (needed - 1), "mode": mode})
+    error = assert_error(response, 422, "invalid_input")
+    assert error["detail"] == {"min_length": needed, "length": needed - 1}
+    assert client.post("/predict/anomaly", json={"values": [1.0] * needed, "mode": mode}).status_code == 200
+
+
+@pytest.mark.parametrize("payload", [{"sensitivity": 1.5}, {"mode": "future"}, {"method": "magic"}])
+def test_bad_options_are_422(client, payload: dict) -> None:
+    assert_error(client.post("/predict/anomaly", json={"values": [1.0] * 400, **payload}), 422, "invalid_input")
+
+
+def test_huge_values_are_422_not_null_scores(client) -> None:
+    response = client.post("/predict/anomaly", json={"values": [1.0] * 399 + [1e300]})
+    assert_error(response, 422, "invalid_input")
+    body = client.post("/predict/anomaly", json={"values": [1.0] * 399 + [1e29]}).json()
+    assert all(np.isfinite(body["scores"])) and body["is_anomaly"][-1] is True
+
+
+def test_stream_answers_warming_up_then_scores_and_matches_the_batch_answer(client) -> None:
+    values = seasonal()
+    batch = client.post("/predict/anomaly", json={"values": values.tolist()}).json()
+    first = client.post("/anomaly/streams/checkout/points", json={"values": values[:100].tolist()}).json()
+    assert first["stream"]["status"] == "warming_up" and set(first["status"]) == {"warming_up"}
+    rest = client.post("/anomaly/streams/checkout/points", json={"values": values[100:].tolist()}).json()
+    assert (
+        rest["first_index"] == 100 and rest["stream"]["status"] == "ready" and rest["stream"]["points"] == len(values)
+    )
+    assert first["is_anomaly"] + rest["is_anomaly"] == batch["is_anomaly"]
+    np.testing.assert_allclose(first["scores"] + rest["scores"], batch["scores"], rtol=1e-9)
+    assert [r["start"] for r in rest["regions"]] == [r["start"] for r in batch["regions"]]
+    listed = client.get("/anomaly/streams").json()["streams"]
+    assert [s["series_id"] for s in listed] == ["checkout"] and listed[0]["points"] == len(values)
+    assert client.delete("/anomaly/streams/checkout").status_code == 204
+    assert_error(client.get("/anomaly/streams/checkout"), 404, "stream_not_found")
+    assert_error(client.delete("/anomaly/streams/checkout"), 404, "stream_not_found")
+
+
+def test_stream_limits_are_429_and_413(client) -> None:
+    for i in range(3):
+        assert client.post(f"/anomaly/streams/s{i}/points", json={"values": [1.0]}).status_code == 200
+    assert_error(client.post("/anomaly/streams/s9/points", json={"values": [1.0]}), 429, "too_many_streams")
+    assert client.post("/anomaly/streams/s0/points", json={"values": [2.0]}).status_code == 200  # existing: fine
+    error = assert_error(
+        client.post("/anomaly/streams/s0/points", json={"values": [1.0] * 10_001}), 413, "payload_too_large"
+    )
+    assert error["detail"] == {"max_points": 10_000, "points": 10_001}
+    for i in range(3):
+        client.delete(f"/anomaly/streams/s{i}")
+
+
+def test_stream_bad_input(client) -> None:
+    assert_error(client.post("/anomaly/streams/bad%20id/points", json={"values": [1.0]}), 422, "invalid_input")
+    assert_error(client.post("/anomaly/streams/x/points", json={"values": []}), 422, "invalid_input")
+    stamps = times(3)
+    ok = client.post("/anomaly/streams/x/points", json={"values": [1.0, 2.0, 3.0], "timestamps": stamps})
+    assert ok.status_code == 200
+    again = client.post("/anomaly/streams/x/points", json={"values": [1.0], "timestamps": stamps[-1:]})
+    assert_error(again, 422, "invalid_input")
+    client.delete("/anomaly/streams/x")
+
+
+@pytest.mark.slow
+def test_streams_survive_a_real_restart(tmp_path: Path) -> None:
+    values = seasonal()
+    settings = Settings(models_dir=tmp_path / "none", data_dir=tmp_path / "data")
+    with serve("uvicorn", settings) as c:
+        before = c.post("/anomaly/streams/web/points", json={"values": values[:1000].tolist()})
+        assert before.status_code == 200
+    with serve("uvicorn", settings) as c:
+        assert c.get("/anomaly/streams/web").json()["points"] == 1000
+        after = c.post("/anomaly/streams/web/points", json={"values": values[1000:1300].tolist()}).json()
+    whole = serve_batch(values[:1300])
+    assert after["is_anomaly"] == whole["is_anomaly"][1000:] and any(after["is_anomaly"])
+
+
+def serve_batch(values: np.ndarray) -> dict:
+    with serve("asgi", Settings(models_dir=Path("/nonexistent"))) as c:
+        return c.post("/predict/anomaly", json={"values": values.tolist()}).json()
+
+
+@pytest.mark.real_data
+@pytest.mark.skipif(not (NAB / "labels").exists(), reason="../shared/data/nab is absent")
+def test_default_method_finds_the_nyc_taxi_anomalies_through_http() -> None:
+    from training.common.nab_data import load_nab_series, load_nab_windows
+    from training.train_anomaly import evaluate
+
+    timestamps, values = load_nab_series(NAB)
+    windows = load_nab_windows(NAB)
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS, models=["anomaly"])) as c:
+        response = c.post("/predict/anomaly", json={"values": values.tolist()})
+    flags = np.array(response.json()["is_anomaly"])
+    result = evaluate(flags, timestamps, windows)
+    print(f"\nnyc_taxi, nearest_context: {result['windows_detected']}/5 windows, {result['false_alarm_regions']} false")
+    assert result["windows_detected"] == 5 and result["false_alarm_regions"] <= 3

@@ -1,0 +1,247 @@
+"""The Open Inference Protocol (V2) routes, driven by a client nobody here wrote (`tritonclient[http]`, Triton's
+own) against a real uvicorn serving the committed models: the same answers as the task endpoints for the same
+inputs, in JSON, base64 and the binary-data extension; and the protocol's error form with the task endpoints'
+statuses."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+import tritonclient.http as triton
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
+from app.config import Settings
+from app.families.digit.preprocess import preprocess_digit
+from tests.support.digit_images import KINDS, render
+from tests.support.paths import COMMITTED_MODELS, ROOT
+from tests.support.service import SERVER_MODES, asgi_client, ray_client, uvicorn_client
+
+EXAMPLES = ROOT / "examples"
+DIGITS = [render(digit, kind, seed=digit) for digit, kind in zip(range(10), KINDS, strict=False)]
+REVIEWS = [
+    "Not bad at all.",
+    "A moving, beautifully shot film with a wonderful cast.",
+    "Dull, predictable and far too long; I walked out.",
+    "<br />It was <b>fine</b>... " * 400,  # longer than the model reads: truncated
+]
+
+
+@pytest.fixture(scope="module", params=SERVER_MODES)
+def http(request: pytest.FixtureRequest) -> Iterator[httpx.Client]:
+    """A real server on the committed models: uvicorn, and (DEEPSERVE_TEST_RAY=1) Ray Serve's proxy."""
+    settings = Settings(models_dir=COMMITTED_MODELS)
+    if request.param == "ray":
+        with ray_client(request.getfixturevalue("ray_cluster"), settings) as client:
+            yield client
+        return
+    with uvicorn_client(settings) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def client(http: httpx.Client) -> Iterator[triton.InferenceServerClient]:
+    with triton.InferenceServerClient(str(http.base_url).removeprefix("http://").rstrip("/")) as c:
+        yield c
+
+
+def bytes_input(name: str, items: list[bytes], binary: bool = True) -> triton.InferInput:
+    tensor = triton.InferInput(name, [len(items)], "BYTES")
+    return tensor.set_data_from_numpy(np.array(items, dtype=np.object_), binary_data=binary)
+
+
+def outputs(*names: str, binary: bool = False) -> list[triton.InferRequestedOutput]:
+    return [triton.InferRequestedOutput(name, binary_data=binary) for name in names]
+
+
+def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerClient) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+    for name in ("digit", "fashion", "lstm", "anomaly"):
+        assert client.is_model_ready(name) and client.is_model_ready(name, "1" if name != "lstm" else "2")
+    assert not client.is_model_ready("image")  # known, not installed: 503
+    assert not client.is_model_ready("digit", "7") and not client.is_model_ready("nope")
+    digit = client.get_model_metadata("digit")
+    assert (digit["name"], digit["versions"], digit["platform"]) == ("digit", ["1"], "onnxruntime_onnx")
+    assert [(t["name"], t["datatype"], t["shape"]) for t in digit["inputs"]] == [
+        ("image", "BYTES", [-1]),
+        ("pixels", "FP32", [-1, 28, 28, 1]),
+    ]
+    assert [(t["name"], t["datatype"], t["shape"]) for t in digit["outputs"]] == [
+        ("digit", "INT64", [-1]),
+        ("confidence", "FP32", [-1]),
+        ("probabilities", "FP32", [-1, 10]),
+    ]
+    fashion = client.get_model_metadata("fashion", "1")
+    labels = fashion["outputs"][0]["parameters"]["labels"]
+    assert fashion["outputs"][2]["shape"] == [-1, len(labels)] == [-1, 10] and "Ankle boot" in labels
+    assert [t["name"] for t in client.get_model_metadata("lstm")["inputs"]] == ["text"]
+    assert client.get_model_metadata("anomaly")["inputs"][0]["parameters"]["window"] == 336
+
+
+def test_digit_batch_over_the_binary_extension_matches_predict_digit(client, http) -> None:
+    images = [*DIGITS, (EXAMPLES / "digit.png").read_bytes(), (EXAMPLES / "digit_photo.jpg").read_bytes()]
+    result = client.infer("digit", [bytes_input("image", images)], request_id="batch-1")  # outputs binary too
+    assert result.get_response()["id"] == "batch-1"
+    assert result.get_response()["model_version"] == "1"
+    assert result.get_response()["outputs"][0]["parameters"] == {"binary_data_size": 8 * len(images)}  # binary out
+    digits, probabilities = result.as_numpy("digit"), result.as_numpy("probabilities")
+    assert digits.dtype == np.int64 and digits.shape == (len(images),)
+    assert probabilities.dtype == np.float32 and probabilities.shape == (len(images), 10)
+    for image, digit, p in zip(images, digits, probabilities, strict=True):
+        task = http.post("/predict/digit", files={"file": ("d", image, "image/png")}).json()
+        assert digit == task["digit"]
+        np.testing.assert_allclose(p, task["probabilities"], rtol=1e-6, atol=1e-7)
+    assert list(digits[:10]) == list(range(10))  # the renders are read right, not only the same way
+
+
+def test_digit_as_base64_json_and_as_preprocessed_pixels(client, http) -> None:
+    png = (EXAMPLES / "digit.png").read_bytes()
+    task = http.post("/predict/digit", files={"file": ("d", png, "image/png")}).json()
+    body = {
+        "id": "b64",
+        "inputs": [
+            {
+                "name": "image",
+                "shape": [1],
+                "datatype": "BYTES",
+                "parameters": {"content_type": "base64"},
+                "data": [base64.b64encode(png).decode()],
+            }
+        ],
+        "outputs": [{"name": "digit"}, {"name": "probabilities"}],
+    }
+    answer = http.post("/v2/models/digit/infer", json=body)
+    assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
+    payload = answer.json()
+    assert payload["id"] == "b64" and [o["name"] for o in payload["outputs"]] == ["digit", "probabilities"]
+    assert payload["outputs"][0] == {"name": "digit", "shape": [1], "datatype": "INT64", "data": [task["digit"]]}
+    np.testing.assert_allclose(payload["outputs"][1]["data"], task["probabilities"], rtol=1e-6, atol=1e-7)
+
+    pixels = preprocess_digit(Image.open(io.BytesIO(png)))[np.newaxis].astype(np.float32)
+    tensor = triton.InferInput("pixels", list(pixels.shape), "FP32").set_data_from_numpy(pixels, binary_data=False)
+    result = client.infer("digit", [tensor], outputs=outputs("digit", "probabilities"))
+    assert result.as_numpy("digit").tolist() == [task["digit"]]
+    np.testing.assert_allclose(result.as_numpy("probabilities")[0], task["probabilities"], rtol=1e-5, atol=1e-6)
+
+
+def test_fashion_label_index_and_probabilities_match_predict_image(client, http) -> None:
+    photo = (EXAMPLES / "ankle_boot.jpg").read_bytes()
+    task = http.post("/predict/image?model=fashion", files={"file": ("b", photo, "image/jpeg")}).json()
+    labels = client.get_model_metadata("fashion")["outputs"][0]["parameters"]["labels"]
+    result = client.infer("fashion", [bytes_input("image", [photo, photo])], outputs=outputs("label", "probabilities"))
+    assert [labels[i] for i in result.as_numpy("label")] == [task["label"]] * 2 == ["Ankle boot"] * 2
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities.shape == (2, 10) and probabilities[0].sum() == pytest.approx(1, abs=1e-5)
+    for top in task["top_k"]:
+        assert probabilities[0][labels.index(top["label"])] == pytest.approx(top["score"], rel=1e-6)
+
+
+def test_sentiment_texts_match_predict_sentiment(client, http) -> None:
+    task = http.post("/predict/sentiment", json={"texts": REVIEWS, "model": "lstm"}).json()["results"]
+    texts = [text.encode() for text in REVIEWS]
+    result = client.infer("lstm", [bytes_input("text", texts, binary=False)], outputs=outputs("label", "probabilities", "truncated"))  # noqa: E501
+    assert result.as_numpy("label").tolist() == [int(r["label"] == "POSITIVE") for r in task]
+    np.testing.assert_allclose(result.as_numpy("probabilities")[:, 1], [r["score"] for r in task], rtol=1e-6)
+    np.testing.assert_allclose(result.as_numpy("probabilities").sum(axis=1), 1, rtol=1e-6)
+    assert result.as_numpy("truncated").tolist() == [r["truncated"] for r in task] == [False, False, False, True]
+
+
+def test_anomaly_series_matches_predict_anomaly(client, http) -> None:
+    values = np.array(json.loads((EXAMPLES / "series.json").read_text())["values"], dtype=np.float32)
+    task = http.post("/predict/anomaly", json={"values": values.astype(float).tolist(), "method": "autoencoder"}).json()
+    tensor = triton.InferInput("values", [1, len(values)], "FP32").set_data_from_numpy(values[np.newaxis])
+    result = client.infer("anomaly", [tensor])
+    np.testing.assert_allclose(result.as_numpy("scores")[0], task["scores"], rtol=1e-12)
+    assert result.as_numpy("is_anomaly")[0].tolist() == task["is_anomaly"] and any(task["is_anomaly"])
+    assert result.as_numpy("threshold").tolist() == [task["threshold"]]
+
+
+def v2_error(response: httpx.Response, status: int) -> str:
+    """The protocol's error form: this status, a JSON body that is exactly {"error": message}."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body = response.json()
+    assert set(body) == {"error"} and isinstance(body["error"], str) and body["error"]
+    return body["error"]
+
+
+def infer_body(name: str, datatype: str, data: list, shape: list[int] | None = None, **parameters) -> dict:
+    tensor = {"name": name, "datatype": datatype, "shape": shape or [len(data)], "data": data}
+    return {"inputs": [{**tensor, "parameters": parameters}] if parameters else [tensor]}
+
+
+B64 = {"content_type": "base64"}
+SHORT_SERIES = [1.0] * 10
+# (v2 model, v2 body, the task endpoint's request for the same input, their shared status)
+SAME_INPUT = [
+    ("digit", infer_body("image", "BYTES", ["bm90IGFuIGltYWdl"], **B64), ("/predict/digit", {"content": b"not an image", "headers": {"content-type": "image/png"}}), 400),  # noqa: E501
+    ("digit", infer_body("image", "BYTES", [""], **B64), ("/predict/digit", {"content": b"", "headers": {"content-type": "image/png"}}), 400),  # noqa: E501
+    ("lstm", infer_body("text", "BYTES", ["   "]), ("/predict/sentiment", {"json": {"texts": ["   "], "model": "lstm"}}), 422),  # noqa: E501
+    ("lstm", infer_body("text", "BYTES", ["x" * 20_001]), ("/predict/sentiment", {"json": {"text": "x" * 20_001, "model": "lstm"}}), 422),  # noqa: E501
+    ("lstm", infer_body("text", "BYTES", ["ok"] * 33), ("/predict/sentiment", {"json": {"texts": ["ok"] * 33, "model": "lstm"}}), 422),  # noqa: E501
+    ("anomaly", infer_body("values", "FP32", SHORT_SERIES), ("/predict/anomaly", {"json": {"values": SHORT_SERIES, "method": "autoencoder"}}), 422),  # noqa: E501
+    ("image", infer_body("image", "BYTES", ["aGk="], **B64), ("/predict/image", {"content": b"hi", "headers": {"content-type": "image/png"}}), 503),  # noqa: E501
+]
+
+
+@pytest.mark.parametrize(("model", "body", "task", "status"), SAME_INPUT)
+def test_bad_input_gets_the_task_endpoints_status_in_the_protocols_error_form(http, model, body, task, status) -> None:
+    path, request = task
+    assert http.post(path, **request).status_code == status
+    v2_error(http.post(f"/v2/models/{model}/infer", json=body), status)
+
+
+@pytest.mark.parametrize(
+    ("request_args", "status"),
+    [
+        ({"json": {"inputs": []}}, 422),  # no input
+        ({"json": infer_body("image", "BYTES", ["aGk=", "aGk="], shape=[3], **B64)}, 422),  # shape vs data
+        ({"json": infer_body("image", "BYTES", ["not base64!"], **B64)}, 422),
+        ({"json": infer_body("image", "FP32", [1.0])}, 422),  # the image input is BYTES
+        ({"json": infer_body("pixels", "FP32", [0.5] * 784, shape=[1, 28, 28])}, 422),  # the model's shape is 4-D
+        ({"json": infer_body("pixels", "FP32", ["0.5"] * 784, shape=[1, 28, 28, 1])}, 422),
+        ({"json": {**infer_body("pixels", "FP32", [0.5] * 784, shape=[1, 28, 28, 1]), "outputs": [{"name": "x"}]}}, 422),  # noqa: E501
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400),
+        ({"content": b"{}", "headers": {"content-type": "text/plain"}}, 415),
+        ({"content": b'{"inputs": []}', "headers": {"Inference-Header-Content-Length": "99"}}, 400),
+    ],
+)
+def test_malformed_inference_requests_are_refused_in_the_protocols_error_form(http, request_args, status) -> None:
+    v2_error(http.post("/v2/models/digit/infer", **request_args), status)
+
+
+def test_unknown_models_versions_and_routes_answer_404_in_the_protocols_form(http, client) -> None:
+    assert "Unknown model 'nope'" in v2_error(http.get("/v2/models/nope"), 404)
+    v2_error(http.post("/v2/models/nope/infer", json=infer_body("text", "BYTES", ["ok"])), 404)
+    v2_error(http.get("/v2/models/digit/versions/7"), 404)
+    v2_error(http.post("/v2/models/digit/versions/7/infer", json=infer_body("image", "BYTES", ["aGk="])), 404)
+    v2_error(http.get("/v2/no/such/route"), 404)
+    v2_error(http.get("/v2/models/digit/infer"), 405)
+    assert http.get("/predict/nope").json()["error"]["type"] == "not_found"  # the task routes keep their own form
+    with pytest.raises(InferenceServerException) as raised:  # and the real client reads the message
+        client.infer("digit", [bytes_input("image", [b"not an image"])])
+    assert raised.value.status() == "400" and "not an image" in raised.value.message()
+
+
+def test_v2_requests_share_the_task_endpoints_admission_limit() -> None:
+    with asgi_client(Settings(models_dir=COMMITTED_MODELS)) as asgi:
+        limiter = asgi.app.state.limiter
+        limiter.in_flight = limiter.limit  # every slot taken by requests in flight, on either API
+        png = (EXAMPLES / "digit.png").read_bytes()
+        body = infer_body("image", "BYTES", [base64.b64encode(png).decode()], **B64)
+        for response in (
+            asgi.post("/v2/models/digit/infer", json=body),
+            asgi.post("/v2/models/lstm/infer", json=infer_body("text", "BYTES", ["fine"])),
+        ):
+            v2_error(response, 429)
+            assert response.headers["retry-after"] == "1"
+        assert asgi.post("/predict/digit", content=png, headers={"content-type": "image/png"}).status_code == 429
+        limiter.in_flight = 0
+        assert asgi.post("/v2/models/digit/infer", json=body).status_code == 200
