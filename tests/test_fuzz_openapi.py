@@ -5,8 +5,9 @@ Positive and negative data for every operation, through the examples, coverage (
 constraint, wrong methods, wrong content types) and fuzzing phases, derandomized so CI is reproducible. Every
 response must: not be a 5xx (503 only for a model the deployment does not have), have a documented status, content
 type, headers and body, refuse schema-invalid data, and, for a schema-valid request, not be a 422: the schema states
-every constraint but those it cannot, all documented: what an image shows (a blank image is 422) and anomaly
-timestamps matching the values in number and strictly increasing (positive cases are made to obey them).
+every constraint but those it cannot, all documented: what an image shows (a blank image is 422), an image
+model's class names as /explain/image's `target` (its artifact's labels) and anomaly timestamps matching the
+values in number and strictly increasing (positive cases are made to obey them).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from tests.support.service import uvicorn_client
 pytestmark = pytest.mark.slow  # about 1,700 requests: 30-60 s
 
 MAX_EXAMPLES = 300  # per operation, for each phase that generates
-IMAGE_ROUTES = {"/predict/digit", "/predict/image"}
+IMAGE_ROUTES = {"/predict/digit", "/predict/image", "/explain/digit", "/explain/image"}
 EPOCH = datetime(2001, 1, 1)
 SENT: Counter[tuple[str, str]] = Counter()  # (operation, generation mode) -> requests sent
 
@@ -73,7 +74,7 @@ def schema_valid_request_is_not_refused(ctx, response, case) -> None:
     if response.status_code != 422 or case.meta is None or not case.meta.generation.mode.is_positive:
         return None
     if case.path in IMAGE_ROUTES and (not isinstance(case.body, dict) or "file" in case.body):
-        return None  # documented: what the image shows (422 for a blank image) cannot be stated in a schema
+        return None  # documented: what the image shows (422 for a blank image), a model's class names as `target`
     raise AssertionError(f"A schema-valid request was refused with 422: {response.text[:500]}")
 
 

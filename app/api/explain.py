@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.deps import ExplainLimiterDep, InferenceDep, LimiterDep, RegistryDep, SettingsDep, require_json
 from app.api.openapi import error_responses
-from app.api.predict import IMAGE_BODY, IMAGE_ERRORS
+from app.api.predict import IMAGE_BODY
 from app.api.predict_image import DEFAULT_MODEL, TASK, ModelParam
 from app.api.predict_sentiment import ERRORS as SENTIMENT_ERRORS
 from app.api.predict_sentiment import TASK as SENTIMENT_TASK
@@ -26,15 +26,22 @@ from app.families.explain_images import (
     GradCamExplainer,
     explainer_for,
 )
-from app.families.explain_text import MAX_WORDS, OcclusionExplainer, TextExplanation
+from app.families.explain_text import MAX_CHARS, OcclusionExplainer, TextExplanation
 from app.families.images import ImageClassifier, ImageRuntime
 from app.families.sentiment import SentimentRequest, SentimentRuntime, validate_texts
 from app.image_upload import read_image_upload
 
 router = APIRouter(prefix="/explain", tags=["explain"])
 
-ERRORS = {**IMAGE_ERRORS, **error_responses("explanation_unavailable")}
-TargetParam = Query(description="The class to explain (default: the predicted one); a digit 0-9, or a label name.")
+IMAGE_TYPES = ["malformed_body", "invalid_image", "image_too_large", "unsupported_media_type", "invalid_input"]
+IMAGE_TYPES += ["overloaded", "model_not_ready", "model_not_installed", "explanation_unavailable"]
+ERRORS = error_responses(*IMAGE_TYPES)  # one call: the 503 lists all three of its types
+TargetParam = Query(
+    description="The class to explain (default: the predicted one): one of the model's labels (GET /models/{name})."
+)
+DigitTargetParam = Query(
+    description="The digit to explain (default: the predicted one).", json_schema_extra={"enum": list("0123456789")}
+)
 
 
 async def _explain(
@@ -61,7 +68,7 @@ async def explain_digit(
     limiter: LimiterDep,
     explain_limiter: ExplainLimiterDep,
     inference: InferenceDep,
-    target: Annotated[str | None, TargetParam] = None,
+    target: Annotated[str | None, DigitTargetParam] = None,
 ) -> BaseModel:
     """Classify a handwritten digit and show where the model looked: a Grad-CAM heatmap and the 28x28 it saw."""
     runtime = registry.runtime("digit", DigitRuntime)
@@ -69,7 +76,7 @@ async def explain_digit(
     return await _explain(request, runtime, DigitExplainer, target, *args)
 
 
-@router.post("/image", response_model=Explanation, responses=ERRORS | error_responses("model_not_found"),
+@router.post("/image", response_model=Explanation, responses=error_responses(*IMAGE_TYPES, "model_not_found"),
              openapi_extra=IMAGE_BODY)  # fmt: skip
 async def explain_image(
     request: Request,
@@ -90,7 +97,7 @@ async def explain_image(
 class ExplainTextRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(description=f"One text (at most {MAX_WORDS} words).", examples=["Not bad at all."])
+    text: str = Field(description="One text; each of its words costs one model call.", examples=["Not bad at all."])
     model: str | None = Field(None, description="A sentiment model (lstm, distilbert, ...); default as for predict.")
 
 
@@ -106,7 +113,8 @@ async def explain_sentiment(
     inference: InferenceDep,
 ) -> BaseModel:
     """Classify a text and attribute the score to each word you wrote (leave-one-word-out through the model)."""
-    [text] = validate_texts(SentimentRequest(text=body.text), settings)
+    limits = settings.model_copy(update={"max_text_chars": min(settings.max_text_chars, MAX_CHARS)})
+    [text] = validate_texts(SentimentRequest(text=body.text), limits)
     runtime = registry.for_task(SENTIMENT_TASK, body.model, SentimentRuntime)
     with explain_limiter.slot():
         return await inference.serve(OcclusionExplainer(runtime), text, limiter)

@@ -23,6 +23,7 @@ from app.errors import ERROR_TABLE
 from app.families import FAMILIES
 from app.families.anomaly import series
 from app.families.anomaly.runtime import AnomalyRuntime
+from app.families.explain_text import MAX_CHARS as EXPLAIN_MAX_CHARS
 from app.registry import ModelRegistry, State
 from app.schemas import ErrorBody
 
@@ -116,6 +117,19 @@ def sentiment_request_schema(settings: Settings, generated: dict[str, Any]) -> d
     }
 
 
+def explain_text_schema(settings: Settings, generated: dict[str, Any]) -> dict[str, Any]:
+    """One text, at most the explanations' character limit, and an optional sentiment model."""
+    fields = generated["properties"]
+    limits = settings.model_copy(update={"max_text_chars": min(settings.max_text_chars, EXPLAIN_MAX_CHARS)})
+    examples = {key: value for key, value in fields["text"].items() if key == "examples"}
+    model = {"enum": [*SENTIMENT_MODELS, None], "description": fields["model"].get("description", "")}
+    return {
+        **{k: v for k, v in generated.items() if k != "properties"},
+        "properties": {"text": _text_schema(limits, fields["text"].get("description", ""), **examples), "model": model},
+        **CLOSED,
+    }
+
+
 def anomaly_window(registry: ModelRegistry) -> int | None:
     record = registry.records.get("anomaly")
     if record is None or record.state is not State.READY or not isinstance(record.runtime, AnomalyRuntime):
@@ -169,6 +183,8 @@ def constrain(doc: dict[str, Any], settings: Settings, registry: ModelRegistry) 
     schemas = doc.get("components", {}).get("schemas", {})
     if "SentimentRequest" in schemas:
         schemas["SentimentRequest"] = sentiment_request_schema(settings, schemas["SentimentRequest"])
+    if "ExplainTextRequest" in schemas:
+        schemas["ExplainTextRequest"] = explain_text_schema(settings, schemas["ExplainTextRequest"])
     if "AnomalyRequest" in schemas:
         constrain_anomaly_request(schemas["AnomalyRequest"], anomaly_window(registry))
     # FastAPI documents its own 422 body (HTTPValidationError) for routes with parameters; the service never sends

@@ -4,7 +4,7 @@ how much P(positive) falls without it. Exact for what it measures, and model-agn
 (a transformer) is explained by the same code with no export of its own.
 
 Words are runs of letters, digits and apostrophes in the text as written (with their character offsets, so a
-page can highlight them), never word pieces.
+page can highlight them), never word pieces. A text without any (only punctuation) gets its score and no words.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from app.errors import InvalidInput
 from app.families.runtime import Runtime
 from app.families.sentiment import SentimentResult, SentimentRuntime
 from app.schemas import ModelRef
 
 WORD = re.compile(r"[\w'\u2019]+")
-MAX_WORDS = 200  # words per explained text: one model input per word, so a longer text is refused (422)
+MAX_CHARS = 1000  # characters per explained text (at most ~500 words: one model input per word)
 CHUNK = 32  # texts per model call (the LSTM's memory estimate holds for 32)
 
 
@@ -76,14 +75,6 @@ class OcclusionExplainer(Runtime[str, str, Explained]):
         return self.base.cost([request] * CHUNK)  # one chunk in flight at a time
 
     def decode(self, request: str) -> list[str]:
-        count = len(words_of(request))
-        if count > MAX_WORDS:
-            raise InvalidInput(
-                f"The text has {count} words; explanations take at most {MAX_WORDS} (one model call per word).",
-                {"words": count, "max_words": MAX_WORDS},
-            )
-        if count == 0:
-            raise InvalidInput("The text has no words to explain.", {"words": 0})
         return [request]
 
     def scores(self, texts: list[str]) -> list[SentimentResult]:
