@@ -134,6 +134,8 @@ def _node_id_for_schemathesis(request: pytest.FixtureRequest) -> None:
     suppress_health_check=list(HealthCheck),
 )
 def test_openapi_holds_for_every_request(case, http: requests.Session) -> None:
+    if case.path.startswith("/v2"):  # excluded above, but the pytest loader still hands them over (schemathesis 4.32)
+        return
     if case.meta is not None:
         documented_series_rules(case)
     case.call_and_validate(session=http, checks=CHECKS, timeout=30)
