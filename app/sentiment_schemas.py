@@ -1,4 +1,4 @@
-"""Request and response bodies of POST /predict/sentiment (shared by every sentiment model: lstm, distilbert)."""
+"""Request and response bodies of POST /predict/sentiment, shared by the sentiment models (minilm, distilbert, lstm)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ class SentimentRequest(BaseModel):
 
     text: str | None = Field(None, description="One text to classify.", examples=["A moving, beautifully shot film."])
     texts: list[str] | None = Field(None, description="Several texts, classified as one batch.")
-    model: str | None = Field(None, description='"distilbert" or "lstm"; default: distilbert if ready, else lstm.')
+    model: str | None = Field(
+        None, description='"minilm", "distilbert" or "lstm"; default: the first of them that is ready.'
+    )
 
 
 class SentimentResult(BaseModel):
@@ -24,7 +26,8 @@ class SentimentResult(BaseModel):
     score: float = Field(description="Probability that the text is positive, 0-1 (label is POSITIVE at >= 0.5).")
     truncated: bool = Field(
         description="The text was longer than the model reads, so only part of it was classified: the LSTM keeps "
-        "its last max_length words, DistilBERT its first 510 word pieces."
+        "its last max_length words, MiniLM and DistilBERT their first and last word pieces (GET /models says how "
+        "many)."
     )
 
 

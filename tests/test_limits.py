@@ -18,7 +18,7 @@ from app.costs import MB, digit_cost, distilbert_text_bytes, image_header, serie
 from app.errors import Overloaded, PayloadTooLarge
 from app.families.anomaly.scoring import score_series
 from app.families.digit.preprocess import normalise, preprocess_digit, to_gray
-from app.families.distilbert.runtime import chunks_within
+from app.families.transformer_runtime import chunks_within
 from app.limiter import ConcurrencyLimiter
 from app.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
 from tests.support.digit_images import render

@@ -7,6 +7,7 @@ FAMILY = Family(
     name="distilbert",
     task="text-classification/sentiment",
     endpoint='POST /predict/sentiment {"model": "distilbert"}',
-    install="python -m training.train_distilbert  (downloads distilbert-base-uncased-finetuned-sst-2-english)",
+    install="python -m training.train_transformer --sst2 download --imdb download  (fine-tunes distilbert-base-uncased "
+    "from the Hugging Face Hub)",
     runtime=DistilBertRuntime,
 )
