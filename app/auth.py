@@ -28,7 +28,6 @@ from app.errors import Unauthorized
 NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 DIGEST = re.compile(r"[0-9a-f]{64}")
 ALWAYS_OPEN = frozenset({"/health/live", "/health/ready"})  # probes
-DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 # The scope key holding the caller's key name, for the rate limit and the request log. Not scope["state"]: that
 # dict may be shared by every request (asgi-lifespan does; the ASGI spec asks servers for a copy per request).
 KEY_NAME = "deepserve.key_name"
@@ -90,10 +89,12 @@ class AuthMiddleware:
     """Checks the key before anything reads the request body and puts the key's name in scope[KEY_NAME]. Open paths
     (probes; /metrics and the docs unless closed by settings) are not checked: their callers count by address."""
 
-    def __init__(self, app: ASGIApp, keys: dict[str, bytes], protect_metrics: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, keys: dict[str, bytes], protect_metrics: bool, docs: frozenset[str] = frozenset()
+    ) -> None:
         self.app = app
         self.keys = keys
-        self.open_paths = ALWAYS_OPEN | DOCS | (frozenset() if protect_metrics else {"/metrics"})
+        self.open_paths = ALWAYS_OPEN | docs | (frozenset() if protect_metrics else {"/metrics"})
 
     def client_name(self, key: bytes) -> str | None:
         hashed, found = digest(key), None

@@ -21,6 +21,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Executor
 from typing import Any
 
 log = logging.getLogger("deepserve.batching")
@@ -36,20 +37,22 @@ class MicroBatcher:
         max_batch_wait: float = 0.005,
         observe: Observer | None = None,
         name: str = "",
+        executor: Executor | None = None,  # where model calls run (None: the event loop's default executor)
     ) -> None:
         if max_batch_size < 1 or max_batch_wait < 0:
             raise ValueError("max_batch_size must be >= 1 and max_batch_wait >= 0")
         self.predict, self.max_batch_size, self.max_batch_wait = predict, max_batch_size, max_batch_wait
-        self.observe, self.name = observe, name
+        self.observe, self.name, self.executor = observe, name, executor
         self.loop: asyncio.AbstractEventLoop | None = None
         self._pending: deque[tuple[Any, asyncio.Future]] = deque()
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self.calls = 0  # model calls made, for tests and benchmarks
+        self.running = 0  # batches in their model call now
 
     def _start(self) -> None:
         loop = asyncio.get_running_loop()
-        if self.loop is not None and self.loop is not loop:
+        if self._task is not None and not self._task.done() and self.loop is not loop:  # a closed one restarts
             raise RuntimeError(f"batcher {self.name!r} belongs to another event loop")
         if self._task is None or self._task.done():
             self.loop, self._wakeup = loop, asyncio.Event()
@@ -84,14 +87,16 @@ class MicroBatcher:
         return [(item, future) for item, future in batch if not future.done()]  # skip cancelled callers
 
     async def _run(self) -> None:
+        assert self.loop is not None
         while True:
             batch = await self._next_batch()
             if not batch:
                 continue
             items = [item for item, _ in batch]
             started = time.perf_counter()
+            self.running += 1
             try:
-                outputs = await asyncio.to_thread(self.predict, items)
+                outputs = await self.loop.run_in_executor(self.executor, self.predict, items)
                 if len(outputs) != len(items):
                     raise RuntimeError(f"{self.name}: predict returned {len(outputs)} outputs for {len(items)} inputs")
             except Exception as exc:
@@ -101,11 +106,18 @@ class MicroBatcher:
                 continue
             finally:
                 self.calls += 1
+                self.running -= 1
             if self.observe is not None:
                 self.observe(len(items), time.perf_counter() - started)
             for (_, future), output in zip(batch, outputs, strict=True):
                 if not future.done():
                     future.set_result(output)
+
+    async def drain(self, poll: float = 0.005) -> None:
+        """Close once every submitted item has its answer (a model being replaced: no caller is dropped)."""
+        while self._pending or self.running:
+            await asyncio.sleep(poll)
+        await self.close()
 
     async def close(self) -> None:
         """Stop the background task; callers still waiting get CancelledError."""

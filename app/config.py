@@ -38,6 +38,12 @@ class Settings(BaseSettings):
         20000, gt=0, description="Longest text accepted, in characters (422 above; the longest IMDb review has 13,700)."
     )
     inference_threads: int = Field(0, ge=0, description="Threads per ONNX Runtime session; 0 lets it choose.")
+    inference_workers: int = Field(
+        8,
+        ge=1,
+        description="Threads in the one pool that runs every model call and image decode; requests beyond it "
+        "wait their turn (admission control bounds how many are in flight).",
+    )
     log_level: str = "INFO"
     batch_models: Annotated[list[str], NoDecode] = Field(
         ["distilbert"],

@@ -87,6 +87,14 @@ class InvalidInput(ServeError):
     when = "the body parsed but a value is invalid: missing `file` field, blank image, empty or too long text, ..."
 
 
+class ArtifactInvalid(ServeError):
+    status_code, type = 422, "artifact_invalid"
+    when = (
+        "`POST /admin/models/{name}/reload`: the artifact on disk cannot be loaded (missing or corrupt files, an "
+        "unknown runtime); the version already serving keeps serving"
+    )
+
+
 class Overloaded(ServeError):
     status_code, type = 429, "overloaded"
     when = "the service has no room for this request's work now; retry after `Retry-After` seconds"

@@ -1,25 +1,39 @@
-"""Inference: runs a runtime's synchronous predict off the event loop, timed and counted; micro-batched where
-configured. One per app (app.state.inference); it owns the app's batchers and closes them at shutdown."""
+"""Inference: the path of one request through admission, the worker pool and the model.
+
+`serve` charges the runtime's `cost(request)` to the admission budget, decodes the request (on the pool when
+decoding is CPU work), runs `predict` on the pool (micro-batched for the models settings name), and encodes
+the response. One Inference per app (app.state.inference) owns the one sized worker pool that every model call
+and image decode runs on, and the models' batchers, which it closes at shutdown.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-from starlette.concurrency import run_in_threadpool
+from pydantic import BaseModel
 
 from app.batching import MicroBatcher
 from app.config import Settings
 from app.families.runtime import Runtime
+from app.limiter import ConcurrencyLimiter
 from app.metrics import Metrics
+
+T = TypeVar("T")
+Req = TypeVar("Req")
 
 
 class Inference:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings, self.metrics = settings, metrics
-        self.batchers: dict[str, tuple[Runtime, MicroBatcher]] = {}  # model name -> (its runtime, its batcher)
-        self.retired: list[MicroBatcher] = []  # replaced (model reloaded, or another event loop); closed at shutdown
+        self.pool = self._new_pool()
+        self.batchers: dict[Runtime, MicroBatcher] = {}  # one per loaded model
+
+    def _new_pool(self) -> ThreadPoolExecutor:
+        return ThreadPoolExecutor(self.settings.inference_workers, thread_name_prefix="model")
 
     def observer(self, name: str):
         def observe(size: int, seconds: float) -> None:  # one model call, however many requests it served
@@ -29,23 +43,34 @@ class Inference:
         return observe
 
     def batcher(self, runtime: Runtime) -> MicroBatcher | None:
-        """The model's batcher (one per model, made on first use), or None where settings leave batching off."""
+        """The loaded model's batcher (made on first use), or None where settings leave batching off. A model loaded
+        again is another runtime with its own batcher; all of them stop at shutdown."""
         name = runtime.entry.name
         if name not in self.settings.batch_models or self.settings.max_batch_size <= 1:
             return None
-        owner, batcher = self.batchers.get(name, (None, None))
-        if batcher is None or owner is not runtime or batcher.loop not in (None, asyncio.get_running_loop()):
-            if batcher is not None:
-                self.retired.append(batcher)
+        batcher = self.batchers.get(runtime)
+        if batcher is None or batcher.loop not in (None, asyncio.get_running_loop()):  # or an app started again
             batcher = MicroBatcher(
                 runtime.predict,
                 self.settings.max_batch_size,
                 self.settings.max_batch_wait_ms / 1000,
                 self.observer(name),
                 name,
+                self.pool,
             )
-            self.batchers[name] = (runtime, batcher)
+            self.batchers[runtime] = batcher
         return batcher
+
+    async def retire(self, runtime: Runtime) -> None:
+        """A replaced model's batcher answers what it holds, then stops; the runtime is then freed with its last
+        request (the registry no longer refers to it)."""
+        batcher = self.batchers.pop(runtime, None)
+        if batcher is not None and batcher.loop in (None, asyncio.get_running_loop()):
+            await batcher.drain()
+
+    async def offload(self, fn: Callable[..., T], *args: Any) -> T:
+        """fn(*args) on the worker pool."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     async def __call__(self, runtime: Runtime, batch: list[Any]) -> list[Any]:
         """Outputs of `runtime.predict` for `batch`, in order."""
@@ -53,7 +78,7 @@ class Inference:
         if batcher is not None:  # settings.batch_models: concurrent requests share one model call
             return await batcher.submit(batch)
         started = time.perf_counter()
-        outputs = await run_in_threadpool(runtime.predict, batch)
+        outputs = await self.offload(runtime.predict, batch)
         if len(outputs) != len(batch):
             raise RuntimeError(
                 f"{type(runtime).__name__}.predict returned {len(outputs)} outputs for {len(batch)} inputs"
@@ -61,11 +86,22 @@ class Inference:
         self.observer(runtime.entry.name)(len(batch), time.perf_counter() - started)
         return outputs
 
+    async def serve(self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter) -> BaseModel:
+        """The response body for `request`: cost -> decode -> predict -> encode, inside one admission slot (decoding
+        is where an image's memory goes, so it is charged too)."""
+        with limiter.slot(runtime.cost(request)):
+            decode = runtime.decode
+            inputs = await self.offload(decode, request) if runtime.decode_blocks else decode(request)
+            outputs = await self(runtime, inputs)
+        return runtime.encode(request, outputs)
+
     async def close(self) -> None:
-        """Stop every batcher's background task (app shutdown)."""
+        """Stop every batcher's background task and the pool's threads (app shutdown); an app started again
+        (tests) gets new ones on its first request."""
         loop = asyncio.get_running_loop()
-        for batcher in [*self.retired, *(b for _, b in self.batchers.values())]:
+        for batcher in self.batchers.values():
             if batcher.loop in (None, loop):
                 await batcher.close()
         self.batchers.clear()
-        self.retired.clear()
+        self.pool.shutdown(wait=False)
+        self.pool = self._new_pool()

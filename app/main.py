@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.api import health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
+from app.api import admin, health, metrics, models, predict, predict_anomaly, predict_image, predict_sentiment
 from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
 from app.auth import AuthMiddleware, load_keys
@@ -56,7 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.inference = inference
     install_error_handlers(app)
     install_openapi(app)
-    routers = [m.router for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics)]
+    routers = [
+        m.router for m in (health, models, predict, predict_anomaly, predict_image, predict_sentiment, metrics, admin)
+    ]
     for router in routers:
         app.include_router(router)
     # Outermost last: request log -> CORS -> API key -> rate limit -> body size -> routes. Each refusal comes
@@ -67,13 +69,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout=settings.body_timeout_seconds,
         limiter=app.state.limiter,
     )
+    docs_paths = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
+    docs_routes = frozenset(path for path in docs_paths if path and settings.docs_enabled)
     if settings.rate_limit_per_second > 0:
         limiter = TokenBucketLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
         routes = [route.path for router in routers for route in router.routes]  # type: ignore[attr-defined]
-        routes += [path for path in (app.openapi_url, app.docs_url, app.redoc_url) if path]
-        app.add_middleware(RateLimitMiddleware, limiter=limiter, metrics=app.state.metrics, routes=routes)
+        app.add_middleware(
+            RateLimitMiddleware, limiter=limiter, metrics=app.state.metrics, routes=[*routes, *docs_routes]
+        )
     if api_keys:
-        app.add_middleware(AuthMiddleware, keys=api_keys, protect_metrics=settings.auth_metrics)
+        app.add_middleware(AuthMiddleware, keys=api_keys, protect_metrics=settings.auth_metrics, docs=docs_routes)
     if settings.cors_origins:
         app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
     app.add_middleware(RequestLogMiddleware, metrics=app.state.metrics)

@@ -16,10 +16,10 @@ from enum import StrEnum
 from typing import Any, TypeVar, overload
 
 from app.config import Settings
-from app.errors import InvalidInput, ModelNotFound, ModelNotInstalled, ModelNotReady, echo
+from app.errors import ArtifactInvalid, InvalidInput, ModelNotFound, ModelNotInstalled, ModelNotReady, echo
 from app.families import FAMILIES, RUNTIMES
 from app.families.runtime import Runtime
-from app.manifest import MANIFEST_FILE, ManifestEntry, read_manifest
+from app.manifest import MANIFEST_FILE, Manifest, ManifestEntry, read_manifest
 
 log = logging.getLogger("deepserve.registry")
 R = TypeVar("R", bound=Runtime)
@@ -61,6 +61,7 @@ class ModelRegistry:
         self.records: dict[str, ModelRecord] = {}
         self.loaded = threading.Event()
         self.catalogue_error = ""
+        self._reloading = threading.Lock()
         self._plan()
 
     def _read_catalogue(self) -> dict[str, ManifestEntry]:
@@ -104,17 +105,22 @@ class ModelRegistry:
         finally:
             self.loaded.set()
 
+    def _build(self, entry: ManifestEntry) -> Runtime:
+        """A loaded, warmed-up runtime for `entry` (raises on a missing or corrupt artifact)."""
+        runtime_cls = RUNTIMES.get(entry.runtime)
+        if runtime_cls is None:
+            raise ValueError(f"unknown runtime '{entry.runtime}' (known: {sorted(RUNTIMES)})")
+        runtime = runtime_cls(entry, self.settings.models_dir / entry.path, self.settings)
+        runtime.load()
+        runtime.warmup()
+        return runtime
+
     def _load(self, record: ModelRecord) -> None:
         entry = record.entry
         assert entry is not None
         started = time.perf_counter()
         try:
-            runtime_cls = RUNTIMES.get(entry.runtime)
-            if runtime_cls is None:
-                raise ValueError(f"unknown runtime '{entry.runtime}' (known: {sorted(RUNTIMES)})")
-            runtime = runtime_cls(entry, self.settings.models_dir / entry.path, self.settings)
-            runtime.load()
-            runtime.warmup()
+            runtime = self._build(entry)
         except Exception as exc:  # The log gets the cause; clients get a stable message without paths.
             record.state, record.message = State.FAILED, "its artifact is missing or corrupt (the service log says why)"
             log.error("model %s v%s failed to load: %s: %s", entry.name, entry.version, type(exc).__name__, exc)
@@ -122,6 +128,40 @@ class ModelRegistry:
         record.runtime, record.state, record.message = runtime, State.READY, ""
         record.load_seconds = round(time.perf_counter() - started, 3)
         log.info("model %s v%s ready in %.2fs", entry.name, entry.version, record.load_seconds)
+
+    def reload(self, name: str, version: str | None = None) -> ModelRecord:
+        """Load `name` again from the manifest as it is now (its newest entry, or `version`) beside the runtime that
+        is serving, and swap them once the new one is warm: requests in flight finish on the old runtime, later
+        ones get the new one, none waits or fails. A load that fails raises and leaves the old one serving."""
+        entries = [e for e in read_manifest(self.settings.models_dir).models if e.name == name]
+        if version is not None:
+            entries = [e for e in entries if e.version == version]
+        if not entries:
+            raise ModelNotFound(f"No artifact of model '{echo(name)}' in the manifest.", {"model": name})
+        entry = Manifest(models=entries).latest()[name]
+        started = time.perf_counter()
+        with self._reloading:  # one reload at a time: two would race to swap
+            try:
+                runtime = self._build(entry)
+            except Exception as exc:
+                log.error("model %s v%s failed to reload: %s: %s", name, entry.version, type(exc).__name__, exc)
+                served = self.records[name].entry if name in self.records else None
+                raise ArtifactInvalid(
+                    f"Model '{name}' version {entry.version} could not be loaded (the service log says why); "
+                    + (f"version {served.version} keeps serving." if served else "nothing was serving it."),
+                    {"model": name, "version": entry.version},
+                ) from exc
+            seconds = round(time.perf_counter() - started, 3)
+            record = ModelRecord(name, State.READY, entry, runtime, load_seconds=seconds)
+            self.records = {**self.records, name: record}  # copy-on-write: readers see the old records or the new
+        log.info("model %s v%s reloaded in %.2fs", name, entry.version, record.load_seconds)
+        return record
+
+    def unload(self, name: str) -> None:
+        """Stop serving `name`: it is listed as not installed (503 with how to install it) until reloaded."""
+        record = ModelRecord(name, State.NOT_INSTALLED, self.record(name).entry, message="unloaded")
+        self.records = {**self.records, name: record}
+        log.info("model %s unloaded", name)
 
     @property
     def ready(self) -> bool:
@@ -134,9 +174,15 @@ class ModelRegistry:
             raise ModelNotFound(f"Unknown model '{echo(name)}'.", {"known": sorted(self.records)})
         return self.records[name]
 
-    def for_task(self, task: str, requested: str | None = None) -> Runtime:
+    @overload
+    def for_task(self, task: str, requested: str | None = None) -> Runtime: ...
+    @overload
+    def for_task(self, task: str, requested: str | None, cls: type[R]) -> R: ...
+
+    def for_task(self, task: str, requested: str | None = None, cls: type[Runtime] = Runtime) -> Runtime:
         """The runtime that answers `task`: the model the request names (404 if unknown, 422 if it does another
         task), else the task's default: its first registered family (app/families) that is ready and trained.
+        Every family of a task is served by a runtime of class `cls` (TypeError otherwise: a wrong registration).
         With none ready, the error of the first one configured to serve (or of the first family) says why."""
         if requested is not None:
             found = self.record(requested).task
@@ -146,12 +192,12 @@ class ModelRegistry:
                     f"Model '{echo(requested)}' does not do {task}; use one of {', '.join(names)}.",
                     {"model": requested, "task": found, "models": names},
                 )
-            return self.runtime(requested)
+            return self.runtime(requested, cls)
         names = [n for n, f in FAMILIES.items() if f.task == task and n in self.records]
         trained = [n for n in names if not self._random(self.records[n])] or names
         ready = [n for n in trained if self.records[n].state is State.READY]
         configured = [n for n in trained if self.records[n].state is not State.NOT_INSTALLED]
-        return self.runtime((ready or configured or trained)[0])
+        return self.runtime((ready or configured or trained)[0], cls)
 
     @staticmethod
     def _random(record: ModelRecord) -> bool:
@@ -161,14 +207,21 @@ class ModelRegistry:
     @overload
     def runtime(self, name: str) -> Runtime: ...
     @overload
-    def runtime(self, name: str, cls: type[R]) -> R: ...
+    def runtime(self, name: str, cls: type[R], version: str | None = None) -> R: ...
 
-    def runtime(self, name: str, cls: type[Runtime] = Runtime) -> Runtime:
-        """The ready runtime for `name` (of class `cls`), or the error that says why it cannot answer."""
+    def runtime(self, name: str, cls: type[Runtime] = Runtime, version: str | None = None) -> Runtime:
+        """The ready runtime for `name` (of class `cls`; of `version` when given, 404 when another version is
+        served), or the error that says why it cannot answer."""
         record = self.record(name)
         if record.state is State.READY and record.runtime is not None:
             if not isinstance(record.runtime, cls):
                 raise TypeError(f"model {name} is served by {type(record.runtime).__name__}, not {cls.__name__}")
+            served = record.runtime.entry.version
+            if version is not None and version != served:
+                raise ModelNotFound(
+                    f"Model '{name}' version '{echo(version)}' is not served; version {served} is.",
+                    {"model": name, "version": version, "served": served},
+                )
             return record.runtime
         if record.state is State.NOT_INSTALLED:
             raise ModelNotInstalled(

@@ -12,13 +12,6 @@ class ModelRef(BaseModel):
     version: str
 
 
-class DigitPrediction(BaseModel):
-    digit: int
-    confidence: float
-    probabilities: list[float]
-    model: ModelRef
-
-
 class ModelInfo(BaseModel):
     name: str
     state: str

@@ -1,14 +1,14 @@
-"""Measure the working memory of one request, per unit of its size: where app/costs.py's factors come from.
+"""Measure the working memory of one request, per unit of its size: where each `Runtime.cost`'s factors come from.
 
     python -m bench.cost_factors [--models models] [--family digit anomaly lstm image distilbert]
 
 For each family and input size, a fresh Python process loads the model from --models (as the service does:
 load + warm-up), notes its RSS, resets the peak (`echo 5 > /proc/self/clear_refs`), runs ONE request through the
-service's own code path (images: decode_image + the model's preprocessing + predict; texts and series: predict),
+service's own code path (the runtime's decode + predict, what runs inside the request's admission slot),
 and reports the peak RSS growth (VmHWM - VmRSS before) and what stays resident after it. A fresh process per
 size, so memory one size left behind (allocator arenas, ONNX Runtime's arena) does not hide the next one's.
 The growth divided by the size's units (pixels, text tokens, anomaly windows x window) is the factor; the
-estimate app/costs.py makes for the same input is printed beside it.
+estimate the runtime's `cost` makes for the same input is printed beside it.
 """
 
 from __future__ import annotations
@@ -50,9 +50,9 @@ def child(models: Path, family: str, size: str, mode: str) -> None:
     runtime.load()
     runtime.warmup()
     rng = random.Random(0)
-    if family in ("digit", "image"):
-        from app.families.digit.preprocess import preprocess_digit
-        from app.image_decode import decode_image
+    request: object
+    if family in ("digit", "image", "fashion"):
+        from app.families.images import ImageUpload
 
         data = digit_png(int(size), mode if mode in ("L", "RGBA") else "L")
         if mode not in ("L", "RGBA"):  # the same drawing converted: RGB, I;16 (PNG), F (TIFF), ...
@@ -63,30 +63,26 @@ def child(models: Path, family: str, size: str, mode: str) -> None:
             out = io.BytesIO()
             Image.open(io.BytesIO(data)).convert(mode).save(out, format="TIFF" if mode == "F" else "PNG")
             data = out.getvalue()
-        prepare = preprocess_digit if family == "digit" else runtime.prepare
-
-        def work():
-            return runtime.predict([prepare(decode_image(data, settings.max_image_pixels))])
+        request = ImageUpload.read(data, settings.max_image_pixels)
     elif family == "anomaly":
-        import numpy as np
+        from app.families.anomaly.schemas import AnomalyRequest
 
-        values = np.asarray(series(int(size), rng))
-
-        def work():
-            return runtime.predict([values])
+        request = AnomalyRequest(values=series(int(size), rng))
     else:
         n, words = (int(v) for v in size.split("x"))
-        texts = [review(words, rng) for _ in range(n)]
+        request = [review(words, rng) for _ in range(n)]
 
-        def work():
-            return runtime.predict(texts)
+    def work():  # what the service does inside the request's admission slot
+        return runtime.predict(runtime.decode(request))
 
     before = status("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")
     work()
     peak = status("VmHWM")
-    print(json.dumps({"before": before, "growth": peak - before, "after": status("VmRSS") - before}))
+    estimate = runtime.cost(request) / 2**20
+    after = status("VmRSS") - before
+    print(json.dumps({"before": before, "growth": peak - before, "after": after, "estimate": estimate}))
 
 
 def units(family: str, size) -> tuple[float, str]:
@@ -108,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         child(args.models.resolve(), args.child[0], args.child[1], args.mode)
         return
-    print(f"{'family':<10} {'size':<10} {'peak growth':>12} {'kept after':>11} {'bytes/unit':>11}")
+    print(f"{'family':<10} {'size':<10} {'peak growth':>12} {'kept after':>11} {'bytes/unit':>11} {'estimate':>11}")
     for family in args.family:
         for size in SIZES[family]:
             label = f"{size[0]}x{size[1]}" if isinstance(size, tuple) else str(size)
@@ -120,7 +116,10 @@ def main(argv: list[str] | None = None) -> None:
             m = json.loads(out.stdout.strip().splitlines()[-1])
             count, unit = units(family, size)
             per = m["growth"] * 2**20 / count
-            print(f"{family:<10} {label:<10} {m['growth']:>9.1f} MB {m['after']:>8.1f} MB {per:>8.1f} B/{unit}")
+            print(
+                f"{family:<10} {label:<10} {m['growth']:>9.1f} MB {m['after']:>8.1f} MB {per:>8.1f} B/{unit} "
+                f"{m['estimate']:>8.1f} MB"
+            )
 
 
 if __name__ == "__main__":

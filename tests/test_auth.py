@@ -17,6 +17,7 @@ from tests.support.service import assert_error, serve
 
 PNG = render(7, "mnist_28")
 ALPHA, GAMMA, DELTA = "alpha-0123456789abcdef", "gamma-0123456789abcdef", "delta-0123456789abcdef"
+OMEGA = "omega-0123456789abcdef"
 BETA = "beta-key-from-the-file-0123456789"  # stored only as its SHA-256 in the keys file
 ORIGIN = "https://app.example"
 MODES = ["asgi", "uvicorn"]
@@ -50,7 +51,7 @@ def closed(request, trained_models_dir: Path):
     """Keys, /metrics behind them, no docs, and a rate limit of 3 requests per key (refill: one per 1,000 s)."""
     settings = Settings(
         models_dir=trained_models_dir,
-        api_keys=[ALPHA, GAMMA, DELTA],
+        api_keys=[ALPHA, GAMMA, DELTA, OMEGA],
         auth_metrics=True,
         docs_enabled=False,
         rate_limit_per_second=0.001,
@@ -127,8 +128,9 @@ def test_probes_metrics_and_docs_stay_open_by_default(keyed) -> None:
 def test_settings_close_metrics_and_remove_docs(closed) -> None:
     assert closed.get("/health/live").status_code == 200 and closed.get("/health/ready").status_code == 200
     assert_error(closed.get("/metrics"), 401, "unauthorized")
-    for path in ("/docs", "/redoc", "/openapi.json"):
-        assert_error(closed.get(path), 404, "not_found")
+    for path in ("/docs", "/redoc", "/openapi.json"):  # removed: like any unknown path (3 requests: the burst)
+        assert_error(closed.get(path), 401, "unauthorized")
+        assert_error(closed.get(path, headers={"x-api-key": OMEGA}), 404, "not_found")
 
 
 def test_request_log_names_the_client_not_the_key(trained_models_dir: Path, tmp_path: Path) -> None:

@@ -80,6 +80,19 @@ def internal_error(client):
         del runtime.predict
 
 
+def reload_fails(client):
+    registry = client.app.state.registry
+
+    def corrupt(entry):
+        raise ValueError("the artifact's model.onnx is corrupt")
+
+    registry._build = corrupt
+    try:
+        return client.post("/admin/models/digit/reload")
+    finally:
+        del registry._build
+
+
 REACH: dict[str, tuple[dict, Callable]] = {
     "request_timeout": ({"body_timeout_seconds": 1.0}, stalled_upload_times_out),
     "malformed_body": ({}, lambda c: c.post("/predict/sentiment", content=b"{", headers={"content-type": "application/json"})),
@@ -92,6 +105,7 @@ REACH: dict[str, tuple[dict, Callable]] = {
     "image_too_large": ({"max_image_pixels": 100}, lambda c: post_png(c, render(3, "black_on_white"))),
     "unsupported_media_type": ({}, lambda c: c.post("/predict/digit", content=PNG, headers=PLAIN)),
     "invalid_input": ({}, lambda c: c.post("/predict/sentiment", json={})),
+    "artifact_invalid": ({}, reload_fails),
     "overloaded": ({}, overloaded),
     "rate_limited": ({"rate_limit_per_second": 0.001, "rate_limit_burst": 1}, lambda c: [c.get("/models") for _ in "ab"][1]),
     "internal_error": ({}, internal_error),

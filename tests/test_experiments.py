@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import csv
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
 
-from training.experiments import models, runner, tracking
+from training.experiments import models, report, runner, tracking
 from training.experiments.studies import CONFIG_FIELDS, STUDIES, Config, Study
 
 TINY = ["--train-limit", "300", "--val-limit", "100", "--test-limit", "200", "--epochs", "1"]
@@ -62,6 +62,12 @@ def test_a_sweep_writes_one_row_per_setting_and_seed_and_a_table_with_the_spread
     assert [float(r["dropout"]) for r in rows] == [0.0, 0.0, 0.5, 0.5]
     assert [r["seed"] for r in rows] == ["0", "1", "0", "1"]
     assert " ± " in (folder / "README.md").read_text()
+    summary = read_csv(folder / "summary.csv")
+    assert [(r["setting"], r["seeds"]) for r in summary] == [("dropout=0.0", "2"), ("dropout=0.5", "2")]
+    for setting, pair in zip(summary, (rows[:2], rows[2:]), strict=True):
+        accuracies = [float(r["test_accuracy"]) for r in pair]
+        assert float(setting["test_accuracy_mean"]) == pytest.approx(sum(accuracies) / 2)
+        assert float(setting["test_accuracy_sd"]) == pytest.approx(abs(accuracies[0] - accuracies[1]) / 2**0.5)
 
 
 @pytest.mark.slow
@@ -120,6 +126,61 @@ def test_a_rerun_keeps_the_reading_written_by_hand(monkeypatch, tmp_path, small_
     run(monkeypatch, study, small_mnist_npz, tmp_path)
     text = readme.read_text()
     assert "L2 did nothing here." in text and "Not written yet" not in text and "## Later" not in text
+
+
+def seeded_run(setting: str, patience: int, seed: int, test_accuracy: float, val_losses: list[float]) -> dict:
+    """A run as runner.run_setting returns it, with the given test accuracy and validation loss per epoch."""
+    history = [
+        {"setting": setting, "seed": seed, "epoch": i + 1, "loss": v / 2, "accuracy": 0.9, "val_loss": v,
+         "val_accuracy": 0.9}
+        for i, v in enumerate(val_losses)
+    ]  # fmt: skip
+    row = {"study": "early_stopping", "setting": setting, "seed": seed, **asdict(Config(patience=patience))}
+    row |= {"epochs_run": len(val_losses), "best_epoch": val_losses.index(min(val_losses)) + 1, "seconds": 10 + seed}
+    row |= {"train_accuracy": 0.99, "val_accuracy": 0.98, "test_accuracy": test_accuracy, "test_loss": 0.05}
+    return {"row": row, "history": history, "layer_gradients": []}
+
+
+def test_a_multi_seed_report_gives_each_setting_its_mean_and_sample_sd_over_the_seeds(tmp_path):
+    study = replace(STUDIES["early_stopping"], settings=STUDIES["early_stopping"].settings[:2])
+    runs = [
+        seeded_run("no early stopping", 0, 0, 0.97, [0.3, 0.2, 0.25, 0.3]),
+        seeded_run("no early stopping", 0, 1, 0.98, [0.3, 0.2, 0.25, 0.3]),
+        seeded_run("no early stopping", 0, 2, 0.99, [0.3, 0.2, 0.25, 0.3]),
+        seeded_run("patience=1", 1, 0, 0.95, [0.3, 0.2, 0.25]),  # seeds stopping at different epochs
+        seeded_run("patience=1", 1, 1, 0.96, [0.3, 0.35]),
+        seeded_run("patience=1", 1, 2, 0.98, [0.3, 0.2, 0.1, 0.15]),
+    ]
+    report.write(
+        study, runs, tmp_path, command="python -m training.experiments", data="tiny", seeds=[0, 1, 2], seconds=1
+    )
+    summary = read_csv(tmp_path / "summary.csv")
+    assert [(r["setting"], r["seeds"]) for r in summary] == [("no early stopping", "3"), ("patience=1", "3")]
+    assert float(summary[0]["test_accuracy_mean"]) == pytest.approx(0.98)
+    assert float(summary[0]["test_accuracy_sd"]) == pytest.approx(0.01)  # sample sd (n - 1), not 0.0082
+    assert float(summary[1]["test_accuracy_mean"]) == pytest.approx(0.9633333, abs=1e-6)
+    assert float(summary[1]["test_accuracy_sd"]) == pytest.approx(0.0152753, abs=1e-6)
+    assert float(summary[1]["epochs_run_mean"]) == pytest.approx(3) and float(summary[1]["seconds_sd"]) == 1
+    readme = (tmp_path / "README.md").read_text()
+    assert (
+        "| no early stopping | 4 ± 0 | 2 ± 0 | 99.00% ± 0.00 | 98.00% ± 0.00 | 98.00% ± 1.00 | 0.050 ± 0.000 |"
+        in readme
+    )
+    assert "| patience=1 | 3 ± 1 | 2 ± 1 |" in readme and "96.33% ± 1.53" in readme
+    assert "Seeds: 0, 1, 2 (mean ± sample standard deviation" in readme
+    for png in ("curves.png", "accuracy.png"):
+        assert (tmp_path / png).read_bytes()[:8] == PNG_MAGIC
+
+
+def test_a_one_seed_report_shows_no_spread(tmp_path):
+    study = replace(STUDIES["early_stopping"], settings=STUDIES["early_stopping"].settings[:1])
+    runs = [seeded_run("no early stopping", 0, 0, 0.97, [0.3, 0.2])]
+    report.write(study, runs, tmp_path, command="python -m training.experiments", data="tiny", seeds=[0], seconds=1)
+    [summary] = read_csv(tmp_path / "summary.csv")
+    assert (summary["seeds"], float(summary["test_accuracy_sd"])) == ("1", 0.0)
+    assert (
+        "| no early stopping | 2 | 2 | 99.00% | 98.00% | 97.00% | 0.050 | 10 |" in (tmp_path / "README.md").read_text()
+    )
 
 
 def test_every_grid_builds_valid_configs():

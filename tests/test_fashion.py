@@ -253,7 +253,7 @@ def test_committed_artifact_reaches_92_percent(real_test_set) -> None:
     runtime = FashionRuntime(entry, COMMITTED_MODELS / entry.path, Settings())
     runtime.load()
     inputs = to_input(x)
-    labels = [out["label"] for i in range(0, len(x), 1000) for out in runtime.predict(list(inputs[i : i + 1000]))]
+    labels = [out.label for i in range(0, len(x), 1000) for out in runtime.predict(list(inputs[i : i + 1000]))]
     accuracy = float(np.mean([label == CLASSES[t] for label, t in zip(labels, y, strict=True)]))
     assert accuracy >= 0.92, accuracy
     assert accuracy == pytest.approx(entry.metrics["onnx_test_accuracy"], abs=1e-4)

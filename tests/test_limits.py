@@ -8,17 +8,23 @@ import json
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from app.config import Settings
-from app.costs import MB, digit_cost, distilbert_text_bytes, image_header, series_cost, text_cost
+from app.costs import MB
 from app.errors import Overloaded, PayloadTooLarge
+from app.families.anomaly.runtime import AnomalyRuntime
+from app.families.anomaly.schemas import AnomalyRequest
 from app.families.anomaly.scoring import score_series
 from app.families.digit.preprocess import normalise, preprocess_digit, to_gray
-from app.families.transformer_runtime import chunks_within
+from app.families.digit.runtime import DigitRuntime
+from app.families.images import ImageUpload
+from app.families.lstm.runtime import LstmSentimentRuntime
+from app.families.transformer_runtime import chunks_within, text_bytes
 from app.limiter import ConcurrencyLimiter
 from app.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
 from tests.support.digit_images import render
@@ -94,22 +100,26 @@ def test_no_budget_means_count_cap_only() -> None:
         assert limiter.cost_in_flight == 10**15
 
 
+def digit_cost(pixels: int, mode: str) -> int:
+    return DigitRuntime.cost(None, ImageUpload(b"", 10**9, pixels, mode))  # type: ignore[arg-type]
+
+
 def test_cost_estimates_grow_with_the_input() -> None:
-    assert image_header(png(300), 10**8) == (90_000, "RGBA")
-    assert image_header(png(300), 1000)[0] == 0  # over the pixel limit: decode refuses it before allocating
-    assert image_header(b"not an image", 10**8) == (0, "")
+    assert ImageUpload.read(png(300), 10**8).pixels == 90_000 and ImageUpload.read(png(300), 10**8).mode == "RGBA"
+    assert ImageUpload.read(png(300), 1000).pixels == 0  # over the pixel limit: decode refuses it before allocating
+    assert ImageUpload.read(b"not an image", 10**8).pixels == 0
     assert digit_cost(4096 * 4096, "RGBA") > 10 * digit_cost(28 * 28, "L")
     assert digit_cost(4096 * 4096, "RGBA") > digit_cost(4096 * 4096, "L")
-    assert series_cost(20_000) > series_cost(336)
+    series = [AnomalyRequest(values=[0.0] * n) for n in (336, 20_000)]
+    assert AnomalyRuntime.cost(None, series[1]) > AnomalyRuntime.cost(None, series[0])  # type: ignore[arg-type]
 
-    class Lstm:
-        kind = "lstm-onnx"
+    lstm = SimpleNamespace(tokenizer=SimpleNamespace(max_length=600))
 
-        class tokenizer:  # noqa: N801
-            max_length = 600
+    def text_cost(texts: list[str]) -> int:
+        return LstmSentimentRuntime.cost(lstm, texts)  # type: ignore[arg-type]
 
-    one, many = text_cost(Lstm(), ["good film"]), text_cost(Lstm(), ["word " * 1000] * 32)
-    assert many > 32 * one / 2 and text_cost(Lstm(), ["word " * 1000]) == text_cost(Lstm(), ["word " * 5000])
+    one, many = text_cost(["good film"]), text_cost(["word " * 1000] * 32)
+    assert many > 32 * one / 2 and text_cost(["word " * 1000]) == text_cost(["word " * 5000])
 
 
 def test_reserve_and_release_charge_the_budget_not_the_count() -> None:
@@ -155,7 +165,7 @@ def test_distilbert_calls_group_similar_lengths_within_the_budget() -> None:
     assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
     for group in groups:
         longest = int(lengths[group].max())
-        assert len(group) == 1 or len(group) * distilbert_text_bytes(longest) <= 128 * MB
+        assert len(group) == 1 or len(group) * text_bytes(longest) <= 128 * MB
     assert [len(g) for g in groups if 512 in lengths[g]] == [1, 1]  # a long text never pads short ones to 512
 
 

@@ -166,3 +166,36 @@ def test_readme_error_table_is_generated_from_error_table() -> None:
     assert markdown_table() in readme, "README's error table drifted: paste `python -m app.errors` into it"
     statuses = {kind.type: kind.status for kind in ERROR_TABLE.values()}
     assert statuses["malformed_body"] == 400 and statuses["invalid_input"] == 422 and statuses["overloaded"] == 429
+
+
+def test_reload_swaps_a_model_without_failing_a_request(tmp_path: Path, trained_models_dir: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.errors import ArtifactInvalid, ModelNotFound
+
+    models = copy_models(trained_models_dir, tmp_path / "models")
+    first = read_manifest(models).latest()["digit"]
+    shutil.copytree(models / first.path, models / "digit" / "v2")
+    add_to_manifest(models, first.model_copy(update={"version": first.version + "1", "path": "digit/v2"}))
+    second = first.version + "1"
+    with serve("asgi", Settings(models_dir=models, models=["digit"])) as client:
+        registry = client.app.state.registry
+        assert registry.runtime("digit").entry.version == second  # the newest at startup
+        registry.reload("digit", first.version)  # pin the older one
+        assert predict(client).json()["model"]["version"] == first.version
+        with ThreadPoolExecutor(4) as pool:
+            answers = [pool.submit(predict, client) for _ in range(60)]
+            registry.reload("digit")  # while requests are in flight
+            responses = [a.result() for a in answers]
+        assert [r.status_code for r in responses] == [200] * 60
+        assert predict(client).json()["model"]["version"] == second
+        with pytest.raises(ModelNotFound):
+            registry.runtime("digit", version=first.version)  # another version is served now
+
+        (models / "digit" / "v2" / first.files["onnx"]).write_bytes(b"corrupt")
+        with pytest.raises(ArtifactInvalid):
+            registry.reload("digit")
+        assert predict(client).status_code == 200  # a failed reload leaves the serving model alone
+        registry.unload("digit")
+        response = predict(client)
+        assert response.status_code == 503 and response.json()["error"]["type"] == "model_not_installed"

@@ -86,25 +86,25 @@ def test_int8_runtime_agrees_with_pytorch(tiny_models_dir: Path, runtime: Distil
     reference = pytorch_scores(runtime.artifact_dir, texts)
     outputs = runtime.predict(texts)
     assert len(outputs) == len(texts)
-    scores = np.array([o["score"] for o in outputs])
+    scores = np.array([o.score for o in outputs])
     assert np.abs(scores - reference).max() < 0.1
     confident = np.abs(reference - 0.5) > 0.05  # int8 may flip a coin-toss, never a clear call
     assert confident.sum() >= 3
-    assert [o["label"] for o in np.array(outputs)[confident]] == [
+    assert [o.label for o, sure in zip(outputs, confident, strict=True) if sure] == [
         "POSITIVE" if p >= 0.5 else "NEGATIVE" for p in reference[confident]
     ]
-    assert all(o["label"] == ("POSITIVE" if o["score"] >= 0.5 else "NEGATIVE") for o in outputs)
-    assert [o["truncated"] for o in outputs] == [False] * len(TEXTS) + [True]
+    assert all(o.label == ("POSITIVE" if o.score >= 0.5 else "NEGATIVE") for o in outputs)
+    assert [o.truncated for o in outputs] == [False] * len(TEXTS) + [True]
 
 
 def test_dynamic_padding_and_batch_independence(runtime: DistilBertRuntime) -> None:
-    ids, mask, _ = runtime.encode(["short", "a somewhat longer sentence than the first"])
+    ids, mask, _ = runtime.tokenize(["short", "a somewhat longer sentence than the first"])
     assert ids.shape == mask.shape and ids.shape[1] == mask[1].sum()  # padded to the longest, not to 512
     assert mask[0].sum() == 3 and (ids[0, 3:] == 0).all()  # [CLS] short [SEP] then [PAD]s
-    assert runtime.encode([LONG])[0].shape == (1, 512)
+    assert runtime.tokenize([LONG])[0].shape == (1, 512)
     assert runtime.head == 128  # the tiny artifact keeps the default head+tail split
-    together = [o["score"] for o in runtime.predict(TEXTS)]
-    alone = [runtime.predict([t])[0]["score"] for t in TEXTS]
+    together = [o.score for o in runtime.predict(TEXTS)]
+    alone = [runtime.predict([t])[0].score for t in TEXTS]
     assert np.allclose(together, alone, atol=0.05)  # int8 activation scales depend a little on the batch
 
 
@@ -112,7 +112,7 @@ def test_concurrent_infer_calls_are_batched(runtime: DistilBertRuntime) -> None:
     from app.inference import Inference
 
     texts = [f"review number {i}: {TEXTS[i % len(TEXTS)]}" for i in range(24)]
-    alone = [runtime.predict([t])[0]["score"] for t in texts]
+    alone = [runtime.predict([t])[0].score for t in texts]
     inference = Inference(runtime.settings, Metrics())
 
     async def main():
@@ -123,7 +123,7 @@ def test_concurrent_infer_calls_are_batched(runtime: DistilBertRuntime) -> None:
 
     outs, calls = asyncio.run(main())
     assert calls < len(texts) / 2
-    assert np.allclose([o["score"] for o in outs], alone, atol=0.05)  # each caller got its own text's result
+    assert np.allclose([o.score for o in outs], alone, atol=0.05)  # each caller got its own text's result
 
 
 def test_served_through_the_registry_and_route(tiny_models_dir: Path, runtime: DistilBertRuntime) -> None:
@@ -137,8 +137,8 @@ def test_served_through_the_registry_and_route(tiny_models_dir: Path, runtime: D
         body = r.json()
         assert body["model"] == {"name": "distilbert", "version": "random"}
         direct = runtime.predict(TEXTS)
-        assert np.allclose([x["score"] for x in body["results"]], [d["score"] for d in direct], atol=1e-5)
-        assert [x["label"] for x in body["results"]] == [d["label"] for d in direct]
+        assert np.allclose([x["score"] for x in body["results"]], [d.score for d in direct], atol=1e-5)
+        assert [x["label"] for x in body["results"]] == [d.label for d in direct]
         assert not any(x["truncated"] for x in body["results"])
         one = client.post("/predict/sentiment", json={"text": LONG, "model": "distilbert"})
         assert one.status_code == 200 and [x["truncated"] for x in one.json()["results"]] == [True]

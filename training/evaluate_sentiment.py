@@ -48,7 +48,7 @@ def in_process(models_dir: Path, name: str) -> Callable[[list[str]], list[dict]]
     entry = read_manifest(models_dir).latest()[name]
     runtime = RUNTIMES[entry.runtime](entry, Path(models_dir) / entry.path, Settings(models_dir=models_dir))
     runtime.load()
-    return runtime.predict
+    return lambda texts: [result.model_dump() for result in runtime.predict(texts)]
 
 
 def over_http(url: str, name: str) -> Callable[[list[str]], list[dict]]:

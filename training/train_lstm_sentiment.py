@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from app.families.lstm.tokenizer import PAD_ID, TextTokenizer
-from training.common import artifacts, evaluation
+from training.common import artifacts, cli, evaluation, keras_fit
 from training.common.export import OnnxModel, export_onnx
 from training.common.imdb_data import load_imdb
 
@@ -167,6 +167,11 @@ def binary_metrics(y: np.ndarray, p: np.ndarray) -> tuple[float, float, np.ndarr
     return float((pred == y).mean()), loss, matrix
 
 
+def accuracy(model, rows: list[list[int]], y: np.ndarray) -> float:
+    """A Keras model's accuracy on token-id rows."""
+    return binary_metrics(y, predict_sorted(model.predict_on_batch, rows))[0]
+
+
 def split_indices(n: int, args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
     """Seeded shuffle of the training reviews -> (fit indices, validation indices); the test set is not touched."""
     order = np.random.default_rng(args.seed).permutation(n)
@@ -190,36 +195,36 @@ def fit_members(args: argparse.Namespace, vocab_size: int, fit_rows, y_fit, val_
         seed = args.seed + k
         keras.utils.set_random_seed(seed)
         member = build_model(args, vocab_size, k if args.ensemble > 1 else None)
-        member.compile(keras.optimizers.Adam(args.learning_rate), loss="binary_crossentropy", metrics=["accuracy"])
         if k == 0:
             member.summary(print_fn=print)
-        callbacks = [
-            keras.callbacks.EarlyStopping(patience=args.patience, restore_best_weights=True),
-            keras.callbacks.ReduceLROnPlateau(factor=0.5, patience=1, min_lr=1e-5),
-        ]
-        history = member.fit(
-            make_dataset(fit_rows, y_fit, args.batch_size, seed),
-            validation_data=make_dataset(val_rows, y_val, 256, None),
-            epochs=args.epochs,
-            callbacks=callbacks,
-            verbose=2,
-        )
+        history = keras_fit.fit(
+            member, make_dataset(fit_rows, y_fit, args.batch_size, seed), make_dataset(val_rows, y_val, 256, None),
+            epochs=args.epochs, learning_rate=args.learning_rate, patience=args.patience, loss="binary_crossentropy",
+            reduce_lr_after=1,
+        )  # fmt: skip
         members.append(member)
-        histories.append(history.history)
+        histories.append(history)
     return members, histories
 
 
-def onnx_checks(onnx: OnnxModel, tokenizer: TextTokenizer, rows, texts: list[str], y: np.ndarray, p_keras) -> dict:
-    """The exported model against Keras on the test rows, and padding invariance as the service pads."""
+def verify(model, onnx: OnnxModel, tokenizer: TextTokenizer, rows, texts: list[str], y: np.ndarray) -> dict:
+    """The Keras model and its ONNX export on the test rows: the Keras model's accuracy, loss and confusion matrix,
+    the export's accuracy and largest difference from it, and padding invariance as the service pads."""
+    p_keras = predict_sorted(model.predict_on_batch, rows)
+    keras_accuracy, loss, matrix = binary_metrics(y, p_keras)
     p_onnx = predict_sorted(onnx, rows)
     # The service pads a request only to its longest text: check that padding does not change a prediction.
     p_alone = np.array([onnx(pad([r])).item() for r in rows[:64]])
     p_padded = onnx(tokenizer.encode(texts[:64], length=tokenizer.max_length)).ravel()
     return {
+        "test_accuracy": keras_accuracy,
+        "test_loss": loss,
         "onnx_test_accuracy": binary_metrics(y, p_onnx)[0],
         "onnx_max_abs_diff": float(np.abs(p_onnx - p_keras).max()),
         "onnx_label_agreement": float(((p_onnx >= 0.5) == (p_keras >= 0.5)).mean()),
         "onnx_padding_max_abs_diff": float(np.abs(p_alone - p_padded).max()),
+        "confusion_matrix": matrix.tolist(),
+        "confusion_matrix_labels": LABELS,
     }
 
 
@@ -235,11 +240,9 @@ def train(args: argparse.Namespace, command: str) -> Path:
 
     started = time.time()
     tokenizer = fit_tokenizer(train_texts, fit_idx, args)
-    ids = [tokenizer.ids(t) for t in train_texts]
-    y_all = np.asarray(train_labels, dtype=np.float32)
+    ids, y_all = [tokenizer.ids(t) for t in train_texts], np.asarray(train_labels, dtype=np.float32)
     fit_rows, val_rows = [ids[i] for i in fit_idx], [ids[i] for i in val_idx]
-    test_rows = [tokenizer.ids(t) for t in test_texts]
-    y_test = np.asarray(test_labels, dtype=np.float32)
+    test_rows, y_test = [tokenizer.ids(t) for t in test_texts], np.asarray(test_labels, dtype=np.float32)
     print(f"tokenised in {time.time() - started:.1f}s: vocab {tokenizer.vocab_size}, {len(fit_rows)} train rows")
 
     started = time.time()
@@ -249,75 +252,53 @@ def train(args: argparse.Namespace, command: str) -> Path:
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
     tokenizer.save(out / "tokenizer.json")
-    export_onnx(model, out, sample=pad(test_rows[:2]), save_keras=args.save_keras)
-    p_keras = predict_sorted(model.predict_on_batch, test_rows)
-    accuracy, loss, matrix = binary_metrics(y_test, p_keras)
-    onnx_metrics = onnx_checks(OnnxModel(out / "model.onnx"), tokenizer, test_rows, test_texts, y_test, p_keras)
-    metrics = {
-        "test_accuracy": accuracy,
-        "test_loss": loss,
-        **onnx_metrics,
-        "confusion_matrix": matrix.tolist(),
-        "confusion_matrix_labels": LABELS,
-        "val_accuracy": binary_metrics(y_all[val_idx], predict_sorted(model.predict_on_batch, val_rows))[0],
-        "epochs": [len(h["loss"]) for h in histories] if len(members) > 1 else len(histories[0]["loss"]),
-        "seconds": round(seconds, 1),
-        "parameters": int(model.count_params()),
-        "architecture": model.name,
+    files = export_onnx(model, out, sample=pad(test_rows[:2]), save_keras=args.save_keras)
+    files["tokenizer"] = "tokenizer.json"
+    metrics = verify(model, OnnxModel(out / "model.onnx"), tokenizer, test_rows, test_texts, y_test)
+    metrics |= {
+        "val_accuracy": accuracy(model, val_rows, y_all[val_idx]),
+        **artifacts.run_record(
+            model, histories[0], seconds, train=len(fit_rows), validation=len(val_rows), test=len(test_rows)
+        ),
         "vocab_size": tokenizer.vocab_size,
         "max_length": tokenizer.max_length,
         "truncate": tokenizer.truncate,
-        "train_examples": len(fit_rows),
-        "validation_examples": len(val_rows),
-        "test_examples": len(test_rows),
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        **artifacts.keras_run_record(histories[0]),
     }
     if len(members) > 1:
-        member_test = [binary_metrics(y_test, predict_sorted(m.predict_on_batch, test_rows))[0] for m in members]
-        member_histories = [artifacts.keras_run_record(h)["history"] for h in histories]
-        metrics |= {"member_test_accuracies": member_test, "member_histories": member_histories}
-    files = {
-        "onnx": "model.onnx",
-        "tokenizer": "tokenizer.json",
-        **({"keras": "model.keras"} if args.save_keras else {}),
-    }
+        metrics["epochs"] = [len(h["loss"]) for h in histories]
+        metrics["member_test_accuracies"] = [accuracy(m, test_rows, y_test) for m in members]
+        metrics["member_histories"] = [artifacts.keras_run_record(h)["history"] for h in histories]
     artifacts.save_run(
         args.out, out, name=NAME, version=version, task="text-classification/sentiment", runtime="lstm-onnx",
         files=files, metrics=metrics, command=command,
-        summary=f"test accuracy {accuracy:.4f} (onnx {metrics['onnx_test_accuracy']:.4f})",
+        summary=f"test accuracy {metrics['test_accuracy']:.4f} (onnx {metrics['onnx_test_accuracy']:.4f})",
         history=histories, labels=LABELS,
     )  # fmt: skip
     return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", help="train/test.jsonl.gz folder, aclImdb folder or .tar.gz (default: download)")
-    artifacts.add_output_args(p)
+    p = cli.training_parser(
+        __doc__, "train/test.jsonl.gz folder, aclImdb folder or .tar.gz (default: download)",
+        epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, validation_split=VALIDATION_SPLIT,
+        patience=PATIENCE, seed=SEED,
+    )  # fmt: skip
     p.add_argument("--vocab-size", type=int, default=VOCAB_SIZE, help="ids incl. padding and out-of-vocabulary")
-    p.add_argument("--max-length", type=int, default=MAX_LENGTH)
+    p.add_argument("--max-length", type=int, default=MAX_LENGTH, help="tokens kept per review")
     p.add_argument("--truncate", choices=["pre", "post"], default=TRUNCATE, help="pre keeps the end of long reviews")
-    p.add_argument("--embed-dim", type=int, default=EMBED_DIM)
-    p.add_argument("--units", type=int, default=UNITS)
-    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=BIDIRECTIONAL)
-    p.add_argument("--pooling", choices=["max", "last"], default=POOLING)
-    p.add_argument("--spatial-dropout", type=float, default=SPATIAL_DROPOUT)
-    p.add_argument("--lstm-dropout", type=float, default=LSTM_DROPOUT)
-    p.add_argument("--dense-dropout", type=float, default=DENSE_DROPOUT)
-    p.add_argument("--epochs", type=int, default=EPOCHS)
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
-    p.add_argument("--validation-split", type=float, default=VALIDATION_SPLIT)
-    p.add_argument("--patience", type=int, default=PATIENCE)
+    p.add_argument("--embed-dim", type=int, default=EMBED_DIM, help="embedding size per token")
+    p.add_argument("--units", type=int, default=UNITS, help="LSTM units (per direction)")
+    p.add_argument("--bidirectional", action=argparse.BooleanOptionalAction, default=BIDIRECTIONAL, help="two LSTMs")
+    p.add_argument("--pooling", choices=["max", "last"], default=POOLING, help="over time steps, or the last state")
+    p.add_argument("--spatial-dropout", type=float, default=SPATIAL_DROPOUT, help="of embedding channels")
+    p.add_argument("--lstm-dropout", type=float, default=LSTM_DROPOUT, help="of the LSTM inputs")
+    p.add_argument("--dense-dropout", type=float, default=DENSE_DROPOUT, help="before the output layer")
     p.add_argument("--ensemble", type=int, default=ENSEMBLE, help="networks (seeds) averaged in the artifact")
     p.add_argument("--save-keras", action="store_true", help="also save model.keras (about 3x the ONNX size)")
     p.add_argument("--limit", type=int, default=0, help="use only N training reviews (smoke runs)")
     p.add_argument("--test-limit", type=int, default=0, help="evaluate on only the first N test reviews")
-    p.add_argument("--seed", type=int, default=SEED)
     args = p.parse_args(argv)
-    if not 0 < args.validation_split < 1:
-        raise ValueError("--validation-split must be between 0 and 1")
     if args.ensemble < 1:
         raise ValueError("--ensemble must be at least 1")
     if args.vocab_size < 3:

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.common import artifacts
-from training.common.export import OnnxModel, classifier_metrics, export_onnx
+from training.common import artifacts, cli, keras_fit
+from training.common.export import export_onnx, verify_classifier
 from training.common.image_folder import load_image_folder, load_images
 
 # Defaults. Each is a command-line flag too.
@@ -41,6 +41,7 @@ PATIENCE = 2  # epochs without val_loss improvement before stopping (best weight
 AUGMENT = True  # random horizontal flips, small rotations and zooms on the training images
 SEED = 42
 NAME = "image"
+INPUT = "RGB 0..255 float32 [batch, h, w, 3]"  # what the exported model takes, as labels.json tells the service
 
 
 def build_base(weights: str, image_size: int, alpha: float):
@@ -116,26 +117,6 @@ def make_datasets(x_train, y_train, x_val, y_val, args: argparse.Namespace):
     return train.prefetch(tf.data.AUTOTUNE), val.prefetch(tf.data.AUTOTUNE)
 
 
-def fit(model, train_ds, val_ds, epochs: int, learning_rate: float, patience: int, initial_epoch: int = 0):
-    import keras
-
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-    )
-    callbacks = [keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)]
-    history = model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=initial_epoch + epochs,
-        initial_epoch=initial_epoch,
-        callbacks=callbacks,
-        verbose=2,
-    )
-    return history.history
-
-
 def load_splits(args: argparse.Namespace):
     """(class names, x_train, y_train, x_val, y_val, seconds spent loading) from the image folder."""
     data = load_image_folder(args.data, args.validation_split, args.seed)
@@ -164,10 +145,10 @@ def fine_tune(model, base, train_ds, val_ds, args: argparse.Namespace, history: 
     for layer in base.layers:  # frozen batch norm always runs in inference mode (else it uses batch stats)
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.trainable = False
-    frozen_epochs = len(history["loss"])
-    more = fit(
-        model, train_ds, val_ds, args.fine_tune_epochs, args.fine_tune_learning_rate, args.patience, frozen_epochs
-    )
+    more = keras_fit.fit(
+        model, train_ds, val_ds, epochs=args.fine_tune_epochs, learning_rate=args.fine_tune_learning_rate,
+        patience=args.patience, initial_epoch=len(history["loss"]),
+    )  # fmt: skip
     history = {k: history[k] + more.get(k, []) for k in history}
     return history, {"layers": args.fine_tune_layers, "epochs": len(more["loss"])}
 
@@ -182,81 +163,58 @@ def train(args: argparse.Namespace, command: str) -> Path:
     if args.weights == "none":  # random features (smoke tests): at least give them a usable scale
         calibrate_batch_norm(base, x_train[np.random.default_rng(args.seed).permutation(len(x_train))[:64]])
     started = time.time()
-    history = fit(model, train_ds, val_ds, args.epochs, args.learning_rate, args.patience)
-    frozen_epochs = len(history["loss"])
+    history = keras_fit.fit(
+        model, train_ds, val_ds, epochs=args.epochs, learning_rate=args.learning_rate, patience=args.patience
+    )
     frozen_loss, frozen_accuracy = model.evaluate(val_ds, verbose=0)
-    fine_tuned = None
+    frozen_epochs, fine_tuned = len(history["loss"]), None
     if args.fine_tune_epochs > 0:
         history, fine_tuned = fine_tune(model, base, train_ds, val_ds, args, history)
     seconds = time.time() - started
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
-    export_onnx(model, out, save_keras=args.save_keras)
-    artifacts.write_json(
-        out / "labels.json",
-        {"labels": class_names, "image_size": args.image_size, "input": "RGB 0..255 float32 [batch, h, w, 3]"},
-    )
-    loss, accuracy = model.evaluate(val_ds, verbose=0)
-    probabilities = model.predict(val_ds, verbose=0)
-    onnx = OnnxModel(out / "model.onnx")
-    onnx_probabilities = np.concatenate([onnx(x_val[i : i + 64].astype(np.float32)) for i in range(0, len(x_val), 64)])
-    metrics = {
-        "validation_accuracy": float(accuracy),
-        "validation_loss": float(loss),
+    files = {**export_onnx(model, out, save_keras=args.save_keras), "labels": "labels.json"}
+    artifacts.write_json(out / "labels.json", {"labels": class_names, "image_size": args.image_size, "input": INPUT})
+    metrics, _ = verify_classifier(model, out, x_val, y_val, class_names, split="validation", batch_size=64)
+    metrics |= {
         "frozen_validation_accuracy": float(frozen_accuracy),
         "frozen_validation_loss": float(frozen_loss),
-        **classifier_metrics(y_val, probabilities, onnx_probabilities, class_names, split="validation"),
         "classes": class_names,
-        "epochs": len(history["loss"]),
+        **artifacts.run_record(model, history, seconds, train=len(x_train), validation=len(x_val)),
         "frozen_epochs": frozen_epochs,
         "fine_tuning": fine_tuned,
-        "seconds": round(seconds, 1),
         "image_load_seconds": round(load_seconds, 1),
-        "parameters": int(model.count_params()),
         "trainable_parameters": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights)),
         "architecture": f"MobileNetV2(alpha={args.alpha:g}, {args.image_size}px) + GAP + Dense({DENSE_UNITS}) + "
         f"Dropout({DROPOUT}) + Dense({len(class_names)})",
         "base_weights": str(args.weights),
         "image_size": args.image_size,
         "augment": bool(args.augment),
-        "train_examples": int(len(x_train)),
-        "validation_examples": int(len(x_val)),
-        **artifacts.keras_run_record(history),
     }
-    files = {"onnx": "model.onnx", "labels": "labels.json", **({"keras": "model.keras"} if args.save_keras else {})}
     artifacts.save_run(
         args.out, out, name=NAME, version=version, task="image-classification", runtime="image-onnx", files=files,
-        metrics=metrics, command=command, summary=f"validation accuracy {accuracy:.4f}, loss {loss:.4f}",
-        history=history, labels=class_names,
+        metrics=metrics, command=command, history=history, labels=class_names,
+        summary=f"validation accuracy {metrics['validation_accuracy']:.4f}, loss {metrics['validation_loss']:.4f}",
     )  # fmt: skip
-    print(
-        json.dumps({"frozen_validation_accuracy": frozen_accuracy, "per_class_accuracy": metrics["per_class_accuracy"]})
-    )
+    print(json.dumps({k: metrics[k] for k in ("frozen_validation_accuracy", "per_class_accuracy")}))
     return out
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", type=Path, required=True, help="image folder: train/ + validation/, or class folders")
+    p = cli.training_parser(
+        __doc__, "image folder: train/ + validation/, or class folders", data_required=True,
+        epochs=EPOCHS, batch_size=BATCH_SIZE, learning_rate=LEARNING_RATE, validation_split=VALIDATION_SPLIT,
+        patience=PATIENCE, augment=AUGMENT, seed=SEED,
+    )  # fmt: skip
     p.add_argument("--weights", default=WEIGHTS, help="imagenet (Keras download), PATH.weights.h5, or none")
-    artifacts.add_output_args(p)
-    p.add_argument("--image-size", type=int, default=IMAGE_SIZE)
+    p.add_argument("--image-size", type=int, default=IMAGE_SIZE, help="model input side, in pixels")
     p.add_argument("--alpha", type=float, default=ALPHA, help="MobileNetV2 width multiplier")
-    p.add_argument("--epochs", type=int, default=EPOCHS)
     p.add_argument("--fine-tune-epochs", type=int, default=FINE_TUNE_EPOCHS, help="0: no fine-tuning phase")
-    p.add_argument("--fine-tune-layers", type=int, default=FINE_TUNE_LAYERS)
-    p.add_argument("--fine-tune-learning-rate", type=float, default=FINE_TUNE_LEARNING_RATE)
-    p.add_argument("--batch-size", type=int, default=BATCH_SIZE)
-    p.add_argument("--learning-rate", type=float, default=LEARNING_RATE)
-    p.add_argument("--validation-split", type=float, default=VALIDATION_SPLIT)
-    p.add_argument("--patience", type=int, default=PATIENCE)
-    p.add_argument("--augment", action=argparse.BooleanOptionalAction, default=AUGMENT)
+    p.add_argument("--fine-tune-layers", type=int, default=FINE_TUNE_LAYERS, help="top base layers unfrozen")
+    p.add_argument("--fine-tune-learning-rate", type=float, default=FINE_TUNE_LEARNING_RATE, help="of that phase")
     p.add_argument("--save-keras", action=argparse.BooleanOptionalAction, default=True, help="also write model.keras")
     p.add_argument("--limit", type=int, default=0, help="use only the first N training images per class")
-    p.add_argument("--seed", type=int, default=SEED)
     args = p.parse_args(argv)
-    if not 0 < args.validation_split < 1:
-        raise ValueError("--validation-split must be between 0 and 1")
     if args.fine_tune_layers < 1:
         raise ValueError("--fine-tune-layers must be at least 1")
     if args.weights not in ("imagenet", "none") and not str(args.weights).endswith(".h5"):

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
+from pydantic import BaseModel
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.openapi import error_responses
-from app.costs import digit_cost
-from app.families.digit.preprocess import preprocess_digit
-from app.image_upload import predict_upload
-from app.schemas import DigitPrediction, ModelRef
+from app.families.digit.runtime import DigitPrediction, DigitRuntime
+from app.image_upload import read_image_upload
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
@@ -45,10 +44,8 @@ IMAGE_BODY = {
 @router.post("/digit", response_model=DigitPrediction, responses=IMAGE_ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_digit(
     request: Request, registry: RegistryDep, settings: SettingsDep, limiter: LimiterDep, inference: InferenceDep
-) -> DigitPrediction:
+) -> BaseModel:
     """Classify a handwritten digit image (any size or format) as 0-9."""
-    runtime = registry.runtime("digit")
-    out = await predict_upload(
-        request, runtime, preprocess_digit, digit_cost, settings.max_image_pixels, limiter, inference
-    )
-    return DigitPrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))
+    runtime = registry.runtime("digit", DigitRuntime)
+    upload = await read_image_upload(request, settings.max_image_pixels, inference)
+    return await inference.serve(runtime, upload, limiter)

@@ -14,11 +14,9 @@ from pydantic import BaseModel
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
 from app.api.openapi import error_responses
 from app.api.predict import IMAGE_BODY, IMAGE_ERRORS
-from app.costs import image_cost
 from app.families import FAMILIES
-from app.families.runtime import ImageClassifier
-from app.image_upload import predict_upload
-from app.schemas import ModelRef
+from app.families.images import ImageClassifier, ImagePrediction
+from app.image_upload import read_image_upload
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
@@ -33,18 +31,6 @@ ModelParam = Query(
 )
 
 
-class LabelScore(BaseModel):
-    label: str
-    score: float
-
-
-class ImagePrediction(BaseModel):
-    label: str
-    confidence: float
-    top_k: list[LabelScore]
-    model: ModelRef
-
-
 @router.post("/image", response_model=ImagePrediction, responses=ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_image(
     request: Request,
@@ -53,12 +39,8 @@ async def predict_image(
     limiter: LimiterDep,
     inference: InferenceDep,
     model: Annotated[str | None, ModelParam] = None,
-) -> ImagePrediction:
+) -> BaseModel:
     """Classify an image (any size, format or mode) into the classes the chosen model was trained on."""
-    runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model)  # "?model=" is a 404
-    if not isinstance(runtime, ImageClassifier):  # every family of TASK serves an ImageClassifier
-        raise TypeError(f"model {runtime.entry.name} is served by {type(runtime).__name__}, not an ImageClassifier")
-    out = await predict_upload(
-        request, runtime, runtime.prepare, image_cost, settings.max_image_pixels, limiter, inference
-    )
-    return ImagePrediction(**out, model=ModelRef(name=runtime.entry.name, version=runtime.entry.version))
+    runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model, ImageClassifier)  # "?model=": 404
+    upload = await read_image_upload(request, settings.max_image_pixels, inference)
+    return await inference.serve(runtime, upload, limiter)

@@ -1,23 +1,33 @@
-"""The model interface every runtime implements, LitServe-style: load, warm up, predict a batch, describe."""
+"""The model interface every runtime implements, LitServe-style: cost -> decode -> predict (a batch) -> encode.
+
+A route parses HTTP into the family's request type `Req` and hands it to `app/serving.py`, which charges
+`cost(request)` to the admission budget, runs `decode(request)` into model inputs `In`, `predict`s them (on the
+worker pool, micro-batched where configured) into typed outputs `Out`, and `encode`s the response body. Nothing
+here knows HTTP: the web layer only parses and serialises.
+"""
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
 
 from app.config import Settings
 from app.manifest import ManifestEntry
+from app.schemas import ModelRef
 
-if TYPE_CHECKING:
-    from PIL import Image
+Req = TypeVar("Req")  # what a request carries, parsed from HTTP (an upload, texts, a series)
+In = TypeVar("In")  # one model input
+Out = TypeVar("Out")  # one model output
 
 
-class Runtime(ABC):
+class Runtime(ABC, Generic[Req, In, Out]):
     """A loaded artifact. `predict` is synchronous, framework-specific, and returns one output per input."""
 
     kind: ClassVar[str]  # the manifest's `runtime` field that selects this class
+    decode_blocks: ClassVar[bool] = False  # True: `decode` is CPU work (image decoding) and runs on the worker pool
 
     def __init__(self, entry: ManifestEntry, artifact_dir: Path, settings: Settings) -> None:
         self.entry = entry
@@ -33,57 +43,34 @@ class Runtime(ABC):
         """Run one prediction so the first request does not pay for lazy initialisation."""
 
     @abstractmethod
-    def predict(self, batch: list[Any]) -> list[Any]:
+    def cost(self, request: Req) -> int:
+        """Bytes of working memory the request will need (an upper estimate, measured per family), known before
+        any of its work starts: the admission budget charges it (app/limiter.py)."""
+
+    @abstractmethod
+    def decode(self, request: Req) -> list[In]:
+        """The request's model inputs; raise a ServeError (4xx) for input the model cannot take."""
+
+    @abstractmethod
+    def predict(self, batch: list[In]) -> list[Out]:
         """One output per input, in order."""
+
+    @abstractmethod
+    def encode(self, request: Req, outputs: list[Out]) -> BaseModel:
+        """The response body for the request's outputs."""
 
     @abstractmethod
     def input_description(self) -> dict[str, Any]:
         """What the endpoint accepts, for GET /models/{name}."""
+
+    def ref(self) -> ModelRef:
+        return ModelRef(name=self.entry.name, version=self.entry.version)
 
     def file(self, role: str) -> Path:
         """Path of one of the artifact's files, by the role the manifest gives it."""
         if role not in self.entry.files:
             raise FileNotFoundError(f"manifest entry {self.entry.name} v{self.entry.version} lists no '{role}' file")
         return self.artifact_dir / self.entry.files[role]
-
-
-class ImageClassifier(Runtime):
-    """A runtime POST /predict/image can serve: an ONNX model from one image input to class probabilities, with
-    its class names in the artifact's labels.json. `prepare` turns one decoded image into the model's input (run
-    in a worker thread, inside the request's admission slot); `predict` answers label, confidence and top_k."""
-
-    TOP_K: ClassVar[int] = 5
-    labels: list[str]  # class names, in the order of the model's outputs
-
-    def load(self) -> None:
-        self.session = onnx_session(self.file("onnx"), self.settings.inference_threads)
-        model_input = self.session.get_inputs()[0]
-        self.input_name = model_input.name
-        self.check_input(list(model_input.shape))
-        self.labels = [str(label) for label in json.loads(self.file("labels").read_text())["labels"]]
-        outputs = self.session.get_outputs()[0].shape[-1]
-        if isinstance(outputs, int) and outputs != len(self.labels):
-            raise ValueError(f"labels.json has {len(self.labels)} labels, the model has {outputs} outputs")
-
-    @abstractmethod
-    def check_input(self, shape: list[Any]) -> None:
-        """Raise ValueError for an ONNX input shape [batch, ...] this runtime cannot feed."""
-
-    @abstractmethod
-    def prepare(self, image: Image.Image) -> Any:
-        """A decoded image (any size and mode) -> one input for `predict`."""
-
-    def predict(self, batch: list[Any]) -> list[dict[str, Any]]:
-        import numpy as np
-
-        probabilities = self.session.run(None, {self.input_name: np.stack(batch).astype(np.float32)})[0]
-        k = min(self.TOP_K, len(self.labels))
-        results = []
-        for p in probabilities:
-            order = np.argsort(-p, kind="stable")[:k]
-            top = [{"label": self.labels[i], "score": float(p[i])} for i in order]
-            results.append({"label": top[0]["label"], "confidence": top[0]["score"], "top_k": top})
-        return results
 
 
 class ShrinkingSession:

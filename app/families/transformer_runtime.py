@@ -15,13 +15,28 @@ from typing import Any
 
 import numpy as np
 
-from app.costs import DISTILBERT_CALL_BYTES, distilbert_text_bytes
 from app.families import transformer_text
-from app.families.runtime import Runtime, onnx_session
+from app.families.runtime import onnx_session
+from app.families.sentiment import SentimentResult, SentimentRuntime
 
 log = logging.getLogger("deepserve.transformer")
 
 MAX_LENGTH = 512  # BERT's and DistilBERT's position embeddings
+MB = 2**20
+# Working memory (bench/cost_factors.py, DistilBERT int8, real shape, random weights; MiniLM, 384 wide instead of
+# 768, needs less, so these bound it too): per text ~29 KB/token + ~196
+# B/token^2 (attention): 32 x 512 tokens +2,022 MB (63 MB a text), 32 x 103 +155 MB, 32 x 33 +36 MB, 8 x 67
+# +18 MB. A batch is split into model calls of at most CALL_BYTES (`logits`), so no call, however the
+# micro-batcher mixes requests, needs more.
+BYTES_PER_TOKEN = 29.0 * 1024
+BYTES_PER_TOKEN_SQUARED = 200.0
+CALL_BYTES = 128 * MB
+FIXED_BYTES = 8 * MB
+
+
+def text_bytes(tokens: int) -> float:
+    """Working memory of one text of `tokens` word pieces in a model call."""
+    return tokens * BYTES_PER_TOKEN + tokens * tokens * BYTES_PER_TOKEN_SQUARED
 
 
 def chunks_within(lengths: np.ndarray, max_bytes: float) -> list[np.ndarray]:
@@ -31,13 +46,13 @@ def chunks_within(lengths: np.ndarray, max_bytes: float) -> list[np.ndarray]:
     groups: list[list[int]] = [[]]
     for i in order:
         group = groups[-1]
-        if group and (len(group) + 1) * distilbert_text_bytes(int(lengths[i])) > max_bytes:
+        if group and (len(group) + 1) * text_bytes(int(lengths[i])) > max_bytes:
             groups.append(group := [])
         group.append(int(i))
     return [np.array(g) for g in groups if g]
 
 
-class TransformerSentimentRuntime(Runtime):
+class TransformerSentimentRuntime(SentimentRuntime):
     """Subclasses name their manifest `runtime` (kind); everything else is shared."""
 
     def load(self) -> None:
@@ -69,30 +84,38 @@ class TransformerSentimentRuntime(Runtime):
     def warmup(self) -> None:
         self.predict(["A warm-up sentence.", "Another, slightly longer warm-up sentence for the padding."])
 
-    def encode(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
+    def tokenize(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray, list[bool]]:
         """input_ids and attention_mask (int64, padded to the longest text) and whether each text was truncated."""
         return transformer_text.encode(self.tokenizer, texts, self.max_length, self.head, self.pad_id)
 
     def logits(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         """Logits of every text, in model calls of texts of similar length whose working memory stays under
-        DISTILBERT_CALL_BYTES: a batch padded to its longest text costs ~29 KB per token plus ~200 B per
+        CALL_BYTES: a batch padded to its longest text costs ~29 KB per token plus ~200 B per
         token^2 per text (attention), so 32 texts of 512 tokens in one call peaked at +2 GB; and a micro-batch
         mixing one long text with many short ones would pad them all to 512."""
-        ids, mask, truncated = self.encode(texts)
+        ids, mask, truncated = self.tokenize(texts)
         lengths = mask.sum(axis=1)
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
-        for rows in chunks_within(lengths, DISTILBERT_CALL_BYTES):
+        for rows in chunks_within(lengths, CALL_BYTES):
             width = int(lengths[rows].max())
             feed = {"input_ids": ids[rows, :width], "attention_mask": mask[rows, :width]}
             out[rows] = self.session.run(["logits"], feed)[0]
         return out, truncated
 
-    def predict(self, batch: list[str]) -> list[dict[str, Any]]:
+    def cost(self, request: list[str]) -> int:
+        """Tokens bounded from characters (a word piece has at least one character), no tokenizing; model calls
+        of at most CALL_BYTES (one text when it alone needs more)."""
+        tokens = min(max(len(text) for text in request) + 2, self.max_length)
+        one = text_bytes(tokens)
+        return int(FIXED_BYTES + min(len(request) * one, max(CALL_BYTES, one)))
+
+    def predict(self, batch: list[str]) -> list[SentimentResult]:
         logits, truncated = self.logits(list(batch))
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities = z / z.sum(axis=1, keepdims=True)
-        return [  # score = probability of POSITIVE; with two labels, POSITIVE is the argmax exactly when >= 0.5
-            {"label": "POSITIVE" if p >= 0.5 else "NEGATIVE", "score": float(p), "truncated": cut}
+        # score = probability of POSITIVE; with two labels, POSITIVE is the argmax exactly when >= 0.5
+        return [
+            SentimentResult.of(float(p), cut)
             for p, cut in zip(probabilities[:, self.positive], truncated, strict=True)
         ]
 

@@ -118,6 +118,7 @@ def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
     server = subprocess.Popen([*command, "--no-access-log"], cwd=ROOT, env=env, stderr=log)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
     client.server_log = lambda: (log.seek(0), log.read().decode(errors="replace"))[1]  # type: ignore[attr-defined]
+    client.pid = server.pid  # type: ignore[attr-defined]
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -61,6 +61,19 @@ def keras_run_record(history: dict[str, list[float]]) -> dict[str, Any]:
     }
 
 
+def run_record(model, history: dict[str, list[float]], seconds: float, **examples: int) -> dict[str, Any]:
+    """What every Keras training run records after its scores: epochs run, training seconds, the model's size and
+    name, examples per split (train=n, test=m -> train_examples, test_examples), then keras_run_record."""
+    return {
+        "epochs": len(history["loss"]),
+        "seconds": round(seconds, 1),
+        "parameters": int(model.count_params()),
+        "architecture": model.name,
+        **{f"{split}_examples": int(n) for split, n in examples.items()},
+        **keras_run_record(history),
+    }
+
+
 def training_command(module: str, argv: list[str] | None) -> str:
     """The exact command that ran a training script, as a user would retype it."""
     return shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])

@@ -9,8 +9,9 @@ import numpy as np
 from training.common import evaluation
 
 
-def export_onnx(model, out: Path, *, sample: np.ndarray | None = None, save_keras: bool = True) -> None:
-    """model.onnx (what the service runs) and, with save_keras, model.keras in the artifact folder `out`.
+def export_onnx(model, out: Path, *, sample: np.ndarray | None = None, save_keras: bool = True) -> dict[str, str]:
+    """model.onnx (what the service runs) and, with save_keras, model.keras in the artifact folder `out`; returns
+    the files written by role, as the manifest entry lists them ({"onnx": "model.onnx", "keras": "model.keras"}).
 
     `sample`: an input the model is called on once first, which fixes the signature the export traces (models
     built without a fixed input shape need it).
@@ -20,6 +21,7 @@ def export_onnx(model, out: Path, *, sample: np.ndarray | None = None, save_kera
     if sample is not None:
         model(sample)
     model.export(str(out / "model.onnx"), format="onnx", verbose=False)
+    return {"onnx": "model.onnx", **({"keras": "model.keras"} if save_keras else {})}
 
 
 class OnnxModel:
@@ -50,6 +52,27 @@ def classifier_metrics(
         "per_class_accuracy": evaluation.per_class_accuracy(matrix, labels),
         "confusion_matrix": matrix.tolist(),
     }
+
+
+def verify_classifier(
+    model, out: Path, x: np.ndarray, y: np.ndarray, labels: list[str], *, split: str = "test", batch_size: int = 1024
+) -> tuple[dict, np.ndarray]:
+    """The Keras classifier and its export out/model.onnx scored on the same examples, fed to both in float32
+    batches of batch_size: {split}_accuracy and {split}_loss (cross-entropy) of the Keras model, then
+    classifier_metrics. Returns them and the Keras probabilities."""
+    onnx = OnnxModel(out / "model.onnx")
+    keras_batches, onnx_batches = [], []
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size].astype(np.float32)
+        keras_batches.append(np.asarray(model.predict_on_batch(batch)))
+        onnx_batches.append(onnx(batch))
+    probabilities, onnx_probabilities = np.concatenate(keras_batches), np.concatenate(onnx_batches)
+    picked = np.clip(probabilities[np.arange(len(y)), np.asarray(y, dtype=int)], 1e-7, 1 - 1e-7)  # as Keras clips
+    return {
+        f"{split}_accuracy": float((probabilities.argmax(axis=1) == y).mean()),
+        f"{split}_loss": float(-np.log(picked).mean()),
+        **classifier_metrics(y, probabilities, onnx_probabilities, labels, split),
+    }, probabilities
 
 
 def export_torch_onnx(model, path: Path, opset: int = 17) -> None:

@@ -5,9 +5,10 @@
     python -m training.experiments all --data ../shared/data/mnist/mnist.npz --seeds 0 1 2
     python -m training.experiments depth --train-limit 2000 --epochs 1 --out /tmp/experiments   # a smoke run
 
-Each study writes docs/experiments/<study>/: results.csv (one row per setting and seed), history.csv (per
-epoch), README.md (table, command, subsample, seconds, and the reading kept from the previous README), and
-PNG plots. The grids are in studies.py, the networks in models.py, the reports in report.py.
+Each study writes docs/experiments/<study>/: results.csv (one row per setting and seed), summary.csv (per
+setting: mean and sample standard deviation over the seeds), history.csv (per epoch), README.md (the table of
+means ± sd, command, subsample, seconds, and the reading kept from the previous README), and PNG plots with
+error bars over the seeds. The grids are in studies.py, the networks in models.py, the reports in report.py.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import numpy as np
 
 from training.common.artifacts import training_command
 from training.common.mnist_data import load_mnist
+from training.common.mnist_training import to_input
 from training.experiments import models, report, tracking
 from training.experiments.studies import STUDIES, Config, Study
 
@@ -51,11 +53,6 @@ class Data:
             f"{len(self.x_train):,} training and {len(self.x_val):,} validation images drawn from MNIST's training "
             f"set (data seed {DATA_SEED}), {len(self.x_test):,} test images; no augmentation"
         )
-
-
-def to_input(images: np.ndarray) -> np.ndarray:
-    """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) in [0, 1], as training/train_digit.py feeds its CNN."""
-    return (images.astype("float32") / 255.0)[..., None]
 
 
 def load_data(path: str | None, train_limit: int, val_limit: int, test_limit: int) -> Data:

@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from app.errors import InvalidInput
+from app.families.anomaly.schemas import AlarmRegion, AnomalyRequest, AnomalyResponse
 from app.families.anomaly.scoring import score_series
 from app.families.runtime import Runtime, onnx_session
 
+# Working memory (bench/cost_factors.py): windows are scored 16 at a time (scoring.SCORE_BATCH), so the model
+# calls cost the same at any length: +1.3 MB at 1,000 points, +1.4 MB at 5,000, +2.0 MB at 20,000. Per point:
+# the values as float64, float32 and sums, and the response (~100 bytes).
+BYTES_PER_POINT = 128.0
+FIXED_BYTES = 4 * 2**20
 
-class AnomalyRuntime(Runtime):
+
+@dataclass(frozen=True)
+class SeriesScores:
+    scores: np.ndarray  # float64, one per point
+    flags: np.ndarray  # bool, scores > threshold
+    threshold: float
+    regions: list[tuple[int, int]]  # maximal runs of flagged points, first and last index inclusive
+
+
+class AnomalyRuntime(Runtime[AnomalyRequest, np.ndarray, SeriesScores]):
     kind = "anomaly-onnx"
 
     def load(self) -> None:
@@ -27,10 +43,21 @@ class AnomalyRuntime(Runtime):
     def warmup(self) -> None:
         self.predict([np.full(self.window, float(self.config["mean"]))])
 
-    def predict(self, batch: list[np.ndarray]) -> list[dict[str, Any]]:
+    def cost(self, request: AnomalyRequest) -> int:
+        return int(FIXED_BYTES + len(request.values) * BYTES_PER_POINT)
+
+    def decode(self, request: AnomalyRequest) -> list[np.ndarray]:
+        if len(request.values) < self.window:
+            raise InvalidInput(
+                f"The series has {len(request.values)} values; at least one window of {self.window} is needed.",
+                {"window": self.window, "length": len(request.values)},
+            )
+        return [np.asarray(request.values, dtype=np.float64)]
+
+    def predict(self, batch: list[np.ndarray]) -> list[SeriesScores]:
         return [self.score(values) for values in batch]
 
-    def score(self, values: np.ndarray) -> dict[str, Any]:
+    def score(self, values: np.ndarray) -> SeriesScores:
         """score_series, refusing (422) a series so far from the training scale that its scores overflow."""
         out = score_series(values, self.reconstruct, self.config)
         if not np.isfinite(out["scores"]).all():
@@ -39,7 +66,22 @@ class AnomalyRuntime(Runtime):
                 "arithmetic); rescale the series, e.g. to other units.",
                 {"max_abs_value": float(np.max(np.abs(values)))},
             )
-        return out
+        return SeriesScores(out["scores"], out["flags"], out["threshold"], out["regions"])
+
+    def encode(self, request: AnomalyRequest, outputs: list[SeriesScores]) -> AnomalyResponse:
+        [out], times = outputs, request.timestamps
+        regions = [
+            AlarmRegion(start=a, end=b, start_time=times[a] if times else None, end_time=times[b] if times else None)
+            for a, b in out.regions
+        ]
+        return AnomalyResponse(
+            scores=out.scores.tolist(),
+            is_anomaly=out.flags.tolist(),
+            threshold=out.threshold,
+            window=self.window,
+            regions=regions,
+            model=self.ref(),
+        )
 
     def input_description(self) -> dict[str, Any]:
         return {

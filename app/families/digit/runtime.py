@@ -5,11 +5,39 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from PIL import Image
+from pydantic import BaseModel
 
-from app.families.runtime import Runtime, onnx_session
+from app.families.digit.preprocess import preprocess_digit
+from app.families.images import GRAY_MODES, ImageRuntime, ImageUpload
+from app.families.runtime import onnx_session
+from app.schemas import ModelRef
+
+MB = 2**20
+# Working memory, measured by bench/cost_factors.py: decoded pixels (Pillow: 1 byte for 1/L/P, 4 for
+# RGB/RGBA/I/F) plus decode_image's EXIF copy, plus shrink()'s resize (premultiplied RGBa for RGBA); the float
+# work after it is on at most 512x512 pixels. Peak growth: RGBA 4096^2 +139 MB (8.3 B/px), 2048^2 +39 MB; RGB
+# 4096^2 +129 MB; I;16 +105 MB; F (TIFF) +130 MB; L 4096^2 +33 MB (2.0 B/px); any mode at 512^2 +6..10 MB.
+BYTES_PER_PIXEL = 10.0
+BYTES_PER_GRAY_PIXEL = 3.0  # modes 1 and L
+# Mode F (32-bit float, e.g. TIFF): 8.1 B/px measured, but checking float pixels for NaN/inf and rescaling them
+# in float64 at full size (~34 B/px) before anything shrinks them is charged too.
+BYTES_PER_FLOAT_PIXEL = 40.0
+FLOAT_BYTES_PER_PIXEL = 40.0  # on min(pixels, FLOAT_PIXELS)
+FLOAT_PIXELS = 512 * 512
 
 
-class DigitRuntime(Runtime):
+class DigitOutput(BaseModel):
+    digit: int
+    confidence: float
+    probabilities: list[float]
+
+
+class DigitPrediction(DigitOutput):
+    model: ModelRef
+
+
+class DigitRuntime(ImageRuntime[DigitOutput]):
     kind = "digit-onnx"
 
     def load(self) -> None:
@@ -22,12 +50,26 @@ class DigitRuntime(Runtime):
     def warmup(self) -> None:
         self.predict([np.zeros((28, 28, 1), dtype=np.float32)])
 
-    def predict(self, batch: list[np.ndarray]) -> list[dict[str, Any]]:
+    def cost(self, request: ImageUpload) -> int:
+        per_pixel = BYTES_PER_GRAY_PIXEL if request.mode in GRAY_MODES else BYTES_PER_PIXEL
+        per_pixel = BYTES_PER_FLOAT_PIXEL if request.mode == "F" else per_pixel
+        return int(MB + request.pixels * per_pixel + min(request.pixels, FLOAT_PIXELS) * FLOAT_BYTES_PER_PIXEL)
+
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        return preprocess_digit(image)
+
+    def predict(self, batch: list[np.ndarray]) -> list[DigitOutput]:
         probabilities = self.session.run(None, {self.input_name: np.stack(batch).astype(np.float32)})[0]
         return [
-            {"digit": int(p.argmax()), "confidence": float(p.max()), "probabilities": [float(v) for v in p]}
+            DigitOutput(digit=int(p.argmax()), confidence=float(p.max()), probabilities=[float(v) for v in p])
             for p in probabilities
         ]
+
+    def encode(self, request: ImageUpload, outputs: list[DigitOutput]) -> DigitPrediction:
+        [out] = outputs
+        return DigitPrediction(
+            digit=out.digit, confidence=out.confidence, probabilities=out.probabilities, model=self.ref()
+        )
 
     def input_description(self) -> dict[str, Any]:
         return {

@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 
 from app.families.fashion.preprocess import SIZE, prepare_item
-from app.families.runtime import ImageClassifier
+from app.families.images import ImageClassifier
 
 
 class FashionRuntime(ImageClassifier):

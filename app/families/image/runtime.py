@@ -12,7 +12,7 @@ import numpy as np
 from PIL import Image
 
 from app.families.image.preprocess import prepare_image
-from app.families.runtime import ImageClassifier
+from app.families.images import ImageClassifier
 
 
 class ImageRuntime(ImageClassifier):

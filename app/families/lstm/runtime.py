@@ -7,10 +7,16 @@ from typing import Any
 import numpy as np
 
 from app.families.lstm.tokenizer import TextTokenizer
-from app.families.runtime import Runtime, onnx_session
+from app.families.runtime import onnx_session
+from app.families.sentiment import SentimentResult, SentimentRuntime
+
+# Working memory of the padded batch [texts, longest] (bench/cost_factors.py, 3 x BiLSTM(64) averaged):
+# 32 x 600 tokens +66 MB (3.6 KB/token), 32 x 300 +33 MB, 32 x 100 +8.8 MB.
+BYTES_PER_TOKEN = 4096.0
+FIXED_BYTES = 2 * 2**20
 
 
-class LstmSentimentRuntime(Runtime):
+class LstmSentimentRuntime(SentimentRuntime):
     kind = "lstm-onnx"
 
     def load(self) -> None:
@@ -25,14 +31,16 @@ class LstmSentimentRuntime(Runtime):
     def warmup(self) -> None:
         self.predict(["A warm-up review: the plot was fine."])
 
-    def predict(self, batch: list[str]) -> list[dict[str, Any]]:
+    def cost(self, request: list[str]) -> int:
+        """Tokens bounded from characters (a word is at least one character and one separator), no tokenizing."""
+        tokens = min(max(len(text) for text in request) // 2 + 1, self.tokenizer.max_length)
+        return int(FIXED_BYTES + len(request) * tokens * BYTES_PER_TOKEN)
+
+    def predict(self, batch: list[str]) -> list[SentimentResult]:
         """P(positive) per text. Padding is masked by the model, so a batch is padded only to its longest text."""
         ids, truncated = self.tokenizer.encode_and_truncated(list(batch))
         probabilities = self.session.run(None, {self.input_name: ids.astype(self.dtype, copy=False)})[0].reshape(-1)
-        return [
-            {"label": "POSITIVE" if p >= 0.5 else "NEGATIVE", "score": float(p), "truncated": cut}
-            for p, cut in zip(probabilities, truncated, strict=True)
-        ]
+        return [SentimentResult.of(float(p), cut) for p, cut in zip(probabilities, truncated, strict=True)]
 
     def input_description(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,34 @@
+"""Model operations on a running service: POST /admin/models/{name}/reload (behind the API key when keys are on)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import InferenceDep, RegistryDep
+from app.api.models import describe
+from app.api.openapi import error_responses
+from app.schemas import ModelInfo
+
+router = APIRouter(prefix="/admin", tags=["admin"])
+
+
+@router.post(
+    "/models/{name}/reload", response_model=ModelInfo, responses=error_responses("model_not_found", "artifact_invalid")
+)
+async def reload_model(
+    name: str,
+    registry: RegistryDep,
+    inference: InferenceDep,
+    version: Annotated[str | None, Query(description="The version to load (default: the newest).")] = None,
+) -> ModelInfo:
+    """Load the model's newest artifact (or `?version=`) beside the one serving and swap them once it is warm:
+    requests in flight finish on the old version, later ones get the new one, none fails. The old version is
+    freed when its last request ends. A load that fails answers 422 and leaves the old version serving."""
+    old = registry.record(name).runtime
+    record = await run_in_threadpool(registry.reload, name, version)
+    if old is not None:
+        await inference.retire(old)
+    return describe(record)

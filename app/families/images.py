@@ -1,0 +1,125 @@
+"""What the image families share: an uploaded image as a request, its decoding on the worker pool, and the
+`ImageClassifier` that POST /predict/image serves (label, confidence, top_k from an ONNX model)."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import numpy as np
+from PIL import Image
+from pydantic import BaseModel
+
+from app.families.runtime import Runtime, onnx_session
+from app.image_decode import decode_and_prepare
+from app.schemas import ModelRef
+
+GRAY_MODES = {"1", "L"}
+
+
+@dataclass(frozen=True)
+class ImageUpload:
+    """An uploaded image, not decoded yet: its bytes and what its header says (0 pixels when the header is
+    unreadable or over `max_pixels`: decoding then refuses it before it allocates anything)."""
+
+    data: bytes
+    max_pixels: int
+    pixels: int = 0
+    mode: str = ""
+
+    @classmethod
+    def read(cls, data: bytes, max_pixels: int) -> ImageUpload:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with Image.open(io.BytesIO(data)) as image:
+                    (width, height), mode = image.size, image.mode
+        except Exception:  # Not an image, or a decompression bomb: decoding says which, at no memory cost.
+            return cls(data, max_pixels)
+        pixels = width * height
+        return cls(data, max_pixels, pixels if pixels <= max_pixels else 0, mode)
+
+
+Out = TypeVar("Out")
+
+
+class ImageRuntime(Runtime[ImageUpload, np.ndarray, Out]):
+    """A runtime whose request is one uploaded image: decoded, checked and `prepare`d on the worker pool."""
+
+    decode_blocks = True
+
+    @abstractmethod
+    def prepare(self, image: Image.Image) -> np.ndarray:
+        """A decoded image (any size, in one of image_decode.MODES) -> one input for `predict`."""
+
+    def decode(self, request: ImageUpload) -> list[np.ndarray]:
+        return [decode_and_prepare(request.data, request.max_pixels, self.prepare)]
+
+
+class LabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class ClassScores(BaseModel):
+    label: str
+    confidence: float
+    top_k: list[LabelScore]
+
+
+class ImagePrediction(ClassScores):
+    model: ModelRef
+
+
+# Working memory of prepare_image-like preprocessing (to RGB, transparency on white, resize to the model's size),
+# measured by bench/cost_factors.py with a real-shape MobileNetV2 (alpha 1.0, 224x224, random weights): RGBA
+# 4096^2 +320 MB (20.0 B/px), 2048^2 +80 MB; RGB 4096^2 +131 MB (8.2 B/px); L 4096^2 +83 MB (5.2 B/px).
+IMAGE_BYTES_PER_PIXEL = 21.0
+IMAGE_BYTES_PER_GRAY_PIXEL = 6.0
+IMAGE_BYTES_PER_FLOAT_PIXEL = 40.0  # mode F: checked for NaN/inf and rescaled in float64 at full size
+IMAGE_FIXED = 8 * 2**20  # its model call: 4 concurrent calls +25 MB, 8 +32 MB
+
+
+class ImageClassifier(ImageRuntime[ClassScores]):
+    """An ONNX model from one image input to class probabilities, with its class names in the artifact's
+    labels.json: what POST /predict/image serves."""
+
+    TOP_K: ClassVar[int] = 5
+    labels: list[str]  # class names, in the order of the model's outputs
+
+    def load(self) -> None:
+        self.session = onnx_session(self.file("onnx"), self.settings.inference_threads)
+        model_input = self.session.get_inputs()[0]
+        self.input_name = model_input.name
+        self.check_input(list(model_input.shape))
+        self.labels = [str(label) for label in json.loads(self.file("labels").read_text())["labels"]]
+        outputs = self.session.get_outputs()[0].shape[-1]
+        if isinstance(outputs, int) and outputs != len(self.labels):
+            raise ValueError(f"labels.json has {len(self.labels)} labels, the model has {outputs} outputs")
+
+    @abstractmethod
+    def check_input(self, shape: list[Any]) -> None:
+        """Raise ValueError for an ONNX input shape [batch, ...] this runtime cannot feed."""
+
+    def cost(self, request: ImageUpload) -> int:
+        per_pixel = IMAGE_BYTES_PER_GRAY_PIXEL if request.mode in GRAY_MODES else IMAGE_BYTES_PER_PIXEL
+        per_pixel = IMAGE_BYTES_PER_FLOAT_PIXEL if request.mode == "F" else per_pixel
+        return int(IMAGE_FIXED + request.pixels * per_pixel)
+
+    def predict(self, batch: list[np.ndarray]) -> list[ClassScores]:
+        probabilities = self.session.run(None, {self.input_name: np.stack(batch).astype(np.float32)})[0]
+        k = min(self.TOP_K, len(self.labels))
+        results = []
+        for p in probabilities:
+            order = np.argsort(-p, kind="stable")[:k]
+            top = [LabelScore(label=self.labels[i], score=float(p[i])) for i in order]
+            results.append(ClassScores(label=top[0].label, confidence=top[0].score, top_k=top))
+        return results
+
+    def encode(self, request: ImageUpload, outputs: list[ClassScores]) -> ImagePrediction:
+        [out] = outputs
+        return ImagePrediction(label=out.label, confidence=out.confidence, top_k=out.top_k, model=self.ref())

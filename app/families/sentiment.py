@@ -1,0 +1,81 @@
+"""What the sentiment families share: the request and response of POST /predict/sentiment, the texts' checks,
+and `SentimentRuntime`, whose request is the list of texts and whose output is one SentimentResult per text."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.config import Settings
+from app.errors import InvalidInput
+from app.families.runtime import Runtime
+from app.schemas import ModelRef
+
+
+class SentimentRequest(BaseModel):
+    """Exactly one of `text` and `texts`; `model` defaults to the best loaded sentiment model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(None, description="One text to classify.", examples=["A moving, beautifully shot film."])
+    texts: list[str] | None = Field(None, description="Several texts, classified as one batch.")
+    model: str | None = Field(
+        None, description='"minilm", "distilbert" or "lstm"; default: the first of them that is ready.'
+    )
+
+
+class SentimentResult(BaseModel):
+    label: Literal["POSITIVE", "NEGATIVE"]
+    score: float = Field(description="Probability that the text is positive, 0-1 (label is POSITIVE at >= 0.5).")
+    truncated: bool = Field(
+        description="The text was longer than the model reads, so only part of it was classified: the LSTM keeps "
+        "its last max_length words, MiniLM and DistilBERT their first and last word pieces (GET /models says how "
+        "many)."
+    )
+
+    @classmethod
+    def of(cls, positive: float, truncated: bool) -> SentimentResult:
+        return cls(label="POSITIVE" if positive >= 0.5 else "NEGATIVE", score=positive, truncated=truncated)
+
+
+class SentimentResponse(BaseModel):
+    results: list[SentimentResult] = Field(description="One result per input text, in order (one for `text`).")
+    model: ModelRef
+
+
+def validate_texts(body: SentimentRequest, settings: Settings) -> list[str]:
+    """The request's texts: exactly one of text/texts, at most settings.max_texts, none blank or over
+    settings.max_text_chars characters (422 otherwise)."""
+    if (body.text is None) == (body.texts is None):
+        raise InvalidInput('Send exactly one of "text" (a string) and "texts" (a list of strings).')
+    texts = [body.text] if body.text is not None else body.texts
+    assert texts is not None
+    field = "text" if body.text is not None else "texts"
+    if not texts:
+        raise InvalidInput('"texts" is empty; send at least one text.', {"field": field})
+    if len(texts) > settings.max_texts:
+        raise InvalidInput(
+            f'"texts" has {len(texts)} texts; send at most {settings.max_texts} per request.',
+            {"field": field, "count": len(texts), "max_texts": settings.max_texts},
+        )
+    for i, text in enumerate(texts):
+        where = "text" if field == "text" else f"texts[{i}]"
+        if not text.strip():
+            raise InvalidInput(f"{where} is empty or only whitespace.", {"field": field, "index": i})
+        if len(text) > settings.max_text_chars:
+            raise InvalidInput(
+                f"{where} has {len(text)} characters; the limit is {settings.max_text_chars} characters per text.",
+                {"field": field, "index": i, "chars": len(text), "max_chars": settings.max_text_chars},
+            )
+    return texts
+
+
+class SentimentRuntime(Runtime[list[str], str, SentimentResult]):
+    """A sentiment model: the request is its validated texts, each one model input."""
+
+    def decode(self, request: list[str]) -> list[str]:
+        return request
+
+    def encode(self, request: list[str], outputs: list[SentimentResult]) -> SentimentResponse:
+        return SentimentResponse(results=outputs, model=self.ref())
