@@ -1,14 +1,15 @@
 """Micro-batching on a sentiment model: throughput and latency at 32 concurrent clients, batching off vs on.
 
     python -m bench.sentiment_batching [--size base|small] [--clients 32] [--requests 256]
+    python -m bench.sentiment_batching --model minilm   # the committed MiniLM artifact (models/minilm)
     python -m bench.sentiment_batching --model lstm     # the committed LSTM artifact (models/lstm)
 
-Builds a random-weight DistilBERT of the chosen shape (`base` = DistilBERT's real shape, 66M parameters; speed
-does not depend on the weights) with training/train_distilbert.py --tiny into a temporary folder, then serves it
-twice with uvicorn (DEEPSERVE_BATCH_MODELS empty, then "distilbert") and sends `--requests` POST
-/predict/sentiment requests (one short review each) from `--clients` concurrent clients. Both runs happen in the
-same invocation on the same machine; the ratio is against batching off. `--model lstm` serves the committed
-models/ folder instead (only the LSTM configured) and batches "lstm".
+`--model distilbert` builds a random-weight DistilBERT of the chosen shape (`base` = DistilBERT's real shape, 66M
+parameters; speed does not depend on the weights) with training/train_transformer.py --tiny into a temporary
+folder; `minilm` and `lstm` serve the committed models/ folder (only that model configured). Each is served twice
+with uvicorn (DEEPSERVE_BATCH_MODELS empty, then the model) and gets `--requests` POST /predict/sentiment requests
+(one short review each) from `--clients` concurrent clients. Both runs happen in the same invocation on the same
+machine; the ratio is against batching off.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ async def load(url: str, model: str, clients: int, requests: int) -> tuple[float
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", choices=["distilbert", "lstm"], default="distilbert")
+    p.add_argument("--model", choices=["minilm", "distilbert", "lstm"], default="minilm")
     p.add_argument("--size", choices=["small", "base"], default="base", help="DistilBERT's shape")
     p.add_argument("--clients", type=int, default=32)
     p.add_argument("--requests", type=int, default=256)
@@ -108,13 +109,13 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         if args.model == "distilbert":
-            from training import train_distilbert
+            from training import train_transformer
 
             print(f"building a random-weight DistilBERT ({args.size}) in {out} ...", flush=True)
-            train_distilbert.main(["--tiny", "--tiny-size", args.size, "--out", str(out)])
+            train_transformer.main(["--tiny", "--tiny-size", args.size, "--out", str(out)])
             label = f"DistilBERT ({args.size}, ONNX int8)"
         else:
-            out, label = ROOT / "models", "LSTM (models/, ONNX)"
+            out, label = ROOT / "models", f"{args.model} (models/)"
         rows = []
         for batching in (False, True):
             server, url = start_server(out, batching, args)

@@ -22,9 +22,9 @@ from app.families.anomaly.schemas import AnomalyRequest
 from app.families.anomaly.scoring import score_series
 from app.families.digit.preprocess import normalise, preprocess_digit, to_gray
 from app.families.digit.runtime import DigitRuntime
-from app.families.distilbert.runtime import chunks_within, text_bytes
 from app.families.images import ImageUpload
 from app.families.lstm.runtime import LstmSentimentRuntime
+from app.families.transformer_runtime import chunks_within, text_bytes
 from app.limiter import ConcurrencyLimiter
 from app.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
 from tests.support.digit_images import render

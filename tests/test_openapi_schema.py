@@ -27,7 +27,7 @@ def test_sentiment_schema_states_this_apps_limits_and_the_service_holds_them(lst
         text, texts = variants["text"]["properties"]["text"], variants["texts"]["properties"]["texts"]
         assert (text["minLength"], text["maxLength"]) == (1, 50) and text["pattern"]
         assert (texts["minItems"], texts["maxItems"], texts["items"]["maxLength"]) == (1, 3, 50)
-        assert variants["text"]["properties"]["model"]["enum"] == ["distilbert", "lstm", None]
+        assert variants["text"]["properties"]["model"]["enum"] == ["distilbert", "lstm", "minilm", None]
 
         def post(body: dict):
             return client.post("/predict/sentiment", json=body)

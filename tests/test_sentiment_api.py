@@ -167,7 +167,7 @@ def test_unknown_model_is_404(client) -> None:
 
 def test_known_model_not_installed_is_503(client) -> None:
     error = assert_error(post(client, {"text": "good", "model": "distilbert"}), 503, "model_not_installed")
-    assert "train_distilbert" in error["detail"]["install"]
+    assert "train_transformer" in error["detail"]["install"]
 
 
 def test_body_over_the_upload_limit_is_413(client) -> None:

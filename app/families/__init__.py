@@ -6,17 +6,18 @@ preprocessing it shares with training. Nothing here imports the web layer.
 
 from __future__ import annotations
 
-from app.families import anomaly, digit, distilbert, fashion, image, lstm
+from app.families import anomaly, digit, distilbert, fashion, image, lstm, minilm
 from app.families.family import Family
 from app.families.runtime import Runtime
 
-# The first registered family of a task that is ready is that task's default model (distilbert before lstm).
+# The first registered family of a task that is ready is that task's default model (minilm, distilbert, then lstm).
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in [
         digit.FAMILY,
         image.FAMILY,
         fashion.FAMILY,
+        minilm.FAMILY,
         distilbert.FAMILY,
         lstm.FAMILY,
         anomaly.FAMILY,

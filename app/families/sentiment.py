@@ -20,7 +20,9 @@ class SentimentRequest(BaseModel):
 
     text: str | None = Field(None, description="One text to classify.", examples=["A moving, beautifully shot film."])
     texts: list[str] | None = Field(None, description="Several texts, classified as one batch.")
-    model: str | None = Field(None, description='"distilbert" or "lstm"; default: distilbert if ready, else lstm.')
+    model: str | None = Field(
+        None, description='"minilm", "distilbert" or "lstm"; default: the first of them that is ready.'
+    )
 
 
 class SentimentResult(BaseModel):
@@ -28,7 +30,8 @@ class SentimentResult(BaseModel):
     score: float = Field(description="Probability that the text is positive, 0-1 (label is POSITIVE at >= 0.5).")
     truncated: bool = Field(
         description="The text was longer than the model reads, so only part of it was classified: the LSTM keeps "
-        "its last max_length words, DistilBERT its first 510 word pieces."
+        "its last max_length words, MiniLM and DistilBERT their first and last word pieces (GET /models says how "
+        "many)."
     )
 
     @classmethod

@@ -73,3 +73,65 @@ def verify_classifier(
         f"{split}_loss": float(-np.log(picked).mean()),
         **classifier_metrics(y, probabilities, onnx_probabilities, labels, split),
     }, probabilities
+
+
+def export_torch_onnx(model, path: Path, opset: int = 17) -> None:
+    """A PyTorch sequence classifier -> ONNX with inputs input_ids and attention_mask (int64, dynamic batch and
+    sequence axes) and output logits. TorchScript-based exporter (dynamo=False): one graph, no onnxscript."""
+    import warnings
+
+    import torch
+
+    class Logits(torch.nn.Module):
+        def __init__(self, inner) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask).logits
+
+    wrapper = Logits(model).eval()  # eval() here too: export restores the wrapper's mode onto the model
+    ids = torch.tensor([[101, 2023, 2003, 102, 0], [101, 2307, 3185, 999, 102]])
+    dynamic = {0: "batch", 1: "sequence"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper,
+            (ids, (ids != 0).long()),
+            str(path),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["logits"],
+            dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic, "logits": {0: "batch"}},
+            opset_version=opset,
+            dynamo=False,
+        )
+
+
+# Dynamic int8 recipes, tried in this order: int8 weights for MatMul/Gemm/Gather, activations quantised per call.
+# "ffn_out_float" keeps each layer's second feed-forward MatMul in float: its inputs (after GELU) have the widest
+# range, so one per-tensor activation scale loses the most there.
+QUANTIZATION_RECIPES = ("per_tensor", "per_channel", "ffn_out_float")
+
+
+def quantize_dynamic_int8(src: Path, dst: Path, recipe: str) -> None:
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    if recipe not in QUANTIZATION_RECIPES:
+        raise ValueError(f"unknown quantisation recipe {recipe!r}; expected one of {QUANTIZATION_RECIPES}")
+    exclude = None
+    if recipe == "ffn_out_float":
+        graph = onnx.load(str(src), load_external_data=False).graph
+        exclude = [n.name for n in graph.node if n.op_type == "MatMul" and is_ffn_output(n.name)]
+    logging.getLogger().setLevel(logging.ERROR)  # silences the "consider pre-processing" hint
+    quantize_dynamic(
+        str(src), str(dst), weight_type=QuantType.QInt8, per_channel=recipe != "per_tensor", nodes_to_exclude=exclude
+    )
+
+
+def is_ffn_output(node: str) -> bool:
+    """The second feed-forward MatMul of a layer: BERT's .../output/dense/MatMul (not attention/output), DistilBERT's
+    .../ffn/lin2/MatMul."""
+    return ("/output/dense/" in node and "/attention/" not in node) or "/ffn/lin2/" in node

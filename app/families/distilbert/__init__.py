@@ -7,9 +7,9 @@ FAMILY = Family(
     name="distilbert",
     task="text-classification/sentiment",
     endpoint='POST /predict/sentiment {"model": "distilbert"}',
-    install="pip install -e '.[distilbert]', then python -m training.train_distilbert  "
-    "(downloads distilbert-base-uncased-finetuned-sst-2-english)",
-    trainer="training.train_distilbert",
+    install="pip install -e '.[distilbert]', then python -m training.train_transformer --sst2 download "
+    "--imdb download  (fine-tunes distilbert-base-uncased from the Hugging Face Hub)",
+    trainer="training.train_transformer",
     extra="distilbert",
     runtime=DistilBertRuntime,
 )

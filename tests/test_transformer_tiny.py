@@ -1,4 +1,5 @@
-"""DistilBERT end to end with a tiny random-weight model: training script -> ONNX -> int8 -> runtime -> service."""
+"""The transformer pipeline end to end with a tiny random-weight DistilBERT: training script -> ONNX -> int8 ->
+runtime -> service."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ import numpy as np
 import pytest
 
 from app.config import Settings
+from app.families import transformer_text
 from app.families.distilbert.runtime import DistilBertRuntime
 from app.manifest import read_manifest
 from app.metrics import Metrics
 from tests.support.imdb_like import write_corpus
 from tests.support.service import assert_error, serve
-from training import train_distilbert
+from training import train_transformer
 
 TEXTS = [
     "This movie was absolutely wonderful, I loved every minute of it.",
@@ -31,7 +33,7 @@ LONG = "an endless review " * 400  # ~1,200 word pieces: truncated to 512
 @pytest.fixture(scope="module")
 def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("distilbert_models")
-    train_distilbert.main(["--tiny", "--out", str(out), "--keep-fp32-onnx"])
+    train_transformer.main(["--tiny", "--out", str(out), "--keep-fp32-onnx"])
     return out
 
 
@@ -49,8 +51,11 @@ def pytorch_scores(artifact: Path, texts: list[str]) -> np.ndarray:
 
     model = AutoModelForSequenceClassification.from_pretrained(artifact / "hf").eval()
     tokenizer = AutoTokenizer.from_pretrained(artifact / "hf")
-    logits = train_distilbert.pytorch_logits(model, tokenizer, texts)
-    return train_distilbert.softmax(logits)[:, 1]
+    backend = transformer_text.prepare(tokenizer.backend_tokenizer)
+    ids, mask, _ = transformer_text.encode(backend, texts, 512, 510, tokenizer.pad_token_id)
+    logits = train_transformer.batched_logits(train_transformer.torch_runner(model), ids, mask)
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True))[:, 1]
 
 
 def test_tiny_artifact_is_complete_and_marked_random(tiny_models_dir: Path) -> None:
@@ -58,22 +63,22 @@ def test_tiny_artifact_is_complete_and_marked_random(tiny_models_dir: Path) -> N
     assert (entry.name, entry.version, entry.runtime) == ("distilbert", "random", "distilbert-onnx")
     assert entry.task == "text-classification/sentiment"
     artifact = tiny_models_dir / entry.path
-    for role in ("onnx", "tokenizer", "config", "metrics"):
+    for role in ("onnx", "onnx_fp32", "tokenizer", "config", "tokenization", "metrics"):
         assert (artifact / entry.files[role]).is_file(), role
     metrics = json.loads((artifact / "metrics.json").read_text())
     assert metrics["random_weights"] is True and entry.metrics["random_weights"] is True
     assert metrics["test_artifact"] is True
     assert metrics["onnx_fp32_max_abs_logit_diff"] < 1e-4  # the export computes what PyTorch computes
     assert metrics["onnx_fp32_label_agreement"] == 1.0
-    assert metrics["int8_label_agreement"] >= 0.85
-    assert metrics["serving_tokenizer_matches"] is True  # `tokenizers` alone tokenises like transformers
-    assert metrics["onnx_int8_bytes"] < metrics["onnx_fp32_bytes"] / 3  # int8 weights
-    assert entry.command.startswith("python -m training.train_distilbert --tiny")
+    assert metrics["served_label_agreement"] >= 0.85 and entry.files["onnx"] == "model.int8.onnx"
+    assert metrics["serving_tokenizer_matches"] is True  # the saved tokenizer.json tokenises as training did
+    assert metrics["onnx_served_bytes"] < metrics["onnx_fp32_bytes"] / 3  # int8 weights
+    assert entry.command.startswith("python -m training.train_transformer --tiny")
 
 
 def test_tiny_never_writes_into_models() -> None:
     with pytest.raises(SystemExit):
-        train_distilbert.parse_args(["--tiny"])
+        train_transformer.parse_args(["--tiny"])
 
 
 def test_int8_runtime_agrees_with_pytorch(tiny_models_dir: Path, runtime: DistilBertRuntime) -> None:
@@ -97,6 +102,7 @@ def test_dynamic_padding_and_batch_independence(runtime: DistilBertRuntime) -> N
     assert ids.shape == mask.shape and ids.shape[1] == mask[1].sum()  # padded to the longest, not to 512
     assert mask[0].sum() == 3 and (ids[0, 3:] == 0).all()  # [CLS] short [SEP] then [PAD]s
     assert runtime.tokenize([LONG])[0].shape == (1, 512)
+    assert runtime.head == 128  # the tiny artifact keeps the default head+tail split
     together = [o.score for o in runtime.predict(TEXTS)]
     alone = [runtime.predict([t])[0].score for t in TEXTS]
     assert np.allclose(together, alone, atol=0.05)  # int8 activation scales depend a little on the batch
@@ -137,27 +143,27 @@ def test_served_through_the_registry_and_route(tiny_models_dir: Path, runtime: D
         one = client.post("/predict/sentiment", json={"text": LONG, "model": "distilbert"})
         assert one.status_code == 200 and [x["truncated"] for x in one.json()["results"]] == [True]
         unnamed = client.post("/predict/sentiment", json={"text": "great film"})  # never the default, even alone
-        assert assert_error(unnamed, 503, "model_not_installed")["detail"]["model"] == "lstm"
+        assert assert_error(unnamed, 503, "model_not_installed")["detail"]["model"] == "minilm"
 
 
 @pytest.mark.slow
 def test_finetune_from_a_local_folder_learns_a_corpus(tiny_models_dir: Path, tmp_path: Path) -> None:
-    """The --finetune path users run on IMDb (load a saved model folder, train, export, quantise, evaluate), here
-    starting from the tiny random model on the generated corpus: it must go from chance to learning the labels."""
+    """The path users run on IMDb (load a saved model folder, train, export, quantise, evaluate), here starting
+    from the tiny random model on the generated corpus: it must go from chance to learning the labels."""
     data = tmp_path / "imdb_like"
     data.mkdir()
     write_corpus(data)
     base = tiny_models_dir / "distilbert" / "random" / "hf"
-    args = ["--model", str(base), "--finetune", "--data", str(data), "--out", str(tmp_path / "models")]
-    args += ["--limit", "0", "--eval-limit", "0", "--train-max-length", "64"]
+    args = ["--base", str(base), "--imdb", str(data), "--out", str(tmp_path / "models")]
+    args += ["--imdb-limit", "0", "--holdout", "100", "--eval-limit", "0", "--train-max-length", "64"]
     args += ["--epochs", "6", "--learning-rate", "5e-3"]  # a random start needs far more than BERT's 5e-5
-    artifact = train_distilbert.main(args)
+    artifact = train_transformer.main(args)
     metrics = json.loads((artifact / "metrics.json").read_text())
-    assert metrics["finetuned"] and metrics["base_model"] == str(base) and metrics["train_examples"] == 600
+    assert metrics["finetuned"] and metrics["base_model"] == str(base) and metrics["imdb_train_examples"] == 500
     losses = metrics["history"]["loss"]
     assert len(losses) == 6 and losses[-1] < 0.5 * losses[0]
-    assert metrics["test_examples"] == 200 and metrics["test_accuracy"] >= 0.9
-    assert metrics["onnx_int8_test_accuracy"] >= 0.9 and metrics["int8_label_agreement"] >= 0.9
+    assert metrics["imdb_test_examples"] == 200 and metrics["onnx_fp32_imdb_test_accuracy"] >= 0.9
+    assert metrics["imdb_test_accuracy"] >= 0.9 and metrics["served_label_agreement"] >= 0.9
     with serve("asgi", Settings(models_dir=tmp_path / "models")) as client:
         r = client.post("/predict/sentiment", json={"texts": ["a great film", "an awful film"], "model": "distilbert"})
         assert r.status_code == 200, r.text
@@ -170,6 +176,6 @@ def test_not_installed_answers_503_with_the_install_command(tmp_path: Path) -> N
         assert r.status_code == 503
         error = r.json()["error"]
         assert error["type"] == "model_not_installed"
-        assert "python -m training.train_distilbert" in error["message"]
+        assert "python -m training.train_transformer" in error["message"]
         assert error["detail"]["install"].startswith("pip install -e '.[distilbert]', then python -m training")
         assert client.get("/models/distilbert").json()["state"] == "not_installed"

@@ -1,0 +1,7 @@
+"""MiniLM sentiment: the shared transformer runtime, under the manifest name its artifacts carry."""
+
+from app.families.transformer_runtime import TransformerSentimentRuntime
+
+
+class MiniLMRuntime(TransformerSentimentRuntime):
+    kind = "minilm-onnx"

