@@ -83,8 +83,10 @@ def training_command(module: str, argv: list[str] | None) -> str:
 def data_fingerprint(data: str | Path | None) -> str:
     """sha256 over the training data's files (names and bytes, in sorted order), so two runs can be compared; for
     data fetched by the script itself (no local path), "download"."""
-    if data is None or not Path(data).exists():
-        return "download" if data is None else f"unreadable:{data}"
+    if data is None or str(data) == "download":
+        return "download"
+    if not Path(data).exists():
+        return f"unreadable:{data}"
     root = Path(data)
     files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
     digest = hashlib.sha256()
