@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ from app.families import transformer_text
 from app.families.distilbert.runtime import DistilBertRuntime
 from app.manifest import read_manifest
 from app.metrics import Metrics
-from tests.support.imdb_like import write_corpus
+from tests.support.imdb_like import review, write_corpus
 from tests.support.service import assert_error, serve
 from training import train_transformer
 
@@ -164,10 +165,14 @@ def test_finetune_from_a_local_folder_learns_a_corpus(tiny_models_dir: Path, tmp
     assert len(losses) == 6 and losses[-1] < 0.5 * losses[0]
     assert metrics["imdb_test_examples"] == 200 and metrics["onnx_fp32_imdb_test_accuracy"] >= 0.9
     assert metrics["imdb_test_accuracy"] >= 0.9 and metrics["served_label_agreement"] >= 0.9
+    rng = random.Random(99)  # new reviews of the corpus' kind, served over HTTP
+    labels = [i % 2 for i in range(20)]
+    texts = [review(rng, label) for label in labels]
     with serve("asgi", Settings(models_dir=tmp_path / "models")) as client:
-        r = client.post("/predict/sentiment", json={"texts": ["a great film", "an awful film"], "model": "distilbert"})
+        r = client.post("/predict/sentiment", json={"texts": texts, "model": "distilbert"})
         assert r.status_code == 200, r.text
-        assert [x["label"] for x in r.json()["results"]] == ["POSITIVE", "NEGATIVE"]
+        served = [x["label"] == "POSITIVE" for x in r.json()["results"]]
+        assert sum(s == bool(label) for s, label in zip(served, labels, strict=True)) >= 18
 
 
 def test_not_installed_answers_503_with_the_install_command(tmp_path: Path) -> None:
