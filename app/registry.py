@@ -20,7 +20,7 @@ from typing import Any, TypeVar, overload
 
 from app.config import Settings
 from app.errors import ArtifactInvalid, InvalidInput, ModelNotFound, ModelNotInstalled, ModelNotReady, echo
-from app.families import FAMILIES, RUNTIMES
+from app.families import FAMILIES, open_runtime
 from app.families.runtime import Runtime
 from app.manifest import ENTRY_FILE, PROMOTED_FILE, ManifestEntry, read_manifest
 
@@ -117,11 +117,7 @@ class ModelRegistry:
 
     def _build(self, entry: ManifestEntry) -> Runtime:
         """A loaded, warmed-up runtime for `entry` (raises on a missing or corrupt artifact)."""
-        runtime_cls = RUNTIMES.get(entry.runtime)
-        if runtime_cls is None:
-            raise ValueError(f"unknown runtime '{entry.runtime}' (known: {sorted(RUNTIMES)})")
-        runtime = runtime_cls(entry, self.settings.models_dir / entry.path, self.settings)
-        runtime.load()
+        runtime = open_runtime(entry, self.settings)
         runtime.warmup()
         return runtime
 

@@ -41,13 +41,11 @@ def status(field: str) -> float:
 
 def child(models: Path, family: str, size: str, mode: str) -> None:
     from app.config import Settings
-    from app.families import RUNTIMES
+    from app.families import open_runtime
     from app.manifest import read_manifest
 
     settings = Settings(models_dir=models)
-    entry = read_manifest(models).latest()[family]
-    runtime = RUNTIMES[entry.runtime](entry, models / entry.path, settings)
-    runtime.load()
+    runtime = open_runtime(read_manifest(models).served()[family], settings)
     runtime.warmup()
     rng = random.Random(0)
     request: object

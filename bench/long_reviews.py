@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Settings
-from app.families import RUNTIMES, transformer_text
+from app.families import open_runtime, transformer_text
 from app.manifest import read_manifest
 from bench.service import ROOT
 
@@ -50,10 +50,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
 
-    entry = read_manifest(args.models).latest()[args.model]
     settings = Settings(models_dir=args.models, inference_threads=args.threads)
-    runtime = RUNTIMES[entry.runtime](entry, args.models / entry.path, settings)
-    runtime.load()
+    runtime = open_runtime(read_manifest(args.models).served()[args.model], settings)
     texts, labels = load_imdb(args.imdb)[1]
     long, y = [], []
     for i in np.random.default_rng(0).permutation(len(texts)):
@@ -71,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "chunks averaged": lambda p: positive_probability(runtime, *chunks(p, size)).mean(keepdims=True),
     }
-    print(f"{args.model} v{entry.version}: {len(long)} IMDb test reviews over {runtime.max_length} word pieces")
+    print(f"{args.model} v{runtime.entry.version}: {len(long)} IMDb test reviews over {runtime.max_length} word pieces")
     for name, way in ways.items():
         started = time.perf_counter()
         scores = np.concatenate([way(p) for p in long])

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 from app.config import Settings
-from app.families import RUNTIMES
+from app.families import open_runtime
 from app.manifest import read_manifest
 from bench.service import ROOT, Service
 
@@ -65,10 +65,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--requests", type=int, default=200)
     args = p.parse_args(argv)
 
-    entry = read_manifest(args.models).latest()[args.model]
     settings = Settings(models_dir=args.models, inference_threads=args.threads)
-    runtime = RUNTIMES[entry.runtime](entry, args.models / entry.path, settings)
-    runtime.load()
+    runtime = open_runtime(read_manifest(args.models).served()[args.model], settings)
     ids = runtime.tokenizer.encode(LONG).ids  # word pieces with [CLS] and [SEP]
     review = runtime.tokenizer.decode(ids[1:255])  # 254 word pieces + [CLS] and [SEP] = 256 tokens
     texts = {"short sentence": SHORT, "256-token review": review}
@@ -84,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
             rows.append((f"HTTP, {name}", (wall, [])))  # the client's CPU time says nothing about the service
 
     print(
-        f"\n{args.model} v{entry.version} ({entry.files['onnx']}), {args.threads} threads, {args.requests} calls each"
+        f"\n{args.model} v{runtime.entry.version} ({runtime.entry.files['onnx']}), {args.threads} threads, "
+        f"{args.requests} calls each"
     )
     print(f"{'':<34}{'p50 ms':>8}{'p95 ms':>8}{'CPU p50 ms':>12}")
     for name, (wall, cpu) in rows:

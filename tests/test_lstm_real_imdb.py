@@ -36,7 +36,7 @@ def imdb():
 
 @pytest.fixture(scope="module")
 def served_runtime() -> LstmSentimentRuntime:
-    entry = read_manifest(COMMITTED_MODELS).latest()["lstm"]
+    entry = read_manifest(COMMITTED_MODELS).served()["lstm"]
     runtime = LstmSentimentRuntime(entry, COMMITTED_MODELS / entry.path, Settings(models_dir=COMMITTED_MODELS))
     runtime.load()
     return runtime
@@ -88,5 +88,5 @@ def test_committed_model_accuracy_over_http(imdb) -> None:
     accuracy = correct / len(picked)
     assert accuracy >= 0.88, f"accuracy {accuracy:.4f} on 2,000 IMDb test reviews"
     # ... and the full 25,000-review evaluation its training run recorded meets the 89% target.
-    metrics = read_manifest(COMMITTED_MODELS).latest()["lstm"].metrics
+    metrics = read_manifest(COMMITTED_MODELS).served()["lstm"].metrics
     assert metrics["test_examples"] == 25000 and metrics["onnx_test_accuracy"] >= 0.89

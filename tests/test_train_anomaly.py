@@ -93,7 +93,7 @@ def test_committed_artifact_meets_target_on_real_nyc_taxi() -> None:
     nab = SHARED_DATA / "nab"
     if not (nab / "data" / SERIES).is_file():
         pytest.skip(f"real NAB data not found at {nab}")
-    entry = read_manifest(COMMITTED_MODELS).latest().get("anomaly")
+    entry = read_manifest(COMMITTED_MODELS).served().get("anomaly")
     if entry is None:
         pytest.fail("no committed anomaly artifact in models/anomaly/")
     import onnxruntime as ort

@@ -43,11 +43,9 @@ def load_sets(args: argparse.Namespace) -> dict[str, tuple[list[str], list[int]]
 
 def in_process(models_dir: Path, name: str) -> Callable[[list[str]], list[dict]]:
     from app.config import Settings
-    from app.families import RUNTIMES
+    from app.families import open_runtime
 
-    entry = read_manifest(models_dir).served()[name]
-    runtime = RUNTIMES[entry.runtime](entry, Path(models_dir) / entry.path, Settings(models_dir=models_dir))
-    runtime.load()
+    runtime = open_runtime(read_manifest(models_dir).served()[name], Settings(models_dir=models_dir))
     return lambda texts: [result.model_dump() for result in runtime.predict(texts)]
 
 

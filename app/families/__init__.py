@@ -6,9 +6,11 @@ preprocessing it shares with training. Nothing here imports the web layer.
 
 from __future__ import annotations
 
+from app.config import Settings
 from app.families import anomaly, digit, distilbert, fashion, image, lstm, minilm
 from app.families.family import Family
 from app.families.runtime import Runtime
+from app.manifest import ManifestEntry
 
 # The first registered family of a task that is ready is that task's default model (minilm, distilbert, then lstm).
 FAMILIES: dict[str, Family] = {
@@ -24,3 +26,15 @@ FAMILIES: dict[str, Family] = {
     ]
 }
 RUNTIMES: dict[str, type[Runtime]] = {family.runtime.kind: family.runtime for family in FAMILIES.values()}
+
+
+def open_runtime(entry: ManifestEntry, settings: Settings) -> Runtime:
+    """The runtime for a manifest entry, its artifact loaded from settings.models_dir (ValueError for a runtime
+    no family serves; the runtime's own error for a missing or corrupt file). The registry warms it up; benchmarks
+    and evaluation scripts use it as it is."""
+    runtime_cls = RUNTIMES.get(entry.runtime)
+    if runtime_cls is None:
+        raise ValueError(f"unknown runtime '{entry.runtime}' (known: {sorted(RUNTIMES)})")
+    runtime = runtime_cls(entry, settings.models_dir / entry.path, settings)
+    runtime.load()
+    return runtime
