@@ -23,7 +23,7 @@ from app.families.explain_images import (
     DigitExplanation,
     ExplainRequest,
     Explanation,
-    GradCamExplainer,
+    ImageExplainer,
     explainer_for,
 )
 from app.families.explain_text import MAX_CHARS, OcclusionExplainer, TextExplanation
@@ -47,7 +47,7 @@ DigitTargetParam = Query(
 async def _explain(
     request: Request,
     runtime: ImageRuntime,
-    cls: type[GradCamExplainer],
+    cls: type[ImageExplainer],
     target: str | None,
     settings: SettingsDep,
     limiter: LimiterDep,
@@ -91,7 +91,7 @@ async def explain_image(
     """Classify an image and show which regions raised the class's score (Grad-CAM heatmap and overlay)."""
     runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model, ImageClassifier)
     args = (settings, limiter, explain_limiter, inference)
-    return await _explain(request, runtime, GradCamExplainer, target, *args)
+    return await _explain(request, runtime, ImageExplainer, target, *args)
 
 
 class ExplainTextRequest(BaseModel):
