@@ -46,6 +46,14 @@ class Server:
     command: list[str]
     ready_path: str
     env: dict[str, str] = field(default_factory=dict)
+    cwd: Path = REPO
+
+
+def deepserve(name: str, port: int, models: Path, root: Path = REPO) -> Server:
+    """DeepServe as a user starts it (`deepserve serve`), from the checkout `root`."""
+    command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--models", str(models)]
+    return Server(name, command, "/health/ready", cwd=root)
 
 
 def servers(port: int, models: Path) -> dict[str, Server]:
@@ -53,12 +61,7 @@ def servers(port: int, models: Path) -> dict[str, Server]:
     folder = models / "digit" / version
     onnx = {"DIGIT_MODEL": str(folder / "model.onnx"), "PYTHONPATH": str(REPO)}
     return {
-        "deepserve": Server(
-            "DeepServe (deepserve serve)",
-            [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--models",
-             str(models)],
-            "/health/ready",
-        ),
+        "deepserve": deepserve("DeepServe (deepserve serve)", port, models),
         "litserve": Server(
             "LitServe 0.2.19 + ONNX Runtime",
             [str(peer_python("litserve")), "-m", "bench.peers.litserve_server", "--port", str(port)],
@@ -168,7 +171,7 @@ def start(server: Server, port: int, timeout: float, log: Path) -> tuple[subproc
     env = {**os.environ, **server.env}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            server.command, cwd=REPO, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT
+            server.command, cwd=server.cwd, env=env, start_new_session=True, stdout=out, stderr=subprocess.STDOUT
         )
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -248,6 +251,7 @@ def measure(pid: int, url: str, concurrency: int, seconds: int, manifest: Path |
         "errors": errors,
         "correct": (result["checked"] - result["wrong"]) / result["checked"] if result["checked"] else None,
         "server_cpu_pct": 100 * used / result["seconds"],
+        "server_cpu_ms_per_request": 1e3 * used / requests,
         "loadgen_us_per_request": 1e6 * loadgen / requests,
     }
 
@@ -266,12 +270,13 @@ def run_server(key: str, server: Server, port: int, args, manifest: Path, bodies
             rows.append(row)
             print(f"  c={level}: {row['rps']:.0f} req/s, p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms, "
                   f"{row['errors']} errors, {100 * (row['correct'] or 0):.1f}% correct, "
-                  f"server CPU {row['server_cpu_pct']:.0f}%, wrk {row['loadgen_us_per_request']:.0f} us/req",
-                  flush=True)  # fmt: skip
+                  f"server CPU {row['server_cpu_pct']:.0f}% ({row['server_cpu_ms_per_request']:.2f} ms/req), "
+                  f"wrk {row['loadgen_us_per_request']:.0f} us/req", flush=True)  # fmt: skip
         health = None
-        if key == "deepserve":
+        if key.startswith("deepserve"):
             health = measure(process.pid, f"http://127.0.0.1:{port}/health/live", 32, args.seconds, None)
-            print(f"  /health/live c=32: {health['rps']:.0f} req/s, p50 {health['p50_ms']:.2f} ms", flush=True)
+            print(f"  /health/live c=32: {health['rps']:.0f} req/s, p50 {health['p50_ms']:.2f} ms, "
+                  f"server {health['server_cpu_ms_per_request']:.2f} ms CPU/req", flush=True)  # fmt: skip
         return {"name": server.name, "ready_s": ready, "levels": rows, "health": health}
     finally:
         stop(process)
@@ -288,21 +293,21 @@ def table(results: dict[str, dict], levels: list[int], started: str, load: str) 
     for result in results.values():
         cells = [
             f"{r['rps']:,.0f}, {r['p50_ms']:.1f} / {r['p99_ms']:.1f} ms, {r['errors']} err, "
-            f"{r['server_cpu_pct']:.0f}% CPU"
+            f"{r['server_cpu_pct']:.0f}% CPU ({r['server_cpu_ms_per_request']:.1f} ms/req)"
             for r in result["levels"]
         ]
         correct = [r["correct"] for r in result["levels"] if r["correct"] is not None]
         lines.append(f"| {result['name']} | " + " | ".join(cells) + f" | {100 * min(correct, default=0):.1f}% |")
-    deepserve = results.get("deepserve")
-    if deepserve:
+    ours = results.get("deepserve")
+    if ours:
         for i, c in enumerate(levels):
-            ours = deepserve["levels"][i]["rps"]
-            ratios = [f"{ours / v['levels'][i]['rps']:.2f}x {k}" for k, v in results.items() if k != "deepserve"]
+            rate = ours["levels"][i]["rps"]
+            ratios = [f"{rate / v['levels'][i]['rps']:.2f}x {k}" for k, v in results.items() if k != "deepserve"]
             if ratios:
                 lines.append(f"\nc={c}: DeepServe is " + ", ".join(ratios))
-        if deepserve["health"]:
-            health = max(deepserve["health"]["rps"], 1e-9)
-            digit = deepserve["levels"][levels.index(32)]["rps"] if 32 in levels else float("nan")
+        if ours["health"]:
+            health = max(ours["health"]["rps"], 1e-9)
+            digit = ours["levels"][levels.index(32)]["rps"] if 32 in levels else float("nan")
             share = 100 * digit / health
             lines.append(f"\n/health/live at c=32: {health:,.0f} req/s; digit at c=32: {share:.0f}% of it")
     wrk_cost = max(r["loadgen_us_per_request"] for v in results.values() for r in v["levels"])
@@ -343,15 +348,26 @@ def main() -> None:
     p.add_argument("--ready-timeout", type=float, default=120.0)
     p.add_argument("--chart", type=Path, default=REPO / "docs" / "peers.png", help="the PNG chart (README)")
     p.add_argument("--json", type=Path, help="also write the raw results here")
+    p.add_argument(
+        "--deepserve-at",
+        type=Path,
+        action="append",
+        default=[],
+        help="also run DeepServe from this checkout (e.g. `git archive main | tar -x -C /tmp/main`), first",
+    )
     args = p.parse_args()
     if not args.digits.is_dir():
         sys.exit(f"no test digits: {args.digits} (pass --digits DIR of <label>_<i>.png)")
     known = servers(args.port, args.models.resolve())
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
+    for root in args.deepserve_at:  # the same models, another checkout's code
+        key = f"deepserve@{root.name}"
+        known[key] = deepserve(f"DeepServe ({root.name})", args.port, args.models.resolve(), root.resolve())
+        wanted.insert(0, key)
     for key in wanted:
         if key not in known:
             sys.exit(f"unknown server {key}; known: {', '.join(known)}")
-        if key != "deepserve" and not peer_python(key).exists():
+        if not key.startswith("deepserve") and not peer_python(key).exists():
             sys.exit(f"{key} is not installed in {PEERS_ROOT}: python -m bench.peers.setup --peers {key}")
     started = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     load = load_average()
