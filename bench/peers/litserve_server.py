@@ -38,4 +38,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    ls.LitServer(DigitAPI(api_path="/predict/digit"), accelerator="cpu").run(host="127.0.0.1", port=args.port)
+    server = ls.LitServer(DigitAPI(api_path="/predict/digit"), accelerator="cpu")
+    server.run(host="127.0.0.1", port=args.port, generate_client_file=False)
