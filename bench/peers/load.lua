@@ -1,6 +1,7 @@
--- wrk script: POST pre-built multipart bodies in turn and check every answer's digit against its label.
---   wrk -t C -c C -d 12s -s load.lua URL -- MANIFEST
--- MANIFEST has one line per body: label, content type and the body file's path, separated by tabs. Run with as many threads as
+-- wrk script: POST pre-built multipart bodies in turn and check every answer against its label.
+--   wrk -t C -c C -d 12s -s load.lua URL -- MANIFEST [FIELD]
+-- MANIFEST has one line per body: label, content type and the body file's path, separated by tabs. FIELD is the
+-- response's JSON field that must equal the label (default "digit"; a number or a string). Run with as many threads as
 -- connections (-t = -c): a thread's responses then come back in the order of its requests, so each answer is
 -- checked against the label of the request it answers. done() prints one JSON line for bench/peers/run.py.
 -- A GET path (no manifest) only counts non-2xx answers (wrk's status errors). A read error loses an answer and
@@ -18,13 +19,15 @@ end
 
 function init(args)
   if args[1] == nil then return end
+  local field = args[2] or "digit"
+  answer = '"' .. field .. '"%s*:%s*"?([^",}]*)'
   for line in io.lines(args[1]) do
-    local label, ctype, path = line:match("^(%d+)\t([^\t]+)\t(.+)$")
+    local label, ctype, path = line:match("^([^\t]+)\t([^\t]+)\t(.+)$")
     local f = assert(io.open(path, "rb"))
     local body = f:read("*a")
     f:close()
     local headers = {["Content-Type"] = ctype, ["Content-Length"] = tostring(#body)}
-    table.insert(bodies, {label = tonumber(label), request = wrk.format("POST", nil, headers, body)})
+    table.insert(bodies, {label = label, request = wrk.format("POST", nil, headers, body)})
   end
   next_body = math.random(#bodies)  -- threads start at different digits
 end
@@ -47,8 +50,7 @@ function response(status, headers, body)
   queue[first] = nil
   first = first + 1
   checked = checked + 1
-  local digit = body:match('"digit"%s*:%s*(%d+)')
-  if status ~= 200 or tonumber(digit) ~= label then
+  if status ~= 200 or body:match(answer) ~= label then
     mismatched = mismatched + 1
   end
 end

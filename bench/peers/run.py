@@ -217,12 +217,12 @@ def check_answers(port: int, bodies: list[tuple[int, str, bytes]]) -> int:
     return right
 
 
-def wrk(url: str, concurrency: int, seconds: int, manifest: Path | None) -> dict:
-    """One wrk run: its done() line (load.lua)."""
+def wrk(url: str, concurrency: int, seconds: int, manifest: Path | None, field: str = "digit") -> dict:
+    """One wrk run: its done() line (load.lua), answers checked in the response's `field`."""
     command = ["wrk", "-t", str(concurrency), "-c", str(concurrency), "-d", f"{seconds}s", "--timeout", "10s"]
     command += ["-s", str(LOAD_SCRIPT), url]
     if manifest is not None:
-        command += ["--", str(manifest)]
+        command += ["--", str(manifest), field]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     out, _ = process.communicate()
     if process.returncode != 0 or not out.strip().splitlines()[-1:][0].startswith("{"):
@@ -230,11 +230,11 @@ def wrk(url: str, concurrency: int, seconds: int, manifest: Path | None) -> dict
     return json.loads(out.strip().splitlines()[-1])
 
 
-def measure(pid: int, url: str, concurrency: int, seconds: int, manifest: Path | None) -> dict:
+def measure(pid: int, url: str, concurrency: int, seconds: int, manifest: Path | None, field: str = "digit") -> dict:
     pids = tree_pids(pid)
     before = cpu_seconds(pids)
     children_before = os.times()
-    result = wrk(url, concurrency, seconds, manifest)
+    result = wrk(url, concurrency, seconds, manifest, field)
     children_after = os.times()
     after = cpu_seconds(pids)
     used = sum(after[p] - before[p] for p in after if p in before)
