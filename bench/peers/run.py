@@ -246,6 +246,7 @@ def measure(pid: int, url: str, concurrency: int, seconds: int, manifest: Path |
     return {
         "concurrency": concurrency,
         "rps": result["requests"] / result["seconds"],
+        "right_per_second": (result["checked"] - result["wrong"]) / result["seconds"],  # 200s with the right answer
         "p50_ms": result["p50_ms"],
         "p99_ms": result["p99_ms"],
         "errors": errors,
