@@ -49,19 +49,20 @@ class Server:
     cwd: Path = REPO
 
 
-def deepserve(name: str, port: int, models: Path, root: Path = REPO) -> Server:
+def deepserve(name: str, port: int, models: Path, root: Path = REPO, workers: int = 1) -> Server:
     """DeepServe as a user starts it (`deepserve serve`), from the checkout `root`."""
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--models", str(models)]
+    command += ["--models", str(models)] + (["--workers", str(workers)] if workers > 1 else [])
     return Server(name, command, "/health/ready", cwd=root)
 
 
-def servers(port: int, models: Path) -> dict[str, Server]:
+def servers(port: int, models: Path, workers: int = 1) -> dict[str, Server]:
     version = json.loads((models / "digit" / "promoted.json").read_text())["version"]
     folder = models / "digit" / version
     onnx = {"DIGIT_MODEL": str(folder / "model.onnx"), "PYTHONPATH": str(REPO)}
+    flag = f" --workers {workers}" if workers > 1 else ""
     return {
-        "deepserve": deepserve("DeepServe (deepserve serve)", port, models),
+        "deepserve": deepserve(f"DeepServe (deepserve serve{flag})", port, models, workers=workers),
         "litserve": Server(
             "LitServe 0.2.19 + ONNX Runtime",
             [str(peer_python("litserve")), "-m", "bench.peers.litserve_server", "--port", str(port)],
@@ -85,13 +86,19 @@ def servers(port: int, models: Path) -> dict[str, Server]:
     }  # fmt: skip
 
 
-def check_free(port: int) -> None:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener fails it, TIME_WAIT connections do not
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            sys.exit(f"port {port} is in use: stop what holds it or pass --port")
+def check_free(port: int, wait: float = 10.0) -> None:
+    """Exit when something listens on the port for `wait` seconds (the last server's sockets may take a moment)."""
+    deadline = time.monotonic() + wait
+    while True:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a listener fails it, TIME_WAIT does not
+            try:
+                s.bind(("127.0.0.1", port))
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    sys.exit(f"port {port} is in use: stop what holds it or pass --port")
+        time.sleep(0.2)
 
 
 def multipart(png: bytes, name: str) -> tuple[str, bytes]:
@@ -188,21 +195,30 @@ def start(server: Server, port: int, timeout: float, log: Path) -> tuple[subproc
     raise RuntimeError(f"{server.name} was not ready within {timeout:.0f} s: {log.read_text()[-2000:]}")
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def stop(process: subprocess.Popen) -> None:
-    """SIGTERM to the server's whole process group, SIGKILL after 15 s; nothing is left running."""
+    """SIGTERM to the server's whole process group, then SIGKILL to whatever of it is left after 15 s; returns once
+    no process of the group is left (workers that outlive their parent hold the port)."""
     try:
         os.killpg(process.pid, signal.SIGTERM)
     except ProcessLookupError:
+        process.wait()
         return
-    try:
-        process.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # workers that outlived their parent
-    except ProcessLookupError:
-        pass
+    deadline = time.monotonic() + 15
+    while (process.poll() is None or _group_alive(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if _group_alive(process.pid):
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait()
+    while _group_alive(process.pid):
+        time.sleep(0.1)
 
 
 def check_answers(port: int, bodies: list[tuple[int, str, bytes]]) -> int:
@@ -349,6 +365,7 @@ def main() -> None:
     p.add_argument("--ready-timeout", type=float, default=120.0)
     p.add_argument("--chart", type=Path, default=REPO / "docs" / "peers.png", help="the PNG chart (README)")
     p.add_argument("--json", type=Path, help="also write the raw results here")
+    p.add_argument("--workers", type=int, default=1, help="DeepServe's `deepserve serve --workers`")
     p.add_argument(
         "--deepserve-at",
         type=Path,
@@ -359,7 +376,7 @@ def main() -> None:
     args = p.parse_args()
     if not args.digits.is_dir():
         sys.exit(f"no test digits: {args.digits} (pass --digits DIR of <label>_<i>.png)")
-    known = servers(args.port, args.models.resolve())
+    known = servers(args.port, args.models.resolve(), args.workers)
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     for root in args.deepserve_at:  # the same models, another checkout's code
         key = f"deepserve@{root.name}"
