@@ -338,7 +338,7 @@ def chart(results: dict[str, dict], levels: list[int], title: str, path: Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (rps, p50) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (rps, p50) = plt.subplots(1, 2, figsize=(11, 4.6))
     width = 0.8 / max(len(results), 1)
     for i, result in enumerate(results.values()):
         x = [j + i * width for j in range(len(levels))]
@@ -348,9 +348,9 @@ def chart(results: dict[str, dict], levels: list[int], title: str, path: Path) -
         ax.set_xticks([j + width * (len(results) - 1) / 2 for j in range(len(levels))], [f"c={c}" for c in levels])
         ax.set_ylabel(label)
     p50.set_yscale("log")
-    rps.legend(fontsize=8)
+    fig.legend(*rps.get_legend_handles_labels(), loc="lower center", ncol=len(results), fontsize=8)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     fig.savefig(path, dpi=110)
 
 
