@@ -61,3 +61,19 @@ def test_committed_minilm_is_the_default_and_handles_negation() -> None:
         for name in ("minilm", "lstm"):  # the same sets, side by side
             metrics = client.get(f"/models/{name}").json()["metrics"]
             assert {"sst2_validation_accuracy", "imdb_test_accuracy", "negation_accuracy"} <= set(metrics), name
+
+
+def test_committed_minilm_charges_a_short_request_its_word_pieces_and_a_long_one_its_character_bound() -> None:
+    from app.families import open_runtime
+    from app.families.transformer_runtime import FIXED_BYTES, TOKENIZE_CHARS, text_bytes
+    from app.manifest import read_manifest
+
+    settings = Settings(models_dir=COMMITTED_MODELS)
+    runtime = open_runtime(read_manifest(COMMITTED_MODELS).served()["minilm"], settings)
+    review = "The first half is slow and the leads are stiff, but the island scenes are beautiful. " * 4
+    pieces = len(runtime.tokenizer.encode(review).ids)
+    assert len(review) > 3 * pieces  # the character bound would charge over three times the word pieces
+    assert runtime.cost([review]) == int(FIXED_BYTES + text_bytes(pieces))
+    assert 32 * runtime.cost([review]) <= settings.max_inflight_mb * 2**20  # 32 clients' reviews fit at once
+    long = "word " * (TOKENIZE_CHARS // 5 + 1)  # over the limit: bounded from characters, not tokenised
+    assert runtime.cost([long]) == int(FIXED_BYTES + text_bytes(runtime.max_length))
