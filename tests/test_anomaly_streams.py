@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
-from app.families.anomaly.detector import Detector, DetectorState
+from app.families.anomaly.detector import DEFAULT, Detector, DetectorState
 from app.families.anomaly.streams import StreamStore
 from tests.support.seasonal import seasonal
 
 
 def append_in_thread(store: StreamStore, series_id: str, values: np.ndarray) -> threading.Thread:
-    thread = threading.Thread(target=store.append, args=(series_id, values, None, None), daemon=True)
+    thread = threading.Thread(target=store.append, args=(series_id, values, None, None, DEFAULT), daemon=True)
     thread.start()
     return thread
 
@@ -40,7 +40,7 @@ def test_concurrent_appends_to_one_stream_are_scored_in_order_with_none_lost(tmp
     values = seasonal()[:1200]
     parts = np.array_split(values, 24)
     with ThreadPoolExecutor(max_workers=6) as pool:
-        answers = list(pool.map(lambda part: store.append("s", part, None, None), parts))
+        answers = list(pool.map(lambda part: store.append("s", part, None, None, DEFAULT), parts))
     assert store.get("s").points == len(values)
     # Each request got a contiguous run of stream indices; laid end to end by first index, they cover the stream.
     ordered = sorted(zip(answers, parts, strict=True), key=lambda a: a[0][2])

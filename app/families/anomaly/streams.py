@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import InvalidInput, StreamNotFound, TooManyStreams
-from app.families.anomaly.detector import DEFAULT, Detector, DetectorState, Scored
+from app.families.anomaly.detector import Detector, DetectorConfig, DetectorState, Scored
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -42,7 +42,6 @@ class StreamInfo:
     series_id: str
     points: int
     sensitivity: float
-    warming_up: bool
     created: float  # unix seconds
     updated: float
 
@@ -105,9 +104,11 @@ class StreamStore:
         values: np.ndarray,
         times: list[datetime] | None,
         sensitivity: float | None,
+        config: DetectorConfig,
     ) -> tuple[StreamInfo, Scored, int]:
-        """Score `values` after the stream's points (creating it at the first call): (the stream after them, their
-        scores, the stream index of the first of them)."""
+        """Score `values` after the stream's points (creating it at the first call) with a detector of `config`
+        (the served nearest_context model's): (the stream after them, their scores, the stream index of the first
+        of them)."""
         with self.locks.hold(series_id):
             with self._conn() as db:
                 row = db.execute(
@@ -128,7 +129,7 @@ class StreamStore:
                     {"last_time": datetime.fromtimestamp(last_time).astimezone().isoformat()},
                 )
             state = DetectorState.from_bytes(blob) if blob is not None else DetectorState()
-            scored = Detector(sensitivity=sensitivity).update(state, values)  # the CPU work: no store-wide lock
+            scored = Detector(config, sensitivity).update(state, values)  # the CPU work: no store-wide lock
             last_time = seconds[-1] if seconds else last_time
             with self._conn() as db:
                 if new:
@@ -167,7 +168,7 @@ class StreamStore:
 
     @staticmethod
     def _info(series_id: str, points: int, sensitivity: float, created: float, updated: float) -> StreamInfo:
-        return StreamInfo(series_id, points, sensitivity, points < DEFAULT.warmup, created, updated)
+        return StreamInfo(series_id, points, sensitivity, created, updated)
 
     @staticmethod
     def _unknown(series_id: str) -> StreamNotFound:
