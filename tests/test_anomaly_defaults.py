@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.families.anomaly.detector import DEFAULT, Detector, DetectorState
-from bench.anomaly_defaults import STANDARD, Labelled, Scorer, Trace, replay_alarms
+from bench.anomaly_defaults import STANDARD, Labelled, Scorer, Trace, calibrate, replay_alarms
 from bench.anomaly_synthetic import ANOMALIES, KINDS, corpus
 
 
@@ -51,3 +51,14 @@ def test_scorer_gives_the_null_detector_0_and_the_perfect_one_100() -> None:
         detections[[left for left, _ in s.windows]] = True
         perfect.append(detections)
     assert scorer(perfect) == pytest.approx(100.0)
+
+
+def test_calibration_raises_the_threshold_only_where_real_series_alarm_more() -> None:
+    items = [Labelled(s.name, s.values, s.windows) for s in corpus(seed=2, series=4)]
+    assert calibrate(DEFAULT, items, items) == DEFAULT  # the same rate: nothing to raise
+    rng = np.random.default_rng(0)
+    jumpy = [Labelled(s.name, s.values + np.std(s.values) * rng.standard_t(1, len(s.values)), []) for s in items]
+    raised = calibrate(DEFAULT, items, jumpy)
+    assert raised.threshold > DEFAULT.threshold and raised.spatial_tolerance > DEFAULT.spatial_tolerance
+    factor = raised.threshold / DEFAULT.threshold
+    assert raised.spatial_tolerance / DEFAULT.spatial_tolerance == pytest.approx(factor, rel=1e-3)

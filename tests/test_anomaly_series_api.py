@@ -48,7 +48,7 @@ def test_any_scale_series_gets_per_point_answers_and_regions(client) -> None:
     assert [r["start"] for r in body["regions"]] == alarms
     assert body["regions"][0]["start_time"].startswith(times(n)[EVENTS["spike"]][:16])
     assert body["sampling"] == {"step_seconds": 900.0, "regular": True, "gaps": [], "gap_count": 0}
-    assert body["method"] == "nearest_context" and body["mode"] == "causal" and body["threshold"] == 3.0
+    assert body["method"] == "nearest_context" and body["mode"] == "causal" and body["threshold"] == DEFAULT.threshold
 
 
 def test_non_causal_mode_scores_the_warm_up_too(client) -> None:
