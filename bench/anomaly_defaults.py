@@ -1,6 +1,6 @@
 """Choose the anomaly detector's defaults on the synthetic labelled corpus (bench/anomaly_synthetic.py), not on NAB.
 
-    nice -n 10 python -m bench.anomaly_defaults --seed 0 --series 100    # prints the chosen DetectorConfig
+    nice -n 10 python -m bench.anomaly_defaults --seed 0 --series 100 --calibrate ../shared/data/nab/data
 
 The score is NAB's standard profile (bench/nab_scorer.py's rules) over the corpus, anomaly-free series included.
 The search is one pass of coordinate ascent from the given starting settings: for each setting that changes the
@@ -14,14 +14,12 @@ in the choice, for the chosen and the starting settings.
 With `--calibrate FOLDER` (real series, unlabelled: every */*.csv under it, e.g. NAB's data/ folder; no label
 file is read) the searched settings are then calibrated to real data by alarm rate, a label-free statistic: the
 threshold and the spatial tolerance are raised together (as a lower sensitivity does, in steps of 2^(1/8)) until
-the alarms per 1,000 scored points on those series are no more than on the synthetic corpus. The search's best
-operating point is an alarm rate, not a raw score value: real series have more unlabelled oddities than the
-synthetic ones, so the same threshold alarms more often on them.
+the alarms per 1,000 scored points on those series are no more than the searched settings' on the synthetic
+corpus. The search's best operating point is an alarm rate, not a raw score value: real series have more
+unlabelled oddities than the synthetic ones, so the same threshold alarms more often on them.
 
 With `--nab ROOT` it also scores the chosen and the starting settings, and the sensitivity curve, on NAB's labelled
 corpus: a report only, after the choice (nothing from NAB's labels enters it).
-
-    nice -n 10 python -m bench.anomaly_defaults --seed 0 --series 100 --calibrate ../shared/data/nab/data
 """
 
 from __future__ import annotations
