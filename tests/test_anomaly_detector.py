@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -86,3 +88,13 @@ def test_sensitivity_moves_threshold_and_alarm_count() -> None:
     assert counts[0] <= counts[1] <= counts[2] and counts[2] > counts[0]
     with pytest.raises(ValueError):
         alarm_limits(DEFAULT, 1.5)
+
+
+def test_a_state_saved_under_other_settings_goes_on_under_the_served_ones() -> None:
+    """A stream that started under the earlier settings (models/nearest_context/1) continues after an upgrade."""
+    earlier = replace(DEFAULT, embed=32, history=3000, baseline=1000, record=1000, record_halflife=600.0)
+    values = seasonal()
+    state = DetectorState()
+    Detector(earlier).update(state, values[:1500])
+    later = Detector().update(DetectorState.from_bytes(state.to_bytes()), values[1500:])
+    assert np.isfinite(later.score).all() and later.alarm[EVENTS["dip"] - 1500]

@@ -192,9 +192,11 @@ class Detector:
         x_all = (np.concatenate([state.tail, values]) - state.offset) / state.unit
         rows = np.arange(len(state.tail), len(x_all))
         distances, expected = self._nearest(x_all, rows)
+        # A state saved under longer settings (a stream from before the served settings changed) is cut to these.
+        state.scores = state.scores[-c.record :]
         recent_distances, recent_errors = (
-            RollingMedian(state.distances, c.baseline),
-            RollingMedian(state.errors, c.baseline),
+            RollingMedian(state.distances[-c.baseline :], c.baseline),
+            RollingMedian(state.errors[-c.baseline :], c.baseline),
         )
         for k, value in enumerate(values):
             i = at + k
