@@ -14,9 +14,10 @@ from app.families.anomaly.schemas import AnomalyRequest, Sampling, SeriesAnomaly
 from app.families.runtime import Runtime
 
 # Working memory (python -m bench.cost_factors --family nearest_context; peak RSS growth of decode + predict after
-# warm-up): +4.6 MB at 1,000 points, +20.8 MB at 5,000, +21.2 MB at 20,000 with the default settings. It is the
-# distance matrices of one block of points against its candidate contexts (a few float64 block x (history + embed)
-# arrays alive at once, 6.2 MB each at 256 x 3,032), then per point the detector's output arrays.
+# warm-up): +4.7 MB at 1,000 points, +6.5 MB at 5,000, +9.0 MB at 20,000 with the v2 settings (v1, history 3,000:
+# +4.8, +20.1, +21.1 MB). It is the distance matrices of one block of points against its candidate contexts (a few
+# float64 block x (history + embed) arrays alive at once), then per point the detector's output arrays; the
+# estimate below is 9.0 / 9.9 / 12.8 MB (v2).
 MATRICES = 4
 BYTES_PER_POINT = 200
 FIXED_BYTES = 2**20
