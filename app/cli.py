@@ -46,11 +46,21 @@ def main() -> None:
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True)
+@click.option(
+    "--workers",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Processes, each with its own copy of every model, limits, metrics and loaded versions (a reload reaches "
+    "only the process that receives it). One uses one core for the Python part of a request.",
+)
 @MODELS
-def serve(host: str, port: int, models: Path) -> None:
+def serve(host: str, port: int, workers: int, models: Path) -> None:
     """Start the service (uvicorn) on the promoted models of --models."""
     os.environ["DEEPSERVE_MODELS_DIR"] = str(models)
     command = ["uvicorn", "--factory", "app.main:create_app", "--host", host, "--port", str(port), "--no-access-log"]
+    if workers > 1:
+        command += ["--workers", str(workers)]
     os.execvp(sys.executable, [sys.executable, "-m", *command])
 
 

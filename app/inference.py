@@ -2,8 +2,9 @@
 
 `serve` charges the runtime's `cost(request)` to the admission budget, decodes the request (on the pool when
 decoding is CPU work), runs `predict` on the pool (micro-batched for the models settings name), and encodes
-the response. One Inference per app (app.state.inference) owns the one sized worker pool that every model call
-and image decode runs on, and the models' batchers, which it closes at shutdown.
+the response. Without a batcher, decoding and `predict` run in one call on one pool thread: each thread hop costs
+about as much as a small model's whole work. One Inference per app (app.state.inference) owns the one sized worker
+pool that every model call and image decode runs on, and the models' batchers, which it closes at shutdown.
 """
 
 from __future__ import annotations
@@ -79,13 +80,10 @@ class Inference:
         """fn(*args) on the worker pool."""
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
-    async def __call__(self, runtime: Runtime, batch: list[Any]) -> list[Any]:
-        """Outputs of `runtime.predict` for `batch`, in order."""
-        batcher = self.batcher(runtime)
-        if batcher is not None:  # settings.batch_models: concurrent requests share one model call
-            return await batcher.submit(batch)
+    def predict(self, runtime: Runtime, batch: list[Any]) -> list[Any]:
+        """`runtime.predict(batch)` here (a pool thread), checked and timed."""
         started = time.perf_counter()
-        outputs = await self.offload(runtime.predict, batch)
+        outputs = runtime.predict(batch)
         if len(outputs) != len(batch):
             raise RuntimeError(
                 f"{type(runtime).__name__}.predict returned {len(outputs)} outputs for {len(batch)} inputs"
@@ -93,14 +91,26 @@ class Inference:
         self.observer(runtime.entry.name)(len(batch), time.perf_counter() - started)
         return outputs
 
+    def decode_and_predict(self, runtime: Runtime[Req, Any, Out], request: Req) -> list[Out]:
+        return self.predict(runtime, runtime.decode(request))
+
+    async def __call__(self, runtime: Runtime, batch: list[Any]) -> list[Any]:
+        """Outputs of `runtime.predict` for `batch`, in order."""
+        batcher = self.batcher(runtime)
+        if batcher is not None:  # settings.batch_models: concurrent requests share one model call
+            return await batcher.submit(batch)
+        return await self.offload(self.predict, runtime, batch)
+
     async def outputs(self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter) -> list[Out]:
         """The typed outputs for `request`: cost -> decode -> predict, inside one admission slot (decoding is where
         an image's memory goes, so it is charged too). `serve` encodes them for the task endpoints; the Open
         Inference Protocol routes (app/oip) turn them into tensors."""
         with limiter.slot(runtime.cost(request)):
-            decode = runtime.decode
-            inputs = await self.offload(decode, request) if runtime.decode_blocks else decode(request)
-            return await self(runtime, inputs)
+            if not runtime.decode_blocks:
+                return await self(runtime, runtime.decode(request))
+            if self.batcher(runtime) is None:
+                return await self.offload(self.decode_and_predict, runtime, request)  # one hop for both
+            return await self(runtime, await self.offload(runtime.decode, request))
 
     async def serve(self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter) -> BaseModel:
         """The response body for `request`: its `outputs`, encoded."""

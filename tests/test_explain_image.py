@@ -35,6 +35,7 @@ def test_explanation_matches_the_prediction_and_covers_the_whole_image(image_mod
         targeted = post(client, encode(image), f"?target={other}").json()
         unknown = post(client, encode(image), "?target=cats")
     assert body["label"] == predicted["label"] and body["target"] == body["label"]
+    assert body["method"] == "grad-cam" and body["layer"]  # MobileNetV2 is not a chain the numpy head runs
     assert body["confidence"] == pytest.approx(predicted["confidence"], abs=1e-5)
     assert np.array(body["heatmap"]).shape == (43, 64)  # 100 x 150 scaled to 64 on the long side
     assert body["heatmap_input"] is None and body["input"] is None  # 96x96 RGB: too large to list

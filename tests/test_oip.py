@@ -81,7 +81,9 @@ def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerC
     fashion = client.get_model_metadata("fashion", "1")
     labels = fashion["outputs"][0]["parameters"]["labels"]
     assert fashion["outputs"][2]["shape"] == [-1, len(labels)] == [-1, 10] and "Ankle boot" in labels
-    assert [t["name"] for t in client.get_model_metadata("lstm")["inputs"]] == ["text"]
+    for name in ("lstm", "minilm"):
+        inputs = client.get_model_metadata(name)["inputs"]
+        assert client.is_model_ready(name) and [t["name"] for t in inputs] == ["text"]
     assert client.get_model_metadata("anomaly")["inputs"][0]["parameters"]["window"] == 336
 
 
@@ -143,10 +145,11 @@ def test_fashion_label_index_and_probabilities_match_predict_image(client, http)
         assert probabilities[0][labels.index(top["label"])] == pytest.approx(top["score"], rel=1e-6)
 
 
-def test_sentiment_texts_match_predict_sentiment(client, http) -> None:
-    task = http.post("/predict/sentiment", json={"texts": REVIEWS, "model": "lstm"}).json()["results"]
+@pytest.mark.parametrize("model", ["lstm", "minilm"])
+def test_sentiment_texts_match_predict_sentiment(client, http, model) -> None:
+    task = http.post("/predict/sentiment", json={"texts": REVIEWS, "model": model}).json()["results"]
     texts = [text.encode() for text in REVIEWS]
-    result = client.infer("lstm", [bytes_input("text", texts, binary=False)], outputs=outputs("label", "probabilities", "truncated"))  # noqa: E501
+    result = client.infer(model, [bytes_input("text", texts, binary=False)], outputs=outputs("label", "probabilities", "truncated"))  # noqa: E501
     assert result.as_numpy("label").tolist() == [int(r["label"] == "POSITIVE") for r in task]
     np.testing.assert_allclose(result.as_numpy("probabilities")[:, 1], [r["score"] for r in task], rtol=1e-6)
     np.testing.assert_allclose(result.as_numpy("probabilities").sum(axis=1), 1, rtol=1e-6)

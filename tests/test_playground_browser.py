@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
-from tests.support.paths import COMMITTED_MODELS, ROOT
+from tests.support.paths import COMMITTED_MODELS, ROOT, without_explanations
 from tests.support.service import serve
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -83,18 +83,32 @@ def test_drawing_a_7_with_the_mouse_reads_7_and_shows_the_heatmap(page, tmp_path
     sync_api.expect(page.locator("#digit-answer")).to_have_text("7", timeout=10_000)
     assert painted_pixels(page, "#digit-heat") > 100 and painted_pixels(page, "#digit-input") > 50
     assert page.locator("#digit-probs li").count() == 10
+    sync_api.expect(page.locator("#digit-method")).to_have_text("gradient × input")
     shot(page, "playground-digit.png", tmp_path, "#digit-panel")
 
 
-def test_a_photo_is_classified_and_a_missing_model_says_how_to_install_it(page) -> None:
+def test_a_photo_is_classified_with_its_heatmap_and_a_missing_model_says_how_to_install_it(page) -> None:
     page.select_option("#photo-model", "fashion")
     page.set_input_files("#photo-file", str(ROOT / "examples" / "ankle_boot.jpg"))
     sync_api.expect(page.locator("#photo-answer")).to_have_text("Ankle boot", timeout=10_000)
     assert page.locator("#photo-topk li").count() == 5
-    sync_api.expect(page.locator("#photo-note")).to_contain_text("no explanation export")  # committed fashion/1
+    sync_api.expect(page.locator("#photo-overlay")).to_be_visible()
+    sync_api.expect(page.locator("#photo-note")).to_have_text("Heatmap: gradient × input")
     page.select_option("#photo-model", "image")  # the same photo, sent to the model this service lacks
     sync_api.expect(page.locator("#photo-install")).to_contain_text("not installed", timeout=10_000)
     sync_api.expect(page.locator("#photo-install pre")).to_contain_text("train_transfer")
+
+
+def test_a_model_without_an_explanation_export_still_answers_and_says_why_there_is_no_heatmap(browser) -> None:
+    with serve("uvicorn", Settings(models_dir=without_explanations("fashion"), models=["fashion"])) as client:
+        page = browser.new_page()
+        page.goto(str(client.base_url).rstrip("/") + "/")
+        page.select_option("#photo-model", "fashion")
+        page.set_input_files("#photo-file", str(ROOT / "examples" / "ankle_boot.jpg"))
+        sync_api.expect(page.locator("#photo-answer")).to_have_text("Ankle boot", timeout=10_000)
+        sync_api.expect(page.locator("#photo-note")).to_contain_text("no explanation export")
+        sync_api.expect(page.locator("#photo-overlay")).to_be_hidden()
+        page.close()
 
 
 def test_a_negated_review_is_negative_with_highlighted_words_and_errors_show_the_service_message(

@@ -23,7 +23,7 @@ router = APIRouter(prefix="/anomaly/streams", tags=["anomaly streams"])
 SeriesId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$", description="Letters, digits, _ . : -")]
 
 
-def get_store(request: Request) -> streams.StreamStore:
+async def get_store(request: Request) -> streams.StreamStore:
     return request.app.state.streams
 
 

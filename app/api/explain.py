@@ -1,4 +1,4 @@
-"""Explanation endpoints: the prediction and why (Grad-CAM for images; app/families/explain_images.py).
+"""Explanation endpoints: the prediction and why (a heatmap for images: app/families/explain_images.py).
 
 Same inputs, limits and errors as the prediction routes; each explanation also holds one of the
 `DEEPSERVE_MAX_CONCURRENT_EXPLANATIONS` explanation slots (they cost several predictions' compute).
@@ -23,7 +23,7 @@ from app.families.explain_images import (
     DigitExplanation,
     ExplainRequest,
     Explanation,
-    GradCamExplainer,
+    ImageExplainer,
     explainer_for,
 )
 from app.families.explain_text import MAX_CHARS, OcclusionExplainer, TextExplanation
@@ -47,7 +47,7 @@ DigitTargetParam = Query(
 async def _explain(
     request: Request,
     runtime: ImageRuntime,
-    cls: type[GradCamExplainer],
+    cls: type[ImageExplainer],
     target: str | None,
     settings: SettingsDep,
     limiter: LimiterDep,
@@ -70,7 +70,7 @@ async def explain_digit(
     inference: InferenceDep,
     target: Annotated[str | None, DigitTargetParam] = None,
 ) -> BaseModel:
-    """Classify a handwritten digit and show where the model looked: a Grad-CAM heatmap and the 28x28 it saw."""
+    """Classify a handwritten digit and show which pixels raised its score (a heatmap) and the 28x28 it saw."""
     runtime = registry.runtime("digit", DigitRuntime)
     args = (settings, limiter, explain_limiter, inference)
     return await _explain(request, runtime, DigitExplainer, target, *args)
@@ -88,10 +88,10 @@ async def explain_image(
     model: Annotated[str | None, ModelParam] = None,
     target: Annotated[str | None, TargetParam] = None,
 ) -> BaseModel:
-    """Classify an image and show which regions raised the class's score (Grad-CAM heatmap and overlay)."""
+    """Classify an image and show what raised the class's score (a heatmap and overlay; `method` says how)."""
     runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model, ImageClassifier)
     args = (settings, limiter, explain_limiter, inference)
-    return await _explain(request, runtime, GradCamExplainer, target, *args)
+    return await _explain(request, runtime, ImageExplainer, target, *args)
 
 
 class ExplainTextRequest(BaseModel):

@@ -13,7 +13,7 @@ router = APIRouter(prefix="/health", tags=["health"])
 
 
 @router.get("/live", response_model=Health, responses=error_responses(guarded=False))
-def live() -> Health:
+async def live() -> Health:
     """The process is up (models may still be loading)."""
     return Health(status="alive")
 
@@ -26,7 +26,7 @@ def live() -> Health:
         503: {"model": Health, "description": "Not ready: a model is loading or failed."},
     },
 )
-def ready(registry: RegistryDep) -> JSONResponse:
+async def ready(registry: RegistryDep) -> JSONResponse:
     """200 once every configured model is loaded and warmed; 503 before that or if one failed."""
     states = {name: record.state.value for name, record in registry.records.items()}
     ok = registry.ready

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep, VersionHeader
+from app.api.deps import ServingDep, VersionHeader
 from app.api.openapi import error_responses
 from app.families.digit.runtime import DigitPrediction, DigitRuntime
 from app.image_upload import read_image_upload
@@ -43,15 +43,8 @@ IMAGE_BODY = {
 
 
 @router.post("/digit", response_model=DigitPrediction, responses=IMAGE_ERRORS, openapi_extra=IMAGE_BODY)
-async def predict_digit(
-    request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    limiter: LimiterDep,
-    inference: InferenceDep,
-    version: VersionHeader = None,
-) -> BaseModel:
+async def predict_digit(request: Request, serving: ServingDep, version: VersionHeader = None) -> BaseModel:
     """Classify a handwritten digit image (any size or format) as 0-9."""
-    runtime = await registry.pin(registry.runtime("digit", DigitRuntime), version)
-    upload = await read_image_upload(request, settings.max_image_pixels, inference)
-    return await inference.serve(runtime, upload, limiter)
+    runtime = await serving.registry.pin(serving.registry.runtime("digit", DigitRuntime), version)
+    upload = await read_image_upload(request, serving.settings.max_image_pixels, serving.inference)
+    return await serving.inference.serve(runtime, upload, serving.limiter)

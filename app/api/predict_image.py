@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep, VersionHeader
+from app.api.deps import ServingDep, VersionHeader
 from app.api.predict import IMAGE_BODY, IMAGE_ERRORS
 from app.families import FAMILIES
 from app.families.images import ImageClassifier, ImagePrediction
@@ -32,15 +32,13 @@ ModelParam = Query(
 @router.post("/image", response_model=ImagePrediction, responses=IMAGE_ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_image(
     request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    limiter: LimiterDep,
-    inference: InferenceDep,
+    serving: ServingDep,
     model: Annotated[str | None, ModelParam] = None,
     version: VersionHeader = None,
 ) -> BaseModel:
     """Classify an image (any size, format or mode) into the classes the chosen model was trained on."""
+    registry = serving.registry
     runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model, ImageClassifier)  # "?model=": 404
     runtime = await registry.pin(runtime, version)
-    upload = await read_image_upload(request, settings.max_image_pixels, inference)
-    return await inference.serve(runtime, upload, limiter)
+    upload = await read_image_upload(request, serving.settings.max_image_pixels, serving.inference)
+    return await serving.inference.serve(runtime, upload, serving.limiter)

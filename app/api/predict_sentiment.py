@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel
 
-from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep, VersionHeader, require_json
+from app.api.deps import ServingDep, VersionHeader, require_json
 from app.api.openapi import error_responses
 from app.families.sentiment import SentimentRequest, SentimentResponse, SentimentRuntime, validate_texts
 
@@ -29,14 +29,7 @@ ERRORS = error_responses(
 
 
 @router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS, dependencies=[Depends(require_json)])
-async def predict_sentiment(
-    body: SentimentRequest,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    limiter: LimiterDep,
-    inference: InferenceDep,
-    version: VersionHeader = None,
-) -> BaseModel:
+async def predict_sentiment(body: SentimentRequest, serving: ServingDep, version: VersionHeader = None) -> BaseModel:
     """Classify English text as POSITIVE or NEGATIVE.
 
     Request (application/json): `{"text": "..."}` or `{"texts": ["...", ...]}` (exactly one; at most
@@ -51,6 +44,6 @@ async def predict_sentiment(
     blank or too long text, too many texts, a non-sentiment model), 415 non-JSON content type, 404 unknown
     model, 503 model not installed or not ready, 429 overloaded, 413 body over the upload limit.
     """
-    texts = validate_texts(body, settings)
-    runtime = await registry.pin(registry.for_task(TASK, body.model, SentimentRuntime), version)
-    return await inference.serve(runtime, texts, limiter)
+    texts = validate_texts(body, serving.settings)
+    runtime = await serving.registry.pin(serving.registry.for_task(TASK, body.model, SentimentRuntime), version)
+    return await serving.inference.serve(runtime, texts, serving.limiter)

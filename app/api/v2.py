@@ -89,19 +89,19 @@ NOT_READY: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("", response_model=ServerMetadata, responses=protocol_errors())
-def server_metadata(request: Request) -> ServerMetadata:
+async def server_metadata(request: Request) -> ServerMetadata:
     """Server metadata: name, version, protocol extensions."""
     return ServerMetadata(name="deepserve", version=request.app.version, extensions=["binary_tensor_data"])
 
 
 @router.get("/health/live", response_model=ServerLive, responses=protocol_errors(guarded=False))
-def live() -> ServerLive:
+async def live() -> ServerLive:
     """The process is up (models may still be loading)."""
     return ServerLive(live=True)
 
 
 @router.get("/health/ready", response_model=ServerReady, responses={**protocol_errors(guarded=False), **NOT_READY})
-def ready(registry: RegistryDep) -> JSONResponse:
+async def ready(registry: RegistryDep) -> JSONResponse:
     """200 once every configured model is loaded and warmed; 503 before that or if one failed."""
     return JSONResponse(ServerReady(ready=registry.ready).model_dump(), status_code=200 if registry.ready else 503)
 

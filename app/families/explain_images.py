@@ -1,6 +1,8 @@
-"""Grad-CAM explanations of the image families (digit, fashion, the transfer model), from the served artifact's
-explain.onnx (the network with its Grad-CAM layer's activations as a second output) and explain_head.npz (the
-layers after it, run forward and backward in numpy: app/families/gradcam.py). No Keras at serving time.
+"""Heatmap explanations of the image families (digit, fashion, the transfer model) from the served artifact, no
+Keras at serving time. explain_head.npz holds layers run forward and backward in numpy (app/families/saliency.py)
+and names the method: gradient x input when it holds the whole network (the digit and fashion CNNs; the
+probabilities come from model.onnx), else Grad-CAM at a layer whose activations explain.onnx returns beside the
+probabilities (the transfer model: MobileNetV2 is not a chain the numpy head runs).
 
 An explainer wraps the loaded runtime of its model (same artifact, same version, same preprocessing) and is a
 Runtime itself, so it goes through Inference.serve like a prediction, under the explanations' own limiter.
@@ -19,11 +21,11 @@ from pydantic import BaseModel, Field
 
 from app.errors import ExplanationUnavailable, InvalidInput, echo
 from app.families import FAMILIES
-from app.families.gradcam import Head
 from app.families.image.preprocess import to_rgb
 from app.families.images import ImageRuntime, ImageUpload, LabelScore
 from app.families.placement import Placement, overlay_png
 from app.families.runtime import Runtime, onnx_session
+from app.families.saliency import GRADIENT_X_INPUT, Head
 from app.image_decode import decode_and_prepare
 from app.schemas import ModelRef
 
@@ -65,8 +67,8 @@ class Explanation(BaseModel):
     target: str = Field(description="The class the heatmap explains: `?target=`, else the predicted one.")
     target_score: float = Field(description="The model's probability of the target class.")
     heatmap: list[list[float]] = Field(
-        description="Grad-CAM over the image you sent (rows x columns, scaled to at most 64 on the long side), "
-        "0..1 (1: the region that most raised the target's score); 0 where preprocessing cut the image away."
+        description="The heatmap over the image you sent (rows x columns, scaled to at most 64 on the long side), "
+        "0..1 (1: what most raised the target's score); 0 where preprocessing cut the image away."
     )
     heatmap_over: str = Field("image", description="What `heatmap` covers: the image you sent.")
     heatmap_input: list[list[float]] | None = Field(
@@ -76,7 +78,11 @@ class Explanation(BaseModel):
         None, description="The model's input after preprocessing, 0..1 (grey models at most 64x64: the 28x28)."
     )
     overlay_png: str = Field(description="Base64 PNG: the image in grey with the heatmap drawn over it.")
-    layer: str = Field(description="The layer whose activations Grad-CAM weighs.")
+    method: str = Field(
+        description="How the heatmap is computed: `gradient-x-input` (each input pixel times the gradient of the "
+        "target's score with respect to it, positive part) or `grad-cam` (at `layer`)."
+    )
+    layer: str = Field(description="The layer the heatmap is taken at: `input` for gradient-x-input.")
     model: ModelRef
 
 
@@ -89,8 +95,8 @@ def _rows(values: np.ndarray) -> list[list[float]]:
     return [[round(float(v), 4) for v in row] for row in values]
 
 
-class GradCamExplainer(Runtime[ExplainRequest, Prepared, Explained]):
-    kind = "gradcam"
+class ImageExplainer(Runtime[ExplainRequest, Prepared, Explained]):
+    kind = "saliency"
     decode_blocks = True
     batchable = False
 
@@ -99,7 +105,9 @@ class GradCamExplainer(Runtime[ExplainRequest, Prepared, Explained]):
         self.base = base
 
     def load(self) -> None:
-        if "explain_onnx" not in self.entry.files or "explain_head" not in self.entry.files:
+        head = Head.load(self.file("explain_head")) if "explain_head" in self.entry.files else None
+        whole = head is not None and head.method == GRADIENT_X_INPUT
+        if head is None or not (whole or "explain_onnx" in self.entry.files):
             # Export from the artifact's Keras model when it has one; else a new training run writes it.
             export = EXPORT.format(path=f"models/{self.entry.path}") if "keras" in self.entry.files else None
             install = export or FAMILIES[self.entry.name].install
@@ -108,10 +116,10 @@ class GradCamExplainer(Runtime[ExplainRequest, Prepared, Explained]):
                 f"{'add it with' if export else 'train a version that has it:'} {install}",
                 {"model": self.entry.name, "install": install},
             )
-        self.session = onnx_session(self.file("explain_onnx"), self.settings.inference_threads)
+        self.head = head
+        # Gradient x input needs only the probabilities from ONNX (the served model's own); Grad-CAM also the layer.
+        self.session = onnx_session(self.file("onnx" if whole else "explain_onnx"), self.settings.inference_threads)
         self.input_name = self.session.get_inputs()[0].name
-        self.head = Head.load(self.file("explain_head"))
-        self.layer = self.head.layer
 
     def warmup(self) -> None:
         pass  # loaded on the first explanation, which pays for it
@@ -144,13 +152,14 @@ class GradCamExplainer(Runtime[ExplainRequest, Prepared, Explained]):
         return [decode_and_prepare(request.upload.data, request.upload.max_pixels, prepare)]
 
     def heatmaps(self, inputs: np.ndarray, targets: list[int | None]) -> tuple[np.ndarray, list[int], np.ndarray]:
-        """(probabilities, the class each map explains, Grad-CAM maps over the inputs in [0, 1]) of a batch of
-        model inputs; a target None explains the predicted class."""
-        activations, probabilities = self.session.run(None, {self.input_name: inputs.astype(np.float32)})
+        """(probabilities, the class each map explains, maps over the inputs in [0, 1]) of a batch of model inputs;
+        a target None explains the predicted class."""
+        outputs = self.session.run(None, {self.input_name: inputs.astype(np.float32)})
+        activations, probabilities = (inputs, outputs[0]) if self.head.method == GRADIENT_X_INPUT else outputs
         chosen = [int(p.argmax()) if t is None else t for p, t in zip(probabilities, targets, strict=True)]
         maps = []
         for a, target in zip(activations, chosen, strict=True):
-            heat = self.head.on_input(self.head.gradcam(a, target), inputs.shape[1], inputs.shape[2])
+            heat = self.head.on_input(self.head.saliency(a, target), inputs.shape[1], inputs.shape[2])
             peak = float(heat.max())
             maps.append(heat / peak if peak > 0 else heat)
         return probabilities, chosen, np.stack(maps)
@@ -161,12 +170,14 @@ class GradCamExplainer(Runtime[ExplainRequest, Prepared, Explained]):
         results = []
         for prepared, p, target, heat in zip(batch, probabilities, targets, maps, strict=True):
             overlay = prepared.placement.on_image(heat, OVERLAY_SIDE)
+            on_image = prepared.placement.on_image(heat, HEATMAP_SIDE)  # resampling can lower a one-pixel peak
+            peak = float(on_image.max())
             results.append(
                 Explained(
                     probabilities=p,
                     target=target,
                     heat_input=heat,
-                    heat_image=prepared.placement.on_image(heat, HEATMAP_SIDE),
+                    heat_image=on_image / peak if peak > 0 else on_image,
                     overlay=overlay_png(prepared.thumbnail, overlay),
                     input=prepared.input,
                 )
@@ -189,7 +200,8 @@ class GradCamExplainer(Runtime[ExplainRequest, Prepared, Explained]):
             "heatmap_input": _rows(out.heat_input) if small else None,
             "input": _rows(out.input[..., 0]) if grey else None,
             "overlay_png": out.overlay,
-            "layer": self.layer,
+            "method": self.head.method,
+            "layer": self.head.layer,
             "model": self.ref(),
         }
         return Explanation(**fields)
@@ -198,7 +210,7 @@ class GradCamExplainer(Runtime[ExplainRequest, Prepared, Explained]):
         return self.base.input_description()
 
 
-class DigitExplainer(GradCamExplainer):
+class DigitExplainer(ImageExplainer):
     """The digit's explanation also carries the probabilities and the 28x28 the model saw."""
 
     def encode(self, request: ExplainRequest, outputs: list[Explained]) -> DigitExplanation:
@@ -211,11 +223,11 @@ class DigitExplainer(GradCamExplainer):
         )
 
 
-_explainers: weakref.WeakKeyDictionary[ImageRuntime, GradCamExplainer] = weakref.WeakKeyDictionary()
+_explainers: weakref.WeakKeyDictionary[ImageRuntime, ImageExplainer] = weakref.WeakKeyDictionary()
 _lock = threading.Lock()
 
 
-def explainer_for(runtime: ImageRuntime, cls: type[GradCamExplainer] = GradCamExplainer) -> GradCamExplainer:
+def explainer_for(runtime: ImageRuntime, cls: type[ImageExplainer] = ImageExplainer) -> ImageExplainer:
     """The loaded explainer of this runtime (loaded on first use, once; freed with the runtime when it is
     replaced by a reload). Blocking: call it on the worker pool."""
     with _lock:

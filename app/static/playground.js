@@ -35,6 +35,8 @@ function bars(list, items) {
 }
 
 const COLOURS = [[0, 0, 80], [120, 0, 160], [230, 40, 40], [255, 200, 0], [255, 255, 160]];
+const METHODS = { "gradient-x-input": "gradient × input", "grad-cam": "Grad-CAM" };
+
 function heatColour(v) {
   const p = Math.max(0, Math.min(1, v)) * (COLOURS.length - 1);
   const i = Math.min(Math.floor(p), COLOURS.length - 2), t = p - i;
@@ -99,6 +101,7 @@ async function sendDigit(blob) {
     bars($("digit-probs"), body.probabilities.map((p, d) => [String(d), p]));
     paintGrid($("digit-input"), body.input, (v) => [255 * v, 255 * v, 255 * v]);
     paintGrid($("digit-heat"), body.heatmap_input, heatColour);
+    $("digit-method").textContent = METHODS[body.method] || body.method;
   } catch (error) {
     $("digit-error").textContent = error.message;
   }
@@ -128,6 +131,7 @@ async function sendPhoto(file) {
       body = await call(`/explain/image?model=${encodeURIComponent(model)}`, { method: "POST", body: form() });
       $("photo-overlay").src = `data:image/png;base64,${body.overlay_png}`;
       $("photo-overlay").hidden = false;
+      $("photo-note").textContent = `Heatmap: ${METHODS[body.method] || body.method}`;
     } catch (error) {
       if (error.body.type !== "explanation_unavailable") throw error;
       body = await call(`/predict/image?model=${encodeURIComponent(model)}`, { method: "POST", body: form() });

@@ -1,11 +1,14 @@
-"""Grad-CAM in numpy: the layers after the Grad-CAM layer run forward and backward exactly, from one example's
-activations (which the artifact's explain.onnx returns beside the probabilities).
+"""Saliency maps in numpy, from layers run forward and backward exactly: gradient x input over the whole network,
+or Grad-CAM at one layer from that layer's activations (which the artifact's explain.onnx returns).
 
-Grad-CAM (Selvaraju et al. 2017): weigh each channel k of the activations A by the mean gradient of the class's
-score (its logit, before the softmax) with respect to A_k, sum, keep the positive part. The head holds only
-layers whose gradient is exact and cheap here: stride-1 convolutions, max pooling (the gradient goes to each
-window's first maximum, as TensorFlow's does), per-channel affine (folded batch norm), ReLU, flatten, global
-average pooling and dense layers. `training/common/explain_export.py` writes it from the Keras model.
+Gradient x input (Shrikumar et al. 2016): each input pixel's value times the gradient of the class's score (its
+logit, before the softmax) with respect to it, summed over channels, positive part: what the pixel as drawn adds
+to the class's score, to first order. Grad-CAM (Selvaraju et al. 2017): weigh each channel k of a layer's
+activations A by the mean gradient of the class's score with respect to A_k, sum, keep the positive part.
+The head holds only layers whose gradient is exact and cheap here: stride-1 convolutions, max pooling (the
+gradient goes to each window's first maximum, as TensorFlow's does), per-channel affine (folded batch norm),
+ReLU, flatten, global average pooling and dense layers. `training/common/explain_export.py` writes it from the
+Keras model, `training/common/explain_from_onnx.py` from model.onnx.
 """
 
 from __future__ import annotations
@@ -102,12 +105,21 @@ class Layer:
         return g @ self.weights["kernel"].T  # dense
 
 
-class Head:
-    """The layers after the Grad-CAM layer, and where its activation cells sit on the model's input."""
+GRADIENT_X_INPUT, GRAD_CAM = "gradient-x-input", "grad-cam"
 
-    def __init__(self, layers: list[Layer], scale: list[float], offset: list[float], layer: str = "") -> None:
+
+class Head:
+    """The layers after the layer the map is taken at (the input for gradient x input), the method, and where
+    that layer's cells sit on the model's input."""
+
+    def __init__(
+        self, layers: list[Layer], scale: list[float], offset: list[float], layer: str = "", method: str = GRAD_CAM
+    ) -> None:
+        if method not in (GRADIENT_X_INPUT, GRAD_CAM):
+            raise ValueError(f"unknown saliency method {method!r}")
         self.layers, self.scale, self.offset = layers, scale, offset
-        self.layer = layer  # the Grad-CAM layer's name in the Keras model
+        self.layer = layer  # the layer's name in the Keras model ("input" for gradient x input)
+        self.method = method
 
     @classmethod
     def load(cls, path: Path) -> Head:
@@ -118,7 +130,7 @@ class Head:
             Layer(p["kind"], p, {k.split("/")[1]: v for k, v in arrays.items() if k.split("/")[0] == str(n)})
             for n, p in enumerate(meta["layers"])
         ]
-        return cls(layers, meta["scale"], meta["offset"], meta.get("layer", ""))
+        return cls(layers, meta["scale"], meta["offset"], meta.get("layer", ""), meta.get("method", GRAD_CAM))
 
     def forward(self, activations: np.ndarray, saved: list[dict] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(logits, probabilities) of one example from its activations (rows, columns, channels); `saved` gets
@@ -132,16 +144,22 @@ class Head:
         e = np.exp(x - x.max())
         return x, e / e.sum()
 
-    def gradcam(self, activations: np.ndarray, target: int) -> np.ndarray:
-        """Grad-CAM map (rows, columns of the activations), >= 0, for class `target`."""
+    def gradient(self, activations: np.ndarray, target: int) -> np.ndarray:
+        """The gradient of class `target`'s logit with respect to the activations (the head's input)."""
         saved: list[dict] = []
         logits, _ = self.forward(activations, saved)
         g = np.zeros_like(logits)
         g[target] = 1.0
         for layer, state in zip(reversed(self.layers), reversed(saved), strict=True):
             g = layer.backward(g, state)
-        weights = g.mean(axis=(0, 1))  # one per channel
-        return np.maximum((activations * weights).sum(axis=-1), 0.0).astype(np.float32)
+        return g
+
+    def saliency(self, activations: np.ndarray, target: int) -> np.ndarray:
+        """The map (rows, columns of the activations), >= 0, for class `target`, by the head's method."""
+        g = self.gradient(activations, target)
+        if self.method == GRAD_CAM:
+            g = g.mean(axis=(0, 1))  # one weight per channel
+        return np.maximum((activations * g).sum(axis=-1), 0.0).astype(np.float32)
 
     def on_input(self, cam: np.ndarray, height: int, width: int) -> np.ndarray:
         """The map over the model's input (height x width), bilinear between the cells' centres."""
