@@ -151,7 +151,7 @@ def predict(name: str, input: str, url: str, api_key: str | None) -> None:
     elif task.startswith("anomaly"):
         text = Path(input).read_text()
         values = json.loads(text) if text.lstrip().startswith("[") else [float(v) for v in text.split()]
-        request = {"values": values, "method": "autoencoder"}  # the named model, not the per-series default
+        request = {"values": values, "method": "nearest_context" if name == "nearest_context" else "autoencoder"}
         body = call(f"{url}/predict/anomaly", json.dumps(request).encode(), None, api_key)
     else:
         media = mimetypes.guess_type(input)[0] or "application/octet-stream"

@@ -1,14 +1,14 @@
 """Measure the working memory of one request, per unit of its size: where each `Runtime.cost`'s factors come from.
 
-    python -m bench.cost_factors [--models models] [--family digit anomaly lstm image distilbert]
+    python -m bench.cost_factors [--models models] [--family digit anomaly nearest_context lstm image distilbert]
 
 For each family and input size, a fresh Python process loads the model from --models (as the service does:
 load + warm-up), notes its RSS, resets the peak (`echo 5 > /proc/self/clear_refs`), runs ONE request through the
 service's own code path (the runtime's decode + predict, what runs inside the request's admission slot),
 and reports the peak RSS growth (VmHWM - VmRSS before) and what stays resident after it. A fresh process per
 size, so memory one size left behind (allocator arenas, ONNX Runtime's arena) does not hide the next one's.
-The growth divided by the size's units (pixels, text tokens, anomaly windows x window) is the factor; the
-estimate the runtime's `cost` makes for the same input is printed beside it.
+The growth divided by the size's units (pixels, text tokens, anomaly windows x window, series points) is the
+factor; the estimate the runtime's `cost` makes for the same input is printed beside it.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ SIZES = {
     "lstm": [(1, 640), (8, 640), (32, 100), (32, 300), (32, 640)],
     "distilbert": [(1, 640), (8, 64), (8, 640), (32, 30), (32, 100), (32, 640)],
     "anomaly": [336, 1000, 5000, 20000],
+    "nearest_context": [200, 1000, 5000, 20000],
 }
 
 
@@ -62,10 +63,11 @@ def child(models: Path, family: str, size: str, mode: str) -> None:
             Image.open(io.BytesIO(data)).convert(mode).save(out, format="TIFF" if mode == "F" else "PNG")
             data = out.getvalue()
         request = ImageUpload.read(data, settings.max_image_pixels)
-    elif family == "anomaly":
+    elif family in ("anomaly", "nearest_context"):
         from app.families.anomaly.schemas import AnomalyRequest
 
-        request = AnomalyRequest(values=series(int(size), rng))
+        method = "autoencoder" if family == "anomaly" else "nearest_context"
+        request = AnomalyRequest(values=series(int(size), rng), method=method)
     else:
         n, words = (int(v) for v in size.split("x"))
         request = [review(words, rng) for _ in range(n)]
@@ -88,6 +90,8 @@ def units(family: str, size) -> tuple[float, str]:
         return size * size, "pixel"
     if family == "anomaly":
         return (size - 336 + 1) * 336, "window float"
+    if family == "nearest_context":
+        return size, "point"
     n, words = size
     return n * words, "word"
 

@@ -16,6 +16,7 @@ import pytest
 
 from app.config import Settings
 from tests.support.digit_images import sklearn_digits_28
+from tests.support.paths import COMMITTED_MODELS
 from tests.support.service import MODES, ray_client, serve
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -92,11 +93,13 @@ def all_models_dir(
     image_models_dir: Path,
 ) -> Path:
     """One models folder serving every family trained in this session (digit, image, lstm, anomaly; not
-    distilbert, which stays not installed): for tests that cross endpoints."""
+    distilbert, which stays not installed) and the committed nearest_context detector (its artifact is its
+    settings): for tests that cross endpoints."""
     out = tmp_path_factory.mktemp("all_models")
     for source in (trained_models_dir, lstm_models_dir, anomaly_models, image_models_dir):
         for model in (p for p in source.iterdir() if p.is_dir()):  # its versions (model.json) and promoted.json
             shutil.copytree(model, out / model.name)
+    shutil.copytree(COMMITTED_MODELS / "nearest_context", out / "nearest_context")
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -79,9 +81,20 @@ def test_flat_series_is_quiet_until_it_moves() -> None:
 
 def test_sensitivity_moves_threshold_and_alarm_count() -> None:
     assert alarm_limits(DEFAULT, 0.5) == (DEFAULT.threshold, DEFAULT.spatial_tolerance)
-    assert alarm_limits(DEFAULT, 0.75)[0] == DEFAULT.threshold / 2 and alarm_limits(DEFAULT, 0.25)[0] == 6.0
+    assert alarm_limits(DEFAULT, 0.75)[0] == DEFAULT.threshold / 2
+    assert alarm_limits(DEFAULT, 0.25)[0] == 2 * DEFAULT.threshold
     noisy = seasonal(events=False) + np.random.default_rng(3).standard_t(3, len(seasonal())) * 0.1
     counts = [run(noisy, s).alarm.sum() for s in (0.0, 0.5, 1.0)]
     assert counts[0] <= counts[1] <= counts[2] and counts[2] > counts[0]
     with pytest.raises(ValueError):
         alarm_limits(DEFAULT, 1.5)
+
+
+def test_a_state_saved_under_other_settings_goes_on_under_the_served_ones() -> None:
+    """A stream that started under the earlier settings (models/nearest_context/1) continues after an upgrade."""
+    earlier = replace(DEFAULT, embed=32, history=3000, baseline=1000, record=1000, record_halflife=600.0)
+    values = seasonal()
+    state = DetectorState()
+    Detector(earlier).update(state, values[:1500])
+    later = Detector().update(DetectorState.from_bytes(state.to_bytes()), values[1500:])
+    assert np.isfinite(later.score).all() and later.alarm[EVENTS["dip"] - 1500]

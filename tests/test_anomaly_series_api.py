@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +18,7 @@ from tests.support.service import assert_error, serve
 
 NAB = SHARED_DATA / "nab"
 START = np.datetime64("2024-01-01T00:00:00")
+DETECTOR = {"models_dir": COMMITTED_MODELS, "models": ["nearest_context"]}  # the default method's settings only
 
 
 def times(n: int, step_minutes: int = 15, start: np.datetime64 = START) -> list[str]:
@@ -24,7 +28,7 @@ def times(n: int, step_minutes: int = 15, start: np.datetime64 = START) -> list[
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory):
     data = tmp_path_factory.mktemp("data")
-    with serve("asgi", Settings(models_dir=tmp_path_factory.mktemp("no_models"), data_dir=data, max_streams=3)) as c:
+    with serve("asgi", Settings(**DETECTOR, data_dir=data, max_streams=3)) as c:
         yield c
 
 
@@ -44,7 +48,7 @@ def test_any_scale_series_gets_per_point_answers_and_regions(client) -> None:
     assert [r["start"] for r in body["regions"]] == alarms
     assert body["regions"][0]["start_time"].startswith(times(n)[EVENTS["spike"]][:16])
     assert body["sampling"] == {"step_seconds": 900.0, "regular": True, "gaps": [], "gap_count": 0}
-    assert body["method"] == "nearest_context" and body["mode"] == "causal" and body["threshold"] == 3.0
+    assert body["method"] == "nearest_context" and body["mode"] == "causal" and body["threshold"] == DEFAULT.threshold
 
 
 def test_non_causal_mode_scores_the_warm_up_too(client) -> None:
@@ -138,7 +142,7 @@ def test_stream_bad_input(client) -> None:
 @pytest.mark.slow
 def test_streams_survive_a_real_restart(tmp_path: Path) -> None:
     values = seasonal()
-    settings = Settings(models_dir=tmp_path / "none", data_dir=tmp_path / "data")
+    settings = Settings(**DETECTOR, data_dir=tmp_path / "data")
     with serve("uvicorn", settings) as c:
         before = c.post("/anomaly/streams/web/points", json={"values": values[:1000].tolist()})
         assert before.status_code == 200
@@ -150,7 +154,7 @@ def test_streams_survive_a_real_restart(tmp_path: Path) -> None:
 
 
 def serve_batch(values: np.ndarray) -> dict:
-    with serve("asgi", Settings(models_dir=Path("/nonexistent"))) as c:
+    with serve("asgi", Settings(**DETECTOR)) as c:
         return c.post("/predict/anomaly", json={"values": values.tolist()}).json()
 
 
@@ -162,9 +166,36 @@ def test_default_method_finds_the_nyc_taxi_anomalies_through_http() -> None:
 
     timestamps, values = load_nab_series(NAB)
     windows = load_nab_windows(NAB)
-    with serve("asgi", Settings(models_dir=COMMITTED_MODELS, models=["anomaly"])) as c:
+    with serve("asgi", Settings(**DETECTOR)) as c:
         response = c.post("/predict/anomaly", json={"values": values.tolist()})
     flags = np.array(response.json()["is_anomaly"])
     result = evaluate(flags, timestamps, windows)
     print(f"\nnyc_taxi, nearest_context: {result['windows_detected']}/5 windows, {result['false_alarm_regions']} false")
     assert result["windows_detected"] == 5 and result["false_alarm_regions"] <= 3
+
+
+def test_the_detector_is_a_listed_model_with_its_settings_and_nab_score(client) -> None:
+    info = client.get("/models/nearest_context").json()
+    assert info["state"] == "ready" and info["task"] == "anomaly-detection/timeseries"
+    assert info["input"]["detector"] == asdict(DEFAULT) and "nab_standard" in info["metrics"]
+    body = client.post("/predict/anomaly", json={"values": seasonal()[:400].tolist()}).json()
+    assert body["model"] == {"name": "nearest_context", "version": info["version"]}
+
+
+def test_a_version_of_the_detector_can_be_pinned(tmp_path: Path) -> None:
+    """X-Model-Version serves another version's settings: here one whose threshold is 4x the default."""
+    models = tmp_path / "models"
+    shutil.copytree(COMMITTED_MODELS / "nearest_context", models / "nearest_context")
+    (models / "nearest_context" / "promoted.json").unlink(missing_ok=True)
+    served = max(int(v.name) for v in (models / "nearest_context").iterdir() if v.name.isdigit())
+    strict = models / "nearest_context" / "0"
+    shutil.copytree(models / "nearest_context" / str(served), strict)
+    entry = json.loads((strict / "model.json").read_text())
+    (strict / "model.json").write_text(json.dumps({**entry, "version": "0", "path": "nearest_context/0"}))
+    (strict / "detector.json").write_text(json.dumps({**asdict(DEFAULT), "threshold": 4 * DEFAULT.threshold}))
+    values = {"values": seasonal().tolist()}
+    with serve("asgi", Settings(models_dir=models)) as c:
+        default = c.post("/predict/anomaly", json=values).json()
+        pinned = c.post("/predict/anomaly", json=values, headers={"X-Model-Version": "0"}).json()
+    assert default["model"]["version"] == str(served) and pinned["model"]["version"] == "0"
+    assert pinned["threshold"] == 4 * default["threshold"] and pinned["scores"] == default["scores"]

@@ -166,6 +166,18 @@ def test_anomaly_series_matches_predict_anomaly(client, http) -> None:
     assert result.as_numpy("threshold").tolist() == [task["threshold"]]
 
 
+def test_the_default_anomaly_detector_matches_predict_anomaly(client, http) -> None:
+    values = np.array(json.loads((EXAMPLES / "series.json").read_text())["values"], dtype=np.float64)
+    task = http.post("/predict/anomaly", json={"values": values.tolist()}).json()
+    meta = client.get_model_metadata("nearest_context")
+    assert meta["inputs"][0]["parameters"]["warmup"] == task["warmup"]
+    tensor = triton.InferInput("values", [1, len(values)], "FP64").set_data_from_numpy(values[np.newaxis])
+    result = client.infer("nearest_context", [tensor])
+    np.testing.assert_allclose(result.as_numpy("scores")[0], task["scores"], rtol=1e-12)
+    assert result.as_numpy("is_anomaly")[0].tolist() == task["is_anomaly"] and any(task["is_anomaly"])
+    assert result.as_numpy("threshold").tolist() == [task["threshold"]]
+
+
 def v2_error(response: httpx.Response, status: int) -> str:
     """The protocol's error form: this status, a JSON body that is exactly {"error": message}."""
     assert response.status_code == status, response.text

@@ -8,13 +8,15 @@ from typing import Annotated
 import numpy as np
 from fastapi import APIRouter, Depends, Path, Request, Response
 
-from app.api.deps import InferenceDep, LimiterDep, require_json
+from app.api.deps import InferenceDep, LimiterDep, RegistryDep, require_json
 from app.api.openapi import error_responses
 from app.config import Settings
-from app.errors import PayloadTooLarge
+from app.errors import ModelNotInstalled, ModelNotReady, PayloadTooLarge
 from app.families.anomaly import series, streams
+from app.families.anomaly.context_runtime import NearestContextRuntime
 from app.families.anomaly.detector import DEFAULT, alarm_limits
 from app.families.anomaly.schemas import StreamInfo, StreamList, StreamPointsRequest, StreamPointsResponse
+from app.registry import ModelRegistry
 
 router = APIRouter(prefix="/anomaly/streams", tags=["anomaly streams"])
 
@@ -26,29 +28,38 @@ async def get_store(request: Request) -> streams.StreamStore:
 
 
 StoreDep = Annotated[streams.StreamStore, Depends(get_store)]
+MODEL = "nearest_context"  # the model whose settings score the streams
+MODEL_ERRORS = ("model_not_ready", "model_not_installed")
 
 
-def _info(info: streams.StreamInfo) -> StreamInfo:
+def detector(registry: ModelRegistry) -> NearestContextRuntime:
+    return registry.runtime(MODEL, NearestContextRuntime)
+
+
+def _info(info: streams.StreamInfo, warmup: int) -> StreamInfo:
     return StreamInfo(
         series_id=info.series_id,
         points=info.points,
-        status="warming_up" if info.warming_up else "ready",
+        status="warming_up" if info.points < warmup else "ready",
         sensitivity=info.sensitivity,
         created=datetime.fromtimestamp(info.created, UTC),
         updated=datetime.fromtimestamp(info.updated, UTC),
     )
 
 
-def _append(store: streams.StreamStore, series_id: str, body: StreamPointsRequest) -> StreamPointsResponse:
+def _append(
+    store: streams.StreamStore, runtime: NearestContextRuntime, series_id: str, body: StreamPointsRequest
+) -> StreamPointsResponse:
     values = np.asarray(body.values, dtype=np.float64)
     if body.timestamps is not None:
         series.check_timestamps(body.timestamps)
-    info, scored, first = store.append(series_id, values, body.timestamps, body.sensitivity)
-    threshold, _ = alarm_limits(DEFAULT, info.sensitivity)
+    config = runtime.config
+    info, scored, first = store.append(series_id, values, body.timestamps, body.sensitivity, config)
+    threshold, _ = alarm_limits(config, info.sensitivity)
     regions = series.alarm_regions(scored.alarm, scored.score, threshold)
     return StreamPointsResponse(
         **vars(series.points(scored, values)),
-        stream=_info(info),
+        stream=_info(info, config.warmup),
         first_index=first,
         threshold=threshold,
         regions=series.regions_with_times(regions, body.timestamps, at=first),
@@ -59,7 +70,7 @@ def _append(store: streams.StreamStore, series_id: str, body: StreamPointsReques
     "/{series_id}/points",
     response_model=StreamPointsResponse,
     responses=error_responses(
-        "malformed_body", "unsupported_media_type", "invalid_input", "overloaded", "too_many_streams"
+        "malformed_body", "unsupported_media_type", "invalid_input", "overloaded", "too_many_streams", *MODEL_ERRORS
     ),
     dependencies=[Depends(require_json)],
 )
@@ -68,6 +79,7 @@ async def append_points(
     body: StreamPointsRequest,
     request: Request,
     store: StoreDep,
+    registry: RegistryDep,
     limiter: LimiterDep,
     inference: InferenceDep,
 ) -> StreamPointsResponse:
@@ -79,20 +91,32 @@ async def append_points(
             "(DEEPSERVE_MAX_STREAM_POINTS): send them in parts.",
             {"max_points": settings.max_stream_points, "points": len(body.values)},
         )
-    with limiter.slot(series.cost(len(body.values))):
-        return await inference.offload(_append, store, series_id, body)
+    runtime = detector(registry)
+    past = runtime.config.history + runtime.config.embed  # at most: a stream's new points meet its kept tail
+    with limiter.slot(runtime.points_cost(len(body.values), past)):
+        return await inference.offload(_append, store, runtime, series_id, body)
+
+
+def warmup(registry: ModelRegistry) -> int:
+    """The served detector's warm-up (the code's default while it is not loaded: listing needs no model)."""
+    try:
+        return detector(registry).config.warmup
+    except (ModelNotInstalled, ModelNotReady):
+        return DEFAULT.warmup
 
 
 @router.get("", response_model=StreamList, responses=error_responses())
-async def list_streams(store: StoreDep, inference: InferenceDep) -> StreamList:
+async def list_streams(store: StoreDep, registry: RegistryDep, inference: InferenceDep) -> StreamList:
     """Every stream, with its point count and status."""
-    return StreamList(streams=[_info(i) for i in await inference.offload(store.list)])
+    return StreamList(streams=[_info(i, warmup(registry)) for i in await inference.offload(store.list)])
 
 
 @router.get("/{series_id}", response_model=StreamInfo, responses=error_responses("invalid_input", "stream_not_found"))
-async def get_stream(series_id: SeriesId, store: StoreDep, inference: InferenceDep) -> StreamInfo:
+async def get_stream(
+    series_id: SeriesId, store: StoreDep, registry: RegistryDep, inference: InferenceDep
+) -> StreamInfo:
     """One stream's point count and status."""
-    return _info(await inference.offload(store.get, series_id))
+    return _info(await inference.offload(store.get, series_id), warmup(registry))
 
 
 @router.delete(

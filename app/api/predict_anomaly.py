@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from app.api.deps import InferenceDep, LimiterDep, RegistryDep, VersionHeader, require_json
 from app.api.openapi import error_responses
-from app.families.anomaly import series
+from app.families.anomaly.context_runtime import NearestContextRuntime
 from app.families.anomaly.runtime import AnomalyRuntime
 from app.families.anomaly.schemas import AnomalyRequest, AnomalyResponse, SeriesAnomalyResponse
 
@@ -38,10 +38,10 @@ async def predict_anomaly(
     version: VersionHeader = None,
 ) -> BaseModel:
     """Any series, scored on its own past (causal by default): per-point scores, alarms, expected values and bands,
-    alarm regions. `method: autoencoder` scores with the committed nyc_taxi model instead (X-Model-Version pins
-    one of its versions)."""
+    alarm regions. `method: autoencoder` scores with the committed nyc_taxi model instead. X-Model-Version pins
+    a version of the method's model (nearest_context or anomaly)."""
     if body.method == "autoencoder":
-        runtime = await registry.pin(registry.runtime("anomaly", AnomalyRuntime), version)
-        return await inference.serve(runtime, body, limiter)
-    with limiter.slot(series.cost(len(body.values))):
-        return await inference.offload(series.respond, body)
+        runtime: AnomalyRuntime | NearestContextRuntime = registry.runtime("anomaly", AnomalyRuntime)
+    else:
+        runtime = registry.runtime("nearest_context", NearestContextRuntime)
+    return await inference.serve(await registry.pin(runtime, version), body, limiter)

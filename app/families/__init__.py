@@ -12,7 +12,8 @@ from app.families.family import Family
 from app.families.runtime import Runtime
 from app.manifest import ManifestEntry
 
-# The first registered family of a task that is ready is that task's default model (minilm, distilbert, then lstm).
+# The first registered family of a task that is ready is that task's default model (minilm, distilbert, then lstm;
+# nearest_context, then the anomaly autoencoder).
 FAMILIES: dict[str, Family] = {
     family.name: family
     for family in [
@@ -22,6 +23,7 @@ FAMILIES: dict[str, Family] = {
         minilm.FAMILY,
         distilbert.FAMILY,
         lstm.FAMILY,
+        anomaly.NEAREST_CONTEXT,
         anomaly.FAMILY,
     ]
 }

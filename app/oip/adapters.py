@@ -15,6 +15,8 @@ from pydantic import ValidationError
 
 from app.config import Settings
 from app.errors import InvalidInput, echo
+from app.families.anomaly.context_runtime import NearestContextRuntime
+from app.families.anomaly.detector import alarm_limits
 from app.families.anomaly.runtime import AnomalyRuntime
 from app.families.anomaly.schemas import AnomalyRequest
 from app.families.digit.runtime import DigitOutput, DigitRuntime
@@ -168,6 +170,29 @@ class SentimentAdapter(Adapter):
         ]
 
 
+def series_request(inputs: dict[str, Tensor], method: str) -> AnomalyRequest:
+    """The one `values` tensor (FP32 or FP64, shape [n] or [1, n]) as the request POST /predict/anomaly takes."""
+    tensor = one_of(inputs, {"values": ("FP32", "FP64")})
+    if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[0] != 1):
+        raise InvalidInput(f"Input 'values' must have shape [n] or [1, n] (one series), not {list(tensor.shape)}.")
+    try:
+        values = tensor.data.reshape(-1).astype(np.float64).tolist()
+        return AnomalyRequest(values=values, method=method)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise InvalidInput(f"Input 'values' is not a series the model can score: {summary(exc)}") from exc
+
+
+SERIES_OUTPUTS = [meta("scores", "FP64", [1, -1]), meta("is_anomaly", "BOOL", [1, -1]), meta("threshold", "FP64", [1])]
+
+
+def series_tensors(scores: np.ndarray, flags: np.ndarray, threshold: float) -> list[Tensor]:
+    return [
+        Tensor.of("scores", scores[np.newaxis], "FP64"),
+        Tensor.of("is_anomaly", flags[np.newaxis], "BOOL"),
+        Tensor.of("threshold", np.array([threshold]), "FP64"),
+    ]
+
+
 class AnomalyAdapter(Adapter):
     """One series (FP32 or FP64 `values`, shape [n] or [1, n]) scored as POST /predict/anomaly scores it."""
 
@@ -175,23 +200,30 @@ class AnomalyAdapter(Adapter):
         return [meta("values", "FP32", [1, -1], window=runtime.window, description="one series, oldest first")]
 
     def outputs(self, runtime: AnomalyRuntime) -> list[TensorMetadata]:
-        return [meta("scores", "FP64", [1, -1]), meta("is_anomaly", "BOOL", [1, -1]), meta("threshold", "FP64", [1])]
+        return SERIES_OUTPUTS
 
     async def infer(self, runtime: AnomalyRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
-        tensor = one_of(inputs, {"values": ("FP32", "FP64")})
-        if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[0] != 1):
-            raise InvalidInput(f"Input 'values' must have shape [n] or [1, n] (one series), not {list(tensor.shape)}.")
-        try:
-            values = tensor.data.reshape(-1).astype(np.float64).tolist()
-            request = AnomalyRequest(values=values, method="autoencoder")  # what this runtime is
-        except ValidationError as exc:
-            raise InvalidInput(f"Input 'values' is not a series the model can score: {summary(exc)}") from exc
+        request = series_request(inputs, "autoencoder")  # what this runtime is
         [out] = await serving.inference.outputs(runtime, request, serving.limiter)
-        return [
-            Tensor.of("scores", out.scores[np.newaxis], "FP64"),
-            Tensor.of("is_anomaly", out.flags[np.newaxis], "BOOL"),
-            Tensor.of("threshold", np.array([out.threshold]), "FP64"),
-        ]
+        return series_tensors(out.scores, out.flags, out.threshold)
+
+
+class SeriesAdapter(Adapter):
+    """One series scored as POST /predict/anomaly's default method scores it (causal, sensitivity 0.5; the
+    warm-up points score 0)."""
+
+    def inputs(self, runtime: NearestContextRuntime) -> list[TensorMetadata]:
+        warmup = runtime.config.warmup
+        return [meta("values", "FP32", [1, -1], warmup=warmup, description="one series, oldest first, any scale")]
+
+    def outputs(self, runtime: NearestContextRuntime) -> list[TensorMetadata]:
+        return SERIES_OUTPUTS
+
+    async def infer(self, runtime: NearestContextRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
+        request = series_request(inputs, "nearest_context")
+        [out] = await serving.inference.outputs(runtime, request, serving.limiter)
+        threshold, _ = alarm_limits(runtime.config, request.sensitivity)
+        return series_tensors(np.nan_to_num(out.scored.score, nan=0.0), out.scored.alarm, threshold)
 
 
 ADAPTERS: list[tuple[type[Runtime], Adapter]] = [
@@ -199,6 +231,7 @@ ADAPTERS: list[tuple[type[Runtime], Adapter]] = [
     (ImageClassifier, ClassifierAdapter()),
     (SentimentRuntime, SentimentAdapter()),
     (AnomalyRuntime, AnomalyAdapter()),
+    (NearestContextRuntime, SeriesAdapter()),
 ]
 
 

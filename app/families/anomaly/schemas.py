@@ -115,6 +115,7 @@ class SeriesAnomalyResponse(PointColumns):
         description="Each alarm and the points after it still at or over the threshold, first and last inclusive."
     )
     sampling: Sampling | None = Field(None, description="With timestamps: spacing and gaps.")
+    model: ModelRef = Field(description="The detector's settings that answered (models/nearest_context).")
 
 
 class StreamPointsRequest(BaseModel):

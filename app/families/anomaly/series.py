@@ -1,7 +1,7 @@
 """One series through the per-series detector, as a person reads it: per point, alarm regions, sampling report.
 
-Framework-free: the route (app/api/predict_anomaly.py) and the streams (app/families/anomaly/streams.py) both
-answer with what this module computes from `detector.Scored`.
+Framework-free: the runtime (app/families/anomaly/context_runtime.py) and the streams route
+(app/api/anomaly_streams.py) both answer with what this module computes from `detector.Scored`.
 """
 
 from __future__ import annotations
@@ -12,19 +12,10 @@ from datetime import datetime
 import numpy as np
 
 from app.errors import InvalidInput
-from app.families.anomaly.detector import DEFAULT, Detector, DetectorState, Scored, alarm_limits
-from app.families.anomaly.schemas import AlarmRegion, AnomalyRequest, Sampling, SeriesAnomalyResponse
+from app.families.anomaly.detector import DEFAULT, Detector, DetectorConfig, DetectorState, Scored
+from app.families.anomaly.schemas import AlarmRegion, Sampling
 
 MAX_GAPS_LISTED = 100
-# Working memory of one series: the distance matrices of one block (256 x ~3,300 float64 each) and, per point,
-# the detector's arrays and the response's seven lists. Python's allocation peak (tracemalloc, series.respond and
-# the JSON body) was 4.8 MB at 1,000 points, 13.8 MB at 5,000 and 14.6 MB at 20,000; this charges about twice that.
-FIXED_BYTES = 24 * 2**20
-BYTES_PER_POINT = 400
-
-
-def cost(length: int) -> int:
-    return FIXED_BYTES + BYTES_PER_POINT * length
 
 
 @dataclass(frozen=True)
@@ -75,25 +66,33 @@ def alarm_regions(alarm: np.ndarray, score: np.ndarray, threshold: float) -> lis
     return regions
 
 
-def min_length(causal: bool) -> int:
+def min_length(causal: bool, config: DetectorConfig = DEFAULT) -> int:
     """Fewest points a series needs: one scored point after the warm-up; non-causal mode also scores the warm-up
     from the points after it, so it needs a second warm-up's worth."""
-    return DEFAULT.warmup + 1 if causal else 2 * DEFAULT.warmup
+    return config.warmup + 1 if causal else 2 * config.warmup
 
 
-def score_series(values: np.ndarray, sensitivity: float = 0.5, causal: bool = True) -> Scored:
-    """Causal: every point from the points before it (the first DEFAULT.warmup are warm-up). Non-causal: the
-    warm-up points are scored too, by the detector run backwards in time from the end of the series."""
-    if len(values) < min_length(causal):
+def check_length(length: int, causal: bool, config: DetectorConfig = DEFAULT) -> None:
+    """422 for a series too short to score."""
+    needed = min_length(causal, config)
+    if length < needed:
         raise InvalidInput(
-            f"The series has {len(values)} values; at least {min_length(causal)} are needed "
-            f"({DEFAULT.warmup} to learn the series from{'' if causal else ', twice in non-causal mode'}).",
-            {"min_length": min_length(causal), "length": len(values)},
+            f"The series has {length} values; at least {needed} are needed "
+            f"({config.warmup} to learn the series from{'' if causal else ', twice in non-causal mode'}).",
+            {"min_length": needed, "length": length},
         )
-    forward = Detector(sensitivity=sensitivity).update(DetectorState(), values)
+
+
+def score_series(
+    values: np.ndarray, sensitivity: float = 0.5, causal: bool = True, config: DetectorConfig = DEFAULT
+) -> Scored:
+    """Causal: every point from the points before it (the first config.warmup are warm-up). Non-causal: the
+    warm-up points are scored too, by the detector run backwards in time from the end of the series."""
+    check_length(len(values), causal, config)
+    forward = Detector(config, sensitivity).update(DetectorState(), values)
     if causal:
         return forward
-    backward = Detector(sensitivity=sensitivity).update(DetectorState(), values[::-1])
+    backward = Detector(config, sensitivity).update(DetectorState(), values[::-1])
     warm = forward.warming_up
     parts = [np.where(warm, getattr(backward, name)[::-1], getattr(forward, name)) for name in Scored.FIELDS]
     return Scored(*parts)
@@ -139,20 +138,3 @@ def regions_with_times(regions: list[tuple[int, int]], times: list[datetime] | N
         )
         for a, b in regions
     ]
-
-
-def respond(request: AnomalyRequest) -> SeriesAnomalyResponse:
-    """POST /predict/anomaly with method nearest_context (CPU work: run it on the worker pool)."""
-    sampling = check_timestamps(request.timestamps) if request.timestamps is not None else None
-    values = np.asarray(request.values, dtype=np.float64)
-    scored = score_series(values, request.sensitivity, causal=request.mode == "causal")
-    threshold, _ = alarm_limits(DEFAULT, request.sensitivity)
-    return SeriesAnomalyResponse(
-        **vars(points(scored, values)),
-        mode=request.mode,
-        sensitivity=request.sensitivity,
-        threshold=threshold,
-        warmup=DEFAULT.warmup,
-        regions=regions_with_times(alarm_regions(scored.alarm, scored.score, threshold), request.timestamps),
-        sampling=sampling,
-    )

@@ -2,8 +2,10 @@
 nothing is lost across restarts.
 
 One table, one row per stream (its detector state is a few tens of KB whatever the stream's length: the detector
-keeps a bounded tail). Every operation takes the store's lock and commits before it returns; the file is opened on
-first use, so a service that never sees a stream never creates it.
+keeps a bounded tail). An append holds its stream's own lock from reading the state to writing it back, so points
+sent to one stream are scored in order and none is lost, while other streams are scored at the same time; each
+SQL statement holds the connection's lock only while it runs. Every write commits before the call returns; the
+file is opened on first use, so a service that never sees a stream never creates it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -18,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import InvalidInput, StreamNotFound, TooManyStreams
-from app.families.anomaly.detector import DEFAULT, Detector, DetectorState, Scored
+from app.families.anomaly.detector import Detector, DetectorConfig, DetectorState, Scored
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS streams (
@@ -38,25 +42,61 @@ class StreamInfo:
     series_id: str
     points: int
     sensitivity: float
-    warming_up: bool
     created: float  # unix seconds
     updated: float
+
+
+class StreamLocks:
+    """One lock per stream id, created on first use and dropped when nobody holds or waits for it (so ids that
+    come and go do not pile up)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, int]] = {}  # id -> (lock, holders and waiters)
+
+    @contextmanager
+    def hold(self, series_id: str) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(series_id, (threading.Lock(), 0))
+            self._locks[series_id] = (lock, users + 1)
+        try:
+            with lock:
+                yield
+        finally:
+            with self._guard:
+                lock, users = self._locks[series_id]
+                if users == 1:
+                    del self._locks[series_id]
+                else:
+                    self._locks[series_id] = (lock, users - 1)
 
 
 class StreamStore:
     def __init__(self, path: Path, max_streams: int) -> None:
         self.path, self.max_streams = path, max_streams
-        self._lock = threading.Lock()
+        self.locks = StreamLocks()
+        self._db_lock = threading.Lock()  # the connection: one statement at a time
         self._db: sqlite3.Connection | None = None
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute(SCHEMA)
-        return self._db
+    @contextmanager
+    def _conn(self) -> Iterator[sqlite3.Connection]:
+        with self._db_lock:
+            if self._db is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                self._db.execute("PRAGMA journal_mode=WAL")
+                self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute(SCHEMA)
+            yield self._db
+
+    def _check_room(self, db: sqlite3.Connection) -> None:
+        (count,) = db.execute("SELECT COUNT(*) FROM streams").fetchone()
+        if count >= self.max_streams:
+            raise TooManyStreams(
+                f"The service holds {count} streams, its limit (DEEPSERVE_MAX_STREAMS); delete some first.",
+                {"max_streams": self.max_streams},
+                headers={"Retry-After": "60"},
+            )
 
     def append(
         self,
@@ -64,23 +104,21 @@ class StreamStore:
         values: np.ndarray,
         times: list[datetime] | None,
         sensitivity: float | None,
+        config: DetectorConfig,
     ) -> tuple[StreamInfo, Scored, int]:
-        """Score `values` after the stream's points (creating it at the first call): (the stream after them, their
-        scores, the stream index of the first of them)."""
-        with self._lock:
-            db = self._conn()
-            row = db.execute(
-                "SELECT sensitivity, points, last_time, created, state FROM streams WHERE id = ?", (series_id,)
-            ).fetchone()
+        """Score `values` after the stream's points (creating it at the first call) with a detector of `config`
+        (the served nearest_context model's): (the stream after them, their scores, the stream index of the first
+        of them)."""
+        with self.locks.hold(series_id):
+            with self._conn() as db:
+                row = db.execute(
+                    "SELECT sensitivity, points, last_time, created, state FROM streams WHERE id = ?", (series_id,)
+                ).fetchone()
+                if row is None:
+                    self._check_room(db)
             now = time.time()
-            if row is None:
-                (count,) = db.execute("SELECT COUNT(*) FROM streams").fetchone()
-                if count >= self.max_streams:
-                    raise TooManyStreams(
-                        f"The service holds {count} streams, its limit (DEEPSERVE_MAX_STREAMS); delete some first.",
-                        {"max_streams": self.max_streams},
-                        headers={"Retry-After": "60"},
-                    )
+            new = row is None
+            if new:
                 row = (0.5 if sensitivity is None else sensitivity, 0, None, now, None)
             stored_sensitivity, points, last_time, created, blob = row
             sensitivity = stored_sensitivity if sensitivity is None else sensitivity
@@ -91,50 +129,46 @@ class StreamStore:
                     {"last_time": datetime.fromtimestamp(last_time).astimezone().isoformat()},
                 )
             state = DetectorState.from_bytes(blob) if blob is not None else DetectorState()
-            scored = Detector(sensitivity=sensitivity).update(state, values)
+            scored = Detector(config, sensitivity).update(state, values)  # the CPU work: no store-wide lock
             last_time = seconds[-1] if seconds else last_time
-            db.execute(
-                "INSERT OR REPLACE INTO streams (id, sensitivity, points, last_time, created, updated, state) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (series_id, sensitivity, state.seen, last_time, created, now, state.to_bytes()),
-            )
+            with self._conn() as db:
+                if new:
+                    self._check_room(db)  # streams created meanwhile count too
+                db.execute(
+                    "INSERT OR REPLACE INTO streams (id, sensitivity, points, last_time, created, updated, state) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (series_id, sensitivity, state.seen, last_time, created, now, state.to_bytes()),
+                )
             return self._info(series_id, state.seen, sensitivity, created, now), scored, points
 
     def list(self) -> list[StreamInfo]:
-        with self._lock:
-            rows = (
-                self._conn()
-                .execute("SELECT id, points, sensitivity, created, updated FROM streams ORDER BY id")
-                .fetchall()
-            )
+        with self._conn() as db:
+            rows = db.execute("SELECT id, points, sensitivity, created, updated FROM streams ORDER BY id").fetchall()
         return [self._info(*row) for row in rows]
 
     def get(self, series_id: str) -> StreamInfo:
-        with self._lock:
-            row = (
-                self._conn()
-                .execute("SELECT id, points, sensitivity, created, updated FROM streams WHERE id = ?", (series_id,))
-                .fetchone()
-            )
+        with self._conn() as db:
+            query = "SELECT id, points, sensitivity, created, updated FROM streams WHERE id = ?"
+            row = db.execute(query, (series_id,)).fetchone()
         if row is None:
             raise self._unknown(series_id)
         return self._info(*row)
 
     def delete(self, series_id: str) -> None:
-        with self._lock:
-            deleted = self._conn().execute("DELETE FROM streams WHERE id = ?", (series_id,)).rowcount
+        with self.locks.hold(series_id), self._conn() as db:
+            deleted = db.execute("DELETE FROM streams WHERE id = ?", (series_id,)).rowcount
         if not deleted:
             raise self._unknown(series_id)
 
     def close(self) -> None:
-        with self._lock:
+        with self._db_lock:
             if self._db is not None:
                 self._db.close()
                 self._db = None
 
     @staticmethod
     def _info(series_id: str, points: int, sensitivity: float, created: float, updated: float) -> StreamInfo:
-        return StreamInfo(series_id, points, sensitivity, points < DEFAULT.warmup, created, updated)
+        return StreamInfo(series_id, points, sensitivity, created, updated)
 
     @staticmethod
     def _unknown(series_id: str) -> StreamNotFound:

@@ -1,0 +1,99 @@
+"""The per-series nearest-context detector as a served model: its artifact is the DetectorConfig (detector.json)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from app.families.anomaly import series
+from app.families.anomaly.detector import DetectorConfig, Scored, alarm_limits
+from app.families.anomaly.schemas import AnomalyRequest, Sampling, SeriesAnomalyResponse
+from app.families.runtime import Runtime
+
+# Working memory (python -m bench.cost_factors --family nearest_context; peak RSS growth of decode + predict after
+# warm-up): +4.7 MB at 1,000 points, +6.5 MB at 5,000, +9.0 MB at 20,000 with the v2 settings (v1, history 3,000:
+# +4.8, +20.1, +21.1 MB). It is the distance matrices of one block of points against its candidate contexts (a few
+# float64 block x (history + embed) arrays alive at once), then per point the detector's output arrays; the
+# estimate below is 9.0 / 9.9 / 12.8 MB (v2).
+MATRICES = 4
+BYTES_PER_POINT = 200
+FIXED_BYTES = 2**20
+
+
+@dataclass(frozen=True)
+class SeriesInput:
+    values: np.ndarray
+    sensitivity: float
+    causal: bool
+    sampling: Sampling | None  # with timestamps: their spacing and gaps
+
+
+@dataclass(frozen=True)
+class SeriesOutput:
+    scored: Scored
+    sampling: Sampling | None
+
+
+class NearestContextRuntime(Runtime[AnomalyRequest, SeriesInput, SeriesOutput]):
+    kind = "anomaly-nearest-context"
+    batchable = False  # one series is one block-wise pass; there is nothing to share between requests
+
+    def load(self) -> None:
+        raw = json.loads(self.file("config").read_text())
+        unknown = set(raw) - {f.name for f in fields(DetectorConfig)}
+        if unknown:
+            raise ValueError(f"unknown detector settings {sorted(unknown)}")
+        self.config = DetectorConfig(**raw)
+
+    def warmup(self) -> None:
+        values = np.sin(np.arange(series.min_length(True, self.config)) / 10.0)
+        self.predict([SeriesInput(values, 0.5, True, None)])
+
+    def points_cost(self, points: int, past: int = 0) -> int:
+        """Bytes of working memory for scoring `points` points after `past` points already seen (a stream's)."""
+        c = self.config
+        matrices = MATRICES * 8 * min(c.block, points) * min(c.history + c.embed, points + past)
+        return FIXED_BYTES + matrices + BYTES_PER_POINT * points
+
+    def cost(self, request: AnomalyRequest) -> int:
+        return self.points_cost(len(request.values))
+
+    def decode(self, request: AnomalyRequest) -> list[SeriesInput]:
+        sampling = series.check_timestamps(request.timestamps) if request.timestamps is not None else None
+        causal = request.mode == "causal"
+        series.check_length(len(request.values), causal, self.config)
+        values = np.asarray(request.values, dtype=np.float64)
+        return [SeriesInput(values, request.sensitivity, causal, sampling)]
+
+    def predict(self, batch: list[SeriesInput]) -> list[SeriesOutput]:
+        return [
+            SeriesOutput(series.score_series(x.values, x.sensitivity, x.causal, self.config), x.sampling) for x in batch
+        ]
+
+    def encode(self, request: AnomalyRequest, outputs: list[SeriesOutput]) -> SeriesAnomalyResponse:
+        [out] = outputs
+        values = np.asarray(request.values, dtype=np.float64)
+        threshold, _ = alarm_limits(self.config, request.sensitivity)
+        regions = series.alarm_regions(out.scored.alarm, out.scored.score, threshold)
+        return SeriesAnomalyResponse(
+            **vars(series.points(out.scored, values)),
+            mode=request.mode,
+            sensitivity=request.sensitivity,
+            threshold=threshold,
+            warmup=self.config.warmup,
+            regions=series.regions_with_times(regions, request.timestamps),
+            sampling=out.sampling,
+            model=self.ref(),
+        )
+
+    def input_description(self) -> dict[str, Any]:
+        return {
+            "values": f"finite floats, any scale, at least {series.min_length(True, self.config)} points "
+            f"(causal; {series.min_length(False, self.config)} non-causal)",
+            "timestamps": "optional ISO 8601 strings, strictly increasing, one per value (gaps are reported)",
+            "sensitivity": "0 to 1, 0.5 by default",
+            "detector": asdict(self.config),
+        }
