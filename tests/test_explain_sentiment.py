@@ -64,11 +64,12 @@ def test_hiding_the_top_3_words_hurts_more_than_random_on_the_session_model(lstm
 
 @pytest.mark.real_data
 @pytest.mark.skipif(not SST2.exists(), reason="../shared/data/sst2 is absent")
-def test_on_sst2_sentences_hiding_the_top_3_words_hurts_more_than_random() -> None:
+@pytest.mark.parametrize("name", ["lstm", "minilm"])
+def test_on_sst2_sentences_hiding_the_top_3_words_hurts_more_than_random(name: str) -> None:
     with SST2.open() as f:
         sentences = [row["sentence"] for row in csv.DictReader(f, delimiter="\t") if len(row["sentence"].split()) >= 8]
     texts = sentences[:300]
-    top, rand = hide_words(explainer(COMMITTED_MODELS), texts)
-    print(f"SST-2 validation, {len(texts)} sentences of 8+ words, committed LSTM: predicted class probability "
+    top, rand = hide_words(explainer(COMMITTED_MODELS, name), texts)
+    print(f"SST-2 validation, {len(texts)} sentences of 8+ words, committed {name}: predicted class probability "
           f"{top:.3f} (top 3 words left out) vs {rand:.3f} (3 random words)")  # fmt: skip
     assert top < rand - 0.05
