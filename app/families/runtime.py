@@ -97,7 +97,7 @@ class ShrinkingSession:
         return getattr(self.session, name)
 
 
-def onnx_session(path: Path, threads: int, shrink_arena: bool = False):
+def onnx_session(path: Path, threads: int, shrink_arena: bool = False, spinning: bool = False):
     """An ONNX Runtime CPU session (or CUDA when the GPU build of onnxruntime is installed); with `shrink_arena`,
     a ShrinkingSession (for variable input shapes)."""
     import onnxruntime as ort
@@ -105,9 +105,9 @@ def onnx_session(path: Path, threads: int, shrink_arena: bool = False):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    # Idle intra-op threads sleep instead of spinning for work: several requests run sessions at once on the worker
-    # pool, and spinning threads burn the cores those requests (and the event loop) need.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    # Idle intra-op threads sleep instead of spinning for work (unless `spinning`): several requests run sessions at
+    # once on the worker pool, and spinning threads burn the cores those requests (and the event loop) need.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     available = ort.get_available_providers()
     providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
     session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
