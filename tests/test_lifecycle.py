@@ -125,3 +125,18 @@ def test_a_request_can_pin_a_version_and_pinned_versions_are_bounded(models: Pat
         headers = png["headers"] | {"x-model-version": "9"}
         missing = client.post("/predict/digit", content=png["content"], headers=headers)
         assert missing.status_code == 404 and missing.json()["error"]["detail"]["versions"] == ["1", "2", "3"]
+
+
+def test_every_committed_version_has_its_familys_headline_metric_so_promotion_can_compare() -> None:
+    from app.promotion import headline, metric
+    from tests.support.paths import COMMITTED_MODELS
+
+    manifest = read_manifest(COMMITTED_MODELS)
+    names = {entry.name for entry in manifest.served().values()}
+    missing = [
+        f"{entry.name} v{entry.version}: {headline(entry.name)}"
+        for name in sorted(names)
+        for entry in manifest.versions(name)
+        if metric(entry, headline(name)) is None
+    ]
+    assert not missing, missing

@@ -2,9 +2,9 @@
 
 - the pipeline from the package's pretrained MiniLM, on a few hundred SST-2 phrases for one short epoch, clearly
   beats the same run from random weights (skipped without ../shared/data/sst2 or the package);
-- the committed models/minilm artifact through HTTP: the default sentiment model, right on at least 80% of the
-  negation set (tests/data/negation.tsv; it scores 83%, the LSTM 65%: the issue's target of 90% is not reached
-  yet), with the LSTM still selectable and DistilBERT still 503.
+- the committed models/minilm artifact through HTTP: the default sentiment model, right on at least 85% of the
+  negation set (tests/data/negation.tsv; v2 scores 89.6%, the LSTM 65%: the issue's target of 90% is one sentence
+  away), with the LSTM still selectable and DistilBERT still 503.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def test_committed_minilm_is_the_default_and_handles_negation() -> None:
                 assert r.json()["model"]["name"] == name
                 pairs = zip(r.json()["results"], labels[start:], strict=False)
                 right[name] += sum((x["label"] == "POSITIVE") == bool(y) for x, y in pairs)
-        assert right["minilm"] / len(texts) >= 0.8, right
+        assert right["minilm"] / len(texts) >= 0.85, right
         assert right["minilm"] >= right["lstm"] + 0.1 * len(texts), right
         distilbert = client.post("/predict/sentiment", json={"text": "hi", "model": "distilbert"})
         assert_error(distilbert, 503, "model_not_installed")

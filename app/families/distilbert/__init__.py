@@ -11,5 +11,6 @@ FAMILY = Family(
     "--imdb download  (fine-tunes distilbert-base-uncased from the Hugging Face Hub)",
     trainer="training.train_transformer",
     extra="distilbert",
+    headline="sst2_validation_accuracy",  # what promotion compares (both versions scored on SST-2 validation)
     runtime=DistilBertRuntime,
 )

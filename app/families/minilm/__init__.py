@@ -9,5 +9,6 @@ FAMILY = Family(
     endpoint='POST /predict/sentiment {"model": "minilm"}',
     install="pip install -e '.[distilbert]' && python -m training.train_transformer --base minilm "
     "--sst2 download --imdb download",
+    headline="sst2_validation_accuracy",  # what promotion compares (both versions scored on SST-2 validation)
     runtime=MiniLMRuntime,
 )
