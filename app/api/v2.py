@@ -9,7 +9,8 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.api.deps import InferenceDep, LimiterDep, RegistryDep, SettingsDep
+from app.api import deps
+from app.api.deps import RegistryDep, ServingDep
 from app.api.errors import PROTOCOL_PREFIX
 from app.api.openapi import error_responses
 from app.errors import InvalidInput, UnsupportedMediaType, echo
@@ -152,16 +153,9 @@ def version_ready(name: str, version: str, registry: RegistryDep) -> ModelReady:
 
 
 @router.post("/models/{name}/infer", response_model=InferenceResponse, responses=INFER_ERRORS, openapi_extra=INFER_BODY)
-async def infer(
-    name: str,
-    request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    limiter: LimiterDep,
-    inference: InferenceDep,
-) -> Response:
+async def infer(name: str, request: Request, serving: ServingDep) -> Response:
     """Run the served version on the request's tensors (JSON, or the binary-data extension)."""
-    return await run(await served(registry, name, None), request, Serving(inference, limiter, settings))
+    return await run(name, None, request, serving)
 
 
 @router.post(
@@ -170,26 +164,21 @@ async def infer(
     responses=INFER_ERRORS,
     openapi_extra=INFER_BODY,
 )
-async def infer_version(
-    name: str,
-    version: str,
-    request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    limiter: LimiterDep,
-    inference: InferenceDep,
-) -> Response:
+async def infer_version(name: str, version: str, request: Request, serving: ServingDep) -> Response:
     """Run this version (loaded on first use; 404 for a version not in the models folder)."""
-    return await run(await served(registry, name, version), request, Serving(inference, limiter, settings))
+    return await run(name, version, request, serving)
 
 
-async def run(runtime: Runtime, request: Request, serving: Serving) -> Response:
+async def run(name: str, version: str | None, request: Request, serving: deps.Serving) -> Response:
+    runtime = await served(serving.registry, name, version)
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media not in BODY_TYPES:
         raise UnsupportedMediaType(f"Content-Type '{echo(media)}' is not accepted: send application/json.")
     body, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
     adapter = adapter_for(runtime)
-    tensors = await adapter.infer(runtime, read_inputs(body, binary), serving)
+    tensors = await adapter.infer(
+        runtime, read_inputs(body, binary), Serving(serving.inference, serving.limiter, serving.settings)
+    )
     wanted = {o.name: o for o in body.outputs} if body.outputs else {t.name: None for t in tensors}
     unknown = sorted(set(wanted) - {t.name for t in tensors})
     if unknown:
