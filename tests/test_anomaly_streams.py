@@ -1,4 +1,5 @@
-"""app/families/anomaly/streams.py: one lock per stream, so streams progress side by side and each stays in order."""
+"""app/families/anomaly/streams.py: one lock per stream, so streams progress side by side and each stays in order;
+across processes (two stores on one file) a compare-and-swap keeps the same order."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.errors import TooManyStreams
 from app.families.anomaly.detector import DEFAULT, Detector, DetectorState
 from app.families.anomaly.streams import StreamStore
 from tests.support.seasonal import seasonal
@@ -35,12 +37,14 @@ def test_a_busy_stream_does_not_hold_up_another(tmp_path: Path) -> None:
     store.close()
 
 
-def test_concurrent_appends_to_one_stream_are_scored_in_order_with_none_lost(tmp_path: Path) -> None:
-    store = StreamStore(tmp_path / "streams.sqlite3", max_streams=10)
+def assert_scored_in_order_with_none_lost(stores: list[StreamStore]) -> None:
+    """24 appends to one stream from 6 threads, spread over `stores` (one file): every point stored once, in order."""
+    store = stores[0]
     values = seasonal()[:1200]
     parts = np.array_split(values, 24)
     with ThreadPoolExecutor(max_workers=6) as pool:
-        answers = list(pool.map(lambda part: store.append("s", part, None, None, DEFAULT), parts))
+        calls = [(stores[i % len(stores)], part) for i, part in enumerate(parts)]
+        answers = list(pool.map(lambda call: call[0].append("s", call[1], None, None, DEFAULT), calls))
     assert store.get("s").points == len(values)
     # Each request got a contiguous run of stream indices; laid end to end by first index, they cover the stream.
     ordered = sorted(zip(answers, parts, strict=True), key=lambda a: a[0][2])
@@ -51,5 +55,33 @@ def test_concurrent_appends_to_one_stream_are_scored_in_order_with_none_lost(tmp
     whole = Detector().update(DetectorState(), series)
     np.testing.assert_array_equal(np.concatenate([scored.alarm for (_, scored, _), _ in ordered]), whole.alarm)
     np.testing.assert_allclose(np.concatenate([scored.score for (_, scored, _), _ in ordered]), whole.score, rtol=1e-9)
-    assert store.locks._locks == {}  # no lock left behind
-    store.close()
+    for each in stores:
+        assert each.locks._locks == {}  # no lock left behind
+        each.close()
+
+
+def test_concurrent_appends_to_one_stream_are_scored_in_order_with_none_lost(tmp_path: Path) -> None:
+    assert_scored_in_order_with_none_lost([StreamStore(tmp_path / "streams.sqlite3", max_streams=10)])
+
+
+def test_appends_from_two_processes_to_one_stream_are_scored_in_order_with_none_lost(tmp_path: Path) -> None:
+    # Two stores on one file share nothing but the file, as two worker processes do.
+    assert_scored_in_order_with_none_lost([StreamStore(tmp_path / "streams.sqlite3", max_streams=10) for _ in range(2)])
+
+
+def test_two_processes_cannot_create_more_streams_than_the_limit(tmp_path: Path) -> None:
+    stores = [StreamStore(tmp_path / "streams.sqlite3", max_streams=3) for _ in range(2)]
+    values = seasonal()[:50]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda i: created(stores[i % 2], f"s{i}", values), range(8)))
+    assert results.count(True) == 3 and len(stores[1].list()) == 3
+    for store in stores:
+        store.close()
+
+
+def created(store: StreamStore, series_id: str, values: np.ndarray) -> bool:
+    try:
+        store.append(series_id, values, None, None, DEFAULT)
+    except TooManyStreams:
+        return False
+    return True

@@ -4,8 +4,12 @@ nothing is lost across restarts.
 One table, one row per stream (its detector state is a few tens of KB whatever the stream's length: the detector
 keeps a bounded tail). An append holds its stream's own lock from reading the state to writing it back, so points
 sent to one stream are scored in order and none is lost, while other streams are scored at the same time; each
-SQL statement holds the connection's lock only while it runs. Every write commits before the call returns; the
-file is opened on first use, so a service that never sees a stream never creates it.
+SQL statement holds the connection's lock only while it runs. Other processes (`deepserve serve --workers N`) share
+the file but not the locks, so the write-back is a compare-and-swap: it changes the row only if the row is still
+the one the append read (same point count and creation time); otherwise the append reads the stream again and
+scores its points after the other process's, at most MAX_ATTEMPTS times. The detector's CPU work never holds a
+database lock. Every write commits before the call returns; the file is opened on first use, so a service that
+never sees a stream never creates it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.errors import InvalidInput, StreamNotFound, TooManyStreams
+from app.errors import InvalidInput, Overloaded, StreamNotFound, TooManyStreams
 from app.families.anomaly.detector import Detector, DetectorConfig, DetectorState, Scored
 
 SCHEMA = """
@@ -35,6 +39,7 @@ CREATE TABLE IF NOT EXISTS streams (
     state BLOB NOT NULL
 )
 """
+MAX_ATTEMPTS = 10  # an append that lost the race to another process this often gets 429 (never seen with 2 processes)
 
 
 @dataclass(frozen=True)
@@ -109,37 +114,67 @@ class StreamStore:
         """Score `values` after the stream's points (creating it at the first call) with a detector of `config`
         (the served nearest_context model's): (the stream after them, their scores, the stream index of the first
         of them)."""
-        with self.locks.hold(series_id):
-            with self._conn() as db:
-                row = db.execute(
-                    "SELECT sensitivity, points, last_time, created, state FROM streams WHERE id = ?", (series_id,)
-                ).fetchone()
-                if row is None:
-                    self._check_room(db)
-            now = time.time()
-            new = row is None
-            if new:
-                row = (0.5 if sensitivity is None else sensitivity, 0, None, now, None)
-            stored_sensitivity, points, last_time, created, blob = row
-            sensitivity = stored_sensitivity if sensitivity is None else sensitivity
-            seconds = [t.timestamp() for t in times] if times else None
-            if seconds and last_time is not None and seconds[0] <= last_time:
-                raise InvalidInput(
-                    "The first timestamp is not after the stream's last one; timestamps must be strictly increasing.",
-                    {"last_time": datetime.fromtimestamp(last_time).astimezone().isoformat()},
-                )
-            state = DetectorState.from_bytes(blob) if blob is not None else DetectorState()
-            scored = Detector(config, sensitivity).update(state, values)  # the CPU work: no store-wide lock
-            last_time = seconds[-1] if seconds else last_time
-            with self._conn() as db:
-                if new:
-                    self._check_room(db)  # streams created meanwhile count too
-                db.execute(
-                    "INSERT OR REPLACE INTO streams (id, sensitivity, points, last_time, created, updated, state) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (series_id, sensitivity, state.seen, last_time, created, now, state.to_bytes()),
-                )
-            return self._info(series_id, state.seen, sensitivity, created, now), scored, points
+        with self.locks.hold(series_id):  # this process's appends take turns; other processes' are caught below
+            for _ in range(MAX_ATTEMPTS):
+                done = self._try_append(series_id, values, times, sensitivity, config)
+                if done is not None:
+                    return done
+        raise Overloaded(
+            f"Stream {series_id!r} kept changing under this append (other requests to it in other processes); "
+            "retry with backoff.",
+            {"series_id": series_id},
+            headers={"Retry-After": "1"},
+        )
+
+    def _try_append(
+        self,
+        series_id: str,
+        values: np.ndarray,
+        times: list[datetime] | None,
+        sensitivity: float | None,
+        config: DetectorConfig,
+    ) -> tuple[StreamInfo, Scored, int] | None:
+        """One read -> score -> compare-and-swap round of `append`; None when another process changed the stream
+        between the read and the write (nothing written)."""
+        with self._conn() as db:
+            row = db.execute(
+                "SELECT sensitivity, points, last_time, created, state FROM streams WHERE id = ?", (series_id,)
+            ).fetchone()
+            if row is None:
+                self._check_room(db)
+        now = time.time()
+        new = row is None
+        if new:
+            row = (0.5 if sensitivity is None else sensitivity, 0, None, now, None)
+        stored_sensitivity, points, last_time, created, blob = row
+        sensitivity = stored_sensitivity if sensitivity is None else sensitivity
+        seconds = [t.timestamp() for t in times] if times else None
+        if seconds and last_time is not None and seconds[0] <= last_time:
+            raise InvalidInput(
+                "The first timestamp is not after the stream's last one; timestamps must be strictly increasing.",
+                {"last_time": datetime.fromtimestamp(last_time).astimezone().isoformat()},
+            )
+        state = DetectorState.from_bytes(blob) if blob is not None else DetectorState()
+        scored = Detector(config, sensitivity).update(state, values)  # the CPU work: no lock but the stream's
+        last_time = seconds[-1] if seconds else last_time
+        with self._conn() as db:
+            if new:  # one statement: the count and the insert cannot be split by another process's insert
+                written = db.execute(
+                    "INSERT OR IGNORE INTO streams (id, sensitivity, points, last_time, created, updated, state) "
+                    "SELECT ?, ?, ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM streams) < ?",
+                    (series_id, sensitivity, state.seen, last_time, created, now, state.to_bytes(), self.max_streams),
+                ).rowcount
+                if not written:
+                    self._check_room(db)  # full: 429; else another process created the stream meanwhile
+            else:
+                written = db.execute(
+                    "UPDATE streams SET sensitivity = ?, points = ?, last_time = ?, updated = ?, state = ? "
+                    "WHERE id = ? AND points = ? AND created = ?",
+                    (sensitivity, state.seen, last_time, now, state.to_bytes(), series_id, points, created),
+                ).rowcount
+        if not written:
+            return None
+        return self._info(series_id, state.seen, sensitivity, created, now), scored, points
 
     def list(self) -> list[StreamInfo]:
         with self._conn() as db:
