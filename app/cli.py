@@ -18,12 +18,16 @@ import mimetypes
 import os
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
+import uvicorn
 
 from app.families import FAMILIES
 from app.manifest import read_manifest
@@ -51,17 +55,28 @@ def main() -> None:
     default=1,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Processes, each with its own copy of every model, limits, metrics and loaded versions (a reload reaches "
-    "only the process that receives it). One uses one core for the Python part of a request.",
+    help="Processes (DEEPSERVE_WORKERS), each with its own copy of every model and 1/N of the concurrency, memory "
+    "and rate limits; they share metrics, reloads and anomaly streams. One process uses one core for the Python "
+    "part of a request.",
 )
 @MODELS
 def serve(host: str, port: int, workers: int, models: Path) -> None:
     """Start the service (uvicorn) on the promoted models of --models."""
     os.environ["DEEPSERVE_MODELS_DIR"] = str(models)
-    command = ["uvicorn", "--factory", "app.main:create_app", "--host", host, "--port", str(port), "--no-access-log"]
-    if workers > 1:
-        command += ["--workers", str(workers)]
-    os.execvp(sys.executable, [sys.executable, "-m", *command])
+    with metrics_folder(workers):
+        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers, access_log=False)
+
+
+@contextmanager
+def metrics_folder(workers: int) -> Iterator[None]:
+    """With several workers, a fresh PROMETHEUS_MULTIPROC_DIR for the metrics files they all write (app/metrics.py),
+    set before they start and removed when they stop."""
+    if workers == 1:
+        yield
+        return
+    with tempfile.TemporaryDirectory(prefix="deepserve-metrics-") as folder:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+        yield
 
 
 @main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})

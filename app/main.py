@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         await inference.close()  # stop the micro-batching tasks before the loop closes
         streams.close()
+        inference.metrics.close()
 
     docs: dict[str, Any] = {} if settings.docs_enabled else {"docs_url": None, "redoc_url": None, "openapi_url": None}
     app = FastAPI(

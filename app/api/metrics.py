@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from app.api.deps import MetricsDep, RegistryDep
 from app.api.openapi import error_responses
@@ -26,4 +26,4 @@ def metrics(registry: RegistryDep, metrics: MetricsDep) -> Response:
     """Request counts and latencies, model call latencies and batch sizes, model readiness."""
     for name, record in registry.records.items():
         metrics.model_ready.labels(name).set(1 if record.state.value == "ready" else 0)
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

@@ -4,6 +4,7 @@ uvicorn in a subprocess on a free loopback port), and the shared error-contract 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 from anyio.from_thread import start_blocking_portal
@@ -144,6 +146,44 @@ def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
         client.close()
         server.terminate()
         server.wait(timeout=10)
+        log.close()
+
+
+@contextmanager
+def cli_client(models: Path, workers: int, env: dict[str, str]) -> Iterator[httpx.Client]:
+    """`deepserve serve --workers N` as a user starts it, on a free loopback port, with `env` added (DEEPSERVE_*
+    settings), in its own process group so that it stops with its workers. The client opens a new connection for
+    every request, so that the requests spread over the workers."""
+    port = free_port()
+    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--models", str(models)]
+    log = tempfile.TemporaryFile()
+    server = subprocess.Popen(
+        [*command, "--workers", str(workers)], cwd=ROOT, env={**os.environ, **env}, stderr=log, start_new_session=True
+    )
+    no_keep_alive = httpx.Limits(max_keepalive_connections=0)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, limits=no_keep_alive)
+    client.server_log = lambda: (log.seek(0), log.read().decode(errors="replace"))[1]  # type: ignore[attr-defined]
+    try:
+        deadline, ready = time.monotonic() + 60, 0
+        while ready < 10:  # in a row, on new connections: every worker is ready (or one was asked 10 times running)
+            try:
+                ready = ready + 1 if client.get("/health/ready").status_code == 200 else 0
+            except httpx.TransportError:
+                ready = 0
+            if ready:
+                continue
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"deepserve serve did not get ready: {client.server_log()[-2000:]}")
+            time.sleep(0.1)
+        yield client
+    finally:
+        client.close()
+        os.killpg(server.pid, signal.SIGTERM)  # the supervisor and its workers
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
         log.close()
 
 
