@@ -63,6 +63,7 @@ def main() -> None:
 def serve(host: str, port: int, workers: int, models: Path) -> None:
     """Start the service (uvicorn) on the promoted models of --models."""
     os.environ["DEEPSERVE_MODELS_DIR"] = str(models)
+    os.environ["DEEPSERVE_WORKERS"] = str(workers)  # each process takes its share of the limits (app/limiter.py)
     with metrics_folder(workers):
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers, access_log=False)
 

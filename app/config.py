@@ -58,6 +58,13 @@ class Settings(BaseSettings):
         description="Versions other than the promoted one kept loaded for requests that pin one (X-Model-Version); "
         "the least recently used is dropped beyond it; 0: pinning off.",
     )
+    workers: int = Field(
+        1,
+        ge=1,
+        description="Worker processes of the service (`deepserve serve --workers`, default 2, sets it for them). "
+        "Each process takes 1/N of the concurrency, memory and rate limits, so the configured numbers bound the "
+        "whole service.",
+    )
     log_level: str = "INFO"
     # Anomaly streams (app/families/anomaly/streams.py).
     data_dir: Path = Field(

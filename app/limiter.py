@@ -6,7 +6,8 @@ A prediction is admitted only once its body is in (a slow upload holds nothing h
     predictions in flight and the request bodies being parsed (app/body_limit.py reserves each complete body).
 What does not fit now gets 429 `overloaded` at once with `Retry-After` (never a queue). A request whose own
 estimate alone is over the budget could never fit: it gets 413 `payload_too_large` (retrying cannot help), so
-memory stays bounded by the budget whatever a client sends.
+memory stays bounded by the budget whatever a client sends. With several worker processes each has its own
+limiter holding its `share` of both numbers, so together they stay within them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ from app.errors import Overloaded, PayloadTooLarge
 
 MB = 2**20
 RETRY_AFTER_SECONDS = 1  # most predictions finish well within a second; clients should back off further on repeats
+
+
+def share(total: int, workers: int) -> int:
+    """One of `workers` processes' part of a service-wide limit: total // workers, at least 1. The parts add up to
+    at most the total (a part is stricter, never looser, the safe side for a limit), except that no process gets
+    less than one (a total of 1 with 2 workers admits 2)."""
+    return max(1, total // workers)
 
 
 class ConcurrencyLimiter:
@@ -44,8 +52,8 @@ class ConcurrencyLimiter:
         if cost > self.budget:
             raise PayloadTooLarge(
                 f"This request needs an estimated {cost / MB:.0f} MB of working memory, more than the service "
-                f"admits at once ({self.budget / MB:.0f} MB, DEEPSERVE_MAX_INFLIGHT_MB); send a smaller image, "
-                "fewer or shorter texts, or a shorter series.",
+                f"admits at once ({self.budget / MB:.0f} MB per process: DEEPSERVE_MAX_INFLIGHT_MB shared by its "
+                "DEEPSERVE_WORKERS processes); send a smaller image, fewer or shorter texts, or a shorter series.",
                 {"estimated_mb": round(cost / MB, 1), "max_inflight_mb": round(self.budget / MB, 1)},
             )
         if self.cost_in_flight + cost > self.budget:

@@ -32,7 +32,7 @@ from app.config import Settings
 from app.cors import CorsMiddleware
 from app.families.anomaly.streams import StreamStore
 from app.inference import Inference
-from app.limiter import ConcurrencyLimiter
+from app.limiter import ConcurrencyLimiter, share
 from app.memory import MemoryTrimmer
 from app.metrics import Metrics
 from app.rate_limit import RateLimitMiddleware, TokenBucketLimiter
@@ -68,10 +68,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = registry
+    # Each of the service's worker processes admits its share of the configured limits (app/limiter.py).
+    workers = settings.workers
     app.state.limiter = ConcurrencyLimiter(
-        settings.max_concurrent_requests, settings.max_inflight_mb * 2**20, on_release=MemoryTrimmer().released
+        share(settings.max_concurrent_requests, workers),
+        share(settings.max_inflight_mb * 2**20, workers),
+        on_release=MemoryTrimmer().released,
     )
-    app.state.explain_limiter = ConcurrencyLimiter(settings.max_concurrent_explanations)
+    app.state.explain_limiter = ConcurrencyLimiter(share(settings.max_concurrent_explanations, workers))
     app.state.metrics = inference.metrics
     app.state.inference = inference
     app.state.streams = streams
@@ -108,7 +112,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs_paths = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
     docs_routes = frozenset(path for path in docs_paths if path and settings.docs_enabled)
     if settings.rate_limit_per_second > 0:
-        limiter = TokenBucketLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        per_second, burst = settings.rate_limit_per_second / workers, share(settings.rate_limit_burst, workers)
+        limiter = TokenBucketLimiter(per_second, burst)
         routes = [route.path for router in routers for route in router.routes]  # type: ignore[attr-defined]
         app.add_middleware(
             RateLimitMiddleware, limiter=limiter, metrics=app.state.metrics, routes=[*routes, *docs_routes]

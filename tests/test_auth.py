@@ -197,6 +197,14 @@ def test_rate_limit_per_address_without_keys(mode: str, trained_models_dir: Path
         assert client.get("/health/live").status_code == 200
 
 
+def test_each_of_two_workers_takes_half_the_rate_limit(trained_models_dir: Path) -> None:
+    settings = Settings(models_dir=trained_models_dir, workers=2, rate_limit_per_second=0.01, rate_limit_burst=4)
+    with serve("asgi", settings) as client:  # one process of two: a client on one connection sees half the rate
+        assert [predict(client).status_code for _ in range(2)] == [200, 200]
+        error = assert_error(predict(client), 429, "rate_limited")
+        assert error["detail"] == {"per_second": 0.005, "burst": 2}
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_key_and_rate_checks_come_before_the_body_limit(mode: str, trained_models_dir: Path) -> None:
     limits = {"max_upload_bytes": 1000, "rate_limit_per_second": 0.01, "rate_limit_burst": 1}

@@ -25,7 +25,8 @@ from app.families.digit.runtime import DigitRuntime
 from app.families.images import ImageUpload
 from app.families.lstm.runtime import LstmSentimentRuntime
 from app.families.transformer_runtime import chunks_within, text_bytes
-from app.limiter import ConcurrencyLimiter
+from app.limiter import ConcurrencyLimiter, share
+from app.main import create_app
 from app.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
 from tests.support.digit_images import render
 from tests.support.raw_http import read_response, stalled_upload
@@ -102,6 +103,19 @@ def test_no_budget_means_count_cap_only() -> None:
 
 def digit_cost(pixels: int, mode: str) -> int:
     return DigitRuntime.cost(None, ImageUpload(b"", 10**9, pixels, mode))  # type: ignore[arg-type]
+
+
+def test_each_worker_takes_a_share_no_larger_than_its_part_of_the_limit() -> None:
+    assert [share(64, 2), share(7, 2), share(768 * MB, 2), share(64, 1)] == [32, 3, 384 * MB, 64]
+    assert all(share(total, n) * n <= total for total in range(2, 100) for n in range(1, total + 1))
+    assert share(1, 2) == 1  # never none: a process that admits nothing would refuse every request it gets
+
+
+def test_the_configured_limits_bound_the_whole_service_of_two_workers(tmp_path: Path) -> None:
+    settings = Settings(models_dir=tmp_path, workers=2, max_concurrent_requests=64, max_concurrent_explanations=4)
+    app = create_app(settings.model_copy(update={"max_inflight_mb": 768}))
+    assert (app.state.limiter.limit, app.state.limiter.budget) == (32, 384 * MB)
+    assert app.state.explain_limiter.limit == 2
 
 
 def test_cost_estimates_grow_with_the_input() -> None:
