@@ -64,8 +64,25 @@ def serve(host: str, port: int, workers: int, models: Path) -> None:
     """Start the service (uvicorn) on the promoted models of --models."""
     os.environ["DEEPSERVE_MODELS_DIR"] = str(models)
     os.environ["DEEPSERVE_WORKERS"] = str(workers)  # each process takes its share of the limits (app/limiter.py)
+    if workers > 1:
+        start_reload_log()
     with metrics_folder(workers):
         uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers, access_log=False)
+
+
+def start_reload_log() -> None:
+    """Empty the file through which the workers share reloads (app/reloads.py): a new service serves the promoted
+    versions."""
+    from app.config import Settings
+    from app.reloads import LOG_FILE, ReloadLog
+
+    data_dir = Settings().data_dir
+    try:
+        ReloadLog(data_dir / LOG_FILE).clear()
+    except OSError as exc:
+        raise click.ClickException(
+            f"several workers share reloads through DEEPSERVE_DATA_DIR ({data_dir}), which is not writable: {exc}"
+        ) from exc
 
 
 @contextmanager

@@ -63,12 +63,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Worker processes of the service (`deepserve serve --workers`, default 2, sets it for them). "
         "Each process takes 1/N of the concurrency, memory and rate limits, so the configured numbers bound the "
-        "whole service.",
+        "whole service; with more than one, reloads reach every process through DEEPSERVE_DATA_DIR.",
     )
     log_level: str = "INFO"
     # Anomaly streams (app/families/anomaly/streams.py).
     data_dir: Path = Field(
-        Path("data"), description="Folder for the service's own state: anomaly streams in anomaly_streams.sqlite3."
+        Path("data"),
+        description="Folder for the service's own state (writable): anomaly streams in anomaly_streams.sqlite3, "
+        "and with several workers the reloads they share (reloads.jsonl).",
     )
     max_streams: int = Field(1000, gt=0, description="Most anomaly streams kept (a new one beyond: 429).")
     max_stream_points: int = Field(

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import InferenceDep, RegistryDep
+from app.api.deps import ReloaderDep
 from app.api.models import describe
 from app.api.openapi import error_responses
 from app.schemas import ModelInfo
@@ -20,15 +19,11 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 )
 async def reload_model(
     name: str,
-    registry: RegistryDep,
-    inference: InferenceDep,
+    reloader: ReloaderDep,
     version: Annotated[str | None, Query(description="The version to load (default: the newest).")] = None,
 ) -> ModelInfo:
     """Load the model's newest artifact (or `?version=`) beside the one serving and swap them once it is warm:
     requests in flight finish on the old version, later ones get the new one, none fails. The old version is
-    freed when its last request ends. A load that fails answers 422 and leaves the old version serving."""
-    old = registry.record(name).runtime
-    record = await run_in_threadpool(registry.reload, name, version)
-    if old is not None:
-        await inference.retire(old)
-    return describe(record)
+    freed when its last request ends. A load that fails answers 422 and leaves the old version serving. With
+    several worker processes, the others reload the same way within about a second (app/reloads.py)."""
+    return describe(await reloader.reload(name, version))

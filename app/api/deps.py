@@ -18,6 +18,7 @@ from app.inference import Inference
 from app.limiter import ConcurrencyLimiter
 from app.metrics import Metrics
 from app.registry import ModelRegistry
+from app.reloads import Reloader
 
 
 async def get_registry(request: Request) -> ModelRegistry:
@@ -54,6 +55,13 @@ async def get_inference(request: Request) -> Inference:
 
 
 InferenceDep = Annotated[Inference, Depends(get_inference)]
+
+
+async def get_reloader(request: Request) -> Reloader:
+    return request.app.state.reloader
+
+
+ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 
 
 @dataclass(frozen=True)
