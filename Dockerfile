@@ -5,7 +5,8 @@
 #
 # `runtime` holds a virtualenv with `pip install .` (FastAPI, uvicorn, ONNX Runtime, Pillow, NumPy, ...) and
 # the models/ folder baked in at /app/models; mount another models folder read-only over /app/models to serve
-# other artifacts without rebuilding. One uvicorn process per container; scale with more containers.
+# other artifacts without rebuilding. `deepserve serve` runs 2 worker processes (DEEPSERVE_WORKERS) that share
+# metrics, reloads and anomaly streams through /app/data (writable) and split the limits between them.
 
 # ---- build: the serving virtualenv -------------------------------------------------------------------------
 FROM python:3.11-slim AS build
@@ -46,17 +47,20 @@ CMD ["python", "-m", "training.train_digit"]
 # ---- runtime (default): the API -----------------------------------------------------------------------------
 FROM python:3.11-slim AS runtime
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    HOME=/tmp DEEPSERVE_MODELS_DIR=/app/models UVICORN_HOST=0.0.0.0 UVICORN_PORT=8000
+    HOME=/tmp DEEPSERVE_MODELS_DIR=/app/models DEEPSERVE_DATA_DIR=/app/data UVICORN_HOST=0.0.0.0 UVICORN_PORT=8000
 RUN groupadd --gid 10001 deepserve \
  && useradd --uid 10001 --gid deepserve --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin deepserve
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
-# Owned by root and read-only for the service user: the service never writes its models.
+# Owned by root and read-only for the service user: the service never writes its models. Its own state (anomaly
+# streams, the reloads its workers share) goes to /app/data, the one folder it may write.
 COPY models ./models
+RUN install -d -o 10001 -g 10001 /app/data
 USER 10001:10001
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ.get('UVICORN_PORT', '8000')}/health/ready\", timeout=2)"]
-# UVICORN_HOST / UVICORN_PORT choose the bind address. The app logs one JSON line per request itself.
-CMD ["uvicorn", "--factory", "app.main:create_app", "--no-access-log"]
+# UVICORN_HOST / UVICORN_PORT choose the bind address, DEEPSERVE_WORKERS the processes (2; 1 for a 1-CPU quota).
+# The app logs one JSON line per request itself.
+CMD ["deepserve", "serve"]

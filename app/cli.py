@@ -1,6 +1,6 @@
 """The `deepserve` command line: serve, train, list, promote and call models.
 
-    deepserve serve [--port 8000]                     the service, on the promoted models in ./models
+    deepserve serve [--port 8000] [--workers 2]       the service, on the promoted models in ./models
     deepserve train digit [--data mnist.npz ...]      a training run (writes a candidate; see `models`)
     deepserve models                                  every artifact: served, candidate, headline metric
     deepserve promote digit 2 [--force] [--url URL]   serve version 2 (refused if worse), reload a running service
@@ -48,11 +48,12 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True)
+@click.option("--host", default="127.0.0.1", envvar="UVICORN_HOST", show_default=True, help="Address (UVICORN_HOST).")
+@click.option("--port", default=8000, envvar="UVICORN_PORT", show_default=True, help="Port (UVICORN_PORT).")
 @click.option(
     "--workers",
-    default=1,
+    default=2,
+    envvar="DEEPSERVE_WORKERS",
     show_default=True,
     type=click.IntRange(min=1),
     help="Processes (DEEPSERVE_WORKERS), each with its own copy of every model and 1/N of the concurrency, memory "

@@ -49,20 +49,19 @@ class Server:
     cwd: Path = REPO
 
 
-def deepserve(name: str, port: int, models: Path, root: Path = REPO, workers: int = 1) -> Server:
-    """DeepServe as a user starts it (`deepserve serve`), from the checkout `root`."""
+def deepserve(name: str, port: int, models: Path, root: Path = REPO, workers: int = 2) -> Server:
+    """DeepServe as a user starts it (`deepserve serve`, whose default is 2 workers), from the checkout `root`."""
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    command += ["--models", str(models)] + (["--workers", str(workers)] if workers > 1 else [])
+    command += ["--models", str(models), "--workers", str(workers)]
     return Server(name, command, "/health/ready", cwd=root)
 
 
-def servers(port: int, models: Path, workers: int = 1) -> dict[str, Server]:
+def servers(port: int, models: Path, workers: int = 2) -> dict[str, Server]:
     version = json.loads((models / "digit" / "promoted.json").read_text())["version"]
     folder = models / "digit" / version
     onnx = {"DIGIT_MODEL": str(folder / "model.onnx"), "PYTHONPATH": str(REPO)}
-    flag = f" --workers {workers}" if workers > 1 else ""
     return {
-        "deepserve": deepserve(f"DeepServe (deepserve serve{flag})", port, models, workers=workers),
+        "deepserve": deepserve(f"DeepServe (deepserve serve --workers {workers})", port, models, workers=workers),
         "litserve": Server(
             "LitServe 0.2.19 + ONNX Runtime",
             [str(peer_python("litserve")), "-m", "bench.peers.litserve_server", "--port", str(port)],
@@ -365,7 +364,7 @@ def main() -> None:
     p.add_argument("--ready-timeout", type=float, default=120.0)
     p.add_argument("--chart", type=Path, default=REPO / "docs" / "peers.png", help="the PNG chart (README)")
     p.add_argument("--json", type=Path, help="also write the raw results here")
-    p.add_argument("--workers", type=int, default=1, help="DeepServe's `deepserve serve --workers`")
+    p.add_argument("--workers", type=int, default=2, help="DeepServe's `deepserve serve --workers` (its default)")
     p.add_argument(
         "--deepserve-at",
         type=Path,
@@ -380,7 +379,9 @@ def main() -> None:
     wanted = [s.strip() for s in args.servers.split(",") if s.strip()]
     for root in args.deepserve_at:  # the same models, another checkout's code
         key = f"deepserve@{root.name}"
-        known[key] = deepserve(f"DeepServe ({root.name})", args.port, args.models.resolve(), root.resolve())
+        known[key] = deepserve(
+            f"DeepServe ({root.name})", args.port, args.models.resolve(), root.resolve(), args.workers
+        )
         wanted.insert(0, key)
     for key in wanted:
         if key not in known:
