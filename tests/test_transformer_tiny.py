@@ -19,6 +19,7 @@ from app.metrics import Metrics
 from tests.support.imdb_like import review, write_corpus
 from tests.support.service import assert_error, serve
 from training import train_transformer
+from training.common import export
 
 TEXTS = [
     "This movie was absolutely wonderful, I loved every minute of it.",
@@ -72,6 +73,10 @@ def test_tiny_artifact_is_complete_and_marked_random(tiny_models_dir: Path) -> N
     assert metrics["onnx_fp32_max_abs_logit_diff"] < 1e-4  # the export computes what PyTorch computes
     assert metrics["onnx_fp32_label_agreement"] == 1.0
     assert metrics["served_label_agreement"] >= 0.85 and entry.files["onnx"] == "model.int8.onnx"
+    worst = {r: -min(metrics[f"int8_{r}_check"].values(), default=0.0) for r in export.QUANTIZATION_RECIPES}  # each was tried
+    kept = [r for r in export.QUANTIZATION_RECIPES if worst[r] <= train_transformer.INT8_TOLERANCE]
+    assert metrics["quantization"] == min(kept, key=worst.__getitem__)  # the one that loses least
+    assert sorted(p.name for p in artifact.glob("*.onnx")) == ["model.int8.onnx", "model.onnx"]  # no candidates left
     assert metrics["serving_tokenizer_matches"] is True  # the saved tokenizer.json tokenises as training did
     assert metrics["onnx_served_bytes"] < metrics["onnx_fp32_bytes"] / 3  # int8 weights
     assert entry.command.startswith("python -m training.train_transformer --tiny")

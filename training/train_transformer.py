@@ -44,7 +44,8 @@ HEAD = 128  # of a longer text, the first 128 word pieces and the last 382 (Sun 
 TRAIN_MAX_LENGTH = 160  # training reads 160 (head and tail in the same proportion): a 256-token step costs 2x
 SST2_LIMIT = 30000  # SST-2 training phrases (of 60,614; short, cheap); 0 = all
 IMDB_LIMIT = 4000  # IMDb training reviews (of 25,000; one costs as much as ~15 phrases); 0 = all
-HOLDOUT = 1000  # IMDb training reviews left out of training: the int8 recipes are checked on them
+HOLDOUT = 2500  # IMDb training reviews left out of training: the int8 recipes are checked on them (with 500, a
+# recipe that lost 1.4 points on unseen reviews looked 0.6 points better than float)
 EPOCHS = 1
 MAX_TEXTS = 32  # per batch; and at most MAX_TOKENS padded tokens, so a batch of long reviews has 25
 MAX_TOKENS = 4096
@@ -184,8 +185,9 @@ def onnx_runner(path: Path):
 
 
 def evaluate(model, encode, out: Path, sets: dict[str, tuple], positive: int) -> tuple[dict, str]:
-    """PyTorch-vs-ONNX agreement, then the int8 recipe (the first within INT8_TOLERANCE of float on every check
-    set, else none: float is served), then accuracies of float and the served model. Returns (metrics, onnx file)."""
+    """PyTorch-vs-ONNX agreement, then the int8 recipe (of those within INT8_TOLERANCE of float on every check
+    set, the one that loses least; none: float is served), then accuracies of float and the served model.
+    Returns (metrics, onnx file)."""
     check = {k: v for k, v in sets.items() if k != "imdb_test"}
     sample = [*AGREEMENT_TEXTS, *(t for texts, _ in sets.values() for t in texts[:50])]
     reference = batched_logits(torch_runner(model), *encode(sample)[:2])
@@ -201,17 +203,23 @@ def evaluate(model, encode, out: Path, sets: dict[str, tuple], positive: int) ->
         return float(((logits.argmax(1) == positive) == np.array(labels, dtype=bool)).mean())
 
     float_check = {name: accuracy(out / "model.onnx", *data) for name, data in check.items()}
-    served, recipe = "model.onnx", None
+    worst: dict[str, float] = {}  # recipe -> its largest accuracy loss against float on a check set
     for candidate in export.QUANTIZATION_RECIPES:
-        export.quantize_dynamic_int8(out / "model.onnx", out / "model.int8.onnx", candidate)
-        int8_check = {name: accuracy(out / "model.int8.onnx", *data) for name, data in check.items()}
-        metrics[f"int8_{candidate}_check"] = {k: round(v - float_check[k], 4) for k, v in int8_check.items()}
+        export.quantize_dynamic_int8(out / "model.onnx", out / f"model.{candidate}.onnx", candidate)
+        int8_check = {name: accuracy(out / f"model.{candidate}.onnx", *data) for name, data in check.items()}
+        drop = {name: float_check[name] - value for name, value in int8_check.items()}
+        metrics[f"int8_{candidate}_check"] = {k: round(-v, 4) for k, v in drop.items()}
         print(f"int8 {candidate}: accuracy minus float {metrics[f'int8_{candidate}_check']}", flush=True)
-        if all(int8_check[k] >= float_check[k] - INT8_TOLERANCE for k in check):
-            served, recipe = "model.int8.onnx", candidate
-            break
-    else:
-        (out / "model.int8.onnx").unlink(missing_ok=True)
+        worst[candidate] = max(drop.values(), default=0.0)
+    kept = [r for r in export.QUANTIZATION_RECIPES if worst[r] <= INT8_TOLERANCE]
+    recipe = min(kept, key=worst.__getitem__) if kept else None  # the least loss (ties: the listed order)
+    served = "model.int8.onnx" if recipe else "model.onnx"
+    for candidate in export.QUANTIZATION_RECIPES:
+        path = out / f"model.{candidate}.onnx"
+        if candidate == recipe:
+            path.replace(out / served)
+        else:
+            path.unlink()
     int8 = batched_logits(onnx_runner(out / served), *encode(sample)[:2])
     metrics |= {"quantization": recipe or "none (float: no int8 recipe kept accuracy)", "float_check": float_check}
     metrics["served_label_agreement"] = float((int8.argmax(1) == reference.argmax(1)).mean())
