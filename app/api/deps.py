@@ -6,7 +6,6 @@ request for what is an attribute lookup.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from email.message import Message
 from typing import Annotated
 
@@ -19,6 +18,7 @@ from app.limiter import ConcurrencyLimiter
 from app.metrics import Metrics
 from app.registry import ModelRegistry
 from app.reloads import Reloader
+from app.serving import Serving
 
 
 async def get_registry(request: Request) -> ModelRegistry:
@@ -62,17 +62,6 @@ async def get_reloader(request: Request) -> Reloader:
 
 
 ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
-
-
-@dataclass(frozen=True)
-class Serving:
-    """What a prediction route needs, as one dependency: FastAPI spends ~40 us per dependency per request, and
-    four of them cost more than the digit model's call."""
-
-    registry: ModelRegistry
-    settings: Settings
-    limiter: ConcurrencyLimiter
-    inference: Inference
 
 
 async def get_serving(request: Request) -> Serving:

@@ -15,7 +15,7 @@ from app.api.errors import PROTOCOL_PREFIX
 from app.api.openapi import error_responses
 from app.errors import InvalidInput, UnsupportedMediaType, echo
 from app.families.runtime import Runtime
-from app.oip.adapters import Serving, adapter_for
+from app.oip.adapters import adapter_for
 from app.oip.schemas import (
     InferenceRequest,
     InferenceResponse,
@@ -176,9 +176,7 @@ async def run(name: str, version: str | None, request: Request, serving: deps.Se
         raise UnsupportedMediaType(f"Content-Type '{echo(media)}' is not accepted: send application/json.")
     body, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
     adapter = adapter_for(runtime)
-    tensors = await adapter.infer(
-        runtime, read_inputs(body, binary), Serving(serving.inference, serving.limiter, serving.settings)
-    )
+    tensors = await adapter.infer(runtime, read_inputs(body, binary), serving)
     wanted = {o.name: o for o in body.outputs} if body.outputs else {t.name: None for t in tensors}
     unknown = sorted(set(wanted) - {t.name for t in tensors})
     if unknown:

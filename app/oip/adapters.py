@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import asyncio
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import ValidationError
 
-from app.config import Settings
 from app.errors import InvalidInput, echo
 from app.families.anomaly.context_runtime import NearestContextRuntime
 from app.families.anomaly.detector import alarm_limits
@@ -23,22 +21,12 @@ from app.families.digit.runtime import DigitOutput, DigitRuntime
 from app.families.images import ClassOutput, ImageClassifier, ImageUpload
 from app.families.runtime import Runtime
 from app.families.sentiment import SentimentRequest, SentimentResult, SentimentRuntime, validate_texts
-from app.inference import Inference
-from app.limiter import ConcurrencyLimiter
 from app.oip.schemas import TensorMetadata
 from app.oip.tensors import Tensor, summary
+from app.serving import Serving
 
 MB = 2**20
 TENSOR_BYTES_FACTOR = 4  # a preprocessed tensor is held as sent, as float32, stacked, and by the model's first layer
-
-
-@dataclass(frozen=True)
-class Serving:
-    """What inference needs beyond the model: the worker pool and batchers, the admission limiter, the limits."""
-
-    inference: Inference
-    limiter: ConcurrencyLimiter
-    settings: Settings
 
 
 def meta(name: str, datatype: str, shape: list[int], **parameters: Any) -> TensorMetadata:
