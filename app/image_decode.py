@@ -44,14 +44,15 @@ def _usable(image: Image.Image) -> Image.Image:
         raise InvalidImage(f"Images of mode {image.mode} are not supported; send RGB or grayscale.") from exc
 
 
-def decode_image(data: bytes, max_pixels: int) -> Image.Image:
-    """Open any format Pillow reads, check its size from the header, then decode (first frame, EXIF-upright)."""
+def decode_image(data: bytes, max_pixels: int, opened: Image.Image | None = None) -> Image.Image:
+    """Open any format Pillow reads (or take `opened`, Image.open(data) done already), check its size from the
+    header, then decode (first frame, EXIF-upright)."""
     if not data:
         raise InvalidImage("The image is empty.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = opened if opened is not None else Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > max_pixels:
                 raise ImageTooLarge(
@@ -59,7 +60,7 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
                     {"width": width, "height": height, "max_pixels": max_pixels},
                 )
             image.load()
-            upright: Image.Image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy when it is upright already
     except ServeError:
         raise
     except Image.DecompressionBombError as exc:
@@ -67,12 +68,14 @@ def decode_image(data: bytes, max_pixels: int) -> Image.Image:
     except Exception as exc:  # Pillow raises many types on truncated or corrupt files.
         log.info("cannot decode image: %s: %s", type(exc).__name__, exc)
         raise InvalidImage(CORRUPT) from exc
-    return _usable(upright)
+    return _usable(image)
 
 
-def decode_and_prepare(data: bytes, max_pixels: int, prepare: Callable[[Image.Image], Any]) -> Any:
+def decode_and_prepare(
+    data: bytes, max_pixels: int, prepare: Callable[[Image.Image], Any], opened: Image.Image | None = None
+) -> Any:
     """decode_image, then the model's preprocessing; a Pillow or NumPy failure on odd pixels is a 400, not a 500."""
-    image = decode_image(data, max_pixels)
+    image = decode_image(data, max_pixels, opened)
     try:
         return prepare(image)
     except ServeError:

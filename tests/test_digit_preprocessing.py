@@ -9,7 +9,7 @@ import pytest
 from PIL import Image, ImageFilter
 
 from app.errors import InvalidInput
-from app.families.digit.preprocess import normalise, preprocess_digit, stroke_width
+from app.families.digit.preprocess import median, normalise, preprocess_digit, stroke_width
 from app.image_decode import decode_image
 from tests.support.digit_images import KINDS, render
 from tests.support.paths import COMMITTED_MODELS
@@ -86,3 +86,11 @@ def test_stroke_width_estimate() -> None:
     mask = np.zeros((100, 100), dtype=bool)
     mask[10:90, 40:46] = True  # a 6-pixel-wide bar
     assert stroke_width(mask) == pytest.approx(6, rel=0.1)
+
+
+@pytest.mark.parametrize("size", [1, 2, 107, 108, 784])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_median_is_numpys(size: int, dtype) -> None:
+    values = np.random.default_rng(size).normal(100, 60, size).astype(dtype)
+    assert median(values) == float(np.median(values))
+    assert median(values.reshape(-1, 1)) == float(np.median(values))

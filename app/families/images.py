@@ -7,7 +7,7 @@ import io
 import json
 import warnings
 from abc import abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -25,24 +25,29 @@ GRAY_MODES = {"1", "L"}
 @dataclass(frozen=True)
 class ImageUpload:
     """An uploaded image, not decoded yet: its bytes and what its header says (0 pixels when the header is
-    unreadable or over `max_pixels`: decoding then refuses it before it allocates anything)."""
+    unreadable or over `max_pixels`: decoding then refuses it before it allocates anything), and the Pillow image
+    whose header that is (`opened`, within the limit only), which decoding loads instead of parsing it again."""
 
     data: bytes
     max_pixels: int
     pixels: int = 0
     mode: str = ""
+    opened: Image.Image | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def read(cls, data: bytes, max_pixels: int) -> ImageUpload:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                with Image.open(io.BytesIO(data)) as image:
-                    (width, height), mode = image.size, image.mode
+                image = Image.open(io.BytesIO(data))
+                (width, height), mode = image.size, image.mode
         except Exception:  # Not an image, or a decompression bomb: decoding says which, at no memory cost.
             return cls(data, max_pixels)
         pixels = width * height
-        return cls(data, max_pixels, pixels if pixels <= max_pixels else 0, mode)
+        if pixels > max_pixels:
+            image.close()
+            return cls(data, max_pixels, 0, mode)
+        return cls(data, max_pixels, pixels, mode, image)
 
 
 Out = TypeVar("Out")
@@ -58,7 +63,7 @@ class ImageRuntime(Runtime[ImageUpload, np.ndarray, Out]):
         """A decoded image (any size, in one of image_decode.MODES) -> one input for `predict`."""
 
     def decode(self, request: ImageUpload) -> list[np.ndarray]:
-        return [decode_and_prepare(request.data, request.max_pixels, self.prepare)]
+        return [decode_and_prepare(request.data, request.max_pixels, self.prepare, request.opened)]
 
     def prepare_placed(self, image: Image.Image) -> tuple[np.ndarray, Placement]:
         """`prepare(image)` and where the input came from in the image (explanations draw on the image)."""

@@ -16,7 +16,8 @@ from app.schemas import ModelRef
 
 MB = 2**20
 # Working memory, measured by bench/cost_factors.py: decoded pixels (Pillow: 1 byte for 1/L/P, 4 for
-# RGB/RGBA/I/F) plus decode_image's EXIF copy, plus shrink()'s resize (premultiplied RGBa for RGBA); the float
+# RGB/RGBA/I/F) plus decode_image's EXIF copy (measured when every image was copied; now only a rotated one is,
+# so these err high), plus shrink()'s resize (premultiplied RGBa for RGBA); the float
 # work after it is on at most 512x512 pixels. Peak growth: RGBA 4096^2 +139 MB (8.3 B/px), 2048^2 +39 MB; RGB
 # 4096^2 +129 MB; I;16 +105 MB; F (TIFF) +130 MB; L 4096^2 +33 MB (2.0 B/px); any mode at 512^2 +6..10 MB.
 BYTES_PER_PIXEL = 10.0
