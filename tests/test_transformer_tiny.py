@@ -73,7 +73,8 @@ def test_tiny_artifact_is_complete_and_marked_random(tiny_models_dir: Path) -> N
     assert metrics["onnx_fp32_max_abs_logit_diff"] < 1e-4  # the export computes what PyTorch computes
     assert metrics["onnx_fp32_label_agreement"] == 1.0
     assert metrics["served_label_agreement"] >= 0.85 and entry.files["onnx"] == "model.int8.onnx"
-    worst = {r: -min(metrics[f"int8_{r}_check"].values(), default=0.0) for r in export.QUANTIZATION_RECIPES}  # each was tried
+    checks = {r: metrics[f"int8_{r}_check"] for r in export.QUANTIZATION_RECIPES}  # each recipe was tried
+    worst = {r: -min(check.values(), default=0.0) for r, check in checks.items()}
     kept = [r for r in export.QUANTIZATION_RECIPES if worst[r] <= train_transformer.INT8_TOLERANCE]
     assert metrics["quantization"] == min(kept, key=worst.__getitem__)  # the one that loses least
     assert sorted(p.name for p in artifact.glob("*.onnx")) == ["model.int8.onnx", "model.onnx"]  # no candidates left
@@ -189,3 +190,20 @@ def test_not_installed_answers_503_with_the_install_command(tmp_path: Path) -> N
         assert "python -m training.train_transformer" in error["message"]
         assert error["detail"]["install"].startswith("pip install -e '.[distilbert]', then python -m training")
         assert client.get("/models/distilbert").json()["state"] == "not_installed"
+
+
+def test_evaluate_sentiment_scores_and_records_a_chosen_version(
+    tiny_models_dir: Path, runtime: DistilBertRuntime, tmp_path: Path
+) -> None:
+    from training import evaluate_sentiment
+
+    negation = tmp_path / "negation.tsv"
+    negation.write_text("sentence\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(TEXTS)))
+    args = ["--model", "distilbert", "--models-dir", str(tiny_models_dir), "--negation", str(negation)]
+    found = evaluate_sentiment.main([*args, "--version", "random", "--record"])
+    right = [(o.label == "POSITIVE") == bool(i % 2) for i, o in enumerate(runtime.predict(TEXTS))]
+    assert found["negation_examples"] == len(TEXTS) and found["negation_accuracy"] == round(np.mean(right), 5)
+    [entry] = read_manifest(tiny_models_dir).versions("distilbert")
+    assert entry.metrics["negation_accuracy"] == found["negation_accuracy"]  # recorded on that version
+    with pytest.raises(ValueError, match="no version '7'"):  # never silently the served one
+        evaluate_sentiment.main([*args, "--version", "7"])

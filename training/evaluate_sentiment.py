@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.manifest import read_manifest, save_entry
+from app.manifest import ManifestEntry, read_manifest, save_entry
 from training.common import artifacts
 
 NEGATION = Path(__file__).resolve().parents[1] / "tests" / "data" / "negation.tsv"
@@ -41,22 +41,35 @@ def load_sets(args: argparse.Namespace) -> dict[str, tuple[list[str], list[int]]
     return sets
 
 
-def in_process(models_dir: Path, name: str) -> Callable[[list[str]], list[dict]]:
+def entry_of(models_dir: Path, name: str, version: str | None) -> ManifestEntry:
+    """The served version of `name`, or `version` (a candidate scored before it is promoted)."""
+    manifest = read_manifest(models_dir)
+    if version is None:
+        return manifest.served()[name]
+    for entry in manifest.versions(name):
+        if entry.version == version:
+            return entry
+    raise ValueError(f"{name} has no version {version!r}: {[e.version for e in manifest.versions(name)]}")
+
+
+def in_process(entry: ManifestEntry, models_dir: Path) -> Callable[[list[str]], list[dict]]:
     from app.config import Settings
     from app.families import open_runtime
 
-    runtime = open_runtime(read_manifest(models_dir).served()[name], Settings(models_dir=models_dir))
+    runtime = open_runtime(entry, Settings(models_dir=models_dir))
     return lambda texts: [result.model_dump() for result in runtime.predict(texts)]
 
 
-def over_http(url: str, name: str) -> Callable[[list[str]], list[dict]]:
+def over_http(url: str, name: str, version: str | None) -> Callable[[list[str]], list[dict]]:
     import httpx
 
-    client = httpx.Client(base_url=url, timeout=120)
+    client = httpx.Client(base_url=url, timeout=120, headers={"X-Model-Version": version} if version else None)
 
     def predict(texts: list[str]) -> list[dict]:
         r = client.post("/predict/sentiment", json={"texts": texts, "model": name})
         r.raise_for_status()
+        if version is not None and r.json()["model"]["version"] != version:
+            raise RuntimeError(f"asked for {name} v{version}, answered by {r.json()['model']}")
         return r.json()["results"]
 
     return predict
@@ -73,8 +86,7 @@ def accuracy(predict: Callable[[list[str]], list[dict]], texts: list[str], label
     return right / len(texts)
 
 
-def record(models_dir: Path, name: str, found: dict, command: str) -> None:
-    entry = read_manifest(models_dir).served()[name]
+def record(models_dir: Path, entry: ManifestEntry, found: dict, command: str) -> None:
     metrics_file = Path(models_dir) / entry.path / entry.files.get("metrics", "metrics.json")
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     found = found | {"evaluation_command": command}
@@ -91,9 +103,11 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--imdb-limit", type=int, default=0, help="IMDb test reviews (a seeded sample), 0 = all 25,000")
     p.add_argument("--negation", type=Path, default=NEGATION, help="TSV of short sentences with negation/contrast")
     p.add_argument("--url", help="score through this running service instead of in this process")
+    p.add_argument("--version", help="score this version instead of the served one (over HTTP: X-Model-Version)")
     p.add_argument("--record", action="store_true", help="write the accuracies into metrics.json and the manifest")
     args = p.parse_args(argv)
-    predict = over_http(args.url, args.model) if args.url else in_process(args.models_dir, args.model)
+    entry = entry_of(args.models_dir, args.model, args.version)
+    predict = over_http(args.url, args.model, args.version) if args.url else in_process(entry, args.models_dir)
     found: dict = {"evaluated_via": "http" if args.url else "in-process"}
     for name, (texts, labels) in load_sets(args).items():
         t0 = time.time()
@@ -102,7 +116,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{args.model} {name}: {found[f'{name}_accuracy']:.4f} on {len(texts)} ({time.time() - t0:.0f} s)")
     if args.record:
         command = artifacts.training_command("training.evaluate_sentiment", argv)
-        record(args.models_dir, args.model, found, command)
+        record(args.models_dir, entry, found, command)
     return found
 
 
