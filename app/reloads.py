@@ -92,12 +92,7 @@ class Reloader:
     def __init__(self, registry: ModelRegistry, inference: Inference, log_file: ReloadLog | None) -> None:
         self.registry, self.inference, self.log = registry, inference, log_file
         self.applied: dict[str, str] = {}  # model -> id of the logged request this process applied last
-        self._turn: asyncio.Lock | None = None  # made in the running loop
-
-    def _lock(self) -> asyncio.Lock:
-        if self._turn is None:
-            self._turn = asyncio.Lock()
-        return self._turn
+        self._turn = asyncio.Lock()  # reloads and catch-ups take turns (binds to the loop at its first use)
 
     async def _apply(self, name: str, version: str | None) -> ModelRecord:
         """Load beside the serving runtime, swap when warm (registry.reload), then retire the old one."""
@@ -109,7 +104,7 @@ class Reloader:
 
     async def reload(self, name: str, version: str | None) -> ModelRecord:
         """Reload `name` (its promoted version, or `version`) here and, once that worked, in every other process."""
-        async with self._lock():
+        async with self._turn:
             record = await self._apply(name, version)
             if self.log is not None:
                 self.applied[name] = await asyncio.to_thread(self.log.append, name, version)
@@ -118,7 +113,7 @@ class Reloader:
     async def catch_up(self) -> None:
         """Apply the reloads other processes recorded since the last call (the last one per model)."""
         assert self.log is not None
-        async with self._lock():
+        async with self._turn:
             for name, request in (await asyncio.to_thread(self.log.read_new)).items():
                 if self.applied.get(name) == request["id"]:
                     continue

@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from app.api import deps
 from app.api.deps import RegistryDep, ServingDep
 from app.api.errors import PROTOCOL_PREFIX
 from app.api.openapi import error_responses
@@ -28,6 +27,7 @@ from app.oip.schemas import (
 )
 from app.oip.tensors import read_inputs, split_body, write_outputs
 from app.registry import ModelRegistry
+from app.serving import Serving
 
 router = APIRouter(prefix=PROTOCOL_PREFIX, tags=["open inference protocol (v2)"])
 
@@ -169,7 +169,7 @@ async def infer_version(name: str, version: str, request: Request, serving: Serv
     return await run(name, version, request, serving)
 
 
-async def run(name: str, version: str | None, request: Request, serving: deps.Serving) -> Response:
+async def run(name: str, version: str | None, request: Request, serving: Serving) -> Response:
     runtime = await served(serving.registry, name, version)
     media = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if media not in BODY_TYPES:
