@@ -11,8 +11,10 @@ installed. The artifact is named after the base (minilm, distilbert; --name over
 
 Training reads SST-2's short phrases (negation, contrast) and a subset of IMDb's long reviews, each text as the
 service will tokenise it (app/families/transformer_text.py): a text longer than the length keeps its start and its
-end (head+tail). Batches hold texts of similar length under a token budget. With --epochs 0 the base is exported
-as it is (an already fine-tuned model).
+end (head+tail). Batches hold texts of similar length under a token budget. --contrast N adds N "A, but B"
+sentences joined from SST-2 phrases of opposite labels (training/common/contrast.py). With --epochs 0 the base is
+exported as it is (an already fine-tuned model). A --base folder can be an earlier run's hf/ (its float weights):
+models/minilm/6 is v3's hf/ trained one more epoch on SST-2, contrast sentences and 4,000 of v3's IMDb reviews.
 
 The artifact holds hf/ (save_pretrained: weights, config.json, tokenizer.json), model.int8.onnx when one of the
 int8 recipes in training/common/export.py keeps accuracy within 0.5 point of float on held-out SST-2 and IMDb
@@ -43,6 +45,7 @@ MAX_LENGTH = 512  # what the service reads of a text (the position embeddings' l
 HEAD = 128  # of a longer text, the first 128 word pieces and the last 382 (Sun et al. 2019's best split on IMDb)
 TRAIN_MAX_LENGTH = 160  # training reads 160 (head and tail in the same proportion): a 256-token step costs 2x
 SST2_LIMIT = 30000  # SST-2 training phrases (of 60,614; short, cheap); 0 = all
+CONTRAST = 0  # "A, but B" sentences made from SST-2 phrases (training/common/contrast.py); v6 used 10,000
 IMDB_LIMIT = 4000  # IMDb training reviews (of 25,000; one costs as much as ~15 phrases); 0 = all
 HOLDOUT = 2500  # IMDb training reviews left out of training: the int8 recipes are checked on them (with 500, a
 # recipe that lost 1.4 points on unseen reviews looked 0.6 points better than float)
@@ -127,6 +130,7 @@ def positive_index(model) -> int:
 
 def load_data(args: argparse.Namespace) -> tuple[tuple[list[str], list[int]], dict, dict[str, tuple]]:
     """(training texts and labels, what they are made of, evaluation sets name -> (texts, labels))."""
+    from training.common.contrast import contrast_examples
     from training.common.imdb_data import load_imdb
     from training.common.sst2_data import load_sst2
 
@@ -142,6 +146,11 @@ def load_data(args: argparse.Namespace) -> tuple[tuple[list[str], list[int]], di
         texts += [train_x[i] for i in rows]
         labels += [train_y[i] for i in rows]
         mix["sst2_train_examples"] = len(rows)
+        if args.contrast:
+            extra = contrast_examples(texts, labels, args.contrast, np.random.default_rng(args.seed + 1))
+            texts += extra[0]
+            labels += extra[1]
+            mix["sst2_contrast_examples"] = args.contrast
     if args.imdb:
         (train_x, train_y), (test_x, test_y) = load_imdb(None if args.imdb == "download" else args.imdb)
         order = rng.permutation(len(train_x))
@@ -302,6 +311,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tiny-size", choices=sorted(TINY_SIZES), default="small", help="--tiny's shape")
     artifacts.add_output_args(p, "default: next integer; 'random' with --tiny")
     p.add_argument("--sst2-limit", type=int, default=SST2_LIMIT, help="SST-2 training phrases, 0 = all")
+    p.add_argument("--contrast", type=int, default=CONTRAST, help="'A, but B' sentences made from SST-2 phrases")
     p.add_argument("--imdb-limit", type=int, default=IMDB_LIMIT, help="IMDb training reviews, 0 = all")
     p.add_argument("--holdout", type=int, default=HOLDOUT, help="IMDb training reviews kept to check int8 on")
     p.add_argument(
