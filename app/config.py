@@ -44,7 +44,10 @@ class Settings(BaseSettings):
         20000, gt=0, description="Longest text accepted, in characters (422 above; the longest IMDb review has 13,700)."
     )
     inference_threads: int = Field(
-        0, ge=0, description="Threads per ONNX Runtime session; 0 lets it choose (1 for the tiny digit CNN)."
+        0,
+        ge=0,
+        description="Threads per ONNX Runtime session; 0 lets it choose (1 for the tiny digit CNN; a micro-batched "
+        "transformer: cores // workers).",
     )
     inference_workers: int = Field(
         8,

@@ -47,8 +47,7 @@ class Inference:
     def batcher(self, runtime: Runtime) -> MicroBatcher | None:
         """The loaded model's batcher (made on first use), or None where settings leave batching off. A model loaded
         again is another runtime with its own batcher; all of them stop at shutdown."""
-        name = runtime.entry.name
-        if name not in self.settings.batch_models or self.settings.max_batch_size <= 1 or not runtime.batchable:
+        if not runtime.batched():
             return None
         batcher = self.batchers.get(runtime)
         if batcher is None or batcher.loop not in (None, asyncio.get_running_loop()):  # or an app started again
@@ -56,8 +55,8 @@ class Inference:
                 runtime.predict,
                 self.settings.max_batch_size,
                 self.settings.max_batch_wait_ms / 1000,
-                self.observer(name),
-                name,
+                self.observer(runtime.entry.name),
+                runtime.entry.name,
                 self.pool,
             )
             self.batchers[runtime] = batcher

@@ -4,11 +4,11 @@ same model (bench/peers/pytorch_sentiment.py), one after the other in the same r
     python -m bench.sentiment_vs_pytorch [--seconds 12] [--levels 1,32] [--texts 30]
 
 Servers: the plain PyTorch one; DeepServe as `deepserve serve` starts it (MiniLM unbatched, the default); and
-DeepServe with DEEPSERVE_BATCH_MODELS=minilm. Every server first answers each review once; under load (wrk,
-bench/peers/load.lua) every answer must then be the label that server gave that review (the PyTorch peer's
-weights are random when hf/model.safetensors is not there, so its labels are its own). Rates count right answers
-only: a 429 (DeepServe's admission limits) is an error, not a request served. Needs Debian's wrk and the
-[distilbert] extra (torch, transformers) in this interpreter.
+DeepServe with DEEPSERVE_BATCH_MODELS=minilm (its session then gets cores // workers threads). Every server first
+answers each review once; under load (wrk, bench/peers/load.lua) every answer must then be the label that server
+gave that review (the PyTorch peer's weights are random when hf/model.safetensors is not there, so its labels are
+its own). Rates count right answers only: a 429 (DeepServe's admission limits) is an error, not a request served.
+Needs Debian's wrk and the [distilbert] extra (torch, transformers) in this interpreter.
 """
 
 from __future__ import annotations

@@ -183,6 +183,15 @@ def test_distilbert_calls_group_similar_lengths_within_the_budget() -> None:
     assert [len(g) for g in groups if 512 in lengths[g]] == [1, 1]  # a long text never pads short ones to 512
 
 
+def test_transformer_calls_pad_texts_of_similar_length_only() -> None:
+    lengths = np.array([30, 32, 100, 31, 98, 60, 58, 33])  # a micro-batch of short and long reviews
+    groups = chunks_within(lengths, 128 * MB)
+    assert [sorted(lengths[g].tolist()) for g in groups] == [[30, 31, 32, 33], [58, 60], [98, 100]]
+    for group in groups:
+        assert lengths[group].sum() >= 0.8 * len(group) * lengths[group].max()  # at most 20% padding
+    assert len(chunks_within(lengths, 128 * MB, max_padding=1.0)) == 1  # the memory bound alone: one call
+
+
 def test_trimmer_runs_after_enough_work_and_never_on_the_caller() -> None:
     trimmer = MemoryTrimmer(after_bytes=100)
     if not trimmer.available:

@@ -2,9 +2,9 @@
 
 - the pipeline from the package's pretrained MiniLM, on a few hundred SST-2 phrases for one short epoch, clearly
   beats the same run from random weights (skipped without ../shared/data/sst2 or the package);
-- the committed models/minilm artifact through HTTP: the default sentiment model, right on at least 85% of the
-  negation set (tests/data/negation.tsv; v3 scores 87.5%, v2 89.6%, the LSTM 65%: the issue's target of 90% is
-  not met), with the LSTM still selectable and DistilBERT still 503.
+- the committed models/minilm artifact through HTTP: the default sentiment model, right on at least 90% of the
+  negation set (tests/data/negation.tsv; v6 scores 93.75%, v3 87.5%, the LSTM 65%), with the LSTM still
+  selectable and DistilBERT still 503.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ def test_committed_minilm_is_the_default_and_handles_negation() -> None:
                 assert r.json()["model"]["name"] == name
                 pairs = zip(r.json()["results"], labels[start:], strict=False)
                 right[name] += sum((x["label"] == "POSITIVE") == bool(y) for x, y in pairs)
-        assert right["minilm"] / len(texts) >= 0.85, right
+        assert right["minilm"] / len(texts) >= 0.9, right
         assert right["minilm"] >= right["lstm"] + 0.1 * len(texts), right
         distilbert = client.post("/predict/sentiment", json={"text": "hi", "model": "distilbert"})
         assert_error(distilbert, 503, "model_not_installed")
@@ -77,3 +77,19 @@ def test_committed_minilm_charges_a_short_request_its_word_pieces_and_a_long_one
     assert 32 * runtime.cost([review]) <= settings.max_inflight_mb * 2**20  # 32 clients' reviews fit at once
     long = "word " * (TOKENIZE_CHARS // 5 + 1)  # over the limit: bounded from characters, not tokenised
     assert runtime.cost([long]) == int(FIXED_BYTES + text_bytes(runtime.max_length))
+
+
+def test_a_batched_transformer_gives_each_worker_its_share_of_the_cores() -> None:
+    import os
+
+    from app.families import open_runtime
+    from app.manifest import read_manifest
+
+    entry = read_manifest(COMMITTED_MODELS).served()["minilm"]
+    threads = {}
+    for batch in ([], ["minilm"]):
+        settings = Settings(models_dir=COMMITTED_MODELS, batch_models=batch, workers=2)
+        runtime = open_runtime(entry, settings)
+        assert runtime.batched() == bool(batch)
+        threads[bool(batch)] = runtime.session.get_session_options().intra_op_num_threads
+    assert threads == {False: 0, True: max(1, len(os.sched_getaffinity(0)) // 2)}  # 0: ONNX Runtime's all cores

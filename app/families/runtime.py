@@ -35,6 +35,11 @@ class Runtime(ABC, Generic[Req, In, Out]):
         self.artifact_dir = artifact_dir
         self.settings = settings
 
+    def batched(self) -> bool:
+        """Whether settings micro-batch this model (app/inference.py): concurrent requests share one call."""
+        batching = self.settings.max_batch_size > 1 and self.entry.name in self.settings.batch_models
+        return self.batchable and batching
+
     @abstractmethod
     def load(self) -> None:
         """Read the artifact; raise on a missing or corrupt file."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,9 @@ MB = 2**20
 BYTES_PER_TOKEN = 29.0 * 1024
 BYTES_PER_TOKEN_SQUARED = 200.0
 CALL_BYTES = 128 * MB
+# A micro-batch of reviews of 20-80 words padded to its longest was ~35% padding (bench/sentiment_vs_pytorch.py):
+# a model call holds texts of similar length, so padding is at most this share of its tokens.
+MAX_PADDING = 0.2
 FIXED_BYTES = 8 * MB
 # Requests up to this many characters are tokenised to cost them, on the event loop (~0.12 ms for 400 characters,
 # ~1.2 ms at this limit): the character bound charged a 350-character review (~80 word pieces) for 352, 43 MB, and
@@ -43,16 +47,20 @@ def text_bytes(tokens: int) -> float:
     return tokens * BYTES_PER_TOKEN + tokens * tokens * BYTES_PER_TOKEN_SQUARED
 
 
-def chunks_within(lengths: np.ndarray, max_bytes: float) -> list[np.ndarray]:
+def chunks_within(lengths: np.ndarray, max_bytes: float, max_padding: float = MAX_PADDING) -> list[np.ndarray]:
     """Row indices grouped shortest first, each group as many texts as fit in `max_bytes` padded to its longest
-    (at least one text per group)."""
+    and whose padding stays at most `max_padding` of the group's tokens (at least one text per group)."""
     order = np.argsort(lengths, kind="stable")
     groups: list[list[int]] = [[]]
+    tokens = 0  # the group's word pieces, unpadded
     for i in order:
-        group = groups[-1]
-        if group and (len(group) + 1) * text_bytes(int(lengths[i])) > max_bytes:
+        group, length = groups[-1], int(lengths[i])
+        texts = len(group) + 1
+        if group and (texts * text_bytes(length) > max_bytes or tokens + length < (1 - max_padding) * texts * length):
             groups.append(group := [])
+            tokens = 0
         group.append(int(i))
+        tokens += length
     return [np.array(g) for g in groups if g]
 
 
@@ -77,7 +85,10 @@ class TransformerSentimentRuntime(SentimentRuntime):
         # Spinning: one call is milliseconds of work, and sleeping threads woke late between its ops (MiniLM, quiet
         # machine, bench.sentiment_latency over HTTP: short 4.1 -> 2.9 ms, 256 tokens 33.2 -> 29.6 ms; c=32 unbatched
         # 226 -> 208 right answers/s in bench.sentiment_vs_pytorch, within this machine's run-to-run noise).
-        threads = self.settings.inference_threads
+        # Micro-batched, a worker process makes one call at a time, and each worker's call gets its share of the cores:
+        # with all cores each, two workers' spinning threads fought over 2 cores (bench.sentiment_vs_pytorch, c=32,
+        # batched: 177 -> 288 right answers/s with one thread each); unbatched, a lone long review keeps both cores.
+        threads = self.settings.inference_threads or (self.batched_threads() if self.batched() else 0)
         self.session = onnx_session(self.file("onnx"), threads, shrink_arena=True, spinning=True)
         names = {i.name for i in self.session.get_inputs()}
         if names != {"input_ids", "attention_mask"}:
@@ -85,6 +96,9 @@ class TransformerSentimentRuntime(SentimentRuntime):
         self.random_weights = bool(self.entry.metrics.get("random_weights", False))
         if self.random_weights:
             log.warning("%s v%s has RANDOM weights (a test artifact): its predictions mean nothing", *self._ref())
+
+    def batched_threads(self) -> int:
+        return max(1, len(os.sched_getaffinity(0)) // self.settings.workers)
 
     def _ref(self) -> tuple[str, str]:
         return self.entry.name, self.entry.version
