@@ -11,6 +11,7 @@ import pytest
 from app import batching
 from app.batching import MicroBatcher
 from app.config import Settings
+from app.families.runtime import Runtime
 from app.inference import Inference
 from app.manifest import ManifestEntry
 from app.metrics import Metrics
@@ -170,9 +171,11 @@ def test_close_cancels_the_task_and_waiting_callers() -> None:
 
 class FakeRuntime:
     batchable = True
+    batched = Runtime.batched  # the rule under test: settings name the model and allow batches over 1
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, settings: Settings) -> None:
         self.entry = ManifestEntry(name=name, version="1", task="t", runtime="r", path=".")
+        self.settings = settings
 
     def predict(self, batch):
         return batch
@@ -186,17 +189,18 @@ def test_batching_is_per_model_and_configurable() -> None:
 
     async def main():
         inference = Inference(settings, Metrics())
-        bert, digit = FakeRuntime("distilbert"), FakeRuntime("digit")
+        bert, digit = FakeRuntime("distilbert", settings), FakeRuntime("digit", settings)
         assert inference.batcher(digit) is None  # off where it does not pay
         batcher = inference.batcher(bert)
         assert batcher is not None and batcher is inference.batcher(bert)  # one per model
         assert (batcher.max_batch_size, batcher.max_batch_wait) == (16, 0.002)
         assert await inference(bert, ["x", "y"]) == ["x", "y"] and batcher.calls == 1
         assert await inference(digit, ["z"]) == ["z"]  # unbatched path
-        reloaded = FakeRuntime("distilbert")  # a model loaded again gets a fresh batcher
+        reloaded = FakeRuntime("distilbert", settings)  # a model loaded again gets a fresh batcher
         assert inference.batcher(reloaded) is not batcher
-        assert Inference(Settings(max_batch_size=1), Metrics()).batcher(bert) is None
-        explainer = FakeRuntime("distilbert")
+        one = Settings(max_batch_size=1)
+        assert Inference(one, Metrics()).batcher(FakeRuntime("distilbert", one)) is None
+        explainer = FakeRuntime("distilbert", settings)
         explainer.batchable = False  # an explainer of a batched model (one per request): never batched
         assert inference.batcher(explainer) is None
         await inference.close()
