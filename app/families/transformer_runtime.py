@@ -4,7 +4,8 @@ No PyTorch or transformers at serving time: the tokenizer is the `tokenizers` pa
 that `save_pretrained` wrote, and the labels come from config.json's id2label. Text longer than the model's limit
 (tokenization.json's max_length, at most 512 tokens with [CLS] and [SEP]) keeps its first `head` word pieces and
 its last ones (app/families/transformer_text.py; artifacts without tokenization.json keep the start only) and the
-output says `truncated: true`. A batch is padded to its longest text (dynamic padding).
+output says `truncated: true`. A batch runs as model calls of texts of similar length, each padded to its longest
+(dynamic padding).
 """
 
 from __future__ import annotations
