@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on (not a container's CPU quota, which the settings can give instead)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 class Settings(BaseSettings):
@@ -50,10 +58,11 @@ class Settings(BaseSettings):
         "transformer: cores // workers).",
     )
     inference_workers: int = Field(
-        8,
-        ge=1,
+        0,
+        ge=0,
         description="Threads in the one pool that runs every model call and image decode; requests beyond it "
-        "wait their turn (admission control bounds how many are in flight).",
+        "wait their turn (admission control bounds how many are in flight). 0: one per CPU core, at least 2 (more "
+        "only add lock handoffs: the work either holds Python's GIL or keeps a core busy).",
     )
     max_pinned_versions: int = Field(
         2,

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 
 from app.batching import MicroBatcher
-from app.config import Settings
+from app.config import Settings, cpu_cores
 from app.families.runtime import Runtime
 from app.limiter import ConcurrencyLimiter
 from app.metrics import Metrics
@@ -35,7 +35,8 @@ class Inference:
         self.batchers: dict[Runtime, MicroBatcher] = {}  # one per loaded model
 
     def _new_pool(self) -> ThreadPoolExecutor:
-        return ThreadPoolExecutor(self.settings.inference_workers, thread_name_prefix="model")
+        threads = self.settings.inference_workers or max(2, cpu_cores())
+        return ThreadPoolExecutor(threads, thread_name_prefix="model")
 
     def observer(self, name: str):
         def observe(size: int, seconds: float) -> None:  # one model call, however many requests it served

@@ -52,14 +52,17 @@ class MemoryTrimmer:
         self.pending = 0  # estimated bytes released since the last trim started
         self.running = threading.Lock()
         self.trims = 0
-        self.quiet: asyncio.TimerHandle | None = None
+        self.quiet: asyncio.TimerHandle | None = None  # armed while pending >= QUIET_MIN_BYTES
+        self.quiet_loop: asyncio.AbstractEventLoop | None = None  # its loop (an app can be started again)
+        self.last_end = 0.0  # loop time of the last release
 
     @property
     def available(self) -> bool:
         return self.trim is not None
 
     def released(self, cost: int) -> None:
-        """A request that was charged `cost` bytes ended (called on the event loop thread)."""
+        """A request that was charged `cost` bytes ended (called on the event loop thread). Cheap on the hot path:
+        one timer stays armed and, when it fires, waits on while requests keep ending (no re-arming per request)."""
         if self.trim is None:
             return
         self.pending += cost
@@ -67,16 +70,23 @@ class MemoryTrimmer:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
+        self.last_end = loop.time()
+        if self.pending >= self.after_bytes:
+            self._start(loop)
+        elif self.pending >= QUIET_MIN_BYTES and (self.quiet is None or self.quiet_loop is not loop):
+            self.quiet, self.quiet_loop = loop.call_at(self.last_end + QUIET_SECONDS, self._when_quiet, loop), loop
+
+    def _when_quiet(self, loop: asyncio.AbstractEventLoop) -> None:
+        quiet_from = self.last_end + QUIET_SECONDS
+        if loop.time() < quiet_from:  # requests ended since the timer was armed: wait for the real quiet
+            self.quiet = loop.call_at(quiet_from, self._when_quiet, loop)
+        else:
+            self._start(loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
         if self.quiet is not None:
             self.quiet.cancel()
             self.quiet = None
-        if self.pending >= self.after_bytes:
-            self._start(loop)
-        elif self.pending >= QUIET_MIN_BYTES:
-            self.quiet = loop.call_later(QUIET_SECONDS, self._start, loop)
-
-    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.quiet = None
         if self.running.locked():
             return
         self.pending = 0

@@ -207,3 +207,27 @@ def test_batching_is_per_model_and_configurable() -> None:
         assert batcher._task is None and not inference.batchers
 
     run(main())
+
+
+def test_the_worker_pool_has_a_thread_per_core_unless_settings_say() -> None:
+    from app.config import cpu_cores
+
+    async def pool_threads(settings: Settings) -> set[str]:
+        """The names of the threads that ran 12 calls made at once: the pool starts a thread per call it cannot
+        give to an idle one, up to its size."""
+        inference = Inference(settings, Metrics())
+        release = threading.Event()
+
+        def hold() -> str:
+            release.wait(5)
+            return threading.current_thread().name
+
+        calls = [asyncio.ensure_future(inference.offload(hold)) for _ in range(12)]
+        await asyncio.sleep(0.2)
+        release.set()
+        names = set(await asyncio.gather(*calls))
+        await inference.close()
+        return names
+
+    assert len(run(pool_threads(Settings()))) == max(2, cpu_cores())
+    assert len(run(pool_threads(Settings(inference_workers=5)))) == 5

@@ -216,6 +216,17 @@ def test_trimmer_runs_after_enough_work_and_never_on_the_caller() -> None:
     asyncio.run(tail_of_a_burst())
     assert calls == [0, 0]
 
+    async def burst_still_going() -> None:
+        trimmer.released(QUIET_MIN_BYTES)
+        for _ in range(5):  # requests keep ending, each sooner than QUIET_SECONDS after the one before
+            await asyncio.sleep(QUIET_SECONDS / 2)
+            trimmer.released(1)
+            assert calls == [0, 0]
+        await asyncio.sleep(QUIET_SECONDS + 1.0)  # then quiet: one trim
+
+    asyncio.run(burst_still_going())  # a new loop, as when an app is started again
+    assert calls == [0, 0, 0]
+
 
 # ---- over HTTP ----------------------------------------------------------------------------------------------------
 

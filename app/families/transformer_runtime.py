@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from typing import Any
 
 import numpy as np
 
+from app.config import cpu_cores
 from app.families import transformer_text
 from app.families.runtime import onnx_session
 from app.families.sentiment import SentimentResult, SentimentRuntime
@@ -99,7 +99,7 @@ class TransformerSentimentRuntime(SentimentRuntime):
             log.warning("%s v%s has RANDOM weights (a test artifact): its predictions mean nothing", *self._ref())
 
     def batched_threads(self) -> int:
-        return max(1, len(os.sched_getaffinity(0)) // self.settings.workers)
+        return max(1, cpu_cores() // self.settings.workers)
 
     def _ref(self) -> tuple[str, str]:
         return self.entry.name, self.entry.version
