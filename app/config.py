@@ -58,11 +58,18 @@ class Settings(BaseSettings):
         "transformer: cores // workers).",
     )
     inference_workers: int = Field(
+        8,
+        ge=1,
+        description="Threads in the pool that runs the text and series models (and every explanation); requests "
+        "beyond it wait their turn (admission control bounds how many are in flight). ONNX Runtime releases Python's "
+        "GIL, so overlapping calls keep the cores busy between a call's parallel parts.",
+    )
+    image_workers: int = Field(
         0,
         ge=0,
-        description="Threads in the one pool that runs every model call and image decode; requests beyond it "
-        "wait their turn (admission control bounds how many are in flight). 0: one per CPU core, at least 2 (more "
-        "only add lock handoffs: the work either holds Python's GIL or keeps a core busy).",
+        description="Threads in the pool that decodes uploaded images and runs the image models; 0: one per CPU "
+        "core, at least 2. Pillow and numpy on small images hold the GIL most of the time, so more threads than "
+        "cores only hand it back and forth.",
     )
     max_pinned_versions: int = Field(
         2,

@@ -54,4 +54,4 @@ async def read_image_upload(request: Request, max_pixels: int, inference: Infere
     data = await read_image_bytes(request)
     if len(data) <= INLINE_HEADER_BYTES:
         return ImageUpload.read(data, max_pixels)
-    return await inference.offload(ImageUpload.read, data, max_pixels)
+    return await inference.offload(ImageUpload.read, data, max_pixels, image=True)

@@ -209,12 +209,12 @@ def test_batching_is_per_model_and_configurable() -> None:
     run(main())
 
 
-def test_the_worker_pool_has_a_thread_per_core_unless_settings_say() -> None:
+def test_image_work_gets_a_thread_per_core_and_models_their_own_pool() -> None:
     from app.config import cpu_cores
 
-    async def pool_threads(settings: Settings) -> set[str]:
-        """The names of the threads that ran 12 calls made at once: the pool starts a thread per call it cannot
-        give to an idle one, up to its size."""
+    async def threads(settings: Settings, image: bool) -> set[str]:
+        """The names of the threads that ran 12 calls made at once: a pool starts a thread per call it cannot give
+        to an idle one, up to its size."""
         inference = Inference(settings, Metrics())
         release = threading.Event()
 
@@ -222,12 +222,15 @@ def test_the_worker_pool_has_a_thread_per_core_unless_settings_say() -> None:
             release.wait(5)
             return threading.current_thread().name
 
-        calls = [asyncio.ensure_future(inference.offload(hold)) for _ in range(12)]
+        calls = [asyncio.ensure_future(inference.offload(hold, image=image)) for _ in range(12)]
         await asyncio.sleep(0.2)
         release.set()
         names = set(await asyncio.gather(*calls))
         await inference.close()
         return names
 
-    assert len(run(pool_threads(Settings()))) == max(2, cpu_cores())
-    assert len(run(pool_threads(Settings(inference_workers=5)))) == 5
+    images = run(threads(Settings(), image=True))
+    assert len(images) == max(2, cpu_cores()) and all(name.startswith("image") for name in images)
+    models = run(threads(Settings(), image=False))
+    assert len(models) == 8 and all(name.startswith("model") for name in models)
+    assert len(run(threads(Settings(image_workers=5), image=True))) == 5
