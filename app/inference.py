@@ -5,9 +5,10 @@ decoding is CPU work), runs `predict` on the pool (micro-batched for the models 
 the response. Without a batcher, decoding and `predict` run in one call on one pool thread: each thread hop costs
 about as much as a small model's whole work. One Inference per app (app.state.inference) owns the two sized worker
 pools and the models' batchers, which it closes at shutdown. The image pool (one thread per core) decodes uploads
-and runs the image models: Pillow and numpy hold the GIL most of the time, and the digit cost 6-12% more CPU per
+and runs the image models: Pillow and numpy hold the GIL most of the time, and the digit cost 4-12% more CPU per
 request with 8 threads than with 2. The model pool (8 threads) runs the text and series models, which spend their
-time in ONNX Runtime without the GIL: unbatched MiniLM answered 190 reviews/s at c=32 with 8 threads, 146 with 2.
+time in ONNX Runtime without the GIL: unbatched MiniLM answered 180-190 reviews/s at c=32 with 8 threads, 144-148
+with 2.
 """
 
 from __future__ import annotations
