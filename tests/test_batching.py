@@ -10,7 +10,7 @@ import pytest
 
 from app import batching
 from app.batching import MicroBatcher
-from app.config import Settings
+from app.config import Settings, cpu_cores
 from app.families.runtime import Runtime
 from app.inference import Inference
 from app.manifest import ManifestEntry
@@ -210,8 +210,6 @@ def test_batching_is_per_model_and_configurable() -> None:
 
 
 def test_image_work_gets_a_thread_per_core_and_models_their_own_pool() -> None:
-    from app.config import cpu_cores
-
     async def threads(settings: Settings, image: bool) -> set[str]:
         """The names of the threads that ran 12 calls made at once: a pool starts a thread per call it cannot give
         to an idle one, up to its size."""

@@ -80,8 +80,7 @@ def test_committed_minilm_charges_a_short_request_its_word_pieces_and_a_long_one
 
 
 def test_a_batched_transformer_gives_each_worker_its_share_of_the_cores() -> None:
-    import os
-
+    from app.config import cpu_cores
     from app.families import open_runtime
     from app.manifest import read_manifest
 
@@ -92,4 +91,4 @@ def test_a_batched_transformer_gives_each_worker_its_share_of_the_cores() -> Non
         runtime = open_runtime(entry, settings)
         assert runtime.batched() == bool(batch)
         threads[bool(batch)] = runtime.session.get_session_options().intra_op_num_threads
-    assert threads == {False: 0, True: max(1, len(os.sched_getaffinity(0)) // 2)}  # 0: ONNX Runtime's all cores
+    assert threads == {False: 0, True: max(1, cpu_cores() // 2)}  # 0: ONNX Runtime's all cores
