@@ -69,7 +69,8 @@ class Settings(BaseSettings):
         ge=0,
         description="Threads in the pool that decodes uploaded images and runs the image models; 0: one per CPU "
         "core, at least 2. Pillow and numpy on small images hold the GIL most of the time, so more threads than "
-        "cores only hand it back and forth.",
+        "cores only hand it back and forth. Also how many large images decode at once, each charged to the memory "
+        "budget only then.",
     )
     max_pinned_versions: int = Field(
         2,

@@ -9,6 +9,9 @@ and runs the image models: Pillow and numpy hold the GIL most of the time, and t
 request with 8 threads than with 2. The model pool (8 threads) runs the text and series models, which spend their
 time in ONNX Runtime without the GIL: unbatched MiniLM answered 180-190 reviews/s at c=32 with 8 threads, 144-148
 with 2.
+A large image's decoding (DEFERRED_CHARGE_BYTES or more of estimated memory) is charged to the memory budget
+only when its turn on the image pool comes: at most one per image thread holds that charge, so concurrent
+uploads of photos queue for the threads instead of filling the budget while they wait (and getting 429).
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from pydantic import BaseModel
 from app.batching import MicroBatcher
 from app.config import Settings, cpu_cores
 from app.families.runtime import Runtime
-from app.limiter import ConcurrencyLimiter
+from app.limiter import MB, ConcurrencyLimiter
 from app.metrics import Metrics
+
+# A 28x28 digit costs ~1 MB and is charged at admission; a 1024x1024 photo ~21 MB waits for its turn.
+DEFERRED_CHARGE_BYTES = 8 * MB
 
 T = TypeVar("T")
 Req = TypeVar("Req")
@@ -35,15 +41,23 @@ Out = TypeVar("Out")
 class Inference:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings, self.metrics = settings, metrics
+        self.image_threads = settings.image_workers or max(2, cpu_cores())
         self.pool, self.image_pool = self._new_pools()
         self.batchers: dict[Runtime, MicroBatcher] = {}  # one per loaded model
+        self.turns: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None  # large decodes, per loop
 
     def _new_pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
-        images = self.settings.image_workers or max(2, cpu_cores())
         return (
             ThreadPoolExecutor(self.settings.inference_workers, thread_name_prefix="model"),
-            ThreadPoolExecutor(images, thread_name_prefix="image"),
+            ThreadPoolExecutor(self.image_threads, thread_name_prefix="image"),
         )
+
+    def image_turn(self) -> asyncio.Semaphore:
+        """One permit per image thread, for large decodes (made per event loop: an app can be started again)."""
+        loop = asyncio.get_running_loop()
+        if self.turns is None or self.turns[0] is not loop:
+            self.turns = (loop, asyncio.Semaphore(self.image_threads))
+        return self.turns[1]
 
     def observer(self, name: str):
         def observe(size: int, seconds: float) -> None:  # one model call, however many requests it served
@@ -109,15 +123,24 @@ class Inference:
         return await self.offload(self.predict, runtime, batch)
 
     async def outputs(self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter) -> list[Out]:
-        """The typed outputs for `request`: cost -> decode -> predict, inside one admission slot (decoding is where
-        an image's memory goes, so it is charged too). `serve` encodes them for the task endpoints; the Open
-        Inference Protocol routes (app/oip) turn them into tensors."""
-        with limiter.slot(runtime.cost(request)):
+        """The typed outputs for `request`: cost -> decode -> predict, inside one admission slot. Decoding is where
+        an image's memory goes, so it is charged too: at admission, or for a large image when its turn on the image
+        pool comes. `serve` encodes them for the task endpoints; the Open Inference Protocol routes (app/oip) turn
+        them into tensors."""
+        cost = runtime.cost(request)
+        deferred = runtime.decode_blocks and cost >= DEFERRED_CHARGE_BYTES
+        with limiter.slot(0 if deferred else cost, size=cost):
             if not runtime.decode_blocks:
                 return await self(runtime, runtime.decode(request))
-            if self.batcher(runtime) is None:
-                return await self.offload(self.decode_and_predict, runtime, request, image=True)  # one hop for both
-            return await self(runtime, await self.offload(runtime.decode, request, image=True))
+            batched = self.batcher(runtime) is not None
+            work = (runtime.decode, request) if batched else (self.decode_and_predict, runtime, request)  # one hop
+            if deferred:
+                async with self.image_turn():
+                    with limiter.charged(cost):
+                        done = await self.offload(*work, image=True)
+            else:
+                done = await self.offload(*work, image=True)
+            return await self(runtime, done) if batched else done
 
     async def serve(self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter) -> BaseModel:
         """The response body for `request`: its `outputs`, encoded."""

@@ -6,7 +6,9 @@ import asyncio
 import io
 import json
 import math
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,9 +27,11 @@ from app.families.digit.runtime import DigitRuntime
 from app.families.images import ImageUpload
 from app.families.lstm.runtime import LstmSentimentRuntime
 from app.families.transformer_runtime import chunks_within, text_bytes
+from app.inference import DEFERRED_CHARGE_BYTES, Inference
 from app.limiter import ConcurrencyLimiter, share
 from app.main import create_app
 from app.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
+from app.metrics import Metrics
 from tests.support.digit_images import render
 from tests.support.raw_http import read_response, stalled_upload
 from tests.support.service import assert_error, serve
@@ -149,6 +153,68 @@ def test_reserve_and_release_charge_the_budget_not_the_count() -> None:
     assert limiter.cost_in_flight == 0 and released == [30, 70]
 
 
+class HeldDecode:
+    """An image runtime (decoding blocks) whose decode waits for `release` and costs `cost` bytes."""
+
+    decode_blocks = True
+    entry = SimpleNamespace(name="held")
+
+    def __init__(self, cost: int) -> None:
+        self.charge, self.release = cost, threading.Event()
+
+    def cost(self, request: int) -> int:
+        return self.charge
+
+    def batched(self) -> bool:
+        return False
+
+    def decode(self, request: int) -> list[int]:
+        self.release.wait(5)
+        return [request]
+
+    def predict(self, batch: list[int]) -> list[int]:
+        return batch
+
+
+def test_a_large_decode_is_charged_in_its_turn_on_the_image_pool_and_a_small_one_at_admission() -> None:
+    async def in_flight(cost: int, calls: int) -> tuple[int, int]:
+        """(count, bytes) charged while `calls` requests of `cost` wait on two image threads, then all answer."""
+        inference, runtime = Inference(Settings(image_workers=2), Metrics()), HeldDecode(cost)
+        limiter = ConcurrencyLimiter(16, budget_bytes=3 * 20 * MB)  # three 20 MB decodes at once, not eight
+        pending = [asyncio.ensure_future(inference.outputs(runtime, i, limiter)) for i in range(calls)]
+        await asyncio.sleep(0.2)
+        charged = (limiter.in_flight, limiter.cost_in_flight)
+        runtime.release.set()
+        assert await asyncio.gather(*pending) == [[i] for i in range(calls)]
+        assert (limiter.in_flight, limiter.cost_in_flight) == (0, 0)
+        await inference.close()
+        return charged
+
+    assert 20 * MB >= DEFERRED_CHARGE_BYTES > MB
+    assert asyncio.run(in_flight(20 * MB, 8)) == (8, 2 * 20 * MB)  # two decoding; six wait, uncharged, no 429
+    assert asyncio.run(in_flight(MB, 8)) == (8, 8 * MB)  # small ones are charged (and refused) at admission
+
+
+def test_a_large_decode_whose_turn_finds_the_budget_in_use_is_429_and_one_over_it_413_at_once() -> None:
+    async def attempt(limiter: ConcurrencyLimiter, cost: int) -> None:
+        inference, runtime = Inference(Settings(image_workers=2), Metrics()), HeldDecode(cost)
+        runtime.release.set()
+        try:
+            await inference.outputs(runtime, 0, limiter)
+        finally:
+            await inference.close()
+
+    limiter = ConcurrencyLimiter(16, budget_bytes=100 * MB)
+    held = limiter.reserve(90 * MB)  # request bodies, say
+    with pytest.raises(Overloaded):
+        asyncio.run(attempt(limiter, 20 * MB))
+    with pytest.raises(PayloadTooLarge):
+        asyncio.run(attempt(limiter, 101 * MB))
+    assert (limiter.in_flight, limiter.cost_in_flight) == (0, 90 * MB)
+    limiter.release(held)
+    asyncio.run(attempt(limiter, 20 * MB))
+
+
 # ---- what keeps a request's memory small -------------------------------------------------------------------------
 
 
@@ -263,6 +329,24 @@ def test_budget_in_use_is_429_with_retry_after(trained_models_dir: Path) -> None
         assert_error(response, 429, "overloaded")
         assert response.headers["retry-after"].isdigit()
         assert client.post("/predict/digit", content=PNG, headers=PNG_HEADERS).status_code == 200
+
+
+def test_concurrent_photos_queue_for_the_image_threads_instead_of_429(trained_models_dir: Path) -> None:
+    photo = Image.open(io.BytesIO(render(3, "white_on_black_large"))).resize((1024, 1024)).convert("RGB")
+    out = io.BytesIO()
+    photo.save(out, format="PNG")
+    budget_mb = math.ceil(2.5 * digit_cost(1024 * 1024, "RGB") / MB)  # two photos' decoding at once, not twelve
+    settings = Settings(models_dir=trained_models_dir, max_inflight_mb=budget_mb, image_workers=2)
+    with serve("uvicorn", settings) as client:
+
+        def post(_: int) -> tuple[int, object]:
+            response = client.post("/predict/digit", content=out.getvalue(), headers=PNG_HEADERS)
+            return response.status_code, response.json().get("digit")
+
+        alone = post(0)
+        with ThreadPoolExecutor(12) as pool:
+            answers = list(pool.map(post, range(12)))
+    assert alone[0] == 200 and answers == [alone] * 12
 
 
 # ---- raw sockets against uvicorn: stalled uploads and disconnects -------------------------------------------------
