@@ -100,11 +100,11 @@ def check_free(port: int, wait: float = 10.0) -> None:
         time.sleep(0.2)
 
 
-def multipart(png: bytes, name: str) -> tuple[str, bytes]:
+def multipart(png: bytes, name: str, part_type: str = "image/png") -> tuple[str, bytes]:
     boundary = uuid.uuid4().hex
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-        "Content-Type: image/png\r\n\r\n"
+        f"Content-Type: {part_type}\r\n\r\n"
     ).encode()
     return f"multipart/form-data; boundary={boundary}", head + png + f"\r\n--{boundary}--\r\n".encode()
 
@@ -265,6 +265,7 @@ def measure(pid: int, url: str, concurrency: int, seconds: int, manifest: Path |
         "p50_ms": result["p50_ms"],
         "p99_ms": result["p99_ms"],
         "errors": errors,
+        "wrong_answers": result["wrong"] - result["status_errors"],  # 200s with another digit (a status error counts)
         "correct": (result["checked"] - result["wrong"]) / result["checked"] if result["checked"] else None,
         "server_cpu_pct": 100 * used / result["seconds"],
         "server_cpu_ms_per_request": 1e3 * used / requests,
