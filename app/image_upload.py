@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 
 from app.errors import InvalidInput, UnsupportedMediaType, echo
 from app.families.images import ImageUpload
@@ -52,6 +53,11 @@ async def read_image_upload(request: Request, max_pixels: int, inference: Infere
     """The whole body first (a slow upload holds no admission slot), then its header (on the worker pool when the
     body is large), from which the runtime's `cost` is known before anything is decoded."""
     data = await read_image_bytes(request)
+
+    async def check_client() -> None:
+        if await request.is_disconnected():
+            raise ClientDisconnect()  # app/request_log.py logs it as client_disconnected (499)
+
     if len(data) <= INLINE_HEADER_BYTES:
-        return ImageUpload.read(data, max_pixels)
-    return await inference.offload(ImageUpload.read, data, max_pixels, image=True)
+        return ImageUpload.read(data, max_pixels, check_client)
+    return await inference.offload(ImageUpload.read, data, max_pixels, check_client, image=True)

@@ -11,7 +11,8 @@ time in ONNX Runtime without the GIL: unbatched MiniLM answered 180-190 reviews/
 with 2.
 A large image's decoding (DEFERRED_CHARGE_BYTES or more of estimated memory) is charged to the memory budget
 only when its turn on the image pool comes: at most one per image thread holds that charge, so concurrent
-uploads of photos queue for the threads instead of filling the budget while they wait (and getting 429).
+uploads of photos queue for the threads instead of filling the budget while they wait (and getting 429); one
+whose client hung up meanwhile is dropped when its turn comes.
 """
 
 from __future__ import annotations
@@ -136,6 +137,9 @@ class Inference:
             work = (runtime.decode, request) if batched else (self.decode_and_predict, runtime, request)  # one hop
             if deferred:
                 async with self.image_turn():
+                    check_client = getattr(request, "check_client", None)
+                    if check_client is not None:
+                        await check_client()  # raises if the client hung up while this waited: nobody to answer
                     with limiter.charged(cost):
                         done = await self.offload(*work, image=True)
             else:

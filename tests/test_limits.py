@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import math
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -161,15 +162,17 @@ class HeldDecode:
 
     def __init__(self, cost: int) -> None:
         self.charge, self.release = cost, threading.Event()
+        self.decoded: list[object] = []
 
-    def cost(self, request: int) -> int:
+    def cost(self, request: object) -> int:
         return self.charge
 
     def batched(self) -> bool:
         return False
 
-    def decode(self, request: int) -> list[int]:
+    def decode(self, request: object) -> list[object]:
         self.release.wait(5)
+        self.decoded.append(request)
         return [request]
 
     def predict(self, batch: list[int]) -> list[int]:
@@ -213,6 +216,38 @@ def test_a_large_decode_whose_turn_finds_the_budget_in_use_is_429_and_one_over_i
     assert (limiter.in_flight, limiter.cost_in_flight) == (0, 90 * MB)
     limiter.release(held)
     asyncio.run(attempt(limiter, 20 * MB))
+
+
+class HungUp(Exception):
+    pass
+
+
+class Client:
+    """A request whose `check_client` raises once `gone` (what app/image_upload.py attaches to an upload)."""
+
+    gone = False
+
+    async def check_client(self) -> None:
+        if self.gone:
+            raise HungUp
+
+
+def test_a_large_decode_whose_client_hung_up_while_it_waited_is_dropped_in_its_turn() -> None:
+    async def main() -> None:
+        inference, runtime = Inference(Settings(image_workers=1), Metrics()), HeldDecode(20 * MB)
+        limiter = ConcurrencyLimiter(16, budget_bytes=100 * MB)
+        first, second = Client(), Client()
+        answers = [asyncio.ensure_future(inference.outputs(runtime, c, limiter)) for c in (first, second)]
+        await asyncio.sleep(0.2)  # the first decodes on the only image thread; the second waits for its turn
+        second.gone = True
+        runtime.release.set()
+        assert await answers[0] == [first]
+        with pytest.raises(HungUp):
+            await answers[1]
+        assert runtime.decoded == [first] and (limiter.in_flight, limiter.cost_in_flight) == (0, 0)
+        await inference.close()
+
+    asyncio.run(main())
 
 
 # ---- what keeps a request's memory small -------------------------------------------------------------------------
@@ -347,6 +382,27 @@ def test_concurrent_photos_queue_for_the_image_threads_instead_of_429(trained_mo
         with ThreadPoolExecutor(12) as pool:
             answers = list(pool.map(post, range(12)))
     assert alone[0] == 200 and answers == [alone] * 12
+
+
+def test_a_photo_whose_client_hung_up_while_it_waited_is_not_decoded(trained_models_dir: Path) -> None:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(render(3, "white_on_black_large"))).resize((2048, 2048)).convert("RGBA").save(out, "PNG")
+    photo = out.getvalue()  # ~80 ms to decode and predict here
+    settings = Settings(models_dir=trained_models_dir, image_workers=1)
+    with serve("uvicorn", settings) as client, ThreadPoolExecutor(6) as pool:
+        ahead = [pool.submit(client.post, "/predict/digit", content=photo, headers=PNG_HEADERS) for _ in range(6)]
+        time.sleep(0.05)
+        sock = socket.create_connection(("127.0.0.1", client.base_url.port), timeout=15)
+        head = f"POST /predict/digit HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(photo)}"
+        sock.sendall(head.encode() + b"\r\n\r\n" + photo)
+        time.sleep(0.05)  # its body is in and it waits behind the six on the one image thread; then it hangs up
+        sock.close()
+        assert [f.result().status_code for f in ahead] == [200] * 6
+        deadline = time.monotonic() + 10
+        while 'status="499"' not in (metrics := client.get("/metrics").text) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert 'route="/predict/digit",status="499"} 1.0' in metrics
+    assert 'deepserve_inference_seconds_count{model="digit"} 6.0' in metrics  # the six, not the one that left
 
 
 # ---- raw sockets against uvicorn: stalled uploads and disconnects -------------------------------------------------
