@@ -15,13 +15,10 @@ budget is in use) are then counted, not refused; a wrong answer never is.
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import tempfile
 import time
 from pathlib import Path
-
-from PIL import Image, ImageOps
 
 from bench.peers.run import (
     DIGITS,
@@ -31,27 +28,10 @@ from bench.peers.run import (
     deepserve,
     load_average,
     measure,
-    multipart,
     start,
     stop,
     write_bodies,
 )
-
-
-def write_photo_bodies(digits: Path, folder: Path, size: int) -> tuple[Path, list[tuple[int, str, bytes]]]:
-    """The test digits as size x size JPEG photos, dark ink on light paper: multipart body files and wrk's manifest."""
-    manifest, bodies = write_bodies(digits, folder)  # the labels, in the same order
-    lines, photos = [], []
-    for i, png in enumerate(sorted(digits.glob("*.png"))):
-        photo = ImageOps.invert(Image.open(png).convert("L")).resize((size, size), Image.Resampling.BILINEAR)
-        out = io.BytesIO()
-        photo.convert("RGB").save(out, "JPEG", quality=90)
-        content_type, body = multipart(out.getvalue(), f"{png.stem}.jpg", "image/jpeg")
-        (folder / f"photo{i}.bin").write_bytes(body)
-        lines.append(f"{bodies[i][0]}\t{content_type}\t{folder / f'photo{i}.bin'}")
-        photos.append((bodies[i][0], content_type, body))
-    manifest.write_text("\n".join(lines) + "\n")
-    return manifest, photos
 
 
 def main() -> None:
@@ -69,11 +49,7 @@ def main() -> None:
     runs: dict[tuple[str, int], list[dict]] = {}
     print(f"load average {load_average()}")
     with tempfile.TemporaryDirectory(prefix="ab-") as tmp:
-        folder = Path(tmp)
-        if args.photos:
-            manifest, bodies = write_photo_bodies(DIGITS, folder, args.photos)
-        else:
-            manifest, bodies = write_bodies(DIGITS, folder)
+        manifest, bodies = write_bodies(DIGITS, Path(tmp), args.photos)
         servers = {}
         try:
             for i, (key, root) in enumerate((("old", args.old), ("new", args.new))):

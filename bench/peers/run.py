@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import json
 import os
 import signal
@@ -30,6 +31,8 @@ import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from PIL import Image, ImageOps
 
 from bench.peers.setup import ROOT as PEERS_ROOT
 from bench.peers.setup import python as peer_python
@@ -109,12 +112,23 @@ def multipart(png: bytes, name: str, part_type: str = "image/png") -> tuple[str,
     return f"multipart/form-data; boundary={boundary}", head + png + f"\r\n--{boundary}--\r\n".encode()
 
 
-def write_bodies(digits: Path, folder: Path) -> tuple[Path, list[tuple[int, str, bytes]]]:
-    """One multipart body file per test digit, and wrk's manifest of them."""
+def as_photo(png: Path, size: int) -> bytes:
+    """The digit as a size x size JPEG photo: dark ink on light paper, as a phone sees a page."""
+    photo = ImageOps.invert(Image.open(png).convert("L")).resize((size, size), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    photo.convert("RGB").save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def write_bodies(digits: Path, folder: Path, photo: int = 0) -> tuple[Path, list[tuple[int, str, bytes]]]:
+    """One multipart body file per test digit (its PNG, or `as_photo` at `photo` pixels), and wrk's manifest."""
     bodies, lines = [], []
     for i, png in enumerate(sorted(digits.glob("*.png"))):
         label = int(png.name.split("_")[0])
-        content_type, body = multipart(png.read_bytes(), png.name)
+        if photo:
+            content_type, body = multipart(as_photo(png, photo), f"{png.stem}.jpg", "image/jpeg")
+        else:
+            content_type, body = multipart(png.read_bytes(), png.name)
         path = folder / f"body{i}.bin"
         path.write_bytes(body)
         bodies.append((label, content_type, body))
