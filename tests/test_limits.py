@@ -389,15 +389,17 @@ def test_a_photo_whose_client_hung_up_while_it_waited_is_not_decoded(trained_mod
     Image.open(io.BytesIO(render(3, "white_on_black_large"))).resize((2048, 2048)).convert("RGBA").save(out, "PNG")
     photo = out.getvalue()  # ~80 ms to decode and predict here
     settings = Settings(models_dir=trained_models_dir, image_workers=1)
-    with serve("uvicorn", settings) as client, ThreadPoolExecutor(6) as pool:
-        ahead = [pool.submit(client.post, "/predict/digit", content=photo, headers=PNG_HEADERS) for _ in range(6)]
-        time.sleep(0.05)
-        sock = socket.create_connection(("127.0.0.1", client.base_url.port), timeout=15)
-        head = f"POST /predict/digit HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(photo)}"
-        sock.sendall(head.encode() + b"\r\n\r\n" + photo)
+    head = f"POST /predict/digit HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(photo)}"
+    with serve("uvicorn", settings) as client:
+        # Seven uploads sent in turn from this thread, so that the six are ahead of the last one in the queue.
+        uploads = [socket.create_connection(("127.0.0.1", client.base_url.port), timeout=15) for _ in range(7)]
+        for sock in uploads:
+            sock.sendall(head.encode() + b"\r\n\r\n" + photo)
         time.sleep(0.05)  # its body is in and it waits behind the six on the one image thread; then it hangs up
-        sock.close()
-        assert [f.result().status_code for f in ahead] == [200] * 6
+        uploads.pop().close()
+        for sock in uploads:
+            with sock:
+                assert read_response(sock)[0] == 200
         deadline = time.monotonic() + 10
         while 'status="499"' not in (metrics := client.get("/metrics").text) and time.monotonic() < deadline:
             time.sleep(0.1)
