@@ -29,6 +29,7 @@ serve: $(VENV)/.serve  ## Start the service on the models in models/ (the commit
 
 test: $(VENV)/.dev  ## Lint, type-check the service, check the import rules, then run every test.
 	$(BIN)/ruff check app training tests bench
+	$(BIN)/ruff format --check app training  # tests and bench keep their hand-laid case tables
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q

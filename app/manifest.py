@@ -127,4 +127,3 @@ def write_promoted(models_dir: Path, name: str, version: str, previous: str | No
     _write_atomically(path, {"version": version, "promoted": stamp, "previous": previous})
     log.info("promoted %s v%s (was %s)", name, version, previous)
     return path
-

@@ -142,8 +142,7 @@ class TransformerSentimentRuntime(SentimentRuntime):
         probabilities = z / z.sum(axis=1, keepdims=True)
         # score = probability of POSITIVE; with two labels, POSITIVE is the argmax exactly when >= 0.5
         return [
-            SentimentResult.of(float(p), cut)
-            for p, cut in zip(probabilities[:, self.positive], truncated, strict=True)
+            SentimentResult.of(float(p), cut) for p, cut in zip(probabilities[:, self.positive], truncated, strict=True)
         ]
 
     def input_description(self) -> dict[str, Any]:
