@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import math
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -34,7 +33,7 @@ from app.main import create_app
 from app.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
 from app.metrics import Metrics
 from tests.support.digit_images import render
-from tests.support.raw_http import read_response, stalled_upload
+from tests.support.raw_http import read_response, stalled_upload, upload
 from tests.support.service import assert_error, serve
 
 PNG = render(3, "mnist_28")
@@ -366,16 +365,30 @@ def test_budget_in_use_is_429_with_retry_after(trained_models_dir: Path) -> None
         assert client.post("/predict/digit", content=PNG, headers=PNG_HEADERS).status_code == 200
 
 
-def test_concurrent_photos_queue_for_the_image_threads_instead_of_429(trained_models_dir: Path) -> None:
-    photo = Image.open(io.BytesIO(render(3, "white_on_black_large"))).resize((1024, 1024)).convert("RGB")
+def photo_png(size: int, mode: str) -> bytes:
+    """A rendered 3 as a size x size PNG in `mode`: a photo-sized upload of a digit."""
     out = io.BytesIO()
-    photo.save(out, format="PNG")
+    Image.open(io.BytesIO(render(3, "white_on_black_large"))).resize((size, size)).convert(mode).save(out, "PNG")
+    return out.getvalue()
+
+
+def metrics_with(client, lines: list[str], timeout: float = 10.0) -> str:
+    """/metrics once it has every one of `lines` (the server logs a disconnect when it notices it), or at the
+    timeout."""
+    deadline = time.monotonic() + timeout
+    while not all(line in (metrics := client.get("/metrics").text) for line in lines) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return metrics
+
+
+def test_concurrent_photos_queue_for_the_image_threads_instead_of_429(trained_models_dir: Path) -> None:
+    photo = photo_png(1024, "RGB")
     budget_mb = math.ceil(2.5 * digit_cost(1024 * 1024, "RGB") / MB)  # two photos' decoding at once, not twelve
     settings = Settings(models_dir=trained_models_dir, max_inflight_mb=budget_mb, image_workers=2)
     with serve("uvicorn", settings) as client:
 
         def post(_: int) -> tuple[int, object]:
-            response = client.post("/predict/digit", content=out.getvalue(), headers=PNG_HEADERS)
+            response = client.post("/predict/digit", content=photo, headers=PNG_HEADERS)
             return response.status_code, response.json().get("digit")
 
         alone = post(0)
@@ -385,25 +398,20 @@ def test_concurrent_photos_queue_for_the_image_threads_instead_of_429(trained_mo
 
 
 def test_a_photo_whose_client_hung_up_while_it_waited_is_not_decoded(trained_models_dir: Path) -> None:
-    out = io.BytesIO()
-    Image.open(io.BytesIO(render(3, "white_on_black_large"))).resize((2048, 2048)).convert("RGBA").save(out, "PNG")
-    photo = out.getvalue()  # ~80 ms to decode and predict here
+    photo = photo_png(2048, "RGBA")  # ~80 ms to decode and predict here
     settings = Settings(models_dir=trained_models_dir, image_workers=1)
-    head = f"POST /predict/digit HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\nContent-Length: {len(photo)}"
     with serve("uvicorn", settings) as client:
         # Seven uploads sent in turn from this thread, so that the six are ahead of the last one in the queue.
-        uploads = [socket.create_connection(("127.0.0.1", client.base_url.port), timeout=15) for _ in range(7)]
-        for sock in uploads:
-            sock.sendall(head.encode() + b"\r\n\r\n" + photo)
+        port = client.base_url.port
+        uploads = [upload(port, "/predict/digit", "image/png", len(photo), photo) for _ in range(7)]
         time.sleep(0.05)  # its body is in and it waits behind the six on the one image thread; then it hangs up
         uploads.pop().close()
         for sock in uploads:
             with sock:
                 assert read_response(sock)[0] == 200
-        deadline = time.monotonic() + 10
-        while 'status="499"' not in (metrics := client.get("/metrics").text) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    assert 'route="/predict/digit",status="499"} 1.0' in metrics
+        left = 'route="/predict/digit",status="499"} 1.0'
+        metrics = metrics_with(client, [left])
+    assert left in metrics
     assert 'deepserve_inference_seconds_count{model="digit"} 6.0' in metrics  # the six, not the one that left
 
 
@@ -460,12 +468,7 @@ def test_client_disconnect_is_logged_as_499_not_500(trained_models_dir: Path) ->
             time.sleep(0.3)
             sock.close()
         expected = [f'route="{path}",status="499"}} 1.0' for path in ("/predict/digit", "/predict/sentiment")]
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # each disconnect is logged when the server notices it
-            metrics = client.get("/metrics").text
-            if all(line in metrics for line in expected):
-                break
-            time.sleep(0.1)
+        metrics = metrics_with(client, expected)
         assert all(line in metrics for line in expected), metrics
         assert 'status="500"' not in metrics
         assert client.post("/predict/digit", content=PNG, headers=PNG_HEADERS).status_code == 200

@@ -5,14 +5,19 @@ from __future__ import annotations
 import socket
 
 
+def upload(port: int, path: str, content_type: str, length: int, sent: bytes) -> socket.socket:
+    """A POST whose headers announce `length` bytes of body, of which `sent` goes out now."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
+    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {length}\r\n\r\n"
+    sock.sendall(head.encode() + sent)
+    return sock
+
+
 def stalled_upload(
     port: int, path: str, content_type: str = "image/png", first: bytes = b"\x89PNG\r\n\x1a\n"
 ) -> socket.socket:
     """Headers announcing 1,000 bytes, then the `first` 8 of them, then nothing."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=15)
-    head = f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n"
-    sock.sendall(head.encode() + first)
-    return sock
+    return upload(port, path, content_type, 1000, first)
 
 
 def read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes, bool]:
