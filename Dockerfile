@@ -54,7 +54,7 @@ RUN groupadd --gid 10001 deepserve \
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 # Owned by root and read-only for the service user: the service never writes its models. Its own state (anomaly
-# streams, the reloads its workers share) goes to /app/data, the one folder it may write.
+# streams) goes to /app/data, the one folder it may write.
 COPY models ./models
 RUN install -d -o 10001 -g 10001 /app/data
 USER 10001:10001

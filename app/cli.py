@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import uvicorn
 
 from app.families import FAMILIES
 from app.manifest import read_manifest
@@ -57,42 +56,32 @@ def main() -> None:
     show_default=True,
     type=click.IntRange(min=1),
     help="Processes (DEEPSERVE_WORKERS), each with its own copy of every model and 1/N of the concurrency, memory "
-    "and rate limits; they share metrics, reloads and anomaly streams. One process uses one core for the Python "
-    "part of a request.",
+    "and rate limits; they share metrics and anomaly streams, and reload together. One process uses one core for "
+    "the Python part of a request.",
 )
 @MODELS
 def serve(host: str, port: int, workers: int, models: Path) -> None:
-    """Start the service (uvicorn) on the promoted models of --models."""
+    """Start the service on the promoted models of --models: a supervisor that hands each connection to the worker
+    with the fewest, and restarts a worker that dies (app/workers)."""
+    from app.config import Settings
+    from app.request_log import setup_logging
+    from app.workers.supervisor import Supervisor
+
     os.environ["DEEPSERVE_MODELS_DIR"] = str(models)
     os.environ["DEEPSERVE_WORKERS"] = str(workers)  # each process takes its share of the limits (app/limiter.py)
-    if workers > 1:
-        start_reload_log()
-    with metrics_folder(workers):
-        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers, access_log=False)
-
-
-def start_reload_log() -> None:
-    """Empty the file through which the workers share reloads (app/reloads.py): a new service serves the promoted
-    versions."""
-    from app.config import Settings
-    from app.reloads import LOG_FILE, ReloadLog
-
-    data_dir = Settings().data_dir
-    try:
-        ReloadLog(data_dir / LOG_FILE).clear()
-    except OSError as exc:
-        raise click.ClickException(
-            f"several workers share reloads through DEEPSERVE_DATA_DIR ({data_dir}), which is not writable: {exc}"
-        ) from exc
+    settings = Settings()
+    setup_logging(settings.log_level)
+    with metrics_folder():
+        supervisor = Supervisor(
+            host, port, workers, settings.max_connections, reload_timeout=settings.reload_timeout_seconds
+        )
+        sys.exit(supervisor.run())
 
 
 @contextmanager
-def metrics_folder(workers: int) -> Iterator[None]:
-    """With several workers, a fresh PROMETHEUS_MULTIPROC_DIR for the metrics files they all write (app/metrics.py),
-    set before they start and removed when they stop."""
-    if workers == 1:
-        yield
-        return
+def metrics_folder() -> Iterator[None]:
+    """A fresh PROMETHEUS_MULTIPROC_DIR for the metrics files every worker writes (app/metrics.py), set before they
+    start and removed when they stop."""
     with tempfile.TemporaryDirectory(prefix="deepserve-metrics-") as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
         yield

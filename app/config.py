@@ -82,15 +82,37 @@ class Settings(BaseSettings):
         1,
         ge=1,
         description="Worker processes of the service (`deepserve serve --workers`, default 2, sets it for them). "
-        "Each process takes 1/N of the concurrency, memory and rate limits, so the configured numbers bound the "
-        "whole service; with more than one, reloads reach every process through DEEPSERVE_DATA_DIR.",
+        "Each process takes 1/N of the concurrency, memory, connection and rate limits, so the configured numbers "
+        "bound the whole service; a reload happens in every process or in none (app/workers).",
+    )
+    # The processes of `deepserve serve` (app/workers).
+    max_connections: int = Field(
+        0,
+        ge=0,
+        description="Open client connections the service holds, shared by its workers; beyond it new connections "
+        "wait in the kernel's queue until one closes. 0: as many as each worker's open-files limit leaves room for.",
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="Longest a request's headers may take to arrive, from its first byte (408 after)."
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, description="An idle connection (before its first request or between two) is closed after this."
+    )
+    reload_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Longest every worker may take to load a reloaded model before the reload fails as a whole.",
+    )
+    served_versions: dict[str, str] = Field(
+        {},
+        description="Set by `deepserve serve` for a worker it starts again: model -> the version reloads chose, as "
+        "JSON, so it serves what the other workers serve (not the promoted version).",
     )
     log_level: str = "INFO"
     # Anomaly streams (app/families/anomaly/streams.py).
     data_dir: Path = Field(
         Path("data"),
-        description="Folder for the service's own state (writable): anomaly streams in anomaly_streams.sqlite3, "
-        "and with several workers the reloads they share (reloads.jsonl).",
+        description="Folder for the service's own state (writable): anomaly streams in anomaly_streams.sqlite3.",
     )
     max_streams: int = Field(1000, gt=0, description="Most anomaly streams kept (a new one beyond: 429).")
     max_stream_points: int = Field(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -38,7 +37,7 @@ from app.memory import MemoryTrimmer
 from app.metrics import Metrics
 from app.rate_limit import RateLimitMiddleware, TokenBucketLimiter
 from app.registry import ModelRegistry
-from app.reloads import LOG_FILE, Reloader, ReloadLog
+from app.reloads import Reloader
 from app.request_log import RequestLogMiddleware, setup_logging
 
 
@@ -50,18 +49,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     inference = Inference(settings, Metrics())
     registry.on_evict = inference.evict
     streams = StreamStore(settings.data_dir / "anomaly_streams.sqlite3", settings.max_streams)
-    # Several worker processes share reloads through a file in the data folder (app/reloads.py).
-    reloader = Reloader(registry, inference, ReloadLog(settings.data_dir / LOG_FILE) if settings.workers > 1 else None)
+    reloader = Reloader(registry, inference)  # across the worker processes of `deepserve serve`: app/workers
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         # Load in the background so /health/live answers at once and /health/ready reports progress.
         threading.Thread(target=registry.load_all, name="model-loader", daemon=True).start()
-        watcher = asyncio.create_task(reloader.watch()) if reloader.log is not None else None
         yield
-        if watcher is not None:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
         await inference.close()  # stop the micro-batching tasks before the loop closes
         streams.close()
         inference.metrics.close()

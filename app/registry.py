@@ -83,7 +83,7 @@ class ModelRegistry:
                 raise ValueError("; ".join(manifest.problems))
             if not manifest.models:
                 raise ValueError(f"{folder} holds no <name>/<version>/{ENTRY_FILE}")
-            return manifest.served()
+            served = manifest.served()
         except Exception as exc:  # A broken catalogue fails readiness, not the process.
             self.catalogue_error = (
                 f"The models catalogue (DEEPSERVE_MODELS_DIR, each artifact's {ENTRY_FILE} and each model's "
@@ -92,6 +92,12 @@ class ModelRegistry:
             )
             log.error("models catalogue unusable: %s: %s", type(exc).__name__, exc)
             return {}
+        # Versions reloads chose since the service started (a worker started again serves what the others serve).
+        for name, version in self.settings.served_versions.items():
+            chosen = {e.version: e for e in manifest.versions(name)}.get(version)
+            if chosen is not None:
+                served[name] = chosen
+        return served
 
     def _plan(self) -> None:
         """Decide, without loading anything, which models are configured and which are not installed."""
@@ -135,11 +141,8 @@ class ModelRegistry:
         record.load_seconds = round(time.perf_counter() - started, 3)
         log.info("model %s v%s ready in %.2fs", entry.name, entry.version, record.load_seconds)
 
-    def reload(self, name: str, version: str | None = None) -> ModelRecord:
-        """Load `name` again from the models folder as it is now (its promoted version, or `version`) beside the
-        runtime that is serving, and swap them once the new one is warm: requests in flight finish on the old
-        runtime, later ones get the new one, none waits or fails. A load that fails raises ArtifactInvalid and
-        leaves the old one serving."""
+    def entry(self, name: str, version: str | None = None) -> ManifestEntry:
+        """The artifact a reload of `name` would serve: `version`, or the promoted one (ModelNotFound if none)."""
         manifest = read_manifest(self.settings.models_dir)
         found = {e.version: e for e in manifest.versions(name)}
         entry = found.get(version) if version is not None else manifest.served().get(name)
@@ -149,11 +152,16 @@ class ModelRegistry:
                 f"No artifact of {wanted} '{echo(name)}' in the models folder.",
                 {"model": name, "versions": sorted(found)},
             )
+        return entry
+
+    def prepare(self, entry: ManifestEntry) -> ModelRecord:
+        """`entry` loaded and warmed beside what serves, not serving yet (ArtifactInvalid when it cannot load)."""
         started = time.perf_counter()
-        with self._reloading:  # one reload at a time: two would race to swap
+        with self._reloading:  # one load at a time
             try:
                 runtime = self._build(entry)
             except Exception as exc:
+                name = entry.name
                 log.error("model %s v%s failed to reload: %s: %s", name, entry.version, type(exc).__name__, exc)
                 served = self.records[name].entry if name in self.records else None
                 raise ArtifactInvalid(
@@ -161,10 +169,24 @@ class ModelRegistry:
                     + (f"version {served.version} keeps serving." if served else "nothing was serving it."),
                     {"model": name, "version": entry.version},
                 ) from exc
-            seconds = round(time.perf_counter() - started, 3)
-            record = ModelRecord(name, State.READY, entry, runtime, load_seconds=seconds)
-            self.records = {**self.records, name: record}  # copy-on-write: readers see the old records or the new
-        log.info("model %s v%s reloaded in %.2fs", name, entry.version, record.load_seconds)
+        seconds = round(time.perf_counter() - started, 3)
+        return ModelRecord(entry.name, State.READY, entry, runtime, load_seconds=seconds)
+
+    def swap(self, record: ModelRecord) -> Runtime | None:
+        """Serve `record` from now on; the runtime it replaces (the caller retires it). Requests in flight finish
+        on the old runtime, later ones get the new one."""
+        old = self.records.get(record.name)
+        self.records = {**self.records, record.name: record}  # copy-on-write: readers see the old records or the new
+        log.info("model %s v%s serving (loaded in %.2fs)", record.name, record.entry and record.entry.version,
+                 record.load_seconds or 0.0)  # fmt: skip
+        return old.runtime if old is not None else None
+
+    def reload(self, name: str, version: str | None = None) -> ModelRecord:
+        """Load `name` again from the models folder as it is now (its promoted version, or `version`) beside the
+        runtime that is serving, and swap them once the new one is warm. A load that fails raises ArtifactInvalid
+        and leaves the old one serving. (app/reloads.py does this across worker processes.)"""
+        record = self.prepare(self.entry(name, version))
+        self.swap(record)
         return record
 
     async def pin(self, runtime: R, version: str | None) -> R:

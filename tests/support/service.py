@@ -4,6 +4,7 @@ uvicorn in a subprocess on a free loopback port), and the shared error-contract 
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -150,19 +151,29 @@ def uvicorn_client(settings: Settings) -> Iterator[httpx.Client]:
 
 
 @contextmanager
-def cli_client(models: Path, workers: int, env: dict[str, str]) -> Iterator[httpx.Client]:
+def cli_client(
+    models: Path, workers: int, env: dict[str, str], open_files: int | None = None
+) -> Iterator[httpx.Client]:
     """`deepserve serve --workers N` as a user starts it, on a free loopback port, with `env` added (DEEPSERVE_*
-    settings), in its own process group so that it stops with its workers. The client opens a new connection for
-    every request, so that the requests spread over the workers."""
+    settings), in its own process group so that it stops with its workers (`open_files`: its RLIMIT_NOFILE). The
+    client opens a new connection for every request, so that the requests spread over the workers; `client.pid` is
+    the supervisor's, `client.port` the port."""
     port = free_port()
     command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--models", str(models)]
     log = tempfile.TemporaryFile()
+    limit = None if open_files is None else lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files,) * 2)
     server = subprocess.Popen(
-        [*command, "--workers", str(workers)], cwd=ROOT, env={**os.environ, **env}, stderr=log, start_new_session=True
+        [*command, "--workers", str(workers)],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        stderr=log,
+        start_new_session=True,
+        preexec_fn=limit,
     )
     no_keep_alive = httpx.Limits(max_keepalive_connections=0)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30, limits=no_keep_alive)
     client.server_log = lambda: (log.seek(0), log.read().decode(errors="replace"))[1]  # type: ignore[attr-defined]
+    client.pid, client.port = server.pid, port  # type: ignore[attr-defined]
     try:
         deadline, ready = time.monotonic() + 60, 0
         while ready < 10:  # in a row, on new connections: every worker is ready (or one was asked 10 times running)

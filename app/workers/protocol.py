@@ -1,0 +1,73 @@
+"""uvicorn's HTTP protocol (httptools) with the two timeouts it lacks, and a hook when a connection closes.
+
+uvicorn closes a keep-alive connection that stays idle after a response, but not one that never sends a request
+nor one that stops halfway through its headers: each held a file descriptor for ever, and about 1,100 of them made
+the service unreachable. Here a new connection is idle until its first byte (closed after the keep-alive timeout,
+as after a response), and a request's headers must be complete within `header_timeout` seconds of its first byte,
+else the client gets 408 `request_timeout` and the connection closes. The body has its own deadline
+(app/body_limit.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from app.errors import RequestTimeout, error_body
+
+
+def timeout_response(seconds: float) -> bytes:
+    error = RequestTimeout(
+        f"The request headers did not arrive within {seconds:g} seconds (DEEPSERVE_HEADER_TIMEOUT_SECONDS).",
+        {"timeout_seconds": seconds},
+    )
+    body = json.dumps(error_body(error.type, error.message, error.detail)).encode()
+    head = (
+        f"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class Protocol(HttpToolsProtocol):
+    header_timeout: float = 10.0  # set by the worker from settings
+    on_close: Callable[[], None] = staticmethod(lambda: None)  # the worker tells the supervisor
+    on_response: Callable[[], None] = staticmethod(lambda: None)  # the worker counts its requests
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.header_timer: asyncio.TimerHandle | None = None
+        # Idle until the first byte, exactly as between two requests (data_received cancels it).
+        self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._stop_header_timer()
+        self.header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def on_headers_complete(self) -> None:
+        self._stop_header_timer()
+        super().on_headers_complete()
+
+    def on_response_complete(self) -> None:
+        self.on_response()
+        super().on_response_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._stop_header_timer()
+        super().connection_lost(exc)
+        self.on_close()
+
+    def _stop_header_timer(self) -> None:
+        if self.header_timer is not None:
+            self.header_timer.cancel()
+            self.header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self.header_timer = None
+        if not self.transport.is_closing():
+            self.transport.write(timeout_response(self.header_timeout))
+            self.transport.close()
