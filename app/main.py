@@ -49,7 +49,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = ModelRegistry(settings)
     inference = Inference(settings, Metrics())
     registry.on_evict = inference.evict
-    streams = StreamStore(settings.data_dir / "anomaly_streams.sqlite3", settings.max_streams)
+    streams = StreamStore(
+        settings.data_dir / "anomaly_streams.sqlite3",
+        settings.max_streams,
+        settings.max_streams_per_client,
+        settings.stream_idle_seconds,
+    )
     # Several worker processes share reloads through a file in the data folder (app/reloads.py).
     reloader = Reloader(registry, inference, ReloadLog(settings.data_dir / LOG_FILE) if settings.workers > 1 else None)
 
