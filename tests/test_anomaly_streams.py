@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.errors import StreamNotFound, TooManyStreams
+from app.errors import Overloaded, StreamNotFound, TooManyStreams
 from app.families.anomaly.detector import DEFAULT, Detector, DetectorState
 from app.families.anomaly.streams import NO_OWNER, SWEEP_BATCH, StreamStore
 from tests.support.seasonal import seasonal
@@ -261,3 +261,21 @@ def rows(path: Path) -> int:
         (count,) = db.execute("SELECT COUNT(*) FROM streams").fetchone()
     db.close()
     return count
+
+
+@pytest.mark.slow  # SQLite's busy wait: 5 s
+def test_a_file_held_by_another_process_too_long_is_overloaded_not_a_storage_failure(tmp_path: Path) -> None:
+    path = tmp_path / "streams.sqlite3"
+    store = StreamStore(path, max_streams=10)
+    store.append("", "a", np.array([1.0]), None, None, DEFAULT)
+    other = sqlite3.connect(path, isolation_level=None)  # e.g. an operator's sqlite3 shell in a write transaction
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        assert store.get("", "a").points == 1  # readers are not held up (WAL)
+        with pytest.raises(Overloaded):
+            store.append("", "a", np.array([2.0]), None, None, DEFAULT)
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert store.append("", "a", np.array([2.0]), None, None, DEFAULT)[0].points == 2
+    store.close()
