@@ -5,7 +5,8 @@
 #   2. live, when ../shared/tools/docker-here.sh exists (local dockerd + compose v2 + a local python:3.11-slim,
 #      never a pull): `docker compose config` for every profile, build the CPU image, start the stack with the
 #      CI override (host network, loopback only), check /health/ready and a real digit prediction over HTTP,
-#      then tear everything down, also on failure.
+#      that an anomaly stream survives `compose down` (without -v) and `up` on the named data volume, then tear
+#      everything down (volumes included), also on failure.
 # Prints the image size, the build time and the time to ready.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -177,6 +178,39 @@ with httpx.Client(base_url=base, timeout=30) as client:
         assert body["digit"] == 7, body
 EOF
 "${COMPOSE[@]}" logs --no-color --tail 3 api
+
+step "anomaly stream on the named data volume: create, compose down (without -v), up, read it back"
+"${COMPOSE[@]}" exec -T api python -c '
+import os
+data = os.environ["DEEPSERVE_DATA_DIR"]
+assert os.stat(data).st_uid == os.getuid() != 0, f"{data} is not owned by the service user"
+print(f"{data}: owned by uid {os.getuid()}, the service user")
+'
+stream() {
+  "$PY" - "$BASE" "$1" <<'EOF'
+import sys
+
+import httpx
+
+base, phase = sys.argv[1], sys.argv[2]
+values = [float(i % 7) for i in range(40)]
+with httpx.Client(base_url=base, timeout=30) as client:
+    if phase == "create":
+        r = client.post("/anomaly/streams/ci-smoke/points", json={"values": values})
+        assert r.status_code == 200 and r.json()["stream"]["points"] == 40, r.text
+        print("POST /anomaly/streams/ci-smoke/points: 40 points")
+    else:
+        r = client.get("/anomaly/streams/ci-smoke")
+        assert r.status_code == 200 and r.json()["points"] == 40, r.text
+        more = client.post("/anomaly/streams/ci-smoke/points", json={"values": values[:5]}).json()
+        assert more["first_index"] == 40 and more["stream"]["points"] == 45, more
+        print("after down and up: GET /anomaly/streams/ci-smoke has its 40 points; 5 more start at index 40")
+EOF
+}
+stream create
+"${COMPOSE[@]}" down -t 5
+"${COMPOSE[@]}" up -d --wait --wait-timeout 180
+stream check
 
 T_TOTAL=$(secs "$T_START" "$(now)")
 step "container summary"

@@ -118,6 +118,17 @@ class Settings(BaseSettings):
     max_stream_points: int = Field(
         10000, gt=0, description="Most points in one POST /anomaly/streams/{id}/points (413 above)."
     )
+    max_streams_per_client: int = Field(
+        100,
+        ge=0,
+        description="With API keys on, most anomaly streams one key may keep (a new one beyond: 429), besides "
+        "DEEPSERVE_MAX_STREAMS for all; each key sees only its own streams. 0: no per-key limit.",
+    )
+    stream_idle_seconds: float = Field(
+        30 * 24 * 3600.0,
+        ge=0,
+        description="An anomaly stream that got no points for this long is deleted (404 after); 0: kept forever.",
+    )
     batch_models: Annotated[list[str], NoDecode] = Field(
         ["distilbert"],
         description="Comma-separated models whose concurrent requests share one model call (micro-batching); "

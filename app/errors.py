@@ -116,7 +116,10 @@ class RateLimited(ServeError):
 
 class TooManyStreams(ServeError):
     status_code, type = 429, "too_many_streams"
-    when = "a new anomaly stream while `DEEPSERVE_MAX_STREAMS` exist; delete one (`DELETE /anomaly/streams/{id}`)"
+    when = (
+        "a new anomaly stream while `DEEPSERVE_MAX_STREAMS` exist, or while this API key has "
+        "`DEEPSERVE_MAX_STREAMS_PER_CLIENT` (`detail.limit` says which); delete one (`DELETE /anomaly/streams/{id}`)"
+    )
 
 
 class ModelNotReady(ServeError):
@@ -127,6 +130,15 @@ class ModelNotReady(ServeError):
 class ModelNotInstalled(ServeError):
     status_code, type = 503, "model_not_installed"
     when = "no artifact for this known model (`detail.install` is the command; `detail.model` names it)"
+
+
+class StorageUnavailable(ServeError):
+    status_code, type = 503, "storage_unavailable"
+    when = (
+        "an anomaly stream route while the service cannot use its data folder (`DEEPSERVE_DATA_DIR`): full, "
+        "read-only, not a folder, or its `anomaly_streams.sqlite3` unreadable or corrupt; the operator must fix the "
+        "folder (`detail.reason` says what failed); other routes keep working"
+    )
 
 
 class ExplanationUnavailable(ServeError):

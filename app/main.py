@@ -48,7 +48,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry = ModelRegistry(settings)
     inference = Inference(settings, Metrics())
     registry.on_evict = inference.evict
-    streams = StreamStore(settings.data_dir / "anomaly_streams.sqlite3", settings.max_streams)
+    streams = StreamStore(
+        settings.data_dir / "anomaly_streams.sqlite3",
+        settings.max_streams,
+        settings.max_streams_per_client,
+        settings.stream_idle_seconds,
+    )
     reloader = Reloader(registry, inference)  # across the worker processes of `deepserve serve`: app/workers
 
     @asynccontextmanager

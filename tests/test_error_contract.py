@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -95,6 +98,15 @@ def reload_fails(client):
         del registry._build
 
 
+def unusable_data_dir() -> dict:
+    """A data folder under a regular file: no process can create it, root included."""
+    folder = Path(tempfile.mkdtemp(prefix="unusable-"))
+    atexit.register(shutil.rmtree, folder, True)
+    parent = folder / "file"
+    parent.write_text("not a folder")
+    return {"data_dir": parent / "data"}
+
+
 REACH: dict[str, tuple[dict | Callable[[], dict], Callable]] = {
     "request_timeout": ({"body_timeout_seconds": 1.0}, stalled_upload_times_out),
     "malformed_body": ({}, lambda c: c.post("/predict/sentiment", content=b"{", headers={"content-type": "application/json"})),
@@ -117,6 +129,7 @@ REACH: dict[str, tuple[dict | Callable[[], dict], Callable]] = {
     "rate_limited": ({"rate_limit_per_second": 0.001, "rate_limit_burst": 1}, lambda c: [c.get("/models") for _ in "ab"][1]),
     "internal_error": ({}, internal_error),
     "model_not_ready": ({"models_dir": Path("/no/such/models"), "models": ["digit"]}, post_png),
+    "storage_unavailable": (unusable_data_dir, lambda c: c.get("/anomaly/streams")),
     "model_not_installed": ({}, lambda c: c.post("/predict/sentiment", json={"text": "hi", "model": "distilbert"})),
     # A copy of the committed fashion model without its explanation export (and with no model.keras to export from).
     "explanation_unavailable": (lambda: {"models_dir": without_explanations("fashion")}, lambda c: c.post("/explain/image?model=fashion", files={"file": ("b.jpg", BOOT, "image/jpeg")})),

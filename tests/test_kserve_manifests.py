@@ -116,6 +116,17 @@ def test_runtimes_probe_the_services_health_routes_on_its_port(runtime: dict, tm
     assert "v2" in runtime["spec"]["protocolVersions"]
 
 
+@pytest.mark.parametrize("runtime", of_kind("ServingRuntime"), ids=lambda d: d["metadata"]["name"])
+def test_runtimes_give_the_service_a_writable_data_folder(runtime: dict) -> None:
+    """The root filesystem is read-only: the data folder (anomaly streams) must be a volume, or every stream
+    route answers 503."""
+    [c] = runtime["spec"]["containers"]
+    assert c["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"] if not m.get("readOnly")}
+    volumes = {v["name"] for v in runtime["spec"]["volumes"]}
+    assert mounts.get(env(c)["DEEPSERVE_DATA_DIR"]) in volumes
+
+
 @pytest.mark.parametrize("service", of_kind("InferenceService"), ids=lambda d: d["metadata"]["name"])
 def test_services_run_on_a_runtime_here_with_the_models_volume(service: dict) -> None:
     runtimes = {doc["metadata"]["name"]: doc for doc in of_kind("ServingRuntime")}

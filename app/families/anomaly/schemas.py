@@ -151,4 +151,7 @@ class StreamPointsResponse(PointColumns):
 
 
 class StreamList(BaseModel):
-    streams: list[StreamInfo]
+    streams: list[StreamInfo] = Field(description="One page of the caller's streams, in id order.")
+    next: str | None = Field(
+        description="Pass as `after` for the next page (the last id of this one); null: no stream follows."
+    )
