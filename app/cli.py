@@ -29,6 +29,7 @@ from typing import Any
 import click
 import uvicorn
 
+from app.client_address import UVICORN_PROXY_OPTIONS
 from app.families import FAMILIES
 from app.manifest import read_manifest
 from app.promotion import PromotionRefused, headline, metric, promote
@@ -68,7 +69,15 @@ def serve(host: str, port: int, workers: int, models: Path) -> None:
     if workers > 1:
         start_reload_log()
     with metrics_folder(workers):
-        uvicorn.run("app.main:create_app", factory=True, host=host, port=port, workers=workers, access_log=False)
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=False,
+            **UVICORN_PROXY_OPTIONS,  # the app reads X-Forwarded-For itself (app/client_address.py)
+        )
 
 
 def start_reload_log() -> None:
