@@ -41,6 +41,7 @@ from app.rate_limit import RateLimitMiddleware, TokenBucketLimiter
 from app.registry import ModelRegistry
 from app.reloads import LOG_FILE, Reloader, ReloadLog
 from app.request_log import RequestLogMiddleware, setup_logging
+from app.security_headers import SecurityHeadersMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -112,9 +113,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=playground.STATIC), name="static")  # the playground's script and style
-    # Outermost last: request log -> CORS -> API key and role -> rate limit -> body size -> routes. Each refusal
-    # comes before the body is read; CORS answers preflights before the key check and adds its headers to every
-    # answer.
+    # Outermost last: security headers -> request log -> CORS -> API key and role -> rate limit -> body size ->
+    # routes. Each refusal comes before the body is read; CORS answers preflights before the key check and adds its
+    # headers to every answer.
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_upload_bytes,
@@ -144,6 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         admin_prefix=admin.router.prefix,
     )
     if settings.cors_origins:
-        app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
+        api_routes = [route for router in routers for route in router.routes]  # type: ignore[attr-defined]
+        app.add_middleware(CorsMiddleware, origins=settings.cors_origins, routes=api_routes)
     app.add_middleware(RequestLogMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware, docs=docs_routes)
     return app

@@ -3,9 +3,11 @@ trusted proxy names), CORS and the browser security headers, in-process and behi
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import logging
+import re
 import socket
 from pathlib import Path
 
@@ -514,3 +516,62 @@ def test_cors_preflight_needs_no_key(keyed) -> None:
     put = keyed.request("OPTIONS", "/predict/digit", headers={"origin": ORIGIN, "access-control-request-method": "PUT"})
     assert_error(put, 400, "malformed_body")
 
+
+def test_cors_preflight_allows_the_apis_own_methods_and_headers(keyed) -> None:
+    """What the routes take: DELETE on streams, X-Model-Version on predictions, /v2's binary-body header."""
+    asks = [
+        ("/predict/digit", "POST", "x-api-key, x-model-version, content-type, x-request-id"),
+        ("/anomaly/streams/s1", "DELETE", "authorization"),
+        ("/v2/models/digit/infer", "POST", "inference-header-content-length, content-type, x-api-key"),
+    ]
+    for path, method, headers in asks:
+        ask = {"origin": ORIGIN, "access-control-request-method": method, "access-control-request-headers": headers}
+        preflight = keyed.request("OPTIONS", path, headers=ask)
+        assert preflight.status_code == 200, preflight.text
+        assert method in preflight.headers["access-control-allow-methods"]
+        allowed = set(preflight.headers["access-control-allow-headers"].lower().split(", "))
+        assert set(headers.split(", ")) <= allowed
+    get = keyed.request("OPTIONS", "/models", headers={"origin": ORIGIN, "access-control-request-method": "GET"})
+    assert set(get.headers["access-control-allow-methods"].split(", ")) == {"GET", "POST", "DELETE"}
+    other = {"origin": ORIGIN, "access-control-request-method": "POST", "access-control-request-headers": "x-evil"}
+    error = assert_error(keyed.request("OPTIONS", "/predict/digit", headers=other), 400, "malformed_body")
+    assert "X-Model-Version" in error["detail"]["allowed_headers"] and "DELETE" in error["detail"]["allowed_methods"]
+
+
+def test_cors_exposes_the_response_headers_a_client_reads(keyed) -> None:
+    response = keyed.get("/models", headers={"origin": ORIGIN})  # a 401: WWW-Authenticate says why
+    exposed = set(response.headers["access-control-expose-headers"].lower().split(", "))
+    assert {"x-request-id", "retry-after", "www-authenticate", "inference-header-content-length"} <= exposed
+
+
+# --- browser security headers -----------------------------------------------------------------------------------
+
+
+def policy(response) -> dict[str, str]:
+    """The Content-Security-Policy as directive -> sources."""
+    directives = (d.strip().partition(" ") for d in response.headers["content-security-policy"].split(";"))
+    return {name: sources for name, _, sources in directives}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_html_pages_send_a_csp_deny_framing_and_every_answer_says_nosniff(mode: str, trained_models_dir: Path) -> None:
+    with serve(mode, Settings(models_dir=trained_models_dir)) as client:
+        page = client.get("/")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        csp = policy(page)  # the playground: its own files and calls only
+        assert csp["default-src"] == "'none'" and csp["script-src"] == "'self'" and csp["style-src"] == "'self'"
+        assert csp["connect-src"] == "'self'" and csp["frame-ancestors"] == "'none'"
+        assert csp["img-src"] == "'self' data:" and csp["base-uri"] == "'none'" and csp["form-action"] == "'none'"
+        for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):  # Swagger UI and ReDoc from their CDN, for now
+            docs = client.get(path)
+            csp = policy(docs)
+            assert csp["frame-ancestors"] == "'none'" and "'unsafe-inline'" not in csp["script-src"]
+            for script in re.findall(r"<script>(.*?)</script>", docs.text, re.DOTALL):  # each inline script, by hash
+                digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+                assert f"'sha256-{digest}'" in csp["script-src"].split()
+        for response in (page, docs, client.get("/docs")):
+            assert response.headers["x-frame-options"] == "DENY"
+        for response in (page, client.get("/models"), client.get("/static/playground.js"), client.get("/nowhere"),
+                         client.post("/predict/digit", content=b"junk", headers={"content-type": "image/png"})):
+            assert response.headers["x-content-type-options"] == "nosniff", response.url
+        assert "content-security-policy" not in client.get("/models").headers  # JSON runs no script
