@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-HOST ?= 0.0.0.0
+# This host only; `make serve HOST=0.0.0.0` serves the network (README, "Access control").
+HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: serve test lint bench train-digit clean ray-serve ray-bench test-ray

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated
@@ -145,6 +146,17 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(
         None, description="File of `name:sha256hex` lines (`python -m app.auth hash NAME` makes one); turns it on."
     )
+    admin_keys: Annotated[list[str], NoDecode] = Field(
+        [],
+        repr=False,
+        description="Comma-separated admin keys (plaintext): the routes that change what the service serves "
+        "(/admin/...) need one of them (401 without a key, 403 with a client key); they also work as client keys. "
+        "With no admin key configured, those routes answer only requests made on this host (a loopback peer that is "
+        "not a trusted proxy).",
+    )
+    admin_keys_file: Path | None = Field(
+        None, description="File of `name:sha256hex` admin key lines, like DEEPSERVE_API_KEYS_FILE's."
+    )
     auth_metrics: bool = Field(False, description="With API keys on, /metrics needs a key too (open by default).")
     docs_enabled: bool = Field(True, description="Serve /docs, /redoc and /openapi.json (always open when served).")
     rate_limit_per_second: float = Field(
@@ -154,8 +166,17 @@ class Settings(BaseSettings):
     cors_origins: Annotated[list[str], NoDecode] = Field(
         [], description="Comma-separated origins browsers may call from (CORS); empty: no CORS headers."
     )
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        [],
+        description="Comma-separated addresses or CIDR networks of the reverse proxies in front of the service. A "
+        "request from one of them is counted as the right-most X-Forwarded-For address that is not one of them "
+        "(rate limit); a request from any other peer is counted as that peer, whatever it sends. Empty: the peer "
+        "address, X-Forwarded-For ignored.",
+    )
 
-    @field_validator("models", "batch_models", "api_keys", "cors_origins", mode="before")
+    @field_validator(
+        "models", "batch_models", "api_keys", "admin_keys", "cors_origins", "trusted_proxies", mode="before"
+    )
     @classmethod
     def split_names(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, str):
@@ -163,3 +184,12 @@ class Settings(BaseSettings):
             # An empty DEEPSERVE_MODELS means "all in the manifest"; any other empty list, "none".
             return names or (None if info.field_name == "models" else [])
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def parse_networks(cls, value: list[str]) -> list[str]:
+        """Each entry as a network (`10.0.0.1` is 10.0.0.1/32); a typo stops the service from starting."""
+        try:
+            return [str(ipaddress.ip_network(entry, strict=False)) for entry in value]
+        except ValueError as exc:
+            raise ValueError(f"DEEPSERVE_TRUSTED_PROXIES: {exc} (expected addresses or CIDR networks)") from None

@@ -44,6 +44,14 @@ class Unauthorized(ServeError):
     when = "API keys are configured and the request has no valid key (`Authorization: Bearer` or `X-API-Key`)"
 
 
+class Forbidden(ServeError):
+    status_code, type = 403, "forbidden"
+    when = (
+        "a route that changes what the service serves (`/admin/...`) called with a client key while admin keys "
+        "(`DEEPSERVE_ADMIN_KEYS`) are configured, or, with none configured, from another host than the service's"
+    )
+
+
 class NotFound(ServeError):
     status_code, type = 404, "not_found"
     when = "unknown route"

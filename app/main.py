@@ -28,6 +28,7 @@ from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
 from app.auth import AuthMiddleware, load_keys
 from app.body_limit import BodyLimitMiddleware
+from app.client_address import ClientAddresses
 from app.config import Settings
 from app.cors import CorsMiddleware
 from app.families.anomaly.streams import StreamStore
@@ -39,12 +40,14 @@ from app.rate_limit import RateLimitMiddleware, TokenBucketLimiter
 from app.registry import ModelRegistry
 from app.reloads import Reloader
 from app.request_log import RequestLogMiddleware, setup_logging
+from app.security_headers import SecurityHeadersMiddleware
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     setup_logging(settings.log_level)
     api_keys = load_keys(settings)  # a bad keys file stops the service here, before it serves anything
+    addresses = ClientAddresses(settings.trusted_proxies)  # who sent a request (rate limit, admin loopback rule)
     registry = ModelRegistry(settings)
     inference = Inference(settings, Metrics())
     registry.on_evict = inference.evict
@@ -109,8 +112,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=playground.STATIC), name="static")  # the playground's script and style
-    # Outermost last: request log -> CORS -> API key -> rate limit -> body size -> routes. Each refusal comes
-    # before the body is read; CORS answers preflights before the key check and adds its headers to every answer.
+    # Outermost last: security headers -> request log -> CORS -> API key and role -> rate limit -> body size ->
+    # routes. Each refusal comes before the body is read; CORS answers preflights before the key check and adds its
+    # headers to every answer.
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_upload_bytes,
@@ -124,11 +128,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         limiter = TokenBucketLimiter(per_second, burst)
         routes = [route.path for router in routers for route in router.routes]  # type: ignore[attr-defined]
         app.add_middleware(
-            RateLimitMiddleware, limiter=limiter, metrics=app.state.metrics, routes=[*routes, *docs_routes]
+            RateLimitMiddleware,
+            limiter=limiter,
+            metrics=app.state.metrics,
+            routes=[*routes, *docs_routes],
+            addresses=addresses,
         )
-    if api_keys:
-        app.add_middleware(AuthMiddleware, keys=api_keys, protect_metrics=settings.auth_metrics, docs=docs_routes)
+    # Always on: with no key configured, the admin routes still answer only this host.
+    app.add_middleware(
+        AuthMiddleware,
+        keys=api_keys,
+        addresses=addresses,
+        protect_metrics=settings.auth_metrics,
+        docs=docs_routes,
+        admin_prefix=admin.router.prefix,
+    )
     if settings.cors_origins:
-        app.add_middleware(CorsMiddleware, origins=settings.cors_origins)
+        api_routes = [route for router in routers for route in router.routes]  # type: ignore[attr-defined]
+        app.add_middleware(CorsMiddleware, origins=settings.cors_origins, routes=api_routes)
     app.add_middleware(RequestLogMiddleware, metrics=app.state.metrics)
+    app.add_middleware(SecurityHeadersMiddleware, docs=docs_routes)
     return app

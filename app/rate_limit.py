@@ -3,7 +3,9 @@
 Checked from the headers alone, before the body is read, so a refused request costs almost nothing. Hand-written
 (about 20 lines) rather than taken from a library: the `limits` package (slowapi's engine) has window counters,
 not a token bucket, and its in-memory storage drops keys by expiry time, not by count; here the client map is
-capped, so a flood of addresses cannot grow memory, and the clock can be injected for tests.
+capped, so a flood of addresses cannot grow memory, and the clock can be injected for tests. Its keys are short and
+fixed in size whatever a client sends: a key's name (at most 64 characters) or a normalised address
+(app/client_address.py: the peer, or the client a trusted proxy names), so the table's memory is bounded too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.api.errors import send_error
 from app.auth import KEY_NAME
+from app.client_address import ClientAddresses, bucket
 from app.errors import RateLimited
 from app.metrics import Metrics
 
@@ -55,18 +58,26 @@ def group(path: str) -> str:
 
 
 class RateLimitMiddleware:
-    def __init__(self, app: ASGIApp, limiter: TokenBucketLimiter, metrics: Metrics, routes: Iterable[str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        limiter: TokenBucketLimiter,
+        metrics: Metrics,
+        routes: Iterable[str],
+        addresses: ClientAddresses,
+    ) -> None:
         self.app = app
         self.limiter = limiter
         self.metrics = metrics
+        self.addresses = addresses
         self.groups = frozenset(group(route) for route in routes)  # known labels only: bounded cardinality
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT:
             await self.app(scope, receive, send)
             return
-        name, address = scope.get(KEY_NAME), (scope.get("client") or ("unknown",))[0]
-        client = f"key:{name}" if name else f"address:{address}"
+        name = scope.get(KEY_NAME)
+        client = f"key:{name}" if name else f"address:{bucket(self.addresses.client(scope))}"
         wait = self.limiter.acquire(client)
         if wait > 0:
             label = group(scope["path"])

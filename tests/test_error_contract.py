@@ -112,6 +112,7 @@ REACH: dict[str, tuple[dict | Callable[[], dict], Callable]] = {
     "malformed_body": ({}, lambda c: c.post("/predict/sentiment", content=b"{", headers={"content-type": "application/json"})),
     "invalid_image": ({}, lambda c: post_png(c, b"\x89PNG junk")),
     "unauthorized": ({"api_keys": ["k" * 32]}, lambda c: c.get("/models")),
+    "forbidden": ({"api_keys": ["k" * 32], "admin_keys": ["a" * 32]}, lambda c: c.post("/admin/models/digit/reload", headers={"x-api-key": "k" * 32})),
     "not_found": ({}, lambda c: c.get("/no/such/route")),
     "model_not_found": ({}, lambda c: c.get("/models/resnet")),
     "stream_not_found": ({}, lambda c: c.get("/anomaly/streams/never-created")),

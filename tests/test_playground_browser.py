@@ -5,6 +5,7 @@ a real uvicorn with the committed models, and checks what a person sees. Skips w
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,15 +37,33 @@ def browser() -> Iterator:
         browser.close()
 
 
+# Every Content-Security-Policy violation on the page (the browser's own event), for the tests to read.
+RECORD_VIOLATIONS = """window.violations = [];
+document.addEventListener('securitypolicyviolation',
+                          (e) => window.violations.push(`${e.violatedDirective} ${e.blockedURI}`));
+"""
+
+
+def open_playground(browser, base_url: str, **options):
+    """The playground in a new page, served with its Content-Security-Policy, violations recorded."""
+    page = browser.new_page(**options)
+    page.add_init_script(RECORD_VIOLATIONS)
+    response = page.goto(base_url + "/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    assert response.headers["x-frame-options"] == "DENY"
+    return page
+
+
 @pytest.fixture
 def page(browser, base_url: str) -> Iterator:
-    page = browser.new_page(viewport={"width": 1000, "height": 900})
+    page = open_playground(browser, base_url, viewport={"width": 1000, "height": 900})
     outside: list[str] = []
     page.on("request", lambda r: None if r.url.startswith((base_url, "data:")) else outside.append(r.url))
-    page.goto(base_url + "/")
     yield page
+    violations = page.evaluate("window.violations")
     page.close()
     assert outside == []  # offline: nothing from another origin
+    assert violations == []  # the page works within its Content-Security-Policy
 
 
 def shot(page, name: str, tmp_path: Path, selector: str) -> None:
@@ -101,8 +120,7 @@ def test_a_photo_is_classified_with_its_heatmap_and_a_missing_model_says_how_to_
 
 def test_a_model_without_an_explanation_export_still_answers_and_says_why_there_is_no_heatmap(browser) -> None:
     with serve("uvicorn", Settings(models_dir=without_explanations("fashion"), models=["fashion"])) as client:
-        page = browser.new_page()
-        page.goto(str(client.base_url).rstrip("/") + "/")
+        page = open_playground(browser, str(client.base_url).rstrip("/"))
         page.select_option("#photo-model", "fashion")
         page.set_input_files("#photo-file", str(ROOT / "examples" / "ankle_boot.jpg"))
         sync_api.expect(page.locator("#photo-answer")).to_have_text("Ankle boot", timeout=10_000)
@@ -140,9 +158,25 @@ def test_loading_the_example_series_draws_the_chart_with_flags(page, tmp_path: P
     sync_api.expect(page.locator("#series-error")).not_to_be_empty()
 
 
+def test_markup_injected_into_the_page_cannot_run_script(browser, base_url: str) -> None:
+    """The policy is enforced: an inline handler and an inline script (what an injection would add) do not run."""
+    page = open_playground(browser, base_url)
+    page.evaluate("""() => {
+        document.body.insertAdjacentHTML('beforeend', '<img src="/nowhere.png" onerror="window.ran = 1">');
+        const script = document.createElement('script');
+        script.textContent = 'window.ran = 2';
+        document.body.append(script);
+    }""")
+    deadline = time.monotonic() + 10  # polled from here: wait_for_function's own poller is an eval the policy refuses
+    while len(page.evaluate("window.violations")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert page.evaluate("window.ran") is None
+    assert all(v.startswith("script-src") for v in page.evaluate("window.violations"))
+    page.close()
+
+
 def test_keyboard_reaches_every_control_and_the_page_fits_a_phone(browser, base_url: str) -> None:
-    page = browser.new_page(viewport={"width": 375, "height": 740})
-    page.goto(base_url + "/")
+    page = open_playground(browser, base_url, viewport={"width": 375, "height": 740})
     assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
     focused = set()
     for _ in range(25):

@@ -1,4 +1,6 @@
-"""Model operations on a running service: POST /admin/models/{name}/reload (behind the API key when keys are on)."""
+"""Model operations on a running service: POST /admin/models/{name}/reload. Every route under /admin changes what the
+service serves, so app/auth.py lets only admins call it: an admin key (DEEPSERVE_ADMIN_KEYS), or, with none
+configured, a request made on the service's own host."""
 
 from __future__ import annotations
 
@@ -15,7 +17,9 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 
 
 @router.post(
-    "/models/{name}/reload", response_model=ModelInfo, responses=error_responses("model_not_found", "artifact_invalid")
+    "/models/{name}/reload",
+    response_model=ModelInfo,
+    responses=error_responses("model_not_found", "artifact_invalid", "forbidden"),
 )
 async def reload_model(
     name: str,

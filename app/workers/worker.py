@@ -24,6 +24,7 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 
+from app.client_address import UVICORN_PROXY_OPTIONS
 from app.config import Settings
 from app.errors import ERROR_CLASSES, ModelNotReady, ServeError
 from app.main import create_app
@@ -204,7 +205,7 @@ def main(fd: int) -> None:
         http=Protocol,  # type: ignore[arg-type]
         lifespan="on",
         access_log=False,
-        proxy_headers=False,
+        **UVICORN_PROXY_OPTIONS,  # the app reads X-Forwarded-For itself (app/client_address.py)
         timeout_keep_alive=int(settings.keep_alive_seconds),
         log_level=settings.log_level.lower(),
     )

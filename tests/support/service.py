@@ -119,17 +119,20 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 @contextmanager
-def uvicorn_client(settings: Settings, preexec_fn: Callable[[], None] | None = None) -> Iterator[httpx.Client]:
-    """A real uvicorn server in a subprocess on a free loopback port, configured through the environment;
-    `preexec_fn` runs in the server process before it starts (e.g. to lower a resource limit)."""
+def uvicorn_client(
+    settings: Settings, preexec_fn: Callable[[], None] | None = None, host: str = "127.0.0.1"
+) -> Iterator[httpx.Client]:
+    """A real uvicorn server in a subprocess on a free port of `host` (loopback by default), configured through the
+    environment; `preexec_fn` runs in the server process before it starts (e.g. to lower a resource limit)."""
     port = free_port()
     env = {**os.environ, **settings_env(settings)}
-    command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", host, "--port", str(port)]
+    command += ["--no-proxy-headers"]  # as every command that runs the service: the app reads X-Forwarded-For itself
     # The server's log goes to a file: a pipe nobody reads fills after a few hundred requests (one JSON line each)
     # and then blocks the server mid-request.
     log = tempfile.TemporaryFile()
     server = subprocess.Popen([*command, "--no-access-log"], cwd=ROOT, env=env, stderr=log, preexec_fn=preexec_fn)
-    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30)
+    client = httpx.Client(base_url=f"http://{host}:{port}", timeout=30)
     client.server_log = lambda: (log.seek(0), log.read().decode(errors="replace"))[1]  # type: ignore[attr-defined]
     client.pid = server.pid  # type: ignore[attr-defined]
     try:
