@@ -5,6 +5,7 @@ metrics or a garbage ONNX file) and, where an operator would meet it, a real ser
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from app import cli, promotion
 from app.config import Settings
 from app.manifest import write_promoted
 from tests.support.digit_images import render
-from tests.support.service import assert_error, serve, uvicorn_client
+from tests.support.service import assert_error, cli_client, serve, uvicorn_client
 from tests.support.versions import add_version, digit_folder
 
 PNG = {"content": render(7, "mnist_28"), "headers": {"content-type": "image/png"}}
@@ -100,17 +101,20 @@ def test_when_the_pointer_cannot_be_written_the_service_goes_back_to_the_promote
 
 
 def fallback_folder(tmp_path: Path, broken: str) -> Path:
-    """digit v1, and v2 promoted after it whose ONNX file is garbage or whose model.json is unreadable."""
+    """digit v1, and v2 promoted after it whose ONNX file is garbage, whose model.json is unreadable, or whose
+    folder is gone (what a failed promotion by the code before left behind: promoted.json naming v2, previous v1)."""
     models = digit_folder(tmp_path / "models")
     folder = add_version(models, "2", corrupt=broken == "onnx")
     if broken == "model_json":
         (folder / "model.json").write_text("{not json")
+    if broken == "deleted":
+        shutil.rmtree(folder)
     write_promoted(models, "digit", "2", "1")
     return models
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("broken", ["onnx", "model_json"])
+@pytest.mark.parametrize("broken", ["onnx", "model_json", "deleted"])
 def test_a_promoted_version_that_fails_at_start_up_falls_back_to_the_previous_one(tmp_path: Path, broken: str) -> None:
     models = fallback_folder(tmp_path, broken)
     with uvicorn_client(Settings(models_dir=models)) as client:
@@ -127,6 +131,21 @@ def test_a_promoted_version_that_fails_at_start_up_falls_back_to_the_previous_on
         logged = errors(client.server_log())
     assert len(logged) == 1, logged
     assert "digit v2 failed to load" in logged[0]["message"] and "serving v1 instead" in logged[0]["message"]
+
+
+@pytest.mark.slow
+def test_every_worker_falls_back_and_a_failed_promotion_leaves_them_all_on_it(tmp_path: Path) -> None:
+    models = fallback_folder(tmp_path, "onnx")
+    env = {"DEEPSERVE_DATA_DIR": str(tmp_path / "data"), "DEEPSERVE_MODELS": "digit"}
+    with cli_client(models, 2, env) as client:  # it waits for 10 readiness answers of 200 in a row
+        before = pointer(models)
+        assert promote(models, "2", "--force", "--url", str(client.base_url)).exit_code == 1
+        assert pointer(models) == before
+        answers = [client.get("/health/ready").json() for _ in range(20)]  # new connections: both workers
+        assert {(a["status"], a["fallbacks"]["digit"]["serving"]) for a in answers} == {("degraded", "1")}
+        assert {served(client) for _ in range(20)} == {"1"}
+        logged = errors(client.server_log())
+    assert sum("serving v1 instead" in line["message"] for line in logged) == 2  # one line from each worker
 
 
 @pytest.mark.slow
