@@ -166,7 +166,7 @@ def promote_command(name: str, version: str, force: bool, models: Path, url: str
     change = f"{done.headline} {done.before} -> {done.after}" if done.previous else "first promotion"
     click.echo(f"promoted {name} v{version} (was v{done.previous}; {change})")
     if not url:
-        click.echo("it loads here; a running service picks it up on restart, or: deepserve promote ... --url URL")
+        click.echo("it loaded here; a running service picks it up on restart, or: deepserve promote ... --url URL")
 
 
 def service_steps(

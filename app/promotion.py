@@ -45,6 +45,7 @@ class Promotion:
     after: float | None  # the candidate's
     refusal: str = ""  # why the gate refuses it ("" when it passes)
     entry: ManifestEntry | None = None  # the candidate's
+    current: str | None = None  # what promoted.json names now
 
 
 def headline(name: str) -> str:
@@ -77,7 +78,7 @@ def check(models_dir: Path, name: str, version: str) -> Promotion:
             )
     # Promoting the promoted version again keeps the version it replaced as the one to fall back to.
     previous = promoted if promoted != version else manifest.previous.get(name)
-    return Promotion(name, version, previous, key, before, after, refusal, found[version])
+    return Promotion(name, version, previous, key, before, after, refusal, found[version], promoted)
 
 
 def scratch_load(entry: ManifestEntry, models_dir: Path) -> None:
@@ -102,7 +103,7 @@ def promote(
     assert done.entry is not None
     if done.refusal and not force:
         raise PromotionRefused(f"{done.refusal}; promote it anyway with --force")
-    kept = f"promoted.json still names v{done.previous}" if done.previous else "nothing was promoted"
+    kept = f"promoted.json still names v{done.current}" if done.current else "nothing was promoted"
     try:
         (load or (lambda entry: scratch_load(entry, models_dir)))(done.entry)
     except Exception as exc:

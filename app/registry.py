@@ -340,13 +340,13 @@ class ModelRegistry:
         last = self._pinned_loads.get(name)
         wait = 0.0 if last is None else last + interval - time.monotonic()
         if wait > 0:
-            loaded = sorted(v for n, v in self.pinned if n == name)
+            loaded, seconds = sorted(v for n, v in self.pinned if n == name), math.ceil(wait)
             raise Overloaded(
                 f"Model '{name}' version '{echo(version)}' is not loaded, and this model loads a pinned version at "
-                f"most once every {interval:g} s (DEEPSERVE_PINNED_LOAD_INTERVAL_SECONDS); retry after "
-                f"Retry-After seconds, or pin a loaded version ({', '.join(loaded) or 'none'}) or none.",
+                f"most once every {interval:g} s (DEEPSERVE_PINNED_LOAD_INTERVAL_SECONDS); retry in {seconds} s, "
+                f"or pin a loaded version ({', '.join(loaded) or 'none'}) or none.",
                 {"model": name, "version": version, "loaded": loaded},
-                headers={"Retry-After": str(math.ceil(wait))},
+                headers={"Retry-After": str(seconds)},
             )
 
     def unload(self, name: str) -> None:

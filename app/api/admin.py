@@ -21,9 +21,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 @router.post(
     "/models/{name}/reload",
     response_model=ModelInfo,
-    responses=error_responses(
-        "model_not_found", "promotion_refused", "invalid_input", "artifact_invalid"
-    ),  # 422: ?force=x
+    responses=error_responses("model_not_found", "promotion_refused", "invalid_input", "artifact_invalid"),
 )
 async def reload_model(
     name: str,
