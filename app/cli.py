@@ -21,16 +21,17 @@ import sys
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import click
 
 from app.families import FAMILIES
-from app.manifest import read_manifest
-from app.promotion import PromotionRefused, headline, metric, promote
+from app.manifest import ManifestEntry, read_manifest
+from app.promotion import LoadRefused, PromotionFailed, PromotionRefused, headline, metric, promote
 
 EXTRA_MODULES = {"train": ["tensorflow", "tf2onnx", "matplotlib"], "distilbert": ["torch", "transformers"]}
 MODELS = click.option(
@@ -140,21 +141,48 @@ def models(models: Path, as_json: bool) -> None:
 @click.argument("version")
 @click.option("--force", is_flag=True, help="Promote even when its headline metric is worse.")
 @MODELS
-@click.option("--url", default=None, help="Also reload the model in the service running there.")
+@click.option("--url", default=None, help="Load it in the service running there first (every process).")
 @API_KEY
 def promote_command(name: str, version: str, force: bool, models: Path, url: str | None, api_key: str | None) -> None:
-    """Serve VERSION of NAME: refused when its headline metric is worse than the promoted version's."""
+    """Serve VERSION of NAME: refused when its headline metric is worse than the promoted version's. It is promoted
+    only once it has loaded and warmed: in the service at --url (which then serves it), else in this process; a
+    version that does not load changes nothing."""
+    load, undo = service_steps(url, name, version, force, api_key) if url else (None, None)
     try:
-        done = promote(models, name, version, force)
-    except (KeyError, PromotionRefused) as exc:
+        done = promote(models, name, version, force, load, undo)
+    except (KeyError, PromotionRefused, PromotionFailed) as exc:
         raise click.ClickException(str(exc.args[0])) from exc
     change = f"{done.headline} {done.before} -> {done.after}" if done.previous else "first promotion"
     click.echo(f"promoted {name} v{version} (was v{done.previous}; {change})")
-    if url:
-        body = call(f"{url}/admin/models/{name}/reload", b"", "application/json", api_key)
-        click.echo(f"reloaded in the service at {url}: serving v{body['version']}")
-    else:
-        click.echo("a running service picks it up on restart, or: deepserve promote ... --url URL")
+    if not url:
+        click.echo("it loaded here; a running service picks it up on restart, or: deepserve promote ... --url URL")
+
+
+def service_steps(
+    url: str, name: str, version: str, force: bool, api_key: str | None
+) -> tuple[Callable[[ManifestEntry], None], Callable[[], str]]:
+    """A promotion's load in the running service (its reload of the version; `force` when --force) and its undo
+    (a reload of the promoted version, which promoted.json still names when the promotion could not finish)."""
+    reload = f"{url}/admin/models/{quote(name, safe='')}/reload"
+
+    def load(entry: ManifestEntry) -> None:
+        query = urlencode({"version": entry.version} | ({"force": "true"} if force else {}))
+        try:
+            body = call(f"{reload}?{query}", b"", "application/json", api_key)
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, click.ClickException) else f"{type(exc).__name__}: {exc}"
+            raise LoadRefused(f"the service at {url} did not load it ({reason})") from exc
+        click.echo(f"loaded in the service at {url}: serving v{body['version']}")
+
+    def undo() -> str:
+        try:
+            body = call(reload, b"", "application/json", api_key)
+        except Exception as exc:
+            reason = exc.message if isinstance(exc, click.ClickException) else f"{type(exc).__name__}: {exc}"
+            return f"the service at {url} still serves v{version}: putting the promoted version back failed ({reason})"
+        return f"the service at {url} serves v{body['version']} again"
+
+    return load, undo
 
 
 @main.command()

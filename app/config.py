@@ -79,6 +79,14 @@ class Settings(BaseSettings):
         description="Versions other than the promoted one kept loaded for requests that pin one (X-Model-Version); "
         "the least recently used is dropped beyond it; 0: pinning off.",
     )
+    pinned_load_interval_seconds: float = Field(
+        10.0,
+        ge=0,
+        description="Least time between two loads of pinned versions of one model, in each worker process: a "
+        "request pinning a version that is not loaded gets 429 `overloaded` with Retry-After until then (pinned "
+        "versions already loaded answer as usual). A load costs from a tenth of a second (digit) to seconds of CPU "
+        "(MiniLM), so clients cycling versions cannot make every request a load; 0: no limit.",
+    )
     workers: int = Field(
         1,
         ge=1,

@@ -109,6 +109,14 @@ class ArtifactInvalid(ServeError):
     )
 
 
+class PromotionRefused(ServeError):
+    status_code, type = 409, "promotion_refused"
+    when = (
+        "`POST /admin/models/{name}/reload?version=N` (and `deepserve promote`): the version's headline metric is "
+        "worse than the promoted version's (app/promotion.py's gate); `force=true` (`--force`) overrides"
+    )
+
+
 class Overloaded(ServeError):
     status_code, type = 429, "overloaded"
     when = "the service has no room for this request's work now; retry after `Retry-After` seconds"

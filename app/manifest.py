@@ -49,7 +49,13 @@ def version_key(version: str) -> tuple[int, str]:
 class Manifest(BaseModel):
     models: list[ManifestEntry] = Field(default_factory=list)
     promoted: dict[str, str] = Field(default_factory=dict, description="name -> promoted version")
+    previous: dict[str, str] = Field(
+        default_factory=dict, description="name -> the version promoted before (promoted.json's `previous`)"
+    )
     problems: list[str] = Field(default_factory=list, description="files that could not be read, and why")
+    broken: dict[str, list[str]] = Field(
+        default_factory=dict, description="name -> the problems in that model's own folder (also in `problems`)"
+    )
 
     def versions(self, name: str) -> list[ManifestEntry]:
         """Every artifact of `name`, oldest first."""
@@ -59,12 +65,23 @@ class Manifest(BaseModel):
         """The newest version of each model name."""
         return {m.name: m for m in sorted(self.models, key=lambda m: version_key(m.version))}
 
+    def wanted(self, name: str) -> str | None:
+        """The version the service should serve of `name`: its promoted version (whether or not its model.json is
+        readable), or its newest when none is promoted; None for a model with neither."""
+        newest = self.versions(name)
+        return self.promoted.get(name) or (newest[-1].version if newest else None)
+
     def served(self) -> dict[str, ManifestEntry]:
-        """What the service serves of each model: its promoted version, or its newest when none is promoted."""
+        """What the service should serve of each model: its promoted version, or its newest when none is promoted.
+        A model whose promoted version has no readable model.json is left out, never replaced by another version
+        in silence (the registry falls back explicitly, app/registry.py)."""
         chosen = self.latest()
-        for entry in self.models:
-            if self.promoted.get(entry.name) == entry.version:
-                chosen[entry.name] = entry
+        for name in {m.name for m in self.models}:
+            entry = next((m for m in self.versions(name) if m.version == self.wanted(name)), None)
+            if entry is None:
+                del chosen[name]
+            else:
+                chosen[name] = entry
         return chosen
 
 
@@ -74,11 +91,21 @@ def _read_json(path: Path) -> Any:
 
 def read_manifest(models_dir: Path) -> Manifest:
     """Every model.json under models_dir (and a legacy manifest.json), and every promoted.json. An unreadable file
-    is skipped and named in `problems` (the registry then reports the catalogue as broken)."""
+    is skipped and named in `problems`, and in `broken` under its model when it is in a model's folder (the
+    registry then fails or falls back that model, app/registry.py; a broken legacy manifest.json fails them all)."""
     models_dir = Path(models_dir)
     found: dict[tuple[str, str], ManifestEntry] = {}
     promoted: dict[str, str] = {}
+    previous: dict[str, str] = {}
     problems: list[str] = []
+    broken: dict[str, list[str]] = {}
+
+    def problem(path: Path, exc: Exception) -> None:
+        relative = path.relative_to(models_dir)
+        problems.append(f"{relative}: {type(exc).__name__}: {exc}")
+        if len(relative.parts) > 1:  # a model's own file, not the legacy manifest.json
+            broken.setdefault(relative.parts[0], []).append(problems[-1])
+
     legacy = models_dir / LEGACY_MANIFEST
     if legacy.exists():
         try:
@@ -90,15 +117,19 @@ def read_manifest(models_dir: Path) -> Manifest:
         try:
             entry = ManifestEntry.model_validate_json(path.read_bytes())
         except (OSError, ValueError) as exc:
-            problems.append(f"{path.relative_to(models_dir)}: {type(exc).__name__}: {exc}")
+            problem(path, exc)
             continue
         found[(entry.name, entry.version)] = entry
     for path in sorted(models_dir.glob(f"*/{PROMOTED_FILE}")):
         try:
-            promoted[path.parent.name] = str(_read_json(path)["version"])
+            pointer = _read_json(path)
+            promoted[path.parent.name] = str(pointer["version"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            problems.append(f"{path.relative_to(models_dir)}: {type(exc).__name__}: {exc}")
-    return Manifest(models=list(found.values()), promoted=promoted, problems=problems)
+            problem(path, exc)
+            continue
+        if isinstance(pointer.get("previous"), (str, int)):
+            previous[path.parent.name] = str(pointer["previous"])
+    return Manifest(models=list(found.values()), promoted=promoted, previous=previous, problems=problems, broken=broken)
 
 
 def _write_atomically(path: Path, data: Any) -> None:

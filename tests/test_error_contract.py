@@ -17,6 +17,7 @@ from tests.support.digit_images import render
 from tests.support.paths import ROOT, without_explanations
 from tests.support.raw_http import read_response, stalled_upload
 from tests.support.service import assert_error, serve
+from tests.support.versions import digit_with_a_worse_candidate
 
 PNG = render(7, "mnist_28")
 BOOT = (ROOT / "examples" / "ankle_boot.jpg").read_bytes()
@@ -126,6 +127,7 @@ REACH: dict[str, tuple[dict | Callable[[], dict], Callable]] = {
     "unsupported_media_type": ({}, lambda c: c.post("/predict/digit", content=PNG, headers=PLAIN)),
     "invalid_input": ({}, lambda c: c.post("/predict/sentiment", json={})),
     "artifact_invalid": ({}, reload_fails),
+    "promotion_refused": (lambda: {"models_dir": digit_with_a_worse_candidate()}, lambda c: c.post("/admin/models/digit/reload?version=2")),
     "overloaded": ({}, overloaded),
     "rate_limited": ({"rate_limit_per_second": 0.001, "rate_limit_burst": 1}, lambda c: [c.get("/models") for _ in "ab"][1]),
     "internal_error": ({}, internal_error),

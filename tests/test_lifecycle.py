@@ -107,7 +107,8 @@ def test_a_request_can_pin_a_version_and_pinned_versions_are_bounded(models: Pat
     shutil.copytree(models / third.path, models / "digit" / "3")
     save_entry(models, third.model_copy(update={"version": "3", "path": "digit/3"}))
     png = {"content": render(4, "mnist_28"), "headers": {"content-type": "image/png"}}
-    settings = Settings(models_dir=models, max_pinned_versions=1, batch_models=["digit"])
+    pins = {"max_pinned_versions": 1, "pinned_load_interval_seconds": 0}  # every pin here may load at once
+    settings = Settings(models_dir=models, batch_models=["digit"], **pins)
     with serve("asgi", settings) as client:
 
         def version(pin: str | None) -> str:

@@ -13,7 +13,7 @@ from app.api.openapi import error_responses
 from app.families import FAMILIES
 from app.manifest import read_manifest
 from app.registry import ModelRecord
-from app.schemas import ModelInfo
+from app.schemas import Fallback, ModelInfo
 
 router = APIRouter(prefix="/models", tags=["models"])
 NAME_EXAMPLES = {name: {"value": name} for name in FAMILIES}
@@ -43,7 +43,15 @@ def describe(record: ModelRecord) -> ModelInfo:
         metrics=entry.metrics if entry else {},
         files=entry.files if entry else {},
         training_command=public_command(entry.command) if entry else None,
+        fallback=fallback(record),
     )
+
+
+def fallback(record: ModelRecord) -> Fallback | None:
+    """What the model serves instead of the version it should, when a start-up fallback serves (else None)."""
+    if record.state.value != "ready" or not record.fallback or record.entry is None:
+        return None
+    return Fallback(wanted=record.wanted, serving=record.entry.version)
 
 
 @router.get("", response_model=list[ModelInfo], responses=error_responses())

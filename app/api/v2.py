@@ -119,9 +119,15 @@ async def model_metadata(name: str, registry: RegistryDep) -> ModelMetadata:
     return metadata(await served(registry, name, None))
 
 
-@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, **METADATA)
+@router.get(
+    "/models/{name}/versions/{version}",
+    response_model=ModelMetadata,
+    responses=protocol_errors("model_not_found", "model_not_ready", "model_not_installed", "overloaded"),
+    response_model_exclude_none=True,
+)
 async def version_metadata(name: str, version: str, registry: RegistryDep) -> ModelMetadata:
-    """One version's metadata (loaded on first use; 404 for a version not in the models folder)."""
+    """One version's metadata (loaded on first use; 404 for a version not in the models folder; 429 when the model
+    loaded another pinned version too recently, DEEPSERVE_PINNED_LOAD_INTERVAL_SECONDS)."""
     return metadata(await served(registry, name, version))
 
 

@@ -21,7 +21,8 @@ kernel's queue until one closes, instead of a worker failing with "too many open
 Reloads: a worker asked to reload sends `reload`; every ready worker loads and warms the version beside the one it
 serves (`prepare`); when all have, all swap (`commit`), otherwise all drop it (`abort`) and the reload fails as a
 whole (the first error, or 503 when a worker died or did not answer within DEEPSERVE_RELOAD_TIMEOUT_SECONDS).
-Reloads take turns. A worker started later loads the versions the committed reloads chose (DEEPSERVE_SERVED_VERSIONS).
+Reloads take turns, and wait for a worker that is starting (up to that timeout). A worker started later loads the
+versions the committed reloads chose (DEEPSERVE_SERVED_VERSIONS).
 """
 
 from __future__ import annotations
@@ -236,7 +237,7 @@ class Supervisor:
             self.pauses.pop(worker.index, None)
             log.info("worker %d (pid %d) ready", worker.index, worker.pid)
         elif op == "reload":
-            self.reloads.append({**msg, "origin": worker.index})
+            self.reloads.append({**msg, "origin": worker.index, "at": time.monotonic()})
         elif op in ("prepared", "committed"):
             self._on_reload_answer(worker.index, msg)
 
@@ -254,13 +255,20 @@ class Supervisor:
     def _start_reload(self) -> None:
         if self.current is not None or not self.reloads:
             return
-        asked = self.reloads.popleft()
+        asked = self.reloads[0]
         reload_id, origin = asked["id"], asked["origin"]
-        if any(w.state != READY for w in self.pool.values()) or self.restarts:
-            error = {"status": 503, "type": "model_not_ready",
-                     "message": "A worker is starting; retry the reload once /health/ready answers 200."}  # fmt: skip
+        if any(w.state != READY for w in self.pool.values()) or self.restarts:  # wait for a starting worker
+            if time.monotonic() - asked["at"] < self.reload_timeout:
+                return
+            self.reloads.popleft()
+            message = (
+                f"A worker did not get ready within {self.reload_timeout:g} s (DEEPSERVE_RELOAD_TIMEOUT_SECONDS); "
+                "nothing changed."
+            )
+            error = {"status": 503, "type": "model_not_ready", "message": message}
             self._send(origin, "reloaded", id=reload_id, ok=False, error=error)
             return
+        self.reloads.popleft()
         members = set(self.pool)
         deadline = time.monotonic() + self.reload_timeout
         self.current = Reload(reload_id, asked["name"], asked["version"], origin, deadline, members)

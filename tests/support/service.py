@@ -4,6 +4,7 @@ uvicorn in a subprocess on a free loopback port), and the shared error-contract 
 from __future__ import annotations
 
 import os
+import re
 import resource
 import signal
 import socket
@@ -190,6 +191,10 @@ def cli_client(
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"deepserve serve did not get ready: {client.server_log()[-2000:]}")
             time.sleep(0.1)
+        while len(answered_by(client)) < workers:  # once one is ready, only ready workers get connections
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"a worker did not get ready: {client.server_log()[-2000:]}")
+            client.get("/health/live")
         yield client
     finally:
         client.close()
@@ -200,6 +205,15 @@ def cli_client(
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
         log.close()
+
+
+def answered_by(client: httpx.Client) -> set[str]:
+    """The workers that have answered a request (deepserve_worker_requests_total); every one when /metrics is closed."""
+    response = client.get("/metrics")
+    if response.status_code != 200:
+        return {str(i) for i in range(64)}
+    found = re.finditer(r'^deepserve_worker_requests_total\{worker="(\d+)"\} (\S+)$', response.text, re.M)
+    return {m.group(1) for m in found if float(m.group(2)) > 0}
 
 
 @contextmanager
