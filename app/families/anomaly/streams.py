@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS streams (
 INDEX = "CREATE INDEX IF NOT EXISTS streams_by_updated ON streams (updated)"  # the expiry sweep's range
 COLUMNS = "owner, id, sensitivity, points, last_time, created, updated, state"
 NO_OWNER = ""  # every stream's owner when API keys are off, and that of the rows of files from before owners
+OPEN_ATTEMPTS = 50  # opening while another process opens the file too (about 12 s in all)
 MAX_ATTEMPTS = 10  # an append that lost the race to another process this often gets 429 (never seen with 2 processes)
 SWEEP_BATCH = 100  # expired streams deleted at most per sweep: one bounded statement however many expired
 INFO = "SELECT id, points, sensitivity, created, updated FROM streams"
@@ -132,6 +133,18 @@ class StreamStore:
             self._failing = False
 
     def _open(self) -> sqlite3.Connection:
+        """The connection, in WAL mode. Switching a file to WAL takes it for itself and answers "database is
+        locked" at once (SQLite's busy timeout does not apply) while another process opens it too: retried."""
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                return self._open_once()
+            except sqlite3.OperationalError as error:
+                if attempt == OPEN_ATTEMPTS - 1 or not getattr(error, "sqlite_errorname", "").startswith("SQLITE_BUSY"):
+                    raise
+                time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _open_once(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         try:
