@@ -28,6 +28,13 @@ REQUIREMENTS: dict[str, list[str]] = {
     ],
     "bentoml": ["bentoml==1.4.39", "onnxruntime==1.32.0", "pillow==12.3.0"],
     "litserve": ["litserve==0.2.19", "onnxruntime==1.32.0", "pillow==12.3.0", "python-multipart==0.0.34"],
+    # PyTriton ships tritonserver 2.51 and its Python backend, which runs the model in this environment's Python
+    "triton": ["nvidia-pytriton==0.7.0", "onnxruntime==1.32.0", "pillow==12.3.0"],
+    # MLServer's worker crashes at start with uvloop 0.22 and 0.23
+    "mlserver": ["mlserver==1.7.1", "uvloop==0.21.0", "onnxruntime==1.32.0", "pillow==12.3.0"],
+    # A load generator, not a server: Triton's perf_analyzer is in the 2.51 client wheel; it loads libcudart.so.12
+    # even for HTTP (the CUDA runtime wheel has it) and libb64.so.0d (Debian's libb64-0d, see perf_analyzer.py)
+    "perf_analyzer": ["tritonclient[all]==2.51.0", "nvidia-cuda-runtime-cu12==12.6.77"],
 }
 
 
