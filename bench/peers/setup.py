@@ -1,10 +1,11 @@
 """Create one virtualenv per peer server, with pinned versions, under ~/.cache/deepserve-peers/<peer>.
 
-    python -m bench.peers.setup [--peers naive,bentoml,litserve] [--root ~/.cache/deepserve-peers]
+    python -m bench.peers.setup [--peers naive,bentoml,litserve,triton,mlserver,perf_analyzer] [--root DIR]
 
 Each peer gets its own environment so their dependencies never meet DeepServe's (BentoML and LitServe pin their
 own FastAPI/Starlette/uvicorn). A finished environment is marked with a stamp holding its requirements, so running
-this again only installs what changed. Not part of CI: it downloads TensorFlow (~250 MB) and the two frameworks.
+this again only installs what changed. Not part of CI: it downloads TensorFlow (~250 MB), Triton (PyTriton's wheel
+carries tritonserver) and the other frameworks. perf_analyzer also needs Debian's libb64-0d (said here if absent).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import venv
 from pathlib import Path
 
-ROOT = Path.home() / ".cache" / "deepserve-peers"
+ROOT = Path.home() / ".cache" / "deepserve-peers"  # --root: elsewhere (run.py looks here)
 
 # What a user would install to serve the same model each way; onnxruntime is the version DeepServe runs.
 REQUIREMENTS: dict[str, list[str]] = {
@@ -68,6 +69,11 @@ def main() -> None:
         sys.exit(f"unknown peers: {', '.join(unknown)}")
     for peer in peers:
         install(peer, args.root)
+    if "perf_analyzer" in peers and args.root == ROOT:
+        from bench.peers.perf_analyzer import missing  # it imports ROOT from here
+
+        if problem := missing():
+            print(f"perf_analyzer: {problem}")
 
 
 if __name__ == "__main__":
