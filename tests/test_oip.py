@@ -9,6 +9,7 @@ import base64
 import io
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -19,6 +20,7 @@ from tritonclient.utils import InferenceServerException
 
 from app.config import Settings
 from app.families.digit.preprocess import preprocess_digit
+from bench.peers import perf_analyzer
 from tests.support.digit_images import KINDS, render
 from tests.support.paths import COMMITTED_MODELS, ROOT
 from tests.support.service import SERVER_MODES, asgi_client, ray_client, uvicorn_client
@@ -69,10 +71,9 @@ def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerC
     assert not client.is_model_ready("digit", "7") and not client.is_model_ready("nope")
     digit = client.get_model_metadata("digit")
     assert (digit["name"], digit["versions"], digit["platform"]) == ("digit", ["1"], "onnxruntime_onnx")
-    assert [(t["name"], t["datatype"], t["shape"]) for t in digit["inputs"]] == [
-        ("image", "BYTES", [-1]),
-        ("pixels", "FP32", [-1, 28, 28, 1]),
-    ]
+    assert [(t["name"], t["datatype"], t["shape"]) for t in digit["inputs"]] == [("image", "BYTES", [-1])]
+    [pixels] = digit["parameters"]["other_inputs"]  # accepted instead; not listed where tools send every input
+    assert (pixels["name"], pixels["datatype"], pixels["shape"]) == ("pixels", "FP32", [-1, 28, 28, 1])
     assert [(t["name"], t["datatype"], t["shape"]) for t in digit["outputs"]] == [
         ("digit", "INT64", [-1]),
         ("confidence", "FP32", [-1]),
@@ -85,6 +86,44 @@ def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerC
         inputs = client.get_model_metadata(name)["inputs"]
         assert client.is_model_ready(name) and [t["name"] for t in inputs] == ["text"]
     assert client.get_model_metadata("anomaly")["inputs"][0]["parameters"]["window"] == 336
+
+
+def triton_type(datatype: str) -> str:
+    return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
+
+
+def test_every_served_model_has_a_triton_style_config_listing_its_metadata_tensors(client, http) -> None:
+    served = [model["name"] for model in http.get("/models").json() if model["state"] == "ready"]
+    assert {"digit", "fashion", "lstm", "minilm", "anomaly", "nearest_context"} <= set(served)
+    for name in served:
+        metadata, config = client.get_model_metadata(name), client.get_model_config(name)  # Triton's own calls
+        assert (config["name"], config["platform"], config["backend"]) == (name, "onnxruntime_onnx", "onnxruntime")
+        assert config["max_batch_size"] == 0  # the row count is in the dims, as in the metadata's shapes
+        assert config["version_policy"] == {"specific": {"versions": metadata["versions"]}}
+        for tensors, spelled in (("inputs", "input"), ("outputs", "output")):
+            assert [(t["name"], triton_type(t["datatype"]), t["shape"]) for t in metadata[tensors]] == [
+                (t["name"], t["data_type"], t["dims"]) for t in config[spelled]
+            ]
+    digit = client.get_model_config("digit", "1")
+    assert digit["input"] == [{"name": "image", "data_type": "TYPE_STRING", "dims": [-1]}]
+    assert digit["output"][2] == {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [-1, 10]}
+    assert digit["parameters"]["task"] == {"string_value": "image-classification/digit"}
+    anomaly = client.get_model_config("anomaly")
+    assert anomaly["input"] == [{"name": "values", "data_type": "TYPE_FP32", "dims": [1, -1]}]
+    assert [t["data_type"] for t in anomaly["output"]] == ["TYPE_FP64", "TYPE_BOOL", "TYPE_FP64"]
+
+
+def test_perf_analyzer_runs_against_the_digit_model_unchanged(http, tmp_path: Path) -> None:
+    """Triton's perf_analyzer (bench/peers/perf_analyzer.py; not installed in CI) reads the metadata and config,
+    sends the one default input, and stops at the first failed request."""
+    if problem := perf_analyzer.missing():
+        pytest.skip(problem)
+    for digit, png in enumerate(DIGITS):
+        (tmp_path / f"{digit}_0.png").write_bytes(png)
+    data = perf_analyzer.write_input_data(tmp_path, tmp_path / "digits.json")
+    address = str(http.base_url).removeprefix("http://").rstrip("/")
+    result = perf_analyzer.run(address, "digit", 2, 1, data)
+    assert result["requests"] >= 10 and result["p50_ms"] > 0
 
 
 def test_digit_batch_over_the_binary_extension_matches_predict_digit(client, http) -> None:
@@ -236,6 +275,9 @@ def test_unknown_models_versions_and_routes_answer_404_in_the_protocols_form(htt
     assert "Unknown model 'nope'" in v2_error(http.get("/v2/models/nope"), 404)
     v2_error(http.post("/v2/models/nope/infer", json=infer_body("text", "BYTES", ["ok"])), 404)
     v2_error(http.get("/v2/models/digit/versions/7"), 404)
+    assert "Unknown model 'nope'" in v2_error(http.get("/v2/models/nope/config"), 404)
+    assert "'7'" in v2_error(http.get("/v2/models/digit/versions/7/config"), 404)
+    assert "not installed" in v2_error(http.get("/v2/models/image/config"), 503)
     v2_error(http.post("/v2/models/digit/versions/7/infer", json=infer_body("image", "BYTES", ["aGk="])), 404)
     v2_error(http.get("/v2/no/such/route"), 404)
     v2_error(http.get("/v2/models/digit/infer"), 405)

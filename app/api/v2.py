@@ -15,9 +15,11 @@ from app.api.openapi import error_responses
 from app.errors import InvalidInput, UnsupportedMediaType, echo
 from app.families.runtime import Runtime
 from app.oip.adapters import adapter_for
+from app.oip.model_config import triton_config
 from app.oip.schemas import (
     InferenceRequest,
     InferenceResponse,
+    ModelConfig,
     ModelMetadata,
     ModelReady,
     ProtocolError,
@@ -132,15 +134,35 @@ async def version_metadata(name: str, version: str, registry: RegistryDep) -> Mo
 
 
 def metadata(runtime: Runtime) -> ModelMetadata:
+    """`inputs` are what a client sends by default (perf_analyzer sends every one listed); inputs accepted in their
+    place are in `parameters.other_inputs`."""
     adapter = adapter_for(runtime)
+    parameters: dict[str, Any] = {"task": runtime.entry.task}
+    others = adapter.other_inputs(runtime)
+    if others:
+        parameters["other_inputs"] = [t.model_dump(exclude_none=True) for t in others]
     return ModelMetadata(
         name=runtime.entry.name,
         versions=[runtime.entry.version],
         platform=PLATFORM,
         inputs=adapter.inputs(runtime),
         outputs=adapter.outputs(runtime),
-        parameters={"task": runtime.entry.task},
+        parameters=parameters,
     )
+
+
+@router.get("/models/{name}/config", response_model=ModelConfig, **METADATA)
+async def model_config(name: str, registry: RegistryDep) -> ModelConfig:
+    """The served version's configuration as Triton spells it (name, platform, max_batch_size, input and output
+    with data_type and dims), which Triton's tools (perf_analyzer) read before anything else."""
+    return triton_config(metadata(await served(registry, name, None)))
+
+
+@router.get("/models/{name}/versions/{version}/config", response_model=ModelConfig, **METADATA)
+async def version_config(name: str, version: str, registry: RegistryDep) -> ModelConfig:
+    """One version's configuration as Triton spells it (loaded on first use; 404 for a version not in the models
+    folder)."""
+    return triton_config(metadata(await served(registry, name, version)))
 
 
 @router.get("/models/{name}/ready", response_model=ModelReady, responses=MODEL_ERRORS)

@@ -57,7 +57,12 @@ class Adapter(ABC):
     """The tensors one kind of runtime takes and answers."""
 
     @abstractmethod
-    def inputs(self, runtime: Any) -> list[TensorMetadata]: ...
+    def inputs(self, runtime: Any) -> list[TensorMetadata]:
+        """What a client sends by default: tools that read the metadata (perf_analyzer) send data for each."""
+
+    def other_inputs(self, runtime: Any) -> list[TensorMetadata]:
+        """Inputs also accepted in place of `inputs` (listed apart, so such a tool does not send them too)."""
+        return []
 
     @abstractmethod
     def outputs(self, runtime: Any) -> list[TensorMetadata]: ...
@@ -75,10 +80,10 @@ class ImageAdapter(Adapter):
         return [int(d) for d in runtime.session.get_inputs()[0].shape[1:]]
 
     def inputs(self, runtime: DigitRuntime | ImageClassifier) -> list[TensorMetadata]:
-        return [
-            meta("image", "BYTES", [-1], content_type="base64", description="encoded image files (PNG, JPEG, ...)"),
-            meta("pixels", "FP32", [-1, *self.pixel_shape(runtime)], description="preprocessed images (send one)"),
-        ]
+        return [meta("image", "BYTES", [-1], content_type="base64", description="encoded image files (PNG, JPEG, ...)")]
+
+    def other_inputs(self, runtime: DigitRuntime | ImageClassifier) -> list[TensorMetadata]:
+        return [meta("pixels", "FP32", [-1, *self.pixel_shape(runtime)], description="preprocessed images")]
 
     async def predict(self, runtime: DigitRuntime | ImageClassifier, inputs: dict[str, Tensor], serving: Serving):
         tensor = one_of(inputs, {"image": ("BYTES",), "pixels": ("FP32",)})

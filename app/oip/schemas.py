@@ -91,3 +91,22 @@ class ModelReady(BaseModel):
 
 class ProtocolError(BaseModel):
     error: str
+
+
+class TensorConfig(BaseModel):
+    name: str
+    data_type: str = Field(description='Triton\'s spelling: "TYPE_FP32", "TYPE_STRING" (BYTES), ...')
+    dims: list[int] = Field(description="The whole shape (max_batch_size is 0); -1 is any size.")
+
+
+class ModelConfig(BaseModel):
+    """Triton's ModelConfig, the parts a client reads."""
+
+    name: str
+    platform: str
+    backend: str
+    version_policy: dict[str, Any]
+    max_batch_size: int = Field(description="0: no Triton batch dimension; a row count is part of the dims.")
+    input: list[TensorConfig]
+    output: list[TensorConfig]
+    parameters: dict[str, dict[str, str]] = {}

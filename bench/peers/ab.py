@@ -18,8 +18,10 @@ import argparse
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
+from bench.peers.bodies import write_bodies
 from bench.peers.run import (
     DIGITS,
     REPO,
@@ -30,7 +32,7 @@ from bench.peers.run import (
     measure,
     start,
     stop,
-    write_bodies,
+    wrk,
 )
 
 
@@ -66,7 +68,7 @@ def main() -> None:
                         process, port = servers[key]
                         url = f"http://127.0.0.1:{port}/predict/digit"
                         time.sleep(1)  # the work wrk left in flight when it stopped the last run ends first
-                        row = measure(process.pid, url, level, args.seconds, manifest)
+                        row = measure(process.pid, level, partial(wrk, url, level, args.seconds, manifest))
                         assert row["wrong_answers"] == 0 and (args.photos or row["errors"] == 0), row
                         runs.setdefault((key, level), []).append(row)
                         print(f"round {round_} c={level} {key}: {row['rps']:.0f} req/s, {row['right_per_second']:.0f} "

@@ -1,7 +1,9 @@
--- wrk script: POST pre-built multipart bodies in turn and check every answer against its label.
+-- wrk script: POST pre-built bodies in turn and check every answer against its label.
 --   wrk -t C -c C -d 12s -s load.lua URL -- MANIFEST [FIELD]
--- MANIFEST has one line per body: label, content type and the body file's path, separated by tabs. FIELD is the
--- response's JSON field that must equal the label (default "digit"; a number or a string). Run with as many threads as
+-- MANIFEST has one line per body: label, content type, the body file's path and an optional extra header ("Name: value",
+-- the binary-data extension's Inference-Header-Content-Length), separated by tabs (bench/peers/bodies.py). FIELD is
+-- the response's JSON field that must equal the label (default "digit"; a number or a string), or the Open Inference
+-- Protocol's output of that name (its first element). Run with as many threads as
 -- connections (-t = -c): a thread's responses then come back in the order of its requests, so each answer is
 -- checked against the label of the request it answers. done() prints one JSON line for bench/peers/run.py.
 -- A GET path (no manifest) only counts non-2xx answers (wrk's status errors). A read error loses an answer and
@@ -21,12 +23,15 @@ function init(args)
   if args[1] == nil then return end
   local field = args[2] or "digit"
   answer = '"' .. field .. '"%s*:%s*"?([^",}]*)'
+  output = '"name"%s*:%s*"' .. field .. '".-"data"%s*:%s*[%[%s]*"?([^",%]]*)'
   for line in io.lines(args[1]) do
-    local label, ctype, path = line:match("^([^\t]+)\t([^\t]+)\t(.+)$")
+    local label, ctype, path, extra = line:match("^([^\t]+)\t([^\t]+)\t([^\t]+)\t?(.*)$")
     local f = assert(io.open(path, "rb"))
     local body = f:read("*a")
     f:close()
     local headers = {["Content-Type"] = ctype, ["Content-Length"] = tostring(#body)}
+    local name, value = extra:match("^([^:]+):%s*(.*)$")
+    if name then headers[name] = value end
     table.insert(bodies, {label = label, request = wrk.format("POST", nil, headers, body)})
   end
   next_body = math.random(#bodies)  -- threads start at different digits
@@ -50,7 +55,7 @@ function response(status, headers, body)
   queue[first] = nil
   first = first + 1
   checked = checked + 1
-  if status ~= 200 or body:match(answer) ~= label then
+  if status ~= 200 or (body:match(answer) or body:match(output)) ~= label then
     mismatched = mismatched + 1
   end
 end

@@ -1,10 +1,11 @@
 """Create one virtualenv per peer server, with pinned versions, under ~/.cache/deepserve-peers/<peer>.
 
-    python -m bench.peers.setup [--peers naive,bentoml,litserve] [--root ~/.cache/deepserve-peers]
+    python -m bench.peers.setup [--peers naive,bentoml,litserve,triton,mlserver,perf_analyzer] [--root DIR]
 
 Each peer gets its own environment so their dependencies never meet DeepServe's (BentoML and LitServe pin their
 own FastAPI/Starlette/uvicorn). A finished environment is marked with a stamp holding its requirements, so running
-this again only installs what changed. Not part of CI: it downloads TensorFlow (~250 MB) and the two frameworks.
+this again only installs what changed. Not part of CI: it downloads TensorFlow (~250 MB), Triton (PyTriton's wheel
+carries tritonserver) and the other frameworks. perf_analyzer also needs Debian's libb64-0d (said here if absent).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import venv
 from pathlib import Path
 
-ROOT = Path.home() / ".cache" / "deepserve-peers"
+ROOT = Path.home() / ".cache" / "deepserve-peers"  # --root: elsewhere (run.py looks here)
 
 # What a user would install to serve the same model each way; onnxruntime is the version DeepServe runs.
 REQUIREMENTS: dict[str, list[str]] = {
@@ -28,6 +29,13 @@ REQUIREMENTS: dict[str, list[str]] = {
     ],
     "bentoml": ["bentoml==1.4.39", "onnxruntime==1.32.0", "pillow==12.3.0"],
     "litserve": ["litserve==0.2.19", "onnxruntime==1.32.0", "pillow==12.3.0", "python-multipart==0.0.34"],
+    # PyTriton ships tritonserver 2.51 and its Python backend, which runs the model in this environment's Python
+    "triton": ["nvidia-pytriton==0.7.0", "onnxruntime==1.32.0", "pillow==12.3.0"],
+    # MLServer's worker crashes at start with uvloop 0.22 and 0.23
+    "mlserver": ["mlserver==1.7.1", "uvloop==0.21.0", "onnxruntime==1.32.0", "pillow==12.3.0"],
+    # A load generator, not a server: Triton's perf_analyzer is in the 2.51 client wheel; it loads libcudart.so.12
+    # even for HTTP (the CUDA runtime wheel has it) and libb64.so.0d (Debian's libb64-0d, see perf_analyzer.py)
+    "perf_analyzer": ["tritonclient[all]==2.51.0", "nvidia-cuda-runtime-cu12==12.6.77"],
 }
 
 
@@ -61,6 +69,11 @@ def main() -> None:
         sys.exit(f"unknown peers: {', '.join(unknown)}")
     for peer in peers:
         install(peer, args.root)
+    if "perf_analyzer" in peers and args.root == ROOT:
+        from bench.peers.perf_analyzer import missing  # it imports ROOT from here
+
+        if problem := missing():
+            print(f"perf_analyzer: {problem}")
 
 
 if __name__ == "__main__":
