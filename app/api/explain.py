@@ -30,6 +30,7 @@ from app.families.explain_text import MAX_CHARS, OcclusionExplainer, TextExplana
 from app.families.images import ImageClassifier, ImageRuntime
 from app.families.sentiment import SentimentRequest, SentimentRuntime, validate_texts
 from app.image_upload import read_image_upload
+from app.schemas import RequestBody
 
 router = APIRouter(prefix="/explain", tags=["explain"])
 
@@ -94,7 +95,7 @@ async def explain_image(
     return await _explain(request, runtime, ImageExplainer, target, *args)
 
 
-class ExplainTextRequest(BaseModel):
+class ExplainTextRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
     text: str = Field(description="One text; each of its words costs one model call.", examples=["Not bad at all."])
