@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -122,6 +122,18 @@ class Inference:
         if batcher is not None:  # settings.batch_models: concurrent requests share one model call
             return await batcher.submit(batch)
         return await self.offload(self.predict, runtime, batch)
+
+    async def in_calls(
+        self, runtime: Runtime, inputs: list[Any], size: int, check_client: Callable[[], Awaitable[None]]
+    ) -> list[Any]:
+        """`runtime.predict`'s outputs for many inputs of one request (an explanation's), in model calls of at most
+        `size`, each observed in /metrics as any call is; `check_client` runs before each call and raises once the
+        client has hung up (ClientDisconnect, logged as 499), so the work stops within one call of it."""
+        outputs: list[Any] = []
+        for start in range(0, len(inputs), size):
+            await check_client()
+            outputs += await self(runtime, inputs[start : start + size])
+        return outputs
 
     async def outputs(self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter) -> list[Out]:
         """The typed outputs for `request`: cost -> decode -> predict, inside one admission slot. Decoding is where
