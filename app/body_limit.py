@@ -7,6 +7,14 @@ time and never an admission slot (routes take their slot only once the body is i
 Memory: the memory a body takes while it arrives and, once complete, while it is parsed (app/costs.py body_cost)
 is reserved on the limiter's budget as it grows, until the request ends; when the budget is in use, that is a
 429 (with `Connection: close` when the body was not all read) instead of the bytes.
+Stalled bodies: bytes still arriving may hold at most 1/ARRIVING_SHARE of the budget (a quarter: 192 MB of the
+default 768 per service; at least one body of the size limit); past that, a body's next bytes get 429 with
+`Connection: close`. A body is charged to that part only until its last byte is in. So uploads stalled just
+short of the size limit, however many, can make other slow uploads wait but never hold the rest of the budget: a
+prediction whose body is in is admitted as on an idle service (before, 64 of them took the whole budget and every
+prediction got 429 until they timed out). Chosen over a shorter idle timeout between chunks (a trickle of a byte
+a second defeats it, and it only shortens the hold) and over a per-client cap (clients behind one proxy share an
+address).
 """
 
 from __future__ import annotations
@@ -18,8 +26,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.errors import send_error
 from app.costs import body_cost
-from app.errors import PayloadTooLarge, RequestTimeout, ServeError
+from app.errors import Overloaded, PayloadTooLarge, RequestTimeout, ServeError
 from app.limiter import ConcurrencyLimiter
+
+ARRIVING_SHARE = 4  # bytes still arriving may hold this fraction (1/4) of the limiter's budget, no more
 
 
 class BodyLimitMiddleware:
@@ -30,6 +40,12 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
         self.timeout = timeout
         self.limiter = limiter
+        budget = limiter.budget if limiter is not None else None
+        # A quarter of the budget, and room for at least one body of the size limit (a small budget's quarter may not
+        # hold one: it would never arrive)
+        one_body = body_cost(max_bytes, b"", complete=False)
+        self.arriving_budget = None if budget is None else max(budget // ARRIVING_SHARE, one_body)
+        self.arriving = 0  # bytes of the budget held by bodies not complete yet (only the event loop touches it)
 
     def _error(self, size: str) -> PayloadTooLarge:
         return PayloadTooLarge(
@@ -44,21 +60,41 @@ class BodyLimitMiddleware:
             headers={"Connection": "close"},
         )
 
+    def _arriving_full(self) -> Overloaded:
+        return Overloaded(
+            "Request bodies still arriving hold their part of the memory budget (a quarter of "
+            "DEEPSERVE_MAX_INFLIGHT_MB); retry with backoff.",
+            headers={"Retry-After": str(self.limiter.retry_after if self.limiter else 1), "Connection": "close"},
+        )
+
+    def _charge(self, wanted: int, held: int, complete: bool) -> int:
+        """Reserve what the body wants beyond what it `held`, within the arriving part while it is incomplete."""
+        assert self.limiter is not None
+        more = wanted - held
+        if not complete and self.arriving_budget is not None and self.arriving + more > self.arriving_budget:
+            raise self._arriving_full()
+        try:
+            return self.limiter.reserve(more)
+        except ServeError as exc:
+            if not complete:
+                exc.headers["Connection"] = "close"  # the rest of the body will not be read
+            raise
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
         declared = headers.get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > self.max_bytes:
+        if declared.isdigit() and int(declared) > self.max_bytes:  # bytes.isdigit(): ASCII digits only
             await send_error(send, self._error(f"{int(declared)} bytes"), scope["path"])
             return
-        received = reserved = 0
+        received = reserved = arriving = 0  # arriving: the part of `reserved` on the arriving part of the budget
         deadline: float | None = None
         complete = False
 
         async def limited_receive() -> Message:
-            nonlocal received, reserved, deadline, complete
+            nonlocal received, reserved, arriving, deadline, complete
             if complete or self.timeout is None:  # after the body only http.disconnect can come: no deadline
                 message = await receive()
             else:
@@ -76,16 +112,19 @@ class BodyLimitMiddleware:
                 if self.limiter is not None:
                     wanted = body_cost(received, headers.get(b"content-type", b""), complete)
                     if wanted > reserved:
-                        try:
-                            reserved += self.limiter.reserve(wanted - reserved)
-                        except ServeError as exc:
-                            if not complete:
-                                exc.headers["Connection"] = "close"  # the rest of the body will not be read
-                            raise
+                        more = self._charge(wanted, reserved, complete)
+                        reserved += more
+                        if not complete:
+                            arriving += more
+                            self.arriving += more
+                    if complete and arriving:  # all in: its charge stays on the budget, off the arriving part
+                        self.arriving -= arriving
+                        arriving = 0
             return message
 
         try:
             await self.app(scope, limited_receive, send)
         finally:
+            self.arriving -= arriving
             if reserved and self.limiter is not None:
                 self.limiter.release(reserved)

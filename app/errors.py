@@ -93,7 +93,7 @@ class ImageTooLarge(ServeError):
 
 class UnsupportedMediaType(ServeError):
     status_code, type = 415, "unsupported_media_type"
-    when = "a content type the route does not take (images: multipart or `image/*`; text and series: JSON)"
+    when = "a content type the route does not take, or none (images: multipart or `image/*`; text and series: JSON)"
 
 
 class InvalidInput(ServeError):

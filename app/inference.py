@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -123,6 +123,18 @@ class Inference:
             return await batcher.submit(batch)
         return await self.offload(self.predict, runtime, batch)
 
+    async def in_calls(
+        self, runtime: Runtime, inputs: list[Any], size: int, check_client: Callable[[], Awaitable[None]]
+    ) -> list[Any]:
+        """`runtime.predict`'s outputs for many inputs of one request (an explanation's), in model calls of at most
+        `size`, each observed in /metrics as any call is; `check_client` runs before each call and raises once the
+        client has hung up (ClientDisconnect, logged as 499), so the work stops within one call of it."""
+        outputs: list[Any] = []
+        for start in range(0, len(inputs), size):
+            await check_client()
+            outputs += await self(runtime, inputs[start : start + size])
+        return outputs
+
     async def outputs(self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter) -> list[Out]:
         """The typed outputs for `request`: cost -> decode -> predict, inside one admission slot. Decoding is where
         an image's memory goes, so it is charged too: at admission, or for a large image when its turn on the image
@@ -131,20 +143,64 @@ class Inference:
         cost = runtime.cost(request)
         deferred = runtime.decode_blocks and cost >= DEFERRED_CHARGE_BYTES
         with limiter.slot(0 if deferred else cost, size=cost):
-            if not runtime.decode_blocks:
-                return await self(runtime, runtime.decode(request))
-            batched = self.batcher(runtime) is not None
-            work = (runtime.decode, request) if batched else (self.decode_and_predict, runtime, request)  # one hop
-            if deferred:
-                async with self.image_turn():
-                    check_client = getattr(request, "check_client", None)
-                    if check_client is not None:
-                        await check_client()  # raises if the client hung up while this waited: nobody to answer
-                    with limiter.charged(cost):
-                        done = await self.offload(*work, image=True)
-            else:
-                done = await self.offload(*work, image=True)
-            return await self(runtime, done) if batched else done
+            return await self._work(runtime, request, limiter, cost if deferred else 0)
+
+    async def outputs_each(
+        self, runtime: Runtime[Req, Any, Out], requests: list[Req], limiter: ConcurrencyLimiter
+    ) -> list[Out]:
+        """The outputs of one client's several requests (a /v2 batch of images), in order, admitted as one
+        prediction: one count slot, and run in groups (`_groups`), each group's cost charged while it runs. So a
+        batch of any length is served on an idle service when each of its images fits the budget (413 when one
+        alone is over it), and its memory stays within the budget; before, each image took a slot of its own, and a
+        batch longer than a worker's share of the count cap was 429 even on an idle service."""
+        costs = [runtime.cost(request) for request in requests]
+        groups = self._groups(costs, self.image_threads if runtime.decode_blocks else len(requests), limiter.budget)
+        deferred = [runtime.decode_blocks and cost >= DEFERRED_CHARGE_BYTES for cost in costs]
+        outputs: list[Out] = []
+        with limiter.slot(0, size=max((sum(costs[i] for i in group) for group in groups), default=0)):
+            for group in groups:
+                with limiter.charged(sum(costs[i] for i in group if not deferred[i])):  # large ones: in their turn
+                    work = [self._work(runtime, requests[i], limiter, costs[i] if deferred[i] else 0) for i in group]
+                    done = await asyncio.gather(*work, return_exceptions=True)  # all end before the charge does
+                for outs in done:
+                    if isinstance(outs, BaseException):
+                        raise outs
+                    outputs += outs
+        return outputs
+
+    @staticmethod
+    def _groups(costs: list[int], most: int, budget: int | None) -> list[list[int]]:
+        """Indices of `costs` in order, in groups of at most `most` (what the image pool runs at once) whose summed
+        cost fits `budget`; one over the budget alone is a group of its own (admission makes it a 413)."""
+        groups: list[list[int]] = [[]]
+        held = 0
+        for i, cost in enumerate(costs):
+            if groups[-1] and (len(groups[-1]) >= most or (budget is not None and held + cost > budget)):
+                groups.append([])
+                held = 0
+            groups[-1].append(i)
+            held += cost
+        return groups
+
+    async def _work(
+        self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter, deferred: int
+    ) -> list[Out]:
+        """decode -> predict for an admitted request; `deferred` bytes (a large image's decoding) are charged when
+        its turn on the image pool comes."""
+        if not runtime.decode_blocks:
+            return await self(runtime, runtime.decode(request))
+        batched = self.batcher(runtime) is not None
+        work = (runtime.decode, request) if batched else (self.decode_and_predict, runtime, request)  # one hop
+        if deferred:
+            async with self.image_turn():
+                check_client = getattr(request, "check_client", None)
+                if check_client is not None:
+                    await check_client()  # raises if the client hung up while this waited: nobody to answer
+                with limiter.charged(deferred):
+                    done = await self.offload(*work, image=True)
+        else:
+            done = await self.offload(*work, image=True)
+        return await self(runtime, done) if batched else done
 
     async def serve(self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter) -> BaseModel:
         """The response body for `request`: its `outputs`, encoded."""

@@ -43,7 +43,8 @@ class ManifestEntry(BaseModel):
 
 def version_key(version: str) -> tuple[int, str]:
     """Versions compare as integers when they are (10 after 9), after any that are not."""
-    return (int(version), "") if version.isdigit() else (-1, version)
+    numeric = version.isascii() and version.isdigit()  # str.isdigit() is also true for "²", which int() refuses
+    return (int(version), "") if numeric else (-1, version)
 
 
 class Manifest(BaseModel):

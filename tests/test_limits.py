@@ -444,6 +444,42 @@ def test_stalled_uploads_time_out_with_408_and_hold_no_slot(all_models_dir: Path
         assert 'route="/predict/digit",status="408"} 4.0' in metrics
 
 
+def test_uploads_stalled_short_of_the_size_limit_leave_the_budget_to_predictions(all_models_dir: Path) -> None:
+    """64 uploads stalled just short of the 4 MB limit (12 MB of estimate each, 768 MB together: the whole budget)
+    hold at most a quarter of the budget while they arrive; the others are 429 and closed. A digit and a text whose
+    bodies are in are admitted (before: both 429 until the 30 s body timeout freed the budget)."""
+    settings = Settings(models_dir=all_models_dir)
+    with serve("uvicorn", settings) as client:
+        port, limit = client.base_url.port, settings.max_upload_bytes
+        stalled = []
+        for _ in range(64):
+            try:
+                stalled.append(upload(port, "/predict/digit", "image/png", limit, b"\0" * (limit - 1024)))
+            except OSError:
+                pass  # the service refused it and closed the connection while it was being sent
+        time.sleep(0.5)  # the bodies the service took are in its memory, waiting for their last kilobyte
+        answers = [
+            client.post("/predict/digit", content=PNG, headers=PNG_HEADERS),
+            client.post("/predict/sentiment", json={"text": "a good film", "model": "lstm"}),
+        ]
+        assert [r.status_code for r in answers] == [200, 200], [r.text[:300] for r in answers]
+        refused = waiting = 0
+        for sock in stalled:
+            with sock:
+                sock.settimeout(1.0)
+                try:
+                    status, headers, body, closed = read_response(sock)
+                except TimeoutError:
+                    waiting += 1  # within the arriving quarter: it waits for its body (408 after 30 s)
+                    continue
+                except OSError:
+                    refused += 1  # reset: closed with the rest of its body unread
+                    continue
+                assert status == 429 and json.loads(body)["error"]["type"] == "overloaded" and closed
+                refused += 1
+        assert waiting >= 10 and refused + (64 - len(stalled)) >= 30, (waiting, refused, len(stalled))
+
+
 @pytest.mark.parametrize(
     ("path", "content_type", "first"),
     [

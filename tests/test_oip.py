@@ -23,7 +23,7 @@ from app.families.digit.preprocess import preprocess_digit
 from bench.peers import perf_analyzer
 from tests.support.digit_images import KINDS, render
 from tests.support.paths import COMMITTED_MODELS, ROOT
-from tests.support.service import SERVER_MODES, asgi_client, ray_client, uvicorn_client
+from tests.support.service import SERVER_MODES, asgi_client, cli_client, ray_client, uvicorn_client
 
 EXAMPLES = ROOT / "examples"
 DIGITS = [render(digit, kind, seed=digit) for digit, kind in zip(range(10), KINDS, strict=False)]
@@ -302,3 +302,32 @@ def test_v2_requests_share_the_task_endpoints_admission_limit() -> None:
         assert asgi.post("/predict/digit", content=png, headers={"content-type": "image/png"}).status_code == 429
         limiter.in_flight = 0
         assert asgi.post("/v2/models/digit/infer", json=body).status_code == 200
+
+
+def photo_b64(side: int) -> str:
+    """A drawn 3 as a side x side RGB PNG, base64."""
+    out = io.BytesIO()
+    Image.open(io.BytesIO(DIGITS[3])).convert("RGB").resize((side, side)).save(out, "PNG")
+    return base64.b64encode(out.getvalue()).decode()
+
+
+@pytest.mark.slow
+def test_v2_batches_are_admitted_by_their_memory_not_by_a_workers_share_of_the_count_cap(tmp_path) -> None:
+    """Two workers, each admitting 32 predictions and 8 MB of estimated memory: a batch of 40 digits, and one of
+    three 300x300 photos (5.3 MB each, 16 MB together), are served on the idle service (both were 429: one slot
+    and one charge per image at once); a 400x400 photo (8.6 MB) alone could never fit and is 413."""
+    env = {"DEEPSERVE_DATA_DIR": str(tmp_path), "DEEPSERVE_MAX_INFLIGHT_MB": "16", "DEEPSERVE_IMAGE_WORKERS": "2"}
+    with cli_client(COMMITTED_MODELS, 2, env) as client:
+        small = [render(digit, "mnist_28", seed=digit) for digit in range(10)]  # ~1 MB of estimate each
+        digits = [base64.b64encode(small[i % 10]).decode() for i in range(40)]
+        batch = client.post("/v2/models/digit/infer", json=infer_body("image", "BYTES", digits, **B64))
+        assert batch.status_code == 200, batch.text
+        answer = {o["name"]: o for o in batch.json()["outputs"]}
+        png = {"content-type": "image/png"}
+        single = [client.post("/predict/digit", content=small[i], headers=png).json()["digit"] for i in range(10)]
+        assert answer["digit"]["data"] == [single[i % 10] for i in range(40)]
+        photos = client.post("/v2/models/digit/infer", json=infer_body("image", "BYTES", [photo_b64(300)] * 3, **B64))
+        assert photos.status_code == 200, photos.text
+        assert len({o["name"]: o for o in photos.json()["outputs"]}["digit"]["data"]) == 3
+        too_big = client.post("/v2/models/digit/infer", json=infer_body("image", "BYTES", [photo_b64(400)], **B64))
+        assert "DEEPSERVE_MAX_INFLIGHT_MB" in v2_error(too_big, 413)

@@ -82,14 +82,16 @@ VersionHeader = Annotated[
 
 
 async def require_json(request: Request) -> None:
-    """415 for a body that is not JSON (FastAPI would otherwise report it as a 422 validation error)."""
+    """415 for a body that is not JSON, or that says nothing of its type (FastAPI would otherwise report the first
+    as a 422 validation error and read the second as no body at all: a 422 "missing a field")."""
     content_type = request.headers.get("content-type")
-    if content_type:
-        message = Message()
-        message["content-type"] = content_type
-        subtype = message.get_content_subtype()
-        if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
-            raise UnsupportedMediaType(
-                f"Send a JSON body with content-type application/json, not {content_type}.",
-                {"content_type": content_type},
-            )
+    if not content_type:
+        raise UnsupportedMediaType("Send a JSON body with content-type application/json (the request had none).")
+    message = Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    if message.get_content_maintype() != "application" or not (subtype == "json" or subtype.endswith("+json")):
+        raise UnsupportedMediaType(
+            f"Send a JSON body with content-type application/json, not {content_type}.",
+            {"content_type": content_type},
+        )

@@ -40,6 +40,7 @@ HTTP_KINDS: dict[int, type[ServeError]] = {
 }
 # Pydantic error types that mean "the JSON itself could not be read", not "a value is invalid".
 UNPARSABLE = {"json_invalid", "json_type", "recursion_loop"}
+MAX_LISTED = 10  # validation errors listed in a 422's detail; the message counts them all (app/schemas.py RequestBody)
 PROTOCOL_PREFIX = "/v2"  # app/api/v2.py
 
 
@@ -94,8 +95,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     if any(e["type"] in UNPARSABLE for e in errors) and all(e["loc"][:1] == ("body",) for e in errors):
         error: ServeError = MalformedBody("The request body is not valid JSON (or not UTF-8, or nested too deep).")
         return error_response(error, request.url.path)
-    detail = [{"loc": [_clean(p) for p in e["loc"]], "msg": _clean(e["msg"]), "type": e["type"]} for e in errors]
-    error = InvalidInput("The request is missing a field or has an invalid value.", detail)
+    listed = errors[:MAX_LISTED]
+    detail = [{"loc": [_clean(p) for p in e["loc"]], "msg": _clean(e["msg"]), "type": e["type"]} for e in listed]
+    message = "The request is missing a field or has an invalid value."
+    if len(errors) > len(listed):
+        message += f" {len(errors)} problems; the first {len(listed)} are listed."
+    error = InvalidInput(message, detail)
     return error_response(error, request.url.path)
 
 

@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.requests import ClientDisconnect
 
 from app.api.deps import ExplainLimiterDep, InferenceDep, LimiterDep, RegistryDep, SettingsDep, require_json
 from app.api.openapi import error_responses
@@ -26,10 +27,11 @@ from app.families.explain_images import (
     ImageExplainer,
     explainer_for,
 )
-from app.families.explain_text import MAX_CHARS, OcclusionExplainer, TextExplanation
+from app.families.explain_text import CALL_INPUTS, MAX_CHARS, OcclusionExplainer, Occlusions, TextExplanation
 from app.families.images import ImageClassifier, ImageRuntime
 from app.families.sentiment import SentimentRequest, SentimentRuntime, validate_texts
 from app.image_upload import read_image_upload
+from app.schemas import RequestBody
 
 router = APIRouter(prefix="/explain", tags=["explain"])
 
@@ -94,10 +96,13 @@ async def explain_image(
     return await _explain(request, runtime, ImageExplainer, target, *args)
 
 
-class ExplainTextRequest(BaseModel):
+class ExplainTextRequest(RequestBody):
     model_config = ConfigDict(extra="forbid")
 
-    text: str = Field(description="One text; each of its words costs one model call.", examples=["Not bad at all."])
+    text: str = Field(
+        description="One text; each word is left out in turn (past 63 words, runs of words: at most 64 model inputs).",
+        examples=["Not bad at all."],
+    )
     model: str | None = Field(None, description="A sentiment model (lstm, distilbert, ...); default as for predict.")
 
 
@@ -106,6 +111,7 @@ class ExplainTextRequest(BaseModel):
 )
 async def explain_sentiment(
     body: ExplainTextRequest,
+    request: Request,
     registry: RegistryDep,
     settings: SettingsDep,
     limiter: LimiterDep,
@@ -116,5 +122,12 @@ async def explain_sentiment(
     limits = settings.model_copy(update={"max_text_chars": min(settings.max_text_chars, MAX_CHARS)})
     [text] = validate_texts(SentimentRequest(text=body.text), limits)
     runtime = registry.for_task(SENTIMENT_TASK, body.model, SentimentRuntime)
-    with explain_limiter.slot():
-        return await inference.serve(OcclusionExplainer(runtime), text, limiter)
+    explainer, occlusions = OcclusionExplainer(runtime), Occlusions.of(text)
+
+    async def check_client() -> None:
+        if await request.is_disconnected():
+            raise ClientDisconnect()  # app/request_log.py logs it as client_disconnected (499)
+
+    with explain_limiter.slot(), limiter.slot(explainer.cost(text)):
+        results = await inference.in_calls(runtime, occlusions.texts, CALL_INPUTS, check_client)
+    return explainer.encode(text, [occlusions.explained(results)])

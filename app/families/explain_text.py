@@ -5,10 +5,17 @@ how much P(positive) falls without it. Exact for what it measures, and model-agn
 
 Words are runs of letters, digits and apostrophes in the text as written (with their character offsets, so a
 page can highlight them), never word pieces. A text without any (only punctuation) gets its score and no words.
+
+Cost is bounded whatever the text: at most MAX_OCCLUSIONS texts are left out, so one explanation is at most
+MAX_OCCLUSIONS + 1 model inputs of at most the explained length. A longer text is left out in MAX_OCCLUSIONS runs
+of consecutive words, each word showing its run's attribution (`words_per_run` says how many); before, a
+1,000-character text of 500 one-letter words was 501 inputs of 500 tokens through MiniLM (56-228 s of CPU). The
+route runs the inputs in model calls of CALL_INPUTS and stops between two calls when its client has left.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -20,8 +27,9 @@ from app.families.sentiment import SentimentResult, SentimentRuntime
 from app.schemas import ModelRef
 
 WORD = re.compile(r"[\w'\u2019]+")
-MAX_CHARS = 1000  # characters per explained text (at most ~500 words: one model input per word)
-CHUNK = 32  # texts per model call (the LSTM's memory estimate holds for 32)
+MAX_CHARS = 1000  # characters per explained text
+MAX_OCCLUSIONS = 63  # texts left out per explanation: with the whole text, at most 64 model inputs
+CALL_INPUTS = 8  # texts per model call: a client that leaves stops its explanation within one call of 8
 
 
 class WordAttribution(BaseModel):
@@ -38,6 +46,12 @@ class TextExplanation(BaseModel):
     score: float = Field(description="P(positive) of the whole text.")
     words: list[WordAttribution]
     method: str = Field("occlusion", description="How attributions were computed: leave-one-word-out.")
+    words_per_run: int = Field(
+        1,
+        description=f"Words left out together: 1 (each word on its own) for texts of up to {MAX_OCCLUSIONS} words; "
+        f"a longer text is left out in {MAX_OCCLUSIONS} runs of this many consecutive words (the last may be "
+        "shorter), each word showing its run's attribution.",
+    )
     model: ModelRef
 
 
@@ -45,6 +59,36 @@ class TextExplanation(BaseModel):
 class Explained:
     result: SentimentResult
     words: list[WordAttribution]
+    words_per_run: int = 1
+
+
+@dataclass(frozen=True)
+class Occlusions:
+    """What one explanation scores: `texts` is the text, then the text without each run of `words` (index ranges
+    [a, b) into `words`, in order)."""
+
+    words: list[tuple[str, int, int]]
+    runs: list[tuple[int, int]]
+    texts: list[str]
+    words_per_run: int
+
+    @classmethod
+    def of(cls, text: str) -> Occlusions:
+        words = words_of(text)
+        per_run = max(1, math.ceil(len(words) / MAX_OCCLUSIONS))
+        runs = [(a, min(a + per_run, len(words))) for a in range(0, len(words), per_run)]
+        texts = [text, *(without(text, words[a][1], words[b - 1][2]) for a, b in runs)]
+        return cls(words, runs, texts, per_run)
+
+    def explained(self, results: list[SentimentResult]) -> Explained:
+        """The attributions, from the scores of `texts` in order."""
+        full, *rest = results
+        attributions = [
+            WordAttribution(word=w, start=s, end=e, attribution=round(full.score - r.score, 5))
+            for (a, b), r in zip(self.runs, rest, strict=True)
+            for w, s, e in self.words[a:b]
+        ]
+        return Explained(full, attributions, self.words_per_run)
 
 
 def words_of(text: str) -> list[tuple[str, int, int]]:
@@ -72,36 +116,30 @@ class OcclusionExplainer(Runtime[str, str, Explained]):
         pass
 
     def cost(self, request: str) -> int:
-        return self.base.cost([request] * CHUNK)  # one chunk in flight at a time
+        return self.base.cost([request] * CALL_INPUTS)  # one call in flight at a time
 
     def decode(self, request: str) -> list[str]:
         return [request]
 
     def scores(self, texts: list[str]) -> list[SentimentResult]:
         results: list[SentimentResult] = []
-        for start in range(0, len(texts), CHUNK):
-            results += self.base.predict(texts[start : start + CHUNK])
+        for start in range(0, len(texts), CALL_INPUTS):
+            results += self.base.predict(texts[start : start + CALL_INPUTS])
         return results
 
     def predict(self, batch: list[str]) -> list[Explained]:
-        out = []
-        for text in batch:
-            words = words_of(text)
-            full, *rest = self.scores([text, *(without(text, start, end) for _, start, end in words)])
-            out.append(
-                Explained(
-                    full,
-                    [
-                        WordAttribution(word=w, start=s, end=e, attribution=round(full.score - r.score, 5))
-                        for (w, s, e), r in zip(words, rest, strict=True)
-                    ],
-                )
-            )
-        return out
+        """Each text explained here, in one go (the route runs an explanation's calls itself: app/api/explain.py)."""
+        return [occlusions.explained(self.scores(occlusions.texts)) for occlusions in map(Occlusions.of, batch)]
 
     def encode(self, request: str, outputs: list[Explained]) -> TextExplanation:
         [out] = outputs
-        return TextExplanation(label=out.result.label, score=out.result.score, words=out.words, model=self.ref())
+        return TextExplanation(
+            label=out.result.label,
+            score=out.result.score,
+            words=out.words,
+            words_per_run=out.words_per_run,
+            model=self.ref(),
+        )
 
     def input_description(self) -> dict[str, Any]:
         return self.base.input_description()

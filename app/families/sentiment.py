@@ -10,16 +10,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.config import Settings
 from app.errors import InvalidInput
 from app.families.runtime import Runtime
-from app.schemas import ModelRef
+from app.schemas import ModelRef, RequestBody, replace_lone_surrogates
 
 
-class SentimentRequest(BaseModel):
+class SentimentRequest(RequestBody):
     """Exactly one of `text` and `texts`; `model` defaults to the best loaded sentiment model."""
 
     model_config = ConfigDict(extra="forbid")
 
     text: str | None = Field(None, description="One text to classify.", examples=["A moving, beautifully shot film."])
-    texts: list[str] | None = Field(None, description="Several texts, classified as one batch.")
+    texts: list[str] | None = Field(None, fail_fast=True, description="Several texts, classified as one batch.")
     model: str | None = Field(
         None, description='"minilm", "distilbert" or "lstm"; default: the first of them that is ready.'
     )
@@ -46,7 +46,7 @@ class SentimentResponse(BaseModel):
 
 def validate_texts(body: SentimentRequest, settings: Settings) -> list[str]:
     """The request's texts: exactly one of text/texts, at most settings.max_texts, none blank or over
-    settings.max_text_chars characters (422 otherwise)."""
+    settings.max_text_chars characters (422 otherwise), lone surrogates replaced (every model can read them)."""
     if (body.text is None) == (body.texts is None):
         raise InvalidInput('Send exactly one of "text" (a string) and "texts" (a list of strings).')
     texts = [body.text] if body.text is not None else body.texts
@@ -68,7 +68,7 @@ def validate_texts(body: SentimentRequest, settings: Settings) -> list[str]:
                 f"{where} has {len(text)} characters; the limit is {settings.max_text_chars} characters per text.",
                 {"field": field, "index": i, "chars": len(text), "max_chars": settings.max_text_chars},
             )
-    return texts
+    return [replace_lone_surrogates(text) for text in texts]
 
 
 class SentimentRuntime(Runtime[list[str], str, SentimentResult]):

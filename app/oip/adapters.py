@@ -5,7 +5,6 @@ sentiment or image family) is served over the protocol without a line here."""
 
 from __future__ import annotations
 
-import asyncio
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -90,8 +89,7 @@ class ImageAdapter(Adapter):
         if tensor.name == "image":
             read, max_pixels = serving.inference.offload, serving.settings.max_image_pixels
             uploads = [await read(ImageUpload.read, data, max_pixels) for data in batch_of_bytes(tensor)]
-            each = [serving.inference.outputs(runtime, upload, serving.limiter) for upload in uploads]
-            return [out for outs in await asyncio.gather(*each) for out in outs]
+            return await serving.inference.outputs_each(runtime, uploads, serving.limiter)  # admitted by cost
         shape = self.pixel_shape(runtime)
         if list(tensor.shape[1:]) != shape or tensor.shape[0] < 1:
             wanted = ", ".join(map(str, ["n", *shape]))

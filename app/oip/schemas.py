@@ -6,15 +6,19 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.schemas import RequestBody, UnicodeText
+
 Datatype = Literal[
     "BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES"
 ]
 Parameters = dict[str, Any]
 
 
-class RequestInput(BaseModel):
-    name: str
-    shape: list[int] = Field(description="Dimensions, row-major; their product is the number of elements.")
+class RequestInput(RequestBody):
+    name: UnicodeText
+    shape: list[int] = Field(
+        fail_fast=True, description="Dimensions, row-major; their product is the number of elements."
+    )
     datatype: Datatype
     parameters: Parameters | None = Field(
         None,
@@ -24,18 +28,18 @@ class RequestInput(BaseModel):
     data: Any = Field(None, description="The elements, flat or nested, row-major; absent for binary data.")
 
 
-class RequestOutput(BaseModel):
-    name: str
+class RequestOutput(RequestBody):
+    name: UnicodeText
     parameters: Parameters | None = Field(None, description='"binary_data": true asks for it after the JSON.')
 
 
-class InferenceRequest(BaseModel):
+class InferenceRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
-    id: str | None = None
+    id: UnicodeText | None = Field(None, description="Echoed in the answer (a lone surrogate as U+FFFD).")
     parameters: Parameters | None = None
-    inputs: list[RequestInput] = Field(min_length=1)
-    outputs: list[RequestOutput] | None = Field(None, description="The outputs wanted (default: all).")
+    inputs: list[RequestInput] = Field(min_length=1, fail_fast=True)
+    outputs: list[RequestOutput] | None = Field(None, fail_fast=True, description="The outputs wanted (default: all).")
 
 
 class ResponseOutput(BaseModel):
@@ -57,7 +61,7 @@ class InferenceResponse(BaseModel):
 class TensorMetadata(BaseModel):
     name: str
     datatype: Datatype
-    shape: list[int] = Field(description="-1 for a dimension of any size.")
+    shape: list[int] = Field(fail_fast=True, description="-1 for a dimension of any size.")
     parameters: Parameters | None = None
 
 

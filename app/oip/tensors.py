@@ -51,7 +51,8 @@ def split_body(body: bytes, header_length: str | None) -> tuple[InferenceRequest
     """The request's JSON header, parsed, and the binary data after it."""
     size = len(body)
     if header_length is not None:
-        if not header_length.isdigit() or int(header_length) > len(body):
+        # ASCII digits only: str.isdigit() is also true for "²", which int() refuses (a 500 before)
+        if not (header_length.isascii() and header_length.isdigit()) or int(header_length) > len(body):
             raise MalformedBody(f"Inference-Header-Content-Length must be a byte count within the body ({len(body)}).")
         size = int(header_length)
     try:

@@ -164,10 +164,16 @@ def sentiment_cases() -> list[Case]:
         Case("number_overflow", "POST", path, 422, "invalid_input", raw(b'{"text": 1e400}')),
         Case("text_plain", "POST", path, 415, "unsupported_media_type", raw(b'{"text": "good"}', "text/plain")),
         Case("form_urlencoded", "POST", path, 415, "unsupported_media_type", raw(b"text=good", "application/x-www-form-urlencoded")),
+        Case("no_content_type", "POST", path, 415, "unsupported_media_type", {"content": b'{"text": "good"}'}),
         Case("body_over_limit", "POST", path, 413, "payload_too_large", raw(b" " * (UPLOAD_LIMIT + 1))),
         Case("chunked_over_limit", "POST", path, 413, "payload_too_large", {"content": chunks(UPLOAD_LIMIT + MIB), "headers": {"content-type": "application/json"}}),
         Case("get", "GET", path, 405, "method_not_allowed"),
     ]
+
+
+def times(n: int) -> list[str]:
+    """`n` ISO 8601 timestamps a minute apart, from 2020-01-01."""
+    return [f"2020-01-01T{i // 60:02d}:{i % 60:02d}:00" for i in range(n)]
 
 
 def anomaly_cases() -> list[Case]:
@@ -201,6 +207,11 @@ def anomaly_cases() -> list[Case]:
         Case("invalid_json", "POST", path, 400, "malformed_body", raw(b"{values: ")),
         Case("invalid_utf8", "POST", path, 400, "malformed_body", raw(b'{"values": [1, \xff]}')),
         Case("text_plain", "POST", path, 415, "unsupported_media_type", raw(json.dumps({"values": ok_series}).encode(), "text/plain")),
+        Case("no_content_type", "POST", path, 415, "unsupported_media_type", {"content": json.dumps({"values": ok_series}).encode()}),
+        Case("timestamps_from_year_1", "POST", path, 200, None, body({"values": ok_series, "timestamps": ["0001-01-01T00:00:00", *times(399)]})),
+        Case("timestamps_year_1_backwards", "POST", path, 422, "invalid_input", body({"values": ok_series, "timestamps": ["0001-01-01T00:00:01", "0001-01-01T00:00:00", *times(398)]})),
+        Case("timestamps_after_9999_then_earlier", "POST", path, 422, "invalid_input", body({"values": ok_series, "timestamps": ["9999-12-31T23:59:59-14:00", *times(399)]})),
+        Case("timestamps_9999_mixed_zones", "POST", path, 422, "invalid_input", body({"values": ok_series, "timestamps": ["9999-12-31T23:59:59", "9999-12-31T23:59:59-14:00", *times(398)]})),
         Case("body_over_limit", "POST", path, 413, "payload_too_large", raw(b" " * (UPLOAD_LIMIT + 1))),
         Case("get", "GET", path, 405, "method_not_allowed"),
     ]
@@ -215,6 +226,29 @@ def other_cases() -> list[Case]:
         Case("post_to_health", "POST", "/health/ready", 405, "method_not_allowed"),
         Case("unknown_method", "DELETE", "/models", 405, "method_not_allowed"),
         Case("long_request_id", "GET", "/health/live", 200, None, {"headers": {"x-request-id": "r" * 10_000}}),
+    ]
+
+
+def committed_model_cases() -> list[Case]:
+    """Cases for the committed models (tests/support/paths.py COMMITTED_MODELS), whose default sentiment model is
+    MiniLM: its tokenizer refused a lone surrogate (a 500). /v2 answers errors in the protocol's {"error": message}."""
+    json_type = {"content-type": "application/json"}
+
+    def raw(data: bytes, **headers: bytes) -> dict:
+        return {"content": data, "headers": {**json_type, **headers}}
+
+    v2_text = b'"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["good"]}]'
+    return [
+        Case("text_lone_surrogate_minilm", "POST", "/predict/sentiment", 200, None, raw(b'{"text": "bad \\ud800 film"}')),
+        Case("texts_lone_surrogates_minilm", "POST", "/predict/sentiment", 200, None, raw(b'{"texts": ["\\udfff", "ok \\ud83d"]}')),
+        Case("explain_lone_surrogate_minilm", "POST", "/explain/sentiment", 200, None, raw(b'{"text": "not \\ud800 bad at all"}')),
+        Case("v2_id_lone_surrogate", "POST", "/v2/models/minilm/infer", 200, None, raw(b'{"id": "\\ud800", ' + v2_text + b"}")),
+        Case("v2_input_name_lone_surrogate", "POST", "/v2/models/minilm/infer", 422, None, raw(v2_text.replace(b'"text"', b'"\\ud800"', 1).join([b"{", b"}"]))),
+        Case("v2_output_name_lone_surrogate", "POST", "/v2/models/minilm/infer", 422, None, raw(b"{" + v2_text + b', "outputs": [{"name": "\\udc00"}]}')),
+        Case("v2_header_length_superscript", "POST", "/v2/models/minilm/infer", 400, None, raw(b"{" + v2_text + b"}", **{"inference-header-content-length": b"\xb2"})),  # latin-1, as a header is read
+        Case("v2_header_length_1_cubed", "POST", "/v2/models/minilm/infer", 400, None, raw(b"{" + v2_text + b"}", **{"inference-header-content-length": b"1\xb3"})),
+        Case("explain_no_content_type", "POST", "/explain/sentiment", 415, "unsupported_media_type", {"content": b'{"text": "good"}'}),
+        Case("stream_no_content_type", "POST", "/anomaly/streams/untyped/points", 415, "unsupported_media_type", {"content": b'{"values": [1.0]}'}),
     ]
 
 

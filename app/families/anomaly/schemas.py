@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
-from app.schemas import ModelRef
+from app.schemas import ModelRef, RequestBody
 
 MAX_POINTS = 20_000  # about two seconds of scoring on one CPU core; longer series should be sent in parts
 MAX_ABS_VALUE = 1e30  # far beyond any real series; values near 1e300 overflowed the scoring into NaN (null) scores
@@ -36,10 +36,13 @@ Sensitivity = Annotated[
 ]
 
 
-class AnomalyRequest(BaseModel):
-    values: list[FiniteFloat] = Field(max_length=MAX_POINTS, description="The series, oldest first.")
+class AnomalyRequest(RequestBody):
+    values: list[FiniteFloat] = Field(max_length=MAX_POINTS, fail_fast=True, description="The series, oldest first.")
     timestamps: list[Timestamp] | None = Field(
-        None, description="Optional ISO 8601 time of each value, strictly increasing; gaps are reported."
+        None,
+        max_length=MAX_POINTS,
+        fail_fast=True,
+        description="Optional ISO 8601 time of each value, strictly increasing; gaps are reported.",
     )
     method: Literal["nearest_context", "autoencoder"] = Field(
         "nearest_context",
@@ -118,10 +121,12 @@ class SeriesAnomalyResponse(PointColumns):
     model: ModelRef = Field(description="The detector's settings that answered (models/nearest_context).")
 
 
-class StreamPointsRequest(BaseModel):
-    values: list[FiniteFloat] = Field(min_length=1, description="The new points, oldest first.")
+class StreamPointsRequest(RequestBody):
+    values: list[FiniteFloat] = Field(min_length=1, fail_fast=True, description="The new points, oldest first.")
     timestamps: list[Timestamp] | None = Field(
-        None, description="Optional ISO 8601 time of each point, strictly increasing, after the stream's last one."
+        None,
+        fail_fast=True,
+        description="Optional ISO 8601 time of each point, strictly increasing, after the stream's last one.",
     )
     sensitivity: Sensitivity | None = Field(
         None, description="Set (or change) the stream's sensitivity; default: the stream's, 0.5 for a new stream."

@@ -14,6 +14,7 @@ import numpy as np
 from app.errors import InvalidInput
 from app.families.anomaly.detector import DEFAULT, Detector, DetectorConfig, DetectorState, Scored
 from app.families.anomaly.schemas import AlarmRegion, Sampling
+from app.families.anomaly.times import to_seconds
 
 MAX_GAPS_LISTED = 100
 
@@ -100,7 +101,7 @@ def score_series(
 
 def check_timestamps(timestamps: list[datetime]) -> Sampling:
     """422 unless strictly increasing; else the sampling report: median step, whether it is regular, the gaps."""
-    seconds = np.array([t.timestamp() for t in timestamps], dtype=np.float64)
+    seconds = np.array([to_seconds(t) for t in timestamps], dtype=np.float64)
     steps = np.diff(seconds)
     bad = np.flatnonzero(steps <= 0)
     if bad.size:

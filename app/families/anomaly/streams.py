@@ -36,6 +36,7 @@ import numpy as np
 
 from app.errors import InvalidInput, Overloaded, ServeError, StorageUnavailable, StreamNotFound, TooManyStreams
 from app.families.anomaly.detector import Detector, DetectorConfig, DetectorState, Scored
+from app.families.anomaly.times import to_iso, to_seconds
 
 log = logging.getLogger("deepserve.streams")
 
@@ -285,11 +286,11 @@ class StreamStore:
             row = (0.5 if sensitivity is None else sensitivity, 0, None, now, now, None)
         stored_sensitivity, points, last_time, created, _, blob = row
         sensitivity = stored_sensitivity if sensitivity is None else sensitivity
-        seconds = [t.timestamp() for t in times] if times else None
+        seconds = [to_seconds(t) for t in times] if times else None
         if seconds and last_time is not None and seconds[0] <= last_time:
             raise InvalidInput(
                 "The first timestamp is not after the stream's last one; timestamps must be strictly increasing.",
-                {"last_time": datetime.fromtimestamp(last_time).astimezone().isoformat()},
+                {"last_time": to_iso(last_time)},
             )
         state = DetectorState.from_bytes(blob) if blob is not None else DetectorState()
         scored = Detector(config, sensitivity).update(state, values)  # the CPU work: no lock but the stream's
