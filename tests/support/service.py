@@ -191,7 +191,7 @@ def cli_client(
             if server.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"deepserve serve did not get ready: {client.server_log()[-2000:]}")
             time.sleep(0.1)
-        while len(answered_by(client)) < workers:  # once one is ready, only ready workers get connections
+        while workers > 1 and len(answered_by(client)) < workers:  # once one is ready, only ready ones get connections
             if time.monotonic() > deadline:
                 raise RuntimeError(f"a worker did not get ready: {client.server_log()[-2000:]}")
             client.get("/health/live")
