@@ -32,6 +32,7 @@ from app.client_address import ClientAddresses
 from app.config import Settings
 from app.cors import CorsMiddleware
 from app.families.anomaly.streams import StreamStore
+from app.fast_lane import HANDLERS, FastLane
 from app.inference import Inference
 from app.limiter import ConcurrencyLimiter, share
 from app.memory import MemoryTrimmer
@@ -41,6 +42,7 @@ from app.registry import ModelRegistry
 from app.reloads import Reloader
 from app.request_log import RequestLogMiddleware, setup_logging
 from app.security_headers import SecurityHeadersMiddleware
+from app.serving import Serving
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -113,8 +115,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.mount("/static", StaticFiles(directory=playground.STATIC), name="static")  # the playground's script and style
     # Outermost last: security headers -> request log -> CORS -> API key and role -> rate limit -> body size ->
-    # routes. Each refusal comes before the body is read; CORS answers preflights before the key check and adds its
-    # headers to every answer.
+    # fast lane (the common image requests, app/fast_lane.py) -> routes. Each refusal comes before the body is read;
+    # CORS answers preflights before the key check and adds its headers to every answer.
+    app.state.serving = Serving(registry, settings, app.state.limiter, inference)
+    fast_routes = {path: r for m in routers for r in m.routes if (path := getattr(r, "path", "")) in HANDLERS}
+    app.add_middleware(FastLane, serving=app.state.serving, routes=fast_routes)  # innermost: after every check below
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_upload_bytes,

@@ -6,7 +6,9 @@ RSS stays near the burst's peak. Two measures, each measured with bench/memory_b
     MALLOC_ARENA_MAX itself): glibc's default is 8 per core, one per worker thread that allocates, each holding
     its own freed memory;
   - `malloc_trim(0)` after large work: it returns the free pages of every arena. The limiter calls
-    `released(cost)` as each request ends; once the requests ended since the last trim add up to
+    `released(cost)` as each request ends; small ones (under SMALL_BYTES: their freed chunks are reused by the next
+    request, and a trim every 64 digits cost more CPU than it returned memory) are not counted; once the requests
+    ended since the last trim add up to
     TRIM_AFTER_BYTES of estimated working memory, or when QUIET_SECONDS pass without another ending after at
     least QUIET_MIN_BYTES did (the tail of a burst), one trim runs in a worker thread (never on the event loop,
     never two at once).
@@ -27,6 +29,7 @@ from collections.abc import Callable
 log = logging.getLogger("deepserve.memory")
 
 TRIM_AFTER_BYTES = 64 * 2**20
+SMALL_BYTES = 2 * 2**20  # a request charged less (a 28x28 digit: ~1 MB) leaves nothing worth a trim
 QUIET_SECONDS = 1.0
 QUIET_MIN_BYTES = 4 * 2**20
 MALLOC_ARENA_MAX = 2
@@ -43,12 +46,12 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 class MemoryTrimmer:
-    def __init__(self, after_bytes: int = TRIM_AFTER_BYTES) -> None:
+    def __init__(self, after_bytes: int = TRIM_AFTER_BYTES, small_bytes: int = SMALL_BYTES) -> None:
         libc = _glibc()
         self.trim: Callable[[int], int] | None = getattr(libc, "malloc_trim", None)
         if libc is not None and "MALLOC_ARENA_MAX" not in os.environ:
             libc.mallopt(M_ARENA_MAX, MALLOC_ARENA_MAX)
-        self.after_bytes = after_bytes
+        self.after_bytes, self.small_bytes = after_bytes, small_bytes
         self.pending = 0  # estimated bytes released since the last trim started
         self.running = threading.Lock()
         self.trims = 0
@@ -63,7 +66,7 @@ class MemoryTrimmer:
     def released(self, cost: int) -> None:
         """A request that was charged `cost` bytes ended (called on the event loop thread). Cheap on the hot path:
         one timer stays armed and, when it fires, waits on while requests keep ending (no re-arming per request)."""
-        if self.trim is None:
+        if self.trim is None or cost < self.small_bytes:  # glibc reuses what small requests freed
             return
         self.pending += cost
         try:

@@ -293,7 +293,7 @@ def test_transformer_calls_pad_texts_of_similar_length_only() -> None:
 
 
 def test_trimmer_runs_after_enough_work_and_never_on_the_caller() -> None:
-    trimmer = MemoryTrimmer(after_bytes=100)
+    trimmer = MemoryTrimmer(after_bytes=100, small_bytes=0)
     if not trimmer.available:
         pytest.skip("malloc_trim is glibc-only")
     calls: list[int] = []

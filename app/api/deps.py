@@ -65,8 +65,7 @@ ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 
 
 async def get_serving(request: Request) -> Serving:
-    state = request.app.state
-    return Serving(state.registry, state.settings, state.limiter, state.inference)
+    return request.app.state.serving
 
 
 ServingDep = Annotated[Serving, Depends(get_serving)]

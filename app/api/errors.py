@@ -106,14 +106,20 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    return error_response(http_error(exc), request.url.path)
+
+
+def http_error(exc: StarletteHTTPException) -> ServeError:
+    """The documented error for a Starlette/FastAPI HTTPException (ClientDisconnect re-raised: nobody to answer;
+    app/request_log.py logs it as client_disconnected)."""
     cause = _cause(exc)
     if isinstance(cause, ClientDisconnect):
-        raise cause  # nobody to answer; app/request_log.py logs it as client_disconnected
+        raise cause
     if isinstance(cause, ServeError):
-        return error_response(cause, request.url.path)
+        return cause
     kind = HTTP_KINDS.get(exc.status_code, MalformedBody if exc.status_code < 500 else ServeError)
     message = _clean(str(exc.detail)) if exc.status_code != 405 else "This route does not take that method."
-    return error_response(kind(message, headers=dict(exc.headers or {})), request.url.path)
+    return kind(message, headers=dict(exc.headers or {}))
 
 
 def install_error_handlers(app: FastAPI) -> None:

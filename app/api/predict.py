@@ -9,6 +9,7 @@ from app.api.deps import ServingDep, VersionHeader
 from app.api.openapi import error_responses
 from app.families.digit.runtime import DigitPrediction, DigitRuntime
 from app.image_upload import read_image_upload
+from app.serving import Serving
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
@@ -45,6 +46,11 @@ IMAGE_BODY = {
 @router.post("/digit", response_model=DigitPrediction, responses=IMAGE_ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_digit(request: Request, serving: ServingDep, version: VersionHeader = None) -> BaseModel:
     """Classify a handwritten digit image (any size or format) as 0-9."""
+    return await digit(serving, request, version)
+
+
+async def digit(serving: Serving, request: Request, version: str | None = None) -> BaseModel:
+    """The route's work (app/fast_lane.py calls it too, for a request without options)."""
     runtime = await serving.registry.pin(serving.registry.runtime("digit", DigitRuntime), version)
     upload = await read_image_upload(request, serving.settings.max_image_pixels, serving.inference)
     return await serving.inference.serve(runtime, upload, serving.limiter)

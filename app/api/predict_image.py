@@ -16,6 +16,7 @@ from app.api.predict import IMAGE_BODY, IMAGE_ERRORS
 from app.families import FAMILIES
 from app.families.images import ImageClassifier, ImagePrediction
 from app.image_upload import read_image_upload
+from app.serving import Serving
 
 router = APIRouter(prefix="/predict", tags=["predict"])
 
@@ -37,6 +38,11 @@ async def predict_image(
     version: VersionHeader = None,
 ) -> BaseModel:
     """Classify an image (any size, format or mode) into the classes the chosen model was trained on."""
+    return await image(serving, request, model, version)
+
+
+async def image(serving: Serving, request: Request, model: str | None, version: str | None = None) -> BaseModel:
+    """The route's work (app/fast_lane.py calls it too, for a request whose only option is `?model=`)."""
     registry = serving.registry
     runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model, ImageClassifier)  # "?model=": 404
     runtime = await registry.pin(runtime, version)
