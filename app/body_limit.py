@@ -20,7 +20,6 @@ address).
 from __future__ import annotations
 
 import asyncio
-import time
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -97,11 +96,11 @@ class BodyLimitMiddleware:
             nonlocal received, reserved, arriving, deadline, complete
             if complete or self.timeout is None:  # after the body only http.disconnect can come: no deadline
                 message = await receive()
-            else:
-                now = time.monotonic()
-                deadline = deadline if deadline is not None else now + self.timeout
+            else:  # asyncio.timeout_at: no task per read (wait_for made one: ~13 us of each request's CPU)
+                deadline = deadline if deadline is not None else asyncio.get_running_loop().time() + self.timeout
                 try:
-                    message = await asyncio.wait_for(receive(), max(deadline - now, 0.0))
+                    async with asyncio.timeout_at(deadline):
+                        message = await receive()
                 except TimeoutError:
                     raise self._timeout(received) from None
             if message["type"] == "http.request":

@@ -60,12 +60,8 @@ class Inference:
             self.turns = (loop, asyncio.Semaphore(self.image_threads))
         return self.turns[1]
 
-    def observer(self, name: str):
-        def observe(size: int, seconds: float) -> None:  # one model call, however many requests it served
-            self.metrics.inference.labels(name).observe(seconds)
-            self.metrics.batch_size.labels(name).observe(size)
-
-        return observe
+    def observer(self, name: str) -> Callable[[int, float], None]:
+        return lambda size, seconds: self.metrics.model_call(name, size, seconds)
 
     def batcher(self, runtime: Runtime) -> MicroBatcher | None:
         """The loaded model's batcher (made on first use), or None where settings leave batching off. A model loaded
@@ -110,7 +106,7 @@ class Inference:
             raise RuntimeError(
                 f"{type(runtime).__name__}.predict returned {len(outputs)} outputs for {len(batch)} inputs"
             )
-        self.observer(runtime.entry.name)(len(batch), time.perf_counter() - started)
+        self.metrics.model_call(runtime.entry.name, len(batch), time.perf_counter() - started)
         return outputs
 
     def decode_and_predict(self, runtime: Runtime[Req, Any, Out], request: Req) -> list[Out]:
@@ -143,7 +139,7 @@ class Inference:
         cost = runtime.cost(request)
         deferred = runtime.decode_blocks and cost >= DEFERRED_CHARGE_BYTES
         with limiter.slot(0 if deferred else cost, size=cost):
-            return await self._work(runtime, request, limiter, cost if deferred else 0)
+            return await self._work(runtime, request, limiter, cost, deferred)
 
     async def outputs_each(
         self, runtime: Runtime[Req, Any, Out], requests: list[Req], limiter: ConcurrencyLimiter
@@ -160,7 +156,7 @@ class Inference:
         with limiter.slot(0, size=max((sum(costs[i] for i in group) for group in groups), default=0)):
             for group in groups:
                 with limiter.charged(sum(costs[i] for i in group if not deferred[i])):  # large ones: in their turn
-                    work = [self._work(runtime, requests[i], limiter, costs[i] if deferred[i] else 0) for i in group]
+                    work = [self._work(runtime, requests[i], limiter, costs[i], deferred[i]) for i in group]
                     done = await asyncio.gather(*work, return_exceptions=True)  # all end before the charge does
                 for outs in done:
                     if isinstance(outs, BaseException):
@@ -183,10 +179,11 @@ class Inference:
         return groups
 
     async def _work(
-        self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter, deferred: int
+        self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter, cost: int, deferred: bool
     ) -> list[Out]:
-        """decode -> predict for an admitted request; `deferred` bytes (a large image's decoding) are charged when
-        its turn on the image pool comes."""
+        """decode -> predict for an admitted request of estimated `cost`; a `deferred` one (a large image) is charged
+        when its turn on the image pool comes; one the runtime calls cheap (`inline`: a small image) is worked here on
+        the event loop, without a thread hop."""
         if not runtime.decode_blocks:
             return await self(runtime, runtime.decode(request))
         batched = self.batcher(runtime) is not None
@@ -196,8 +193,10 @@ class Inference:
                 check_client = getattr(request, "check_client", None)
                 if check_client is not None:
                     await check_client()  # raises if the client hung up while this waited: nobody to answer
-                with limiter.charged(deferred):
+                with limiter.charged(cost):
                     done = await self.offload(*work, image=True)
+        elif runtime.inline(request):
+            done = work[0](*work[1:])  # type: ignore[operator]
         else:
             done = await self.offload(*work, image=True)
         return await self(runtime, done) if batched else done

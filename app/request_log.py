@@ -78,8 +78,7 @@ class RequestLogMiddleware:
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", "unmatched")
-            self.metrics.requests.labels(scope["method"], route, str(status)).inc()
-            self.metrics.latency.labels(route).observe(seconds)
+            self.metrics.request_done(scope["method"], route, status, seconds)
             fields = {
                 "event": event,
                 "method": scope["method"],

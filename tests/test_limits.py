@@ -169,6 +169,9 @@ class HeldDecode:
     def batched(self) -> bool:
         return False
 
+    def inline(self, request: object) -> bool:
+        return False
+
     def decode(self, request: object) -> list[object]:
         self.release.wait(5)
         self.decoded.append(request)

@@ -40,6 +40,11 @@ class Runtime(ABC, Generic[Req, In, Out]):
         batching = self.settings.max_batch_size > 1 and self.entry.name in self.settings.batch_models
         return self.batchable and batching
 
+    def inline(self, request: Req) -> bool:
+        """Whether a `decode_blocks` runtime's decode + predict for `request` is cheap enough (well under a
+        millisecond) to run on the event loop instead of waking a pool thread for it (app/inference.py)."""
+        return False
+
     @abstractmethod
     def load(self) -> None:
         """Read the artifact; raise on a missing or corrupt file."""
