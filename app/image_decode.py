@@ -23,6 +23,10 @@ log = logging.getLogger("deepserve.images")
 # Modes both image families' preprocessing reads directly; anything else is converted to RGB first.
 MODES = {"1", "L", "P", "RGB", "RGBA", "LA", "PA", "I", "I;16", "I;16B", "I;16L", "F"}
 CORRUPT = "The file is not an image Pillow can read, or it is corrupt."
+# Pillow's warnings (a decompression-bomb size, odd metadata) say nothing a client can act on: the pixel limit is
+# checked from the header above them. Silenced once for the process: warnings.catch_warnings() around every decode
+# cost ~10 us a request, and it swaps the process-wide filters, which is unsafe while the image threads decode.
+warnings.filterwarnings("ignore", module=r"PIL(\.|$)")
 
 
 def _usable(image: Image.Image) -> Image.Image:
@@ -50,17 +54,15 @@ def decode_image(data: bytes, max_pixels: int, opened: Image.Image | None = None
     if not data:
         raise InvalidImage("The image is empty.")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = opened if opened is not None else Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise ImageTooLarge(
-                    f"The image is {width}x{height} pixels; the limit is {max_pixels} pixels.",
-                    {"width": width, "height": height, "max_pixels": max_pixels},
-                )
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy when it is upright already
+        image = opened if opened is not None else Image.open(io.BytesIO(data))
+        width, height = image.size
+        if width * height > max_pixels:
+            raise ImageTooLarge(
+                f"The image is {width}x{height} pixels; the limit is {max_pixels} pixels.",
+                {"width": width, "height": height, "max_pixels": max_pixels},
+            )
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy when it is upright already
     except ServeError:
         raise
     except Image.DecompressionBombError as exc:

@@ -29,6 +29,7 @@ DOCS_POLICY = (
     f"{BASE}; style-src {CDN} {FONTS} 'unsafe-inline'; font-src {FONTS}; img-src 'self' data: {CDN} "
     "https://fastapi.tiangolo.com https://cdn.redoc.ly; connect-src 'self'; worker-src blob:; script-src " + CDN
 )
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
 
 
@@ -52,10 +53,12 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             nonlocal held
             if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                headers = MutableHeaders(scope=message)
-                headers["X-Content-Type-Options"] = "nosniff"
-                if headers.get("content-type", "").startswith("text/html"):
+                # One pass over the raw headers (MutableHeaders cost a few us on every answer; HTML pages are rare).
+                raw = list(message.get("headers", ()))
+                html = any(name.lower() == b"content-type" and value.startswith(b"text/html") for name, value in raw)
+                message["headers"] = [*(h for h in raw if h[0].lower() != b"x-content-type-options"), NOSNIFF]
+                if html:
+                    headers = MutableHeaders(scope=message)
                     headers["X-Frame-Options"] = "DENY"
                     if docs:
                         held = message

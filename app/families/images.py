@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import warnings
 from abc import abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -42,11 +41,9 @@ class ImageUpload:
     def read(
         cls, data: bytes, max_pixels: int, check_client: Callable[[], Awaitable[None]] | None = None
     ) -> ImageUpload:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                image = Image.open(io.BytesIO(data))
-                (width, height), mode = image.size, image.mode
+        try:  # Pillow's warnings are silenced once for all (app/image_decode.py)
+            image = Image.open(io.BytesIO(data))
+            (width, height), mode = image.size, image.mode
         except Exception:  # Not an image, or a decompression bomb: decoding says which, at no memory cost.
             return cls(data, max_pixels, check_client=check_client)
         pixels = width * height

@@ -40,15 +40,23 @@ class Protocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.header_timer: asyncio.TimerHandle | None = None
+        self.in_headers = False  # a request has begun and its headers are not complete yet
         # Idle until the first byte, exactly as between two requests (data_received cancels it).
         self.timeout_keep_alive_task = self.loop.call_later(self.timeout_keep_alive, self.timeout_keep_alive_handler)
 
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        # A request whose headers did not all come in this read gets its deadline now (most come in one read: no
+        # timer is made for them).
+        if self.in_headers and self.header_timer is None and not self.transport.is_closing():
+            self.header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._stop_header_timer()
-        self.header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+        self.in_headers = True
 
     def on_headers_complete(self) -> None:
+        self.in_headers = False
         self._stop_header_timer()
         super().on_headers_complete()
 
