@@ -5,6 +5,7 @@ supervisor hands each to the worker with the fewest open connections (ties in tu
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -216,3 +217,39 @@ def test_metrics_count_the_requests_of_every_worker(tmp_path: Path) -> None:
     assert found[("deepserve_model_ready", (("model", "digit"),))] == 1
     answered = [workers[w] - workers_before.get(w, 0) for w in ("0", "1")]
     assert min(answered) >= 100  # new connections alternate (and /metrics reads one)
+
+
+def read_head(sock: socket.socket) -> tuple[bytes, bytes]:
+    """(the head up to its blank line, what came after it in the same reads)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed before a head: {data!r}"
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return head, rest
+
+
+def test_answers_leave_whole_for_head_requests_closing_connections_and_100_continue() -> None:
+    """The workers write an answer's head with its body (app/workers/protocol.py HeldHead): a HEAD answer (no body)
+    still gets its head, a closing connection gets the whole answer first, and `100 Continue` is never held back
+    (the client waits for it before sending its body)."""
+    digit = (ROOT / "examples" / "digit.png").read_bytes()
+    with cli_client(COMMITTED_MODELS, 1, DIGIT_ONLY) as client:
+        with socket.create_connection(("127.0.0.1", client.port), timeout=10) as sock:
+            sock.sendall(b"HEAD /static/playground.js HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, rest = read_head(sock)
+            assert head.startswith(b"HTTP/1.1 200") and b"content-length: " in head.lower() and rest == b""
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            status, _, body, closed = read_response(sock)
+            assert status == 200 and b"alive" in body and closed
+        with socket.create_connection(("127.0.0.1", client.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /predict/digit HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+                + f"Expect: 100-continue\r\nContent-Length: {len(digit)}\r\n\r\n".encode()
+            )
+            head, _ = read_head(sock)
+            assert head == b"HTTP/1.1 100 Continue"
+            sock.sendall(digit)
+            status, _, body, _ = read_response(sock)
+            assert status == 200 and json.loads(body)["digit"] == 7
