@@ -21,11 +21,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from app.batching import MicroBatcher
+from app.batching import MicroBatcher, Outcome, TurnBatcher
 from app.config import Settings, cpu_cores
 from app.families.runtime import Runtime
 from app.limiter import MB, ConcurrencyLimiter
@@ -45,6 +46,7 @@ class Inference:
         self.image_threads = settings.image_workers or max(2, cpu_cores())
         self.pool, self.image_pool = self._new_pools()
         self.batchers: dict[Runtime, MicroBatcher] = {}  # one per loaded model
+        self.turn_batchers: dict[Runtime, TurnBatcher] = {}  # small inputs batched per turn of the loop
         self.turns: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None  # large decodes, per loop
 
     def _new_pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
@@ -83,6 +85,7 @@ class Inference:
 
     def evict(self, runtime: Runtime) -> None:
         """A runtime the registry dropped, from any thread: its batcher (if any) answers what it holds and stops."""
+        self.turn_batchers.pop(runtime, None)  # it holds nothing between turns
         batcher = self.batchers.pop(runtime, None)
         if batcher is not None and batcher.loop is not None and not batcher.loop.is_closed():
             asyncio.run_coroutine_threadsafe(batcher.drain(), batcher.loop)
@@ -90,6 +93,7 @@ class Inference:
     async def retire(self, runtime: Runtime) -> None:
         """A replaced model's batcher answers what it holds, then stops; the runtime is then freed with its last
         request (the registry no longer refers to it)."""
+        self.turn_batchers.pop(runtime, None)
         batcher = self.batchers.pop(runtime, None)
         if batcher is not None and batcher.loop in (None, asyncio.get_running_loop()):
             await batcher.drain()
@@ -111,6 +115,26 @@ class Inference:
 
     def decode_and_predict(self, runtime: Runtime[Req, Any, Out], request: Req) -> list[Out]:
         return self.predict(runtime, runtime.decode(request))
+
+    def decode_and_predict_each(self, runtime: Runtime[Req, Any, Out], requests: list[Req]) -> list[Outcome]:
+        """Each request decoded (a bad one fails alone), then all their inputs in one model call."""
+        decoded: list[Outcome] = []
+        for request in requests:
+            try:
+                decoded.append(runtime.decode(request))
+            except Exception as exc:
+                decoded.append(exc)
+        inputs = [x for d in decoded if not isinstance(d, BaseException) for x in d]
+        outputs = iter(self.predict(runtime, inputs) if inputs else [])
+        return [d if isinstance(d, BaseException) else [next(outputs) for _ in d] for d in decoded]
+
+    def turn_batcher(self, runtime: Runtime) -> TurnBatcher:
+        """The model's batcher for inputs worked on the event loop (app/batching.py TurnBatcher)."""
+        batcher = self.turn_batchers.get(runtime)
+        if batcher is None:
+            work = partial(self.decode_and_predict_each, runtime)
+            batcher = self.turn_batchers[runtime] = TurnBatcher(work, self.settings.max_batch_size)
+        return batcher
 
     async def __call__(self, runtime: Runtime, batch: list[Any]) -> list[Any]:
         """Outputs of `runtime.predict` for `batch`, in order."""
@@ -196,7 +220,7 @@ class Inference:
                 with limiter.charged(cost):
                     done = await self.offload(*work, image=True)
         elif runtime.inline(request):
-            done = work[0](*work[1:])  # type: ignore[operator]
+            done = await self.turn_batcher(runtime).submit(request)
         else:
             done = await self.offload(*work, image=True)
         return await self(runtime, done) if batched else done
@@ -213,6 +237,7 @@ class Inference:
             if batcher.loop in (None, loop):
                 await batcher.close()
         self.batchers.clear()
+        self.turn_batchers.clear()
         for pool in (self.pool, self.image_pool):
             pool.shutdown(wait=False)
         self.pool, self.image_pool = self._new_pools()

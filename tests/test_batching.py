@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 
@@ -11,10 +12,16 @@ import pytest
 from app import batching
 from app.batching import MicroBatcher
 from app.config import Settings, cpu_cores
+from app.errors import InvalidImage
+from app.families.digit.runtime import DigitRuntime
+from app.families.images import ImageUpload
 from app.families.runtime import Runtime
 from app.inference import Inference
+from app.limiter import ConcurrencyLimiter
 from app.manifest import ManifestEntry
 from app.metrics import Metrics
+from app.registry import ModelRegistry
+from tests.support.digit_images import render
 
 
 class Recorder:
@@ -232,3 +239,61 @@ def test_image_work_gets_a_thread_per_core_and_models_their_own_pool() -> None:
     models = run(threads(Settings(), image=False))
     assert len(models) == 8 and all(name.startswith("model") for name in models)
     assert len(run(threads(Settings(image_workers=5), image=True))) == 5
+
+
+# --- the same-turn batcher (small digits on the event loop) -------------------------------------------------------
+
+
+def test_requests_of_one_turn_share_a_pass_and_a_lone_one_waits_for_nothing() -> None:
+    passes: list[list[int]] = []
+
+    def work(requests: list[int]) -> list[batching.Outcome]:
+        passes.append(list(requests))
+        return [ValueError(f"bad {r}") if r < 0 else [r * 2] for r in requests]
+
+    async def main() -> None:
+        batcher = batching.TurnBatcher(work, max_batch_size=4)
+        assert await batcher.submit(1) == [2]  # alone: its own pass, in the turn it came
+        results = await asyncio.gather(*(batcher.submit(i) for i in (2, -3, 4, 5, 6, 7)), return_exceptions=True)
+        assert results[0] == [4] and isinstance(results[1], ValueError) and results[2:] == [[8], [10], [12], [14]]
+
+    run(main())
+    assert passes == [[1], [2, -3, 4, 5], [6, 7]]  # the bad one failed alone; at most max_batch_size a pass
+
+
+def test_a_cancelled_caller_is_left_out_of_its_pass() -> None:
+    passes: list[list[int]] = []
+
+    async def main() -> None:
+        batcher = batching.TurnBatcher(lambda rs: passes.append(list(rs)) or [[r] for r in rs], max_batch_size=8)
+        gone = asyncio.ensure_future(batcher.submit(1))
+        kept = asyncio.ensure_future(batcher.submit(2))
+        await asyncio.sleep(0)  # both are waiting for the end of the turn
+        gone.cancel()
+        assert await kept == [2]
+
+    run(main())
+    assert passes == [[2]]
+
+
+def test_concurrent_digits_share_model_calls_and_a_corrupt_one_fails_alone() -> None:
+    """The committed digit model: 24 small digits reaching the model in one turn of the loop (one of them not an
+    image) get their right answers from fewer model calls than digits, and the bad one fails alone. (Over a real
+    server, requests share a turn when they queue up under load: bench/peers measures what that gives.)"""
+    registry = ModelRegistry(Settings(models=["digit"]))
+    registry.load_all()
+    runtime = registry.runtime("digit", DigitRuntime)
+    metrics = Metrics()
+    inference, limiter = Inference(Settings(), metrics), ConcurrencyLimiter(64)
+    bodies = [render(i % 10, "mnist_28", seed=i) for i in range(23)] + [b"not an image at all"]
+    uploads = [ImageUpload.read(body, 4096 * 4096) for body in bodies]
+
+    async def burst() -> list:
+        return await asyncio.gather(*(inference.outputs(runtime, u, limiter) for u in uploads), return_exceptions=True)
+
+    answers = run(burst())
+    assert [a[0].digit for a in answers[:23]] == [i % 10 for i in range(23)]
+    assert isinstance(answers[23], InvalidImage)
+    text = metrics.exposition().decode()
+    calls = float(re.search(r'deepserve_batch_size_count\{model="digit"\} (\S+)', text).group(1))
+    assert calls < 23 / 4, calls
