@@ -219,8 +219,10 @@ class Inference:
                     await check_client()  # raises if the client hung up while this waited: nobody to answer
                 with limiter.charged(cost):
                     done = await self.offload(*work, image=True)
+        elif runtime.inline(request) and batched:  # decoded here; the settings' micro-batcher runs the model
+            done = runtime.decode(request)
         elif runtime.inline(request):
-            done = await self.turn_batcher(runtime).submit(request)
+            done = await self.turn_batcher(runtime).submit(request)  # decode and model in one pass
         else:
             done = await self.offload(*work, image=True)
         return await self(runtime, done) if batched else done
