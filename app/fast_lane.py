@@ -1,12 +1,13 @@
-"""The common image request served without the framework's per-request machinery.
+"""The requests that come by the thousand, served without the framework's per-request machinery.
 
-`POST /predict/digit` and `POST /predict/image[?model=<name>]` with no other option (no `X-Model-Version`, no
-other query parameter) are the requests that come by the thousand. FastAPI spends more CPU on one of them (routing,
-dependency solving, its request and response wrappers and the response model's validation) than the digit model
-does. This middleware, the innermost of the app's own (so the request log, CORS, keys, rate limit and body limits
-apply as to every request), runs the same function the route runs (app/api/predict.py `digit`,
-app/api/predict_image.py `image`) and writes its answer as JSON itself. Anything else falls through to FastAPI
-unchanged, so validation and errors of the unusual requests stay the framework's.
+`POST /predict/digit` and `POST /predict/image[?model=<name>]` with no other option (no `X-Model-Version`, no other
+query parameter), and the Open Inference Protocol's `POST /v2/models/{name}/infer`. FastAPI spends more CPU on one
+of them than the digit model does: routing alone (matching the path against every route, in the order the routers
+were included) cost ~120 us of a /v2 inference, then dependency solving, its request and response wrappers and the
+response model's validation. This middleware, the innermost of the app's own (so the request log, CORS, keys, rate
+limit and body limits apply as to every request), runs the same function the route runs (app/api/predict.py
+`digit`, app/api/predict_image.py `image`, app/api/v2.py `run`) and sends its answer itself. Anything else falls
+through to FastAPI unchanged, so validation and errors of the unusual requests stay the framework's.
 """
 
 from __future__ import annotations
@@ -18,55 +19,70 @@ from typing import Any
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api import predict, predict_image
+from app.api import predict, predict_image, v2
 from app.api.errors import http_error, send_error
 from app.errors import ServeError
 from app.serving import Serving
 
 SIMPLE_QUERY = re.compile(rb"(?:model=[A-Za-z0-9_.-]{1,64})?")
 JSON_HEADERS = [(b"content-type", b"application/json")]
-Handler = Callable[[Serving, Request, str | None], Awaitable[BaseModel]]
+PROTOCOL_MODEL, PROTOCOL_INFER = "/v2/models/", "/infer"
+Work = Callable[[Serving, Request], Awaitable[BaseModel | Response]]
 
 
-def _digit(serving: Serving, request: Request, model: str | None) -> Awaitable[BaseModel]:
-    return predict.digit(serving, request)
+def task_lane(scope: Scope) -> tuple[str, Work] | None:
+    """(the route, its work) for a task endpoint request without options beyond `?model=` on /predict/image."""
+    path, query = scope["path"], scope["query_string"]
+    if path not in ("/predict/digit", "/predict/image") or any(n == b"x-model-version" for n, _ in scope["headers"]):
+        return None
+    if path == "/predict/digit":
+        return None if query else (path, lambda serving, request: predict.digit(serving, request))
+    if not SIMPLE_QUERY.fullmatch(query):
+        return None
+    model = query[6:].decode() if query else None
+    return path, lambda serving, request: predict_image.image(serving, request, model)
 
 
-HANDLERS: dict[str, tuple[Handler, bool]] = {  # path -> (handler, takes ?model=)
-    "/predict/digit": (_digit, False),
-    "/predict/image": (predict_image.image, True),
-}
+def protocol_lane(scope: Scope) -> tuple[str, Work] | None:
+    """(the route, its work) for an Open Inference Protocol inference of a model's served version."""
+    path: str = scope["path"]
+    if not (path.startswith(PROTOCOL_MODEL) and path.endswith(PROTOCOL_INFER)):
+        return None
+    name = path[len(PROTOCOL_MODEL) : -len(PROTOCOL_INFER)]
+    if not name or "/" in name:
+        return None
+    return "/v2/models/{name}/infer", lambda serving, request: v2.run(name, None, request, serving)
+
+
+ROUTES = ("/predict/digit", "/predict/image", "/v2/models/{name}/infer")  # the routes the lanes stand in for
 
 
 class FastLane:
     def __init__(self, app: ASGIApp, serving: Serving, routes: dict[str, Any]) -> None:
         self.app, self.serving, self.routes = app, serving, routes  # routes: path -> its APIRoute (metrics label)
 
-    def _simple(self, scope: Scope, takes_model: bool) -> str | None | bool:
-        """The `?model=` value (None without one) when the request has no other option; False otherwise."""
-        query: bytes = scope["query_string"]
-        if query and not (takes_model and SIMPLE_QUERY.fullmatch(query)):
-            return False
-        if any(name == b"x-model-version" for name, _ in scope["headers"]):
-            return False
-        return query[6:].decode() if query else None
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        lane = HANDLERS.get(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
-        model = self._simple(scope, lane[1]) if lane is not None else False
-        if lane is None or model is False:
+        lane = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            lane = task_lane(scope) or protocol_lane(scope)
+        if lane is None:
             await self.app(scope, receive, send)
             return
-        scope["route"] = self.routes[scope["path"]]
+        route, work = lane
+        scope["route"] = self.routes[route]
         try:
-            answer = await lane[0](self.serving, Request(scope, receive), model)  # type: ignore[arg-type]
+            answer = await work(self.serving, Request(scope, receive))
         except ServeError as error:
             await send_error(send, error, scope["path"])
             return
         except HTTPException as exc:  # e.g. Starlette's form parser on a broken multipart body
             await send_error(send, http_error(exc), scope["path"])
+            return
+        if isinstance(answer, Response):
+            await answer(scope, receive, send)
             return
         body = answer.__pydantic_serializer__.to_json(answer)
         headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]

@@ -12,10 +12,6 @@ from app.inference import Inference
 from app.multipart import single_file
 
 ACCEPTED = "multipart/form-data with the image in field 'file', or a raw body with Content-Type image/*"
-# Bodies up to this size have their header read on the event loop (Pillow: ~30 us for a PNG, ~50 us for a JPEG
-# photo; less than a thread hop costs). Larger ones go to the worker pool: some formats (multi-frame TIFF, ICO)
-# scan more of the file to open it, and the loop must never wait on a large one.
-INLINE_HEADER_BYTES = 64 * 1024
 
 
 def _media_type(value: str | None) -> str:
@@ -58,6 +54,4 @@ async def read_image_upload(request: Request, max_pixels: int, inference: Infere
         if await request.is_disconnected():
             raise ClientDisconnect()  # app/request_log.py logs it as client_disconnected (499)
 
-    if len(data) <= INLINE_HEADER_BYTES:
-        return ImageUpload.read(data, max_pixels, check_client)
-    return await inference.offload(ImageUpload.read, data, max_pixels, check_client, image=True)
+    return await inference.read_image(data, max_pixels, check_client)

@@ -32,7 +32,7 @@ from app.client_address import ClientAddresses
 from app.config import Settings
 from app.cors import CorsMiddleware
 from app.families.anomaly.streams import StreamStore
-from app.fast_lane import HANDLERS, FastLane
+from app.fast_lane import ROUTES, FastLane
 from app.inference import Inference
 from app.limiter import ConcurrencyLimiter, share
 from app.memory import MemoryTrimmer
@@ -118,7 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # fast lane (the common image requests, app/fast_lane.py) -> routes. Each refusal comes before the body is read;
     # CORS answers preflights before the key check and adds its headers to every answer.
     app.state.serving = Serving(registry, settings, app.state.limiter, inference)
-    fast_routes = {path: r for m in routers for r in m.routes if (path := getattr(r, "path", "")) in HANDLERS}
+    fast_routes = {path: r for m in routers for r in m.routes if (path := getattr(r, "path", "")) in ROUTES}
     app.add_middleware(FastLane, serving=app.state.serving, routes=fast_routes)  # innermost: after every check below
     app.add_middleware(
         BodyLimitMiddleware,

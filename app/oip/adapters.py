@@ -17,7 +17,7 @@ from app.families.anomaly.detector import alarm_limits
 from app.families.anomaly.runtime import AnomalyRuntime
 from app.families.anomaly.schemas import AnomalyRequest
 from app.families.digit.runtime import DigitOutput, DigitRuntime
-from app.families.images import ClassOutput, ImageClassifier, ImageUpload
+from app.families.images import ClassOutput, ImageClassifier
 from app.families.runtime import Runtime
 from app.families.sentiment import SentimentRequest, SentimentResult, SentimentRuntime, validate_texts
 from app.oip.schemas import TensorMetadata
@@ -87,8 +87,8 @@ class ImageAdapter(Adapter):
     async def predict(self, runtime: DigitRuntime | ImageClassifier, inputs: dict[str, Tensor], serving: Serving):
         tensor = one_of(inputs, {"image": ("BYTES",), "pixels": ("FP32",)})
         if tensor.name == "image":
-            read, max_pixels = serving.inference.offload, serving.settings.max_image_pixels
-            uploads = [await read(ImageUpload.read, data, max_pixels) for data in batch_of_bytes(tensor)]
+            max_pixels = serving.settings.max_image_pixels
+            uploads = [await serving.inference.read_image(data, max_pixels) for data in batch_of_bytes(tensor)]
             return await serving.inference.outputs_each(runtime, uploads, serving.limiter)  # admitted by cost
         shape = self.pixel_shape(runtime)
         if list(tensor.shape[1:]) != shape or tensor.shape[0] < 1:
