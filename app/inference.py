@@ -186,6 +186,8 @@ class Inference:
         batch of any length is served on an idle service when each of its images fits the budget (413 when one
         alone is over it), and its memory stays within the budget; before, each image took a slot of its own, and a
         batch longer than a worker's share of the count cap was 429 even on an idle service."""
+        if len(requests) == 1:  # the common case: one image, admitted as any prediction
+            return await self.outputs(runtime, requests[0], limiter)
         costs = [runtime.cost(request) for request in requests]
         groups = self._groups(costs, self.image_threads if runtime.decode_blocks else len(requests), limiter.budget)
         deferred = [runtime.decode_blocks and cost >= DEFERRED_CHARGE_BYTES for cost in costs]
