@@ -40,7 +40,7 @@ $(VENV)/.ray: pyproject.toml $(VENV)/.dev
 	touch $@
 
 ray-serve: $(VENV)/.ray  ## DeepServe on Ray Serve: 2 replicas on a local 2-node cluster, on :$(PORT) (Ctrl-C stops).
-	$(BIN)/python -m app.ray_serve --replicas 2 --port $(PORT)
+	$(BIN)/python -m app.http.ray_serve --replicas 2 --port $(PORT)
 
 ray-bench: $(VENV)/.ray  ## 1 vs 2 replicas' throughput, spread, and a replica killed mid-stream (about 2 minutes).
 	$(BIN)/python -m bench.ray_replicas

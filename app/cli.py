@@ -29,9 +29,9 @@ from urllib.parse import quote, urlencode
 
 import click
 
+from app.core.promotion import LoadRefused, PromotionFailed, PromotionRefused, headline, metric, promote
 from app.families import FAMILIES
 from app.manifest import ManifestEntry, read_manifest
-from app.promotion import LoadRefused, PromotionFailed, PromotionRefused, headline, metric, promote
 
 EXTRA_MODULES = {"train": ["tensorflow", "tf2onnx", "matplotlib"], "distilbert": ["torch", "transformers"]}
 MODELS = click.option(
@@ -65,11 +65,11 @@ def serve(host: str, port: int, workers: int, models: Path) -> None:
     """Start the service on the promoted models of --models: a supervisor that hands each connection to the worker
     with the fewest, and restarts a worker that dies (app/workers)."""
     from app.config import Settings
-    from app.request_log import setup_logging
+    from app.http.middleware.request_log import setup_logging
     from app.workers.supervisor import Supervisor
 
     os.environ["DEEPSERVE_MODELS_DIR"] = str(models)
-    os.environ["DEEPSERVE_WORKERS"] = str(workers)  # each process takes its share of the limits (app/limiter.py)
+    os.environ["DEEPSERVE_WORKERS"] = str(workers)  # each process takes its share of the limits (app/core/limiter.py)
     settings = Settings()
     setup_logging(settings.log_level)
     with metrics_folder():
@@ -81,7 +81,7 @@ def serve(host: str, port: int, workers: int, models: Path) -> None:
 
 @contextmanager
 def metrics_folder() -> Iterator[None]:
-    """A fresh PROMETHEUS_MULTIPROC_DIR for the metrics files every worker writes (app/metrics.py), set before they
+    """A fresh PROMETHEUS_MULTIPROC_DIR for the metrics files every worker writes (app/core/metrics.py), set before they
     start and removed when they stop."""
     with tempfile.TemporaryDirectory(prefix="deepserve-metrics-") as folder:
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder

@@ -38,7 +38,7 @@ class Settings(BaseSettings):
         description="Explanations (POST /explain/...) in flight before new ones get 429; each also counts as a "
         "prediction and is charged to the memory budget. An explanation costs several predictions' compute.",
     )
-    # Load bounds (app/limiter.py, app/costs.py, app/body_limit.py).
+    # Load bounds (app/core/limiter.py, app/core/costs.py, app/http/middleware/body_limit.py).
     max_inflight_mb: int = Field(
         768,
         gt=0,
@@ -147,12 +147,14 @@ class Settings(BaseSettings):
     max_batch_wait_ms: float = Field(
         5.0, ge=0, description="Longest a request waits for others to join its batch, in milliseconds."
     )
-    # Access control (app/auth.py, app/rate_limit.py, app/cors.py); all off by default.
+    # Access control (app/http/middleware/: auth.py, rate_limit.py, cors.py); all off by default.
     api_keys: Annotated[list[str], NoDecode] = Field(
         [], repr=False, description="Comma-separated API keys (plaintext); any key turns authentication on."
     )
     api_keys_file: Path | None = Field(
-        None, description="File of `name:sha256hex` lines (`python -m app.auth hash NAME` makes one); turns it on."
+        None,
+        description="File of `name:sha256hex` lines (`python -m app.http.middleware.auth hash NAME` makes one); "
+        "turns it on.",
     )
     admin_keys: Annotated[list[str], NoDecode] = Field(
         [],

@@ -1,6 +1,6 @@
 """Every error the service returns: one exception per kind, each carrying its HTTP status, and the one table.
 
-Framework-free (no FastAPI import): app/api/errors.py turns these into responses. Body, for every error:
+Framework-free (no FastAPI import): app/http/api/errors.py turns these into responses. Body, for every error:
 {"error": {"type": <snake_case kind>, "message": <what went wrong and what to do>, "detail": <optional>}}
 
 `ERROR_TABLE` is the single source of the README's error table (`python -m app.errors` prints it; a test holds
@@ -113,7 +113,7 @@ class PromotionRefused(ServeError):
     status_code, type = 409, "promotion_refused"
     when = (
         "`POST /admin/models/{name}/reload?version=N` (and `deepserve promote`): the version's headline metric is "
-        "worse than the promoted version's (app/promotion.py's gate); `force=true` (`--force`) overrides"
+        "worse than the promoted version's (app/core/promotion.py's gate); `force=true` (`--force`) overrides"
     )
 
 

@@ -1,7 +1,7 @@
 """The models catalogue, read by scanning the models folder: no shared file that every training run edits.
 
     models/<name>/<version>/model.json   one artifact's manifest entry (ManifestEntry), written by its training run
-    models/<name>/promoted.json          {"version": ...}: the version the service serves (see app/promotion.py)
+    models/<name>/promoted.json          {"version": ...}: the version the service serves (see app/core/promotion.py)
 
 A model without promoted.json serves its newest version. A `manifest.json` at the top (the layout before this
 one: every entry in one file) is still read, for folders trained with older code; a model.json wins over it.
@@ -75,7 +75,7 @@ class Manifest(BaseModel):
     def served(self) -> dict[str, ManifestEntry]:
         """What the service should serve of each model: its promoted version, or its newest when none is promoted.
         A model whose promoted version has no readable model.json is left out, never replaced by another version
-        in silence (the registry falls back explicitly, app/registry.py)."""
+        in silence (the registry falls back explicitly, app/core/registry.py)."""
         chosen = self.latest()
         for name in {m.name for m in self.models}:
             entry = next((m for m in self.versions(name) if m.version == self.wanted(name)), None)
@@ -93,7 +93,8 @@ def _read_json(path: Path) -> Any:
 def read_manifest(models_dir: Path) -> Manifest:
     """Every model.json under models_dir (and a legacy manifest.json), and every promoted.json. An unreadable file
     is skipped and named in `problems`, and in `broken` under its model when it is in a model's folder (the
-    registry then fails or falls back that model, app/registry.py; a broken legacy manifest.json fails them all)."""
+    registry then fails or falls back that model, app/core/registry.py; a broken legacy manifest.json fails them
+    all)."""
     models_dir = Path(models_dir)
     found: dict[tuple[str, str], ManifestEntry] = {}
     promoted: dict[str, str] = {}
@@ -152,7 +153,7 @@ def save_entry(models_dir: Path, entry: ManifestEntry) -> Path:
 
 
 def write_promoted(models_dir: Path, name: str, version: str, previous: str | None = None) -> Path:
-    """Point models_dir/name/promoted.json at `version` (no checks: app/promotion.py decides)."""
+    """Point models_dir/name/promoted.json at `version` (no checks: app/core/promotion.py decides)."""
     path = Path(models_dir) / name / PROMOTED_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())

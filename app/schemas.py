@@ -53,7 +53,7 @@ class ModelRef(BaseModel):
 
 class Fallback(BaseModel):
     """A model serving another version than the one the models folder asks for, because that one failed to load
-    at start-up (app/registry.py); a reload of the wanted version (or a new promotion) ends it."""
+    at start-up (app/core/registry.py); a reload of the wanted version (or a new promotion) ends it."""
 
     wanted: str | None = Field(description="The version promoted.json (else the newest) names; null when unreadable.")
     serving: str = Field(description="The version answering instead: the one promoted before it.")

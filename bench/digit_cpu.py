@@ -28,14 +28,14 @@ from typing import Any
 
 from fastapi.routing import APIRoute
 
-from app.api import predict
 from app.config import Settings
 from app.families.digit.preprocess import preprocess_digit
 from app.families.digit.runtime import DigitPrediction, DigitRuntime
+from app.families.image_decode import decode_image
 from app.families.images import ImageUpload
-from app.image_decode import decode_image
-from app.main import create_app
-from app.multipart import single_file
+from app.http.api import predict
+from app.http.main import create_app
+from app.http.multipart import single_file
 from bench.peers.run import DIGITS, REPO, multipart
 
 

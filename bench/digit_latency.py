@@ -45,7 +45,7 @@ def http_latencies(models: Path, requests: int, concurrency: int) -> dict[str, l
 
     port = free_port()
     env = {**os.environ, "DEEPSERVE_MODELS_DIR": str(models), "DEEPSERVE_LOG_LEVEL": "WARNING"}
-    command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "app.http.main:create_app", "--port", str(port)]
     server = subprocess.Popen([*command, "--no-access-log", "--log-level", "warning"], env=env)
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:

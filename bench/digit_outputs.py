@@ -19,9 +19,9 @@ import numpy as np
 from PIL import Image
 
 from app.config import Settings
+from app.core.registry import ModelRegistry
 from app.families.digit.runtime import DigitRuntime
 from app.families.images import ImageUpload
-from app.registry import ModelRegistry
 from bench.peers.run import DIGITS, REPO
 from tests.support.digit_images import KINDS, render
 

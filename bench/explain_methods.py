@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Settings
+from app.core.registry import ModelRegistry
 from app.families.images import ImageUpload
 from app.families.saliency import Head, Layer, interpolation
-from app.registry import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 FRACTION = 0.2

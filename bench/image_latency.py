@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 
 from app.config import Settings
+from app.core.registry import ModelRegistry
 from app.families.fashion.runtime import FashionRuntime
 from app.families.images import ImageUpload
-from app.registry import ModelRegistry
 from bench.peers.run import REPO, deepserve, load_average, measure, multipart, start, stop
 
 FASHION = Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz")

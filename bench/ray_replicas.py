@@ -1,4 +1,4 @@
-"""DeepServe on Ray Serve across a local two-node cluster (app/ray_serve.py): 1 vs 2 replicas' digit throughput,
+"""DeepServe on Ray Serve across a local two-node cluster (app/http/ray_serve.py): 1 vs 2 replicas' digit throughput,
 how requests spread over the replicas, and what killing a replica mid-stream costs, in one run.
 
     python -m bench.ray_replicas [--models models] [--requests 300] [--concurrency 8]   # `make ray-bench`
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import httpx
 
-from app.ray_serve import REPLICA_HEADER, LocalCluster, local_cluster, settings_env
+from app.http.ray_serve import REPLICA_HEADER, LocalCluster, local_cluster, settings_env
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG = (ROOT / "examples" / "digit.png").read_bytes()

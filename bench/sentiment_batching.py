@@ -57,7 +57,7 @@ def start_server(models_dir: Path, batching: bool, args: argparse.Namespace) -> 
         "DEEPSERVE_MAX_BATCH_WAIT_MS": str(args.max_batch_wait_ms),
         "DEEPSERVE_LOG_LEVEL": "WARNING",
     }
-    command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "app.http.main:create_app", "--port", str(port)]
     server = subprocess.Popen([*command, "--no-access-log", "--log-level", "warning"], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120

@@ -74,7 +74,7 @@ class RssSampler:
 
 
 class Service:
-    """`uvicorn --factory app.main:create_app` on a free loopback port, configured by DEEPSERVE_* variables.
+    """`uvicorn --factory app.http.main:create_app` on a free loopback port, configured by DEEPSERVE_* variables.
 
     `app_root` is the checkout whose `app` package is served (default: this one), so an older checkout can be
     measured with the same benchmark.
@@ -89,7 +89,7 @@ class Service:
             "DEEPSERVE_LOG_LEVEL": "WARNING",
             **(env or {}),
         }
-        command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--port", str(self.port)]
+        command = [sys.executable, "-m", "uvicorn", "--factory", "app.http.main:create_app", "--port", str(self.port)]
         command += ["--no-access-log", "--log-level", "warning"]
         self.process = subprocess.Popen(command, cwd=app_root, env=full_env)
         deadline = time.monotonic() + 180

@@ -130,9 +130,9 @@ def service_log() -> Iterator[LogCapture]:
 
 @pytest.fixture(scope="session")
 def ray_cluster():
-    """A local two-node Ray cluster on loopback with Serve's proxy (app/ray_serve.py), for the whole session."""
+    """A local two-node Ray cluster on loopback with Serve's proxy (app/http/ray_serve.py), for the whole session."""
     pytest.importorskip("ray.serve", reason="needs the [ray] extra")
-    from app.ray_serve import local_cluster
+    from app.http.ray_serve import local_cluster
 
     with local_cluster() as cluster:
         yield cluster

@@ -27,7 +27,7 @@ IDLE_SECONDS = 3600
 
 
 def key_name(key: str) -> str:
-    """The name app/auth.py gives a key from DEEPSERVE_API_KEYS: the stream's owner in the file."""
+    """The name app/http/middleware/auth.py gives a key from DEEPSERVE_API_KEYS: the stream's owner in the file."""
     return f"key-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.auth import main as auth_main
-from app.client_address import ClientAddresses, bucket
 from app.config import Settings
-from app.main import create_app
-from app.rate_limit import RateLimitMiddleware, TokenBucketLimiter, group
+from app.http.client_address import ClientAddresses, bucket
+from app.http.main import create_app
+from app.http.middleware.auth import main as auth_main
+from app.http.middleware.rate_limit import RateLimitMiddleware, TokenBucketLimiter, group
 from tests.support.digit_images import render
 from tests.support.paths import ROOT
 from tests.support.service import assert_error, cli_client, serve, uvicorn_client
@@ -167,7 +167,7 @@ def test_keys_file_must_hold_hashes(trained_models_dir: Path, tmp_path: Path) ->
     for text in cases.values():
         path = tmp_path / "keys"
         path.write_text(text)
-        with pytest.raises(ValueError, match="app.auth hash") as raised:
+        with pytest.raises(ValueError, match="app.http.middleware.auth hash") as raised:
             create_app(Settings(models_dir=trained_models_dir, api_keys_file=path))
         assert plaintext not in str(raised.value)
 

@@ -9,18 +9,18 @@ import time
 
 import pytest
 
-from app import batching
-from app.batching import MicroBatcher
 from app.config import Settings, cpu_cores
+from app.core import batching
+from app.core.batching import MicroBatcher
+from app.core.inference import Inference
+from app.core.limiter import ConcurrencyLimiter
+from app.core.metrics import Metrics
+from app.core.registry import ModelRegistry
 from app.errors import InvalidImage
 from app.families.digit.runtime import DigitRuntime
 from app.families.images import ImageUpload
 from app.families.runtime import Runtime
-from app.inference import Inference
-from app.limiter import ConcurrencyLimiter
 from app.manifest import ManifestEntry
-from app.metrics import Metrics
-from app.registry import ModelRegistry
 from tests.support.digit_images import render
 
 

@@ -10,7 +10,7 @@ from PIL import Image, ImageFilter
 
 from app.errors import InvalidInput
 from app.families.digit.preprocess import median, normalise, preprocess_digit, stroke_width
-from app.image_decode import decode_image
+from app.families.image_decode import decode_image
 from tests.support.digit_images import KINDS, render
 from tests.support.paths import COMMITTED_MODELS
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
+from app.core.registry import ModelRegistry
 from app.families.explain_text import MAX_CHARS, OcclusionExplainer, without
 from app.families.sentiment import SentimentRuntime
-from app.registry import ModelRegistry
 from tests.support.imdb_like import review
 from tests.support.paths import COMMITTED_MODELS, SHARED_DATA
 from tests.support.raw_http import upload

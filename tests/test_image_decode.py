@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from app.errors import ImageTooLarge, InvalidImage
-from app.image_decode import decode_image
+from app.families.image_decode import decode_image
 from tests.support.digit_images import encode, render
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from app.config import Settings
-from app.main import create_app
+from app.http.main import create_app
 from tests.support.kube_schemas import CRD_FOLDER, crd_schemas, documents, errors
 from tests.support.paths import ROOT
 

@@ -129,7 +129,7 @@ def test_a_request_can_pin_a_version_and_pinned_versions_are_bounded(models: Pat
 
 
 def test_every_committed_version_has_its_familys_headline_metric_so_promotion_can_compare() -> None:
-    from app.promotion import headline, metric
+    from app.core.promotion import headline, metric
     from tests.support.paths import COMMITTED_MODELS
 
     manifest = read_manifest(COMMITTED_MODELS)

@@ -17,7 +17,11 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.config import Settings
-from app.costs import MB
+from app.core.costs import MB
+from app.core.inference import DEFERRED_CHARGE_BYTES, Inference
+from app.core.limiter import ConcurrencyLimiter, share
+from app.core.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
+from app.core.metrics import Metrics
 from app.errors import Overloaded, PayloadTooLarge
 from app.families.anomaly.runtime import AnomalyRuntime
 from app.families.anomaly.schemas import AnomalyRequest
@@ -27,11 +31,7 @@ from app.families.digit.runtime import DigitRuntime
 from app.families.images import ImageUpload
 from app.families.lstm.runtime import LstmSentimentRuntime
 from app.families.transformer_runtime import chunks_within, text_bytes
-from app.inference import DEFERRED_CHARGE_BYTES, Inference
-from app.limiter import ConcurrencyLimiter, share
-from app.main import create_app
-from app.memory import QUIET_MIN_BYTES, QUIET_SECONDS, MemoryTrimmer
-from app.metrics import Metrics
+from app.http.main import create_app
 from tests.support.digit_images import render
 from tests.support.raw_http import read_response, stalled_upload, upload
 from tests.support.service import assert_error, serve
@@ -225,7 +225,7 @@ class HungUp(Exception):
 
 
 class Client:
-    """A request whose `check_client` raises once `gone` (what app/image_upload.py attaches to an upload)."""
+    """A request whose `check_client` raises once `gone` (what app/http/uploads.py attaches to an upload)."""
 
     gone = False
 

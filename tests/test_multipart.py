@@ -1,4 +1,4 @@
-"""app/multipart.py: the fast path takes only the common one-file upload, and reads it exactly as Starlette's full
+"""app/http/multipart.py: the fast path takes only the common one-file upload, and reads it exactly as Starlette's full
 multipart parser does; every other body is left to that parser (None)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 from starlette.datastructures import Headers, UploadFile
 from starlette.formparsers import MultiPartParser
 
-from app.multipart import single_file
+from app.http.multipart import single_file
 
 B = "b0undary7"
 TYPE = f"multipart/form-data; boundary={B}"

@@ -9,7 +9,7 @@ import pytest
 
 from app.config import Settings
 from app.errors import ERROR_TABLE
-from app.main import create_app
+from app.http.main import create_app
 from tests.support.service import assert_error, serve
 
 

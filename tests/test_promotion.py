@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from app import cli, promotion
+from app import cli
 from app.config import Settings
+from app.core import promotion
 from app.manifest import write_promoted
 from tests.support.digit_images import render
 from tests.support.service import assert_error, cli_client, serve, uvicorn_client

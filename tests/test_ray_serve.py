@@ -1,4 +1,4 @@
-"""DeepServe on Ray Serve over a local two-node cluster (app/ray_serve.py): requests spread over both replicas,
+"""DeepServe on Ray Serve over a local two-node cluster (app/http/ray_serve.py): requests spread over both replicas,
 a replica killed mid-stream loses no request beyond those in flight and the engine brings a new one, and 1 vs 2
 replicas' throughput is measured in the same run (reported, not asserted: speed targets live in bench/).
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
+from app.core.limiter import ConcurrencyLimiter
 from app.errors import ERROR_TABLE, Overloaded, markdown_table
-from app.limiter import ConcurrencyLimiter
 from app.manifest import ManifestEntry, read_manifest, save_entry, write_promoted
 from tests.support.digit_images import render
 from tests.support.paths import ROOT

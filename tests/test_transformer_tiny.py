@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from app.config import Settings
+from app.core.metrics import Metrics
 from app.families import transformer_text
 from app.families.distilbert.runtime import DistilBertRuntime
 from app.manifest import read_manifest
-from app.metrics import Metrics
 from tests.support.imdb_like import review, write_corpus
 from tests.support.service import assert_error, serve
 from training import train_transformer
@@ -116,7 +116,7 @@ def test_dynamic_padding_and_batch_independence(runtime: DistilBertRuntime) -> N
 
 
 def test_concurrent_infer_calls_are_batched(runtime: DistilBertRuntime) -> None:
-    from app.inference import Inference
+    from app.core.inference import Inference
 
     texts = [f"review number {i}: {TEXTS[i % len(TEXTS)]}" for i in range(24)]
     alone = [runtime.predict([t])[0].score for t in texts]

@@ -23,11 +23,11 @@ from pydantic import BaseModel, Field
 from app.errors import ExplanationUnavailable, InvalidInput, echo
 from app.families import FAMILIES
 from app.families.image.preprocess import to_rgb
+from app.families.image_decode import decode_and_prepare
 from app.families.images import ImageRuntime, ImageUpload, LabelScore
 from app.families.placement import Placement, overlay_png
 from app.families.runtime import Runtime, onnx_session
 from app.families.saliency import GRADIENT_X_INPUT, Head
-from app.image_decode import decode_and_prepare
 from app.schemas import ModelRef
 
 HEATMAP_SIDE = 64  # the float heatmap over the caller's image: at most this many cells on its long side

@@ -128,7 +128,8 @@ class OcclusionExplainer(Runtime[str, str, Explained]):
         return results
 
     def predict(self, batch: list[str]) -> list[Explained]:
-        """Each text explained here, in one go (the route runs an explanation's calls itself: app/api/explain.py)."""
+        """Each text explained here, in one go (the route runs an explanation's calls itself:
+        app/http/api/explain.py)."""
         return [occlusions.explained(self.scores(occlusions.texts)) for occlusions in map(Occlusions.of, batch)]
 
     def encode(self, request: str, outputs: list[Explained]) -> TextExplanation:

@@ -16,4 +16,4 @@ class Family:
     runtime: type[Runtime]  # serves the artifacts whose manifest entry names runtime.kind
     trainer: str = ""  # the training module (`deepserve train <name>` runs it)
     extra: str = "train"  # the pyproject extra its training needs
-    headline: str = "test_accuracy"  # the metric (higher is better) promotion compares: app/promotion.py
+    headline: str = "test_accuracy"  # the metric (higher is better) promotion compares: app/core/promotion.py

@@ -14,9 +14,9 @@ import numpy as np
 from PIL import Image
 from pydantic import BaseModel
 
+from app.families.image_decode import decode_and_prepare
 from app.families.placement import Placement
 from app.families.runtime import Runtime, onnx_session
-from app.image_decode import decode_and_prepare
 from app.schemas import ModelRef
 
 GRAY_MODES = {"1", "L"}
@@ -28,7 +28,7 @@ class ImageUpload:
     unreadable or over `max_pixels`: decoding then refuses it before it allocates anything), and the Pillow image
     whose header that is (`opened`, within the limit only), which decoding loads instead of parsing it again.
     `check_client`, from the web layer, raises once the client that sent it has hung up: a large image that waited
-    for its turn to decode is dropped then (app/inference.py)."""
+    for its turn to decode is dropped then (app/core/inference.py)."""
 
     data: bytes
     max_pixels: int
@@ -41,7 +41,7 @@ class ImageUpload:
     def read(
         cls, data: bytes, max_pixels: int, check_client: Callable[[], Awaitable[None]] | None = None
     ) -> ImageUpload:
-        try:  # Pillow's warnings are silenced once for all (app/image_decode.py)
+        try:  # Pillow's warnings are silenced once for all (app/families/image_decode.py)
             image = Image.open(io.BytesIO(data))
             (width, height), mode = image.size, image.mode
         except Exception:  # Not an image, or a decompression bomb: decoding says which, at no memory cost.

@@ -1,6 +1,6 @@
 """The model interface every runtime implements, LitServe-style: cost -> decode -> predict (a batch) -> encode.
 
-A route parses HTTP into the family's request type `Req` and hands it to `app/serving.py`, which charges
+A route parses HTTP into the family's request type `Req` and hands it to `app/core/serving.py`, which charges
 `cost(request)` to the admission budget, runs `decode(request)` into model inputs `In`, `predict`s them (on the
 worker pool, micro-batched where configured) into typed outputs `Out`, and `encode`s the response body. Nothing
 here knows HTTP: the web layer only parses and serialises.
@@ -36,13 +36,13 @@ class Runtime(ABC, Generic[Req, In, Out]):
         self.settings = settings
 
     def batched(self) -> bool:
-        """Whether settings micro-batch this model (app/inference.py): concurrent requests share one call."""
+        """Whether settings micro-batch this model (app/core/inference.py): concurrent requests share one call."""
         batching = self.settings.max_batch_size > 1 and self.entry.name in self.settings.batch_models
         return self.batchable and batching
 
     def inline(self, request: Req) -> bool:
         """Whether a `decode_blocks` runtime's decode + predict for `request` is cheap enough (well under a
-        millisecond) to run on the event loop instead of waking a pool thread for it (app/inference.py)."""
+        millisecond) to run on the event loop instead of waking a pool thread for it (app/core/inference.py)."""
         return False
 
     @abstractmethod
@@ -56,7 +56,7 @@ class Runtime(ABC, Generic[Req, In, Out]):
     @abstractmethod
     def cost(self, request: Req) -> int:
         """Bytes of working memory the request will need (an upper estimate, measured per family), known before
-        any of its work starts: the admission budget charges it (app/limiter.py)."""
+        any of its work starts: the admission budget charges it (app/core/limiter.py)."""
 
     @abstractmethod
     def decode(self, request: Req) -> list[In]:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import ValidationError
 
+from app.core.serving import Serving
 from app.errors import InvalidInput, echo
 from app.families.anomaly.context_runtime import NearestContextRuntime
 from app.families.anomaly.detector import alarm_limits
@@ -22,7 +23,6 @@ from app.families.runtime import Runtime
 from app.families.sentiment import SentimentRequest, SentimentResult, SentimentRuntime, validate_texts
 from app.oip.schemas import TensorMetadata
 from app.oip.tensors import Tensor, summary
-from app.serving import Serving
 
 MB = 2**20
 TENSOR_BYTES_FACTOR = 4  # a preprocessed tensor is held as sent, as float32, stacked, and by the model's first layer

@@ -6,7 +6,7 @@ nor one that stops halfway through its headers: each held a file descriptor for 
 the service unreachable. Here a new connection is idle until its first byte (closed after the keep-alive timeout,
 as after a response), and a request's headers must be complete within `header_timeout` seconds of its first byte,
 else the client gets 408 `request_timeout` and the connection closes. The body has its own deadline
-(app/body_limit.py).
+(app/http/middleware/body_limit.py).
 """
 
 from __future__ import annotations

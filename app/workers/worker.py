@@ -5,7 +5,7 @@ It runs the app on uvicorn's Server without a listening socket of its own: conne
 and are served from then on by uvicorn's own protocol (app/workers/protocol.py adds the timeouts). It tells the
 supervisor when it is up (lifespan done), when its models are loaded (only then does it get connections, unless
 no worker is ready yet), and when each connection closes (the supervisor balances on open connections). It takes
-part in reloads across workers (app/reloads.py) and stops when the supervisor goes away.
+part in reloads across workers (app/core/reloads.py) and stops when the supervisor goes away.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter
 
-from app.client_address import UVICORN_PROXY_OPTIONS
 from app.config import Settings
+from app.core.reloads import Reloader
 from app.errors import ERROR_CLASSES, ModelNotReady, ServeError
-from app.main import create_app
-from app.reloads import Reloader
+from app.http.client_address import UVICORN_PROXY_OPTIONS
+from app.http.main import create_app
 from app.workers import channel
 from app.workers.protocol import Protocol
 
@@ -205,7 +205,7 @@ def main(fd: int) -> None:
         http=Protocol,  # type: ignore[arg-type]
         lifespan="on",
         access_log=False,
-        **UVICORN_PROXY_OPTIONS,  # the app reads X-Forwarded-For itself (app/client_address.py)
+        **UVICORN_PROXY_OPTIONS,  # the app reads X-Forwarded-For itself (app/http/client_address.py)
         timeout_keep_alive=int(settings.keep_alive_seconds),
         log_level=settings.log_level.lower(),
     )

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from app.config import Settings
+from app.core.registry import ModelRegistry
 from app.families.explain_images import ImageExplainer
 from app.families.images import ImageRuntime
-from app.registry import ModelRegistry
 
 
 def loaded(models_dir: Path, name: str) -> ImageRuntime:

@@ -21,7 +21,7 @@ from anyio.from_thread import start_blocking_portal
 from asgi_lifespan import LifespanManager
 
 from app.config import Settings
-from app.main import create_app
+from app.http.main import create_app
 from tests.support.paths import ROOT
 
 
@@ -127,7 +127,8 @@ def uvicorn_client(
     environment; `preexec_fn` runs in the server process before it starts (e.g. to lower a resource limit)."""
     port = free_port()
     env = {**os.environ, **settings_env(settings)}
-    command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app", "--host", host, "--port", str(port)]
+    command = [sys.executable, "-m", "uvicorn", "--factory", "app.http.main:create_app"]
+    command += ["--host", host, "--port", str(port)]
     command += ["--no-proxy-headers"]  # as every command that runs the service: the app reads X-Forwarded-For itself
     # The server's log goes to a file: a pipe nobody reads fills after a few hundred requests (one JSON line each)
     # and then blocks the server mid-request.
@@ -218,8 +219,8 @@ def answered_by(client: httpx.Client) -> set[str]:
 
 @contextmanager
 def ray_client(cluster, settings: Settings, replicas: int = 2) -> Iterator[httpx.Client]:
-    """The app on Ray Serve (app/ray_serve.py): `replicas` replicas on the running two-node `cluster`, configured as
-    `settings`, behind Serve's HTTP proxy."""
+    """The app on Ray Serve (app/http/ray_serve.py): `replicas` replicas on the running two-node `cluster`, configured
+    as `settings`, behind Serve's HTTP proxy."""
     cluster.run(replicas, settings_env(settings))
     with httpx.Client(base_url=cluster.url, timeout=60) as client:
         yield client

@@ -1,7 +1,7 @@
 """One series through the per-series detector, as a person reads it: per point, alarm regions, sampling report.
 
 Framework-free: the runtime (app/families/anomaly/context_runtime.py) and the streams route
-(app/api/anomaly_streams.py) both answer with what this module computes from `detector.Scored`.
+(app/http/api/anomaly_streams.py) both answer with what this module computes from `detector.Scored`.
 """
 
 from __future__ import annotations

@@ -1,0 +1,99 @@
+"""Model metadata: what is served, its version, state, inputs and training metrics."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, Field
+
+from app.core.registry import ModelRecord
+from app.families import FAMILIES
+from app.http.api.deps import RegistryDep
+from app.http.api.openapi import error_responses
+from app.manifest import read_manifest
+from app.schemas import Fallback, ModelInfo
+
+router = APIRouter(prefix="/models", tags=["models"])
+NAME_EXAMPLES = {name: {"value": name} for name in FAMILIES}
+
+
+ABSOLUTE_DIRS = re.compile(r"(?<![\w.])/(?:[^\s/]+/)+")  # "/home/ann/data/" in "--data /home/ann/data/mnist.npz"
+
+
+def public_command(command: str) -> str:
+    """The training command as recorded, with the folders of absolute paths hidden (they describe the trainer's
+    machine, not the model): "--data /home/ann/data/mnist.npz" -> "--data .../mnist.npz"."""
+    return ABSOLUTE_DIRS.sub(".../", command)
+
+
+def describe(record: ModelRecord) -> ModelInfo:
+    entry, family = record.entry, FAMILIES.get(record.name)
+    return ModelInfo(
+        name=record.name,
+        state=record.state.value,
+        version=entry.version if entry else None,
+        task=record.task,
+        endpoint=family.endpoint if family else None,
+        message=record.message,
+        install=record.install if record.state.value != "ready" else None,
+        load_seconds=record.load_seconds,
+        input=record.runtime.input_description() if record.runtime else None,
+        metrics=entry.metrics if entry else {},
+        files=entry.files if entry else {},
+        training_command=public_command(entry.command) if entry else None,
+        fallback=fallback(record),
+    )
+
+
+def fallback(record: ModelRecord) -> Fallback | None:
+    """What the model serves instead of the version it should, when a start-up fallback serves (else None)."""
+    if record.state.value != "ready" or not record.fallback or record.entry is None:
+        return None
+    return Fallback(wanted=record.wanted, serving=record.entry.version)
+
+
+@router.get("", response_model=list[ModelInfo], responses=error_responses())
+def list_models(registry: RegistryDep) -> list[ModelInfo]:
+    """Every known model, served or not, with its state."""
+    return [describe(record) for record in registry.records.values()]
+
+
+class VersionInfo(BaseModel):
+    version: str
+    status: str = Field(description="served (the promoted version, or the newest when none is) or candidate")
+    metrics: dict[str, Any] = {}
+    created: str = ""
+    data: str = Field("", description="fingerprint of the training data")
+    training_command: str = ""
+
+
+@router.get(
+    "/{name}/versions", response_model=list[VersionInfo], responses=error_responses("model_not_found", "not_found")
+)
+def list_versions(
+    name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], registry: RegistryDep
+) -> list[VersionInfo]:
+    """Every trained version of the model in the models folder, oldest first: which one is served (promoted) and
+    which are candidates (`deepserve promote NAME VERSION` serves one)."""
+    registry.record(name)  # 404 for an unknown model
+    manifest = read_manifest(registry.settings.models_dir)
+    served = manifest.served().get(name)
+    return [
+        VersionInfo(
+            version=entry.version,
+            status="served" if served and served.version == entry.version else "candidate",
+            metrics=entry.metrics,
+            created=entry.created,
+            data=entry.data,
+            training_command=public_command(entry.command),
+        )
+        for entry in manifest.versions(name)
+    ]
+
+
+@router.get("/{name}", response_model=ModelInfo, responses=error_responses("model_not_found", "not_found"))
+def get_model(name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], registry: RegistryDep) -> ModelInfo:
+    """One model's version, task, input description and training metrics."""
+    return describe(registry.record(name))
