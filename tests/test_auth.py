@@ -562,7 +562,7 @@ def test_html_pages_send_a_csp_deny_framing_and_every_answer_says_nosniff(mode: 
         assert csp["default-src"] == "'none'" and csp["script-src"] == "'self'" and csp["style-src"] == "'self'"
         assert csp["connect-src"] == "'self'" and csp["frame-ancestors"] == "'none'"
         assert csp["img-src"] == "'self' data:" and csp["base-uri"] == "'none'" and csp["form-action"] == "'none'"
-        for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):  # Swagger UI and ReDoc from their CDN, for now
+        for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):  # Swagger UI and ReDoc, their assets served here
             docs = client.get(path)
             csp = policy(docs)
             assert csp["frame-ancestors"] == "'none'" and "'unsafe-inline'" not in csp["script-src"]

@@ -12,14 +12,11 @@ from pathlib import Path
 import pytest
 
 from app.config import Settings
+from tests.support.browser import NEEDS_CHROMIUM, chromium, new_page
 from tests.support.paths import COMMITTED_MODELS, ROOT, without_explanations
 from tests.support.service import serve
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium (apt-get install chromium)"),
-]
+pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 sync_api = pytest.importorskip("playwright.sync_api")
 
 
@@ -31,23 +28,13 @@ def base_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+    with chromium() as browser:
         yield browser
-        browser.close()
-
-
-# Every Content-Security-Policy violation on the page (the browser's own event), for the tests to read.
-RECORD_VIOLATIONS = """window.violations = [];
-document.addEventListener('securitypolicyviolation',
-                          (e) => window.violations.push(`${e.violatedDirective} ${e.blockedURI}`));
-"""
 
 
 def open_playground(browser, base_url: str, **options):
     """The playground in a new page, served with its Content-Security-Policy, violations recorded."""
-    page = browser.new_page(**options)
-    page.add_init_script(RECORD_VIOLATIONS)
+    page = new_page(browser, **options)
     response = page.goto(base_url + "/")
     assert "script-src 'self'" in response.headers["content-security-policy"]
     assert response.headers["x-frame-options"] == "DENY"

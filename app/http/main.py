@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
@@ -22,6 +21,7 @@ from app.families.anomaly.streams import StreamStore
 from app.http.api import (
     admin,
     anomaly_streams,
+    docs,
     explain,
     health,
     metrics,
@@ -70,13 +70,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         streams.close()
         inference.metrics.close()
 
-    docs: dict[str, Any] = {} if settings.docs_enabled else {"docs_url": None, "redoc_url": None, "openapi_url": None}
+    # The docs pages are the service's own (app/http/api/docs.py: their assets served from here, not a CDN).
     app = FastAPI(
         title="DeepServe",
         version="0.1.0",
         description="Trained deep-learning models served over REST.",
         lifespan=lifespan,
-        **docs,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
     app.state.settings = settings
     app.state.registry = registry
@@ -113,6 +115,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ]
     for router in routers:
         app.include_router(router)
+    docs_routes: frozenset[str] = frozenset()
+    if settings.docs_enabled and app.openapi_url:
+        docs_router, docs_paths = docs.router(app.openapi_url, app.title)
+        app.include_router(docs_router)
+        docs_routes = docs_paths | {app.openapi_url}
     app.mount("/static", StaticFiles(directory=playground.STATIC), name="static")  # the playground's script and style
     # Outermost last: security headers -> request log -> CORS -> API key and role -> rate limit -> body size ->
     # fast lane (the common image requests, app/http/middleware/fast_lane.py) -> routes. Each refusal comes before the
@@ -126,8 +133,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         timeout=settings.body_timeout_seconds,
         limiter=app.state.limiter,
     )
-    docs_paths = (app.openapi_url, app.docs_url, app.swagger_ui_oauth2_redirect_url, app.redoc_url)
-    docs_routes = frozenset(path for path in docs_paths if path and settings.docs_enabled)
     if settings.rate_limit_per_second > 0:
         per_second, burst = settings.rate_limit_per_second / workers, share(settings.rate_limit_burst, workers)
         limiter = TokenBucketLimiter(per_second, burst)
