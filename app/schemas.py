@@ -73,6 +73,7 @@ class ModelInfo(BaseModel):
     files: dict[str, str] = {}
     training_command: str | None = None
     fallback: Fallback | None = None
+    default: bool = Field(False, description="this model answers its task's route when a request names no model")
 
 
 class Health(BaseModel):

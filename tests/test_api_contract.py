@@ -24,6 +24,7 @@ def test_models_lists_digit_with_training_metrics(client) -> None:
     assert digit["state"] == "ready" and digit["version"] == "1" and digit["task"] == "image-classification/digit"
     assert digit["metrics"]["parameters"] == 93322 and 0 <= digit["metrics"]["test_accuracy"] <= 1
     assert "train_digit" in digit["training_command"]
+    assert digit["default"] is True  # it answers /predict/digit without ?model=
     one = client.get("/models/digit").json()
     assert one.pop("load_seconds") > 0 and digit.pop("load_seconds") > 0  # per process: replicas differ (Ray)
     assert one == digit

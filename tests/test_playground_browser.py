@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from app.config import Settings
@@ -173,3 +174,70 @@ def test_keyboard_reaches_every_control_and_the_page_fits_a_phone(browser, base_
     for control in ("photo-model", "review-text", "review-model", "series-text"):
         assert page.locator(f"label[for={control}]").count() == 1
     page.close()
+
+
+def test_the_page_opens_on_the_apis_default_models_and_its_limits_come_from_their_metadata(page, base_url: str) -> None:
+    models = {m["name"]: m for m in httpx.get(base_url + "/models").json()}
+    default = next(m for m in models.values() if m["task"] == "text-classification/sentiment" and m["default"])
+    assert default["name"] == "minilm"  # the committed models' default, for the rest of this test to mean something
+    sync_api.expect(page.locator("#review-model")).to_have_value("minilm", timeout=10_000)
+    installed = [m["name"] for m in models.values() if m["task"] == default["task"] and m["state"] == "ready"]
+    all_option = page.locator("#review-model option[value=all]")
+    assert "distilbert" not in all_option.inner_text() and all(name in all_option.inner_text() for name in installed)
+    page.select_option("#review-model", "all")  # every installed model answers, none "not installed"
+    page.click("#review-go")
+    sync_api.expect(page.locator("#review-results .words")).to_have_count(len(installed), timeout=20_000)
+    assert page.locator("#review-results .error").count() == 0
+    detector = next(m for m in models.values() if m["task"] == "anomaly-detection/timeseries" and m["default"])
+    sync_api.expect(page.locator("#series-min")).to_have_text(str(detector["input"]["min_points"]))
+    icon = page.locator("link[rel=icon]").get_attribute("href")
+    assert httpx.get(base_url + icon).status_code == 200
+
+
+def test_result_pictures_are_not_black_boxes_before_an_answer(page) -> None:
+    for canvas in ("#digit-input", "#digit-heat"):
+        colour = page.evaluate(f"getComputedStyle(document.querySelector('{canvas}')).backgroundColor")
+        assert colour not in ("rgb(0, 0, 0)", "rgba(0, 0, 0, 0)"), colour
+
+
+DARK = """(s) => {
+    const c = document.querySelector(s);
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let n = 0;
+    for (let i = 0; i < d.length; i += 4) if (d[i] + d[i + 1] + d[i + 2] < 300) n++;
+    return n;
+}"""
+
+
+def test_every_panel_clears_its_old_answer_on_a_new_request_or_an_error(page) -> None:
+    box = page.locator("#pad").bounding_box()  # a stroke on the pad, then a digit uploaded: the drawing goes
+    page.mouse.move(box["x"] + 140, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 140, box["y"] + 240, steps=10)
+    page.mouse.up()
+    sync_api.expect(page.locator("#digit-answer")).not_to_have_text("–", timeout=10_000)
+    page.set_input_files("#digit-file", str(ROOT / "examples" / "digit.png"))
+    page.wait_for_function("() => document.querySelector('#pad').getContext('2d')"
+                           ".getImageData(140, 140, 1, 1).data[0] === 255")
+    assert page.evaluate(DARK, "#pad") == 0
+    sync_api.expect(page.locator("#digit-probs li")).to_have_count(10, timeout=10_000)
+    page.set_input_files("#digit-file", files=[{"name": "x.png", "mimeType": "image/png", "buffer": b"not a png"}])
+    sync_api.expect(page.locator("#digit-error")).not_to_be_empty(timeout=10_000)
+    sync_api.expect(page.locator("#digit-answer")).to_have_text("–")
+    assert page.locator("#digit-probs li").count() == 0 and painted_pixels(page, "#digit-input") == 0
+
+    page.select_option("#photo-model", "fashion")
+    page.set_input_files("#photo-file", str(ROOT / "examples" / "ankle_boot.jpg"))
+    sync_api.expect(page.locator("#photo-answer")).to_have_text("Ankle boot", timeout=10_000)
+    page.select_option("#photo-model", "image")  # not installed here: no label from the other model stays
+    sync_api.expect(page.locator("#photo-install")).to_be_visible(timeout=10_000)
+    sync_api.expect(page.locator("#photo-answer")).to_have_text("–")
+    assert page.locator("#photo-topk li").count() == 0 and page.locator("#photo-overlay").is_hidden()
+
+    page.click("#series-example")
+    sync_api.expect(page.locator("#series-summary")).not_to_be_empty(timeout=30_000)
+    page.fill("#series-text", "1\n2\n3")
+    page.click("#series-go")
+    sync_api.expect(page.locator("#series-error")).not_to_be_empty(timeout=10_000)
+    assert page.locator("#series-summary").inner_text() == ""
+    assert page.locator("#series-chart > *").count() == 0

@@ -413,11 +413,15 @@ class ModelRegistry:
                     {"model": requested, "task": found, "models": names},
                 )
             return self.runtime(requested, cls)
+        return self.runtime(self.default(task), cls)
+
+    def default(self, task: str) -> str:
+        """The model that answers `task` when a request names none (see for_task; /models marks it)."""
         names = [n for n, f in FAMILIES.items() if f.task == task and n in self.records]
         trained = [n for n in names if not self._random(self.records[n])] or names
         ready = [n for n in trained if self.records[n].state is State.READY]
         configured = [n for n in trained if self.records[n].state is not State.NOT_INSTALLED]
-        return self.runtime((ready or configured or trained)[0], cls)
+        return (ready or configured or trained)[0]
 
     @staticmethod
     def _random(record: ModelRecord) -> bool:

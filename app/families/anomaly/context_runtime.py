@@ -95,5 +95,6 @@ class NearestContextRuntime(Runtime[AnomalyRequest, SeriesInput, SeriesOutput]):
             f"(causal; {series.min_length(False, self.config)} non-causal)",
             "timestamps": "optional ISO 8601 strings, strictly increasing, one per value (gaps are reported)",
             "sensitivity": "0 to 1, 0.5 by default",
+            "min_points": series.min_length(True, self.config),  # the default (causal) mode's minimum
             "detector": asdict(self.config),
         }

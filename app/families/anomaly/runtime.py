@@ -94,5 +94,6 @@ class AnomalyRuntime(Runtime[AnomalyRequest, np.ndarray, SeriesScores]):
             f"{self.config.get('sampling_seconds', '?')} s like the training series",
             "timestamps": "optional ISO 8601 strings, one per value",
             "window": self.window,
+            "min_points": self.window,
             "threshold_rule": self.config.get("threshold_rule"),
         }

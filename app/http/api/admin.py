@@ -42,7 +42,7 @@ async def reload_model(
     several worker processes, all of them load it and then swap, or none does (app/core/reloads.py)."""
     if version is not None and not force:
         await asyncio.to_thread(refuse, registry.settings.models_dir, name, version)  # reads the models folder
-    return describe(await reloader.reload(name, version))
+    return describe(await reloader.reload(name, version), registry)
 
 
 def refuse(models_dir: Path, name: str, version: str) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
-from app.core.registry import ModelRecord
+from app.core.registry import ModelRecord, ModelRegistry
 from app.families import FAMILIES
 from app.http.api.deps import RegistryDep
 from app.http.api.openapi import error_responses
@@ -28,7 +28,7 @@ def public_command(command: str) -> str:
     return ABSOLUTE_DIRS.sub(".../", command)
 
 
-def describe(record: ModelRecord) -> ModelInfo:
+def describe(record: ModelRecord, registry: ModelRegistry) -> ModelInfo:
     entry, family = record.entry, FAMILIES.get(record.name)
     return ModelInfo(
         name=record.name,
@@ -44,6 +44,7 @@ def describe(record: ModelRecord) -> ModelInfo:
         files=entry.files if entry else {},
         training_command=public_command(entry.command) if entry else None,
         fallback=fallback(record),
+        default=family is not None and registry.default(family.task) == record.name,
     )
 
 
@@ -57,7 +58,7 @@ def fallback(record: ModelRecord) -> Fallback | None:
 @router.get("", response_model=list[ModelInfo], responses=error_responses())
 def list_models(registry: RegistryDep) -> list[ModelInfo]:
     """Every known model, served or not, with its state."""
-    return [describe(record) for record in registry.records.values()]
+    return [describe(record, registry) for record in registry.records.values()]
 
 
 class VersionInfo(BaseModel):
@@ -96,4 +97,4 @@ def list_versions(
 @router.get("/{name}", response_model=ModelInfo, responses=error_responses("model_not_found", "not_found"))
 def get_model(name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], registry: RegistryDep) -> ModelInfo:
     """One model's version, task, input description and training metrics."""
-    return describe(registry.record(name))
+    return describe(registry.record(name), registry)

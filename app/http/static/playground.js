@@ -85,9 +85,16 @@ pad.addEventListener("pointermove", (e) => {
 const stop = () => { if (drawing) { drawing = false; explainDigit(); } };
 pad.addEventListener("pointerup", stop);
 pad.addEventListener("pointercancel", stop);
+function blank(canvas) {
+  canvas.getContext("2d").clearRect(0, 0, canvas.width, canvas.height);
+  delete canvas.dataset.painted;
+}
+function clearDigitAnswer() {
+  $("digit-answer").textContent = "–"; $("digit-confidence").textContent = "";
+  $("digit-probs").replaceChildren(); blank($("digit-input")); blank($("digit-heat"));
+}
 $("clear").addEventListener("click", () => {
-  clearPad(); inked = false; $("digit-answer").textContent = "–"; $("digit-confidence").textContent = "";
-  $("digit-probs").replaceChildren(); $("digit-error").textContent = "";
+  clearPad(); inked = false; clearDigitAnswer(); $("digit-error").textContent = "";
 });
 
 async function sendDigit(blob) {
@@ -103,6 +110,7 @@ async function sendDigit(blob) {
     paintGrid($("digit-heat"), body.heatmap_input, heatColour);
     $("digit-method").textContent = METHODS[body.method] || body.method;
   } catch (error) {
+    clearDigitAnswer();  // no answer from before stays next to the error
     $("digit-error").textContent = error.message;
   }
 }
@@ -116,7 +124,12 @@ function explainDigit() {
     if (again) { again = false; explainDigit(); }
   }, "image/png");
 }
-$("digit-file").addEventListener("change", (e) => { if (e.target.files[0]) sendDigit(e.target.files[0]); });
+$("digit-file").addEventListener("change", (e) => {
+  if (!e.target.files[0]) return;
+  clearPad(); inked = false;  // the answer is the uploaded image's, not the drawing's
+  sendDigit(e.target.files[0]);
+  e.target.value = "";  // choosing the same file again is a change too
+});
 $("digit-curl").textContent = `curl -s -F file=@digit.png ${HOST}/explain/digit`;
 
 // ---- Photo -------------------------------------------------------------------------------------------------
@@ -124,6 +137,7 @@ async function sendPhoto(file) {
   const model = $("photo-model").value;
   $("photo-curl").textContent = `curl -s -F file=@${file.name || "photo.jpg"} '${HOST}/explain/image?model=${model}'`;
   $("photo-error").textContent = ""; $("photo-install").hidden = true; $("photo-note").textContent = "";
+  $("photo-answer").textContent = "–"; $("photo-topk").replaceChildren(); $("photo-overlay").hidden = true;
   const form = () => { const f = new FormData(); f.append("file", file, file.name || "photo.jpg"); return f; };
   let body;
   try {
@@ -195,7 +209,7 @@ function highlighted(text, words) {
 async function explainReview() {
   const text = $("review-text").value;
   const choice = $("review-model").value;
-  const models = choice === "both" ? sentimentModels : [choice];
+  const models = choice === "all" ? installedSentiment : [choice];
   $("review-error").textContent = "";
   $("review-curl").textContent = models.map((m) => `curl -s -H 'content-type: application/json' -d '${
     JSON.stringify({ text, model: m }).replace(/'/g, "'\\''")}' ${HOST}/explain/sentiment`).join("\n");
@@ -271,7 +285,7 @@ function drawSeries(values, body) {
   });
 }
 async function scoreSeries() {
-  $("series-error").textContent = "";
+  $("series-error").textContent = ""; $("series-summary").textContent = ""; $("series-chart").replaceChildren();
   const series = parseSeries($("series-text").value);
   const payload = JSON.stringify(series);
   $("series-curl").textContent = `curl -s -H 'content-type: application/json' -d @series.json ${HOST}/predict/anomaly
@@ -294,30 +308,34 @@ $("series-file").addEventListener("change", async (e) => {
 });
 $("series-go").addEventListener("click", scoreSeries);
 
-// ---- Model lists from the service: every sentiment and image model it knows (a new family appears by itself) ----
-let sentimentModels = ["lstm", "distilbert"];
-function fill(select, names, extra, preferred) {
+// ---- From the service's metadata (GET /models): every model of each task (a new family appears by itself), the
+// API's default chosen first (else the first ready one), "all" = the installed ones, the series' minimum length ----
+let installedSentiment = ["minilm", "lstm"];
+function fill(select, names, preferred, all) {
   const chosen = select.dataset.touched ? select.value : preferred;
-  select.replaceChildren(...names.concat(extra || []).map((name) => {
+  const options = names.map((name) => [name, name]);
+  if (all) options.push(["all", `all (${all.join(" + ")})`]);
+  select.replaceChildren(...options.map(([value, text]) => {
     const option = document.createElement("option");
-    option.value = name;
-    option.textContent = name === "both" ? `all (${names.join(" + ")})` : name;
+    option.value = value;
+    option.textContent = text;
     return option;
   }));
-  if (names.concat(extra || []).includes(chosen)) select.value = chosen;
+  if (options.some(([value]) => value === chosen)) select.value = chosen;
 }
 for (const id of ["review-model", "photo-model"]) {
   $(id).addEventListener("change", (e) => { e.target.dataset.touched = "1"; });
 }
-const firstReady = (models, names) => names.find((n) => models.some((m) => m.name === n && m.state === "ready"));
 call("/models").then((models) => {
-  const of = (task) => models.filter((m) => m.task === task).map((m) => m.name);
+  const ready = (m) => m.state === "ready";
+  const of = (task) => models.filter((m) => m.task === task);
+  const first = (list) => (list.find((m) => m.default && ready(m)) || list.find(ready) || list[0] || {}).name;
   const sentiment = of("text-classification/sentiment"), images = of("image-classification");
   if (sentiment.length) {
-    sentimentModels = sentiment;
-    fill($("review-model"), sentiment, ["both"], firstReady(models, sentiment));
+    installedSentiment = sentiment.filter(ready).map((m) => m.name);
+    fill($("review-model"), sentiment.map((m) => m.name), first(sentiment), installedSentiment);
   }
-  if (images.length) {
-    fill($("photo-model"), images, [], firstReady(models, images));
-  }
+  if (images.length) fill($("photo-model"), images.map((m) => m.name), first(images));
+  const detector = of("anomaly-detection/timeseries").find((m) => m.default);
+  if (detector && detector.input && detector.input.min_points) $("series-min").textContent = detector.input.min_points;
 }).catch(() => {});  // the built-in choices stay
