@@ -5,6 +5,7 @@
     deepserve models                                  every artifact: served, candidate, headline metric
     deepserve promote digit 2 [--force] [--url URL]   serve version 2 (refused if worse), reload a running service
     deepserve predict digit examples/digit.png        call a running service (text for sentiment, a file else)
+    deepserve predict sentiment "Not bad at all."     a task's name: its default model
 
 Built on click (already installed with uvicorn). Training runs in its own process (`python -m training...`), so
 the service's package never imports training code, and a missing extra is one line saying which to install.
@@ -88,12 +89,23 @@ def metrics_folder() -> Iterator[None]:
         yield
 
 
-@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-@click.argument("family", type=click.Choice(sorted(n for n, f in FAMILIES.items() if f.trainer)))
+TRAINABLE = sorted(n for n, f in FAMILIES.items() if f.trainer)
+
+
+# No --help of its own: `deepserve train digit --help` is the script's (its flags and defaults); `deepserve train`
+# and `deepserve train --help` are this one's.
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.argument("family", required=False, metavar=f"{{{'|'.join(TRAINABLE)}}}")
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-def train(family: str, args: tuple[str, ...]) -> None:
+@click.pass_context
+def train(ctx: click.Context, family: str | None, args: tuple[str, ...]) -> None:
     """Train FAMILY; ARGS go to its script (`deepserve train digit --help` lists them). The run is a candidate
     unless it is the model's first: `deepserve promote` serves it."""
+    if family in (None, "-h", "--help"):
+        click.echo(ctx.get_help())
+        return
+    if family not in TRAINABLE:
+        raise click.BadParameter(f"unknown family '{family}'; use one of: {', '.join(TRAINABLE)}", param_hint="FAMILY")
     spec = FAMILIES[family]
     missing = [m for m in EXTRA_MODULES.get(spec.extra, []) if importlib.util.find_spec(m) is None]
     if missing:
@@ -185,30 +197,81 @@ def service_steps(
     return load, undo
 
 
+# `deepserve predict NAME`: a task's name asks for its default model, a model's name for that model.
+SENTIMENT, ANOMALY = "text-classification/sentiment", "anomaly-detection/timeseries"
+DETECTORS = {"anomaly": None, "nearest_context": "nearest_context", "autoencoder": "autoencoder"}  # name -> method
+
+
+def predict_names() -> list[str]:
+    images = [n for n, f in FAMILIES.items() if f.task.startswith("image-classification")]
+    texts = [n for n, f in FAMILIES.items() if f.task == SENTIMENT]
+    return [*images, "sentiment", *texts, *DETECTORS]
+
+
 @main.command()
-@click.argument("name")
+@click.argument("name", metavar="NAME")
 @click.argument("input")
 @URL
 @API_KEY
 def predict(name: str, input: str, url: str, api_key: str | None) -> None:
-    """Ask the running service: INPUT is text for a sentiment model, an image file for an image model, and a file
-    of numbers (one per line, or a JSON list) for the anomaly model."""
+    """Ask the running service. NAME is a task (sentiment, anomaly: its default model) or a model (digit, fashion,
+    image, minilm, lstm, distilbert, nearest_context, autoencoder). INPUT is the text for sentiment, an image file for
+    an image model, and for anomaly a file: JSON (a list of numbers, or a request like examples/series.json), or one
+    value (or `timestamp,value`) per line."""
     family = FAMILIES.get(name)
-    task = family.task if family else ""
-    if not task.startswith("text-classification") and not Path(input).is_file():
-        raise click.ClickException(f"no such file: {input}")
-    if task.startswith("text-classification"):
-        body = call(f"{url}/predict/sentiment", json.dumps({"text": input, "model": name}).encode(), None, api_key)
-    elif task.startswith("anomaly"):
-        text = Path(input).read_text()
-        values = json.loads(text) if text.lstrip().startswith("[") else [float(v) for v in text.split()]
-        request = {"values": values, "method": "nearest_context" if name == "nearest_context" else "autoencoder"}
+    if name == "sentiment" or (family and family.task == SENTIMENT):
+        text = {"text": input} | ({} if name == "sentiment" else {"model": name})
+        body = call(f"{url}/predict/sentiment", json.dumps(text).encode(), None, api_key)
+    elif name in DETECTORS:
+        method = DETECTORS[name]
+        request = series_request(existing(input)) | ({"method": method} if method else {})
         body = call(f"{url}/predict/anomaly", json.dumps(request).encode(), None, api_key)
-    else:
+    elif family and family.task.startswith("image-classification"):
         media = mimetypes.guess_type(input)[0] or "application/octet-stream"
         route = "/predict/digit" if name == "digit" else f"/predict/image?model={name}"
-        body = call(url + route, Path(input).read_bytes(), media, api_key)
+        body = call(url + route, existing(input).read_bytes(), media, api_key)
+    else:
+        raise click.BadParameter(f"unknown name '{name}'; use one of: {', '.join(predict_names())}", param_hint="NAME")
     click.echo(json.dumps(body, indent=2))
+
+
+def existing(input: str) -> Path:
+    if not Path(input).is_file():
+        raise click.BadParameter(f"no such file: {input}", param_hint="INPUT")
+    return Path(input)
+
+
+def series_request(path: Path) -> dict[str, Any]:
+    """The /predict/anomaly request a series file holds: a JSON request (`{"values": [...], "timestamps": ...}`), a
+    JSON list of numbers, or lines of `value` or `timestamp,value` (a header line is skipped)."""
+    text = path.read_text()
+    if text.lstrip().startswith(("[", "{")):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise click.BadParameter(f"{path}: not valid JSON ({exc})", param_hint="INPUT") from exc
+        if isinstance(data, dict) and "values" in data:
+            return data
+        if isinstance(data, list):
+            return {"values": data}
+        raise click.BadParameter(
+            f"{path}: JSON must be a list of numbers or an object with 'values'", param_hint="INPUT"
+        )
+    values, timestamps = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        cells = [c.strip() for c in line.split(",") if c.strip()]
+        if not cells:
+            continue
+        try:
+            values.append(float(cells[-1]))
+        except ValueError as exc:
+            if values:  # only the first line may be a header
+                message = f"{path}, line {number}: not a number: {cells[-1]!r}"
+                raise click.BadParameter(message, param_hint="INPUT") from exc
+            continue
+        if len(cells) > 1:
+            timestamps.append(cells[0])
+    return {"values": values} | ({"timestamps": timestamps} if timestamps and len(timestamps) == len(values) else {})
 
 
 def call(url: str, data: bytes, content_type: str | None, api_key: str | None) -> dict:

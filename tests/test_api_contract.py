@@ -149,3 +149,13 @@ def test_openapi_documents_the_routes(client) -> None:
 def test_models_metadata_shows_no_absolute_paths(client, trained_models_dir) -> None:
     text = client.get("/models").text
     assert "train_digit" in text and "/tmp/" not in text and str(trained_models_dir) not in text
+
+
+def test_a_model_named_in_the_route_gets_a_404_pointing_to_its_route(client) -> None:
+    error = assert_error(client.post("/predict/fashion", content=PNG), 404, "not_found")
+    assert error["detail"]["route"] == "POST /predict/image?model=fashion"
+    assert "/predict/image?model=fashion" in error["message"]
+    error = assert_error(client.post("/predict/lstm", json={"text": "fine"}), 404, "not_found")
+    assert '"model": "lstm"' in error["message"]
+    error = assert_error(client.post("/predict/resnet"), 404, "not_found")  # no such model: the routes there are
+    assert error["detail"]["routes"] == ["/predict/anomaly", "/predict/digit", "/predict/image", "/predict/sentiment"]

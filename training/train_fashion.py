@@ -16,6 +16,7 @@ from pathlib import Path
 
 from app.families.fashion.preprocess import CLASSES, SIZE, to_input
 from training.common import artifacts, cli, mnist_training, plots
+from training.common.downloads import downloading
 from training.common.explain_export import export_explain
 from training.common.export import export_onnx, verify_classifier
 from training.common.mnist_data import load_mnist
@@ -37,7 +38,8 @@ def load_fashion(data: str | None):
     if data is None:
         import keras
 
-        return keras.datasets.fashion_mnist.load_data()
+        with downloading("Fashion-MNIST", "--data path/to/folder (its 4 IDX .gz files) or a .npz"):
+            return keras.datasets.fashion_mnist.load_data()
     return load_mnist(data)
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from training.common import artifacts, cli, keras_fit
+from training.common.downloads import downloading
 from training.common.explain_export import export_explain
 from training.common.export import export_onnx, verify_classifier
 from training.common.image_folder import load_image_folder, load_images
@@ -51,9 +52,10 @@ def build_base(weights: str, image_size: int, alpha: float):
 
     shape = (image_size, image_size, 3)
     if weights in ("imagenet", "none"):
-        return keras.applications.MobileNetV2(
-            input_shape=shape, alpha=alpha, include_top=False, weights=None if weights == "none" else "imagenet"
-        )
+        with downloading("MobileNetV2's ImageNet weights", "--weights PATH.weights.h5 (or none)"):
+            return keras.applications.MobileNetV2(
+                input_shape=shape, alpha=alpha, include_top=False, weights=None if weights == "none" else "imagenet"
+            )
     path = Path(weights).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"--weights {weights}: no such file (run python -m training.mobilenet_tflite_import)")

@@ -13,6 +13,8 @@ import json
 import tarfile
 from pathlib import Path
 
+from training.common.downloads import downloading
+
 URL = "https://ai.stanford.edu/~amaas/data/sentiment/aclImdb_v1.tar.gz"
 
 Split = tuple[list[str], list[int]]
@@ -49,7 +51,8 @@ def _unpack(archive: Path) -> Path:
 def download() -> Path:
     import keras
 
-    archive = Path(keras.utils.get_file("aclImdb_v1.tar.gz", URL))
+    with downloading("the IMDb reviews", "--data path/to/aclImdb (or its .tar.gz)"):
+        archive = Path(keras.utils.get_file("aclImdb_v1.tar.gz", URL))
     return _unpack(archive)
 
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.common.downloads import downloading
+
 IDX_FILES = {
     "x_train": "train-images-idx3-ubyte.gz",
     "y_train": "train-labels-idx1-ubyte.gz",
@@ -42,7 +44,8 @@ def load_mnist(data: str | Path | None = None) -> tuple[Split, Split]:
     if data is None:
         import keras
 
-        return keras.datasets.mnist.load_data()
+        with downloading("MNIST", "--data path/to/mnist.npz (or a folder with the IDX .gz files)"):
+            return keras.datasets.mnist.load_data()
     path = Path(data)
     if path.is_dir() and (path / "mnist.npz").exists():
         path = path / "mnist.npz"

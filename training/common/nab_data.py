@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from training.common.downloads import downloading
+
 NAB_RAW_URL = "https://raw.githubusercontent.com/numenta/NAB/master"
 WINDOWS_FILE = "labels/combined_windows.json"
 DEFAULT_SERIES = "realKnownCause/nyc_taxi.csv"
@@ -27,7 +29,11 @@ def _download(relative: str, cache_dir: Path | None = None) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         # Write to a temporary name first so an interrupted download never leaves a truncated file in the cache.
         partial = target.with_name(target.name + ".part")
-        with urllib.request.urlopen(f"{NAB_RAW_URL}/{relative}", timeout=60) as response, open(partial, "wb") as f:
+        with (
+            downloading(f"NAB's {relative}", "--data path/to/NAB (its data/ and labels/) or one CSV"),
+            urllib.request.urlopen(f"{NAB_RAW_URL}/{relative}", timeout=60) as response,
+            open(partial, "wb") as f,
+        ):
             f.write(response.read())
         os.replace(partial, target)
     return target

@@ -12,6 +12,8 @@ import csv
 import zipfile
 from pathlib import Path
 
+from training.common.downloads import downloading
+
 URL = "https://dl.fbaipublicfiles.com/glue/data/SST-2.zip"
 
 Split = tuple[list[str], list[int]]
@@ -29,7 +31,8 @@ def read_tsv(path: Path) -> Split:
 def download() -> Path:
     import keras
 
-    return unpack(Path(keras.utils.get_file("SST-2.zip", URL)))
+    with downloading("SST-2", "--sst2 path/to/SST-2 (train.tsv, validation.tsv)"):
+        return unpack(Path(keras.utils.get_file("SST-2.zip", URL)))
 
 
 def unpack(archive: Path) -> Path:

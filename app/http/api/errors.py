@@ -28,6 +28,7 @@ from app.errors import (
     echo,
     error_body,
 )
+from app.families import FAMILIES
 
 # Starlette/FastAPI raise HTTPException with these statuses; each becomes one documented type.
 HTTP_KINDS: dict[int, type[ServeError]] = {
@@ -106,7 +107,29 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(http_error(exc), request.url.path)
+    error = http_error(exc)
+    if exc.status_code == 404 and request.url.path.startswith(PREDICT_PREFIX):
+        error = wrong_predict_route(request.url.path) or error
+    return error_response(error, request.url.path)
+
+
+PREDICT_PREFIX = "/predict/"
+# Each task's route ("POST /predict/image?model=fashion" -> /predict/image).
+PREDICT_ROUTES = sorted({family.endpoint.split(",")[0].split()[1].split("?")[0] for family in FAMILIES.values()})
+
+
+def wrong_predict_route(path: str) -> NotFound | None:
+    """A 404 that points to the right route when a request names a model (or family) in the route itself, as in
+    POST /predict/fashion: each task has one route, and the model is chosen in the request."""
+    name = path.removeprefix(PREDICT_PREFIX).strip("/").lower()
+    family = FAMILIES.get(name)
+    routes = PREDICT_ROUTES
+    if family is not None:
+        message = f"No route {path}: model '{name}' answers at {family.endpoint.split(',')[0]}."
+        return NotFound(message, {"model": name, "route": family.endpoint.split(",")[0], "routes": routes})
+    if "/" not in name:
+        return NotFound(f"No route {echo(path)}: the prediction routes are {', '.join(routes)}.", {"routes": routes})
+    return None
 
 
 def http_error(exc: StarletteHTTPException) -> ServeError:
