@@ -31,6 +31,7 @@ import click
 
 from app.core.promotion import LoadRefused, PromotionFailed, PromotionRefused, headline, metric, promote
 from app.families import FAMILIES
+from app.families.tasks import IMAGE, SENTIMENT, TASKS
 from app.manifest import ManifestEntry, read_manifest
 
 EXTRA_MODULES = {"train": ["tensorflow", "tf2onnx", "matplotlib"], "distilbert": ["torch", "transformers"]}
@@ -194,20 +195,23 @@ def predict(name: str, input: str, url: str, api_key: str | None) -> None:
     """Ask the running service: INPUT is text for a sentiment model, an image file for an image model, and a file
     of numbers (one per line, or a JSON list) for the anomaly model."""
     family = FAMILIES.get(name)
-    task = family.task if family else ""
-    if not task.startswith("text-classification") and not Path(input).is_file():
+    task = TASKS[family.task] if family else IMAGE  # an unknown name: the service says so (404)
+    if task is not SENTIMENT and not Path(input).is_file():
         raise click.ClickException(f"no such file: {input}")
-    if task.startswith("text-classification"):
-        body = call(f"{url}/predict/sentiment", json.dumps({"text": input, "model": name}).encode(), None, api_key)
-    elif task.startswith("anomaly"):
-        text = Path(input).read_text()
-        values = json.loads(text) if text.lstrip().startswith("[") else [float(v) for v in text.split()]
-        request = {"values": values, "method": "nearest_context" if name == "nearest_context" else "autoencoder"}
-        body = call(f"{url}/predict/anomaly", json.dumps(request).encode(), None, api_key)
-    else:
+    choice = task.choose(name)  # {"model": name}, {"method": ...} or nothing: what asks the task for this model
+    if task.request is None:  # an uploaded image
         media = mimetypes.guess_type(input)[0] or "application/octet-stream"
-        route = "/predict/digit" if name == "digit" else f"/predict/image?model={name}"
-        body = call(url + route, Path(input).read_bytes(), media, api_key)
+        route = f"{url}{task.path}" + (f"?{urlencode(choice)}" if choice else "")
+        body = call(route, Path(input).read_bytes(), media, api_key)
+    else:
+        if task is SENTIMENT:
+            request: dict[str, Any] = {"text": input}
+        else:
+            text = Path(input).read_text()
+            request = {
+                "values": json.loads(text) if text.lstrip().startswith("[") else [float(v) for v in text.split()]
+            }
+        body = call(f"{url}{task.path}", json.dumps({**request, **choice}).encode(), None, api_key)
     click.echo(json.dumps(body, indent=2))
 
 

@@ -42,7 +42,9 @@ from app.errors import (
     echo,
 )
 from app.families import FAMILIES, open_runtime
+from app.families.family import Task
 from app.families.runtime import Runtime
+from app.families.tasks import models
 from app.manifest import ENTRY_FILE, PROMOTED_FILE, Manifest, ManifestEntry, read_manifest, version_key
 
 log = logging.getLogger("deepserve.registry")
@@ -394,30 +396,27 @@ class ModelRegistry:
             raise ModelNotFound(f"Unknown model '{echo(name)}'.", {"known": sorted(self.records)})
         return self.records[name]
 
-    @overload
-    def for_task(self, task: str, requested: str | None = None) -> Runtime: ...
-    @overload
-    def for_task(self, task: str, requested: str | None, cls: type[R]) -> R: ...
-
-    def for_task(self, task: str, requested: str | None = None, cls: type[Runtime] = Runtime) -> Runtime:
-        """The runtime that answers `task`: the model the request names (404 if unknown, 422 if it does another
-        task), else the task's default: its first registered family (app/families) that is ready and trained.
-        Every family of a task is served by a runtime of class `cls` (TypeError otherwise: a wrong registration).
-        With none ready, the error of the first one configured to serve (or of the first family) says why."""
+    def for_task(self, task: Task[R], choice: str | None = None) -> R:
+        """The runtime that answers `task` for a request whose selector (`?model=`, the body's `model` or `method`)
+        is `choice`: the model it names (404 if unknown, 422 if it does another task), else the task's default model,
+        else its first registered family (app/families) that is ready and trained. Every family of a task is served
+        by a `task.runtime` (app/families/tasks.py checks it at import). With none ready, the error of the first one
+        configured to serve (or of the first family) says why."""
+        requested = task.model_for(choice)
         if requested is not None:
             found = self.record(requested).task
-            if found != task:
-                names = sorted(n for n, f in FAMILIES.items() if f.task == task)
+            if found != task.name:
+                names = sorted(models(task))
                 raise InvalidInput(
-                    f"Model '{echo(requested)}' does not do {task}; use one of {', '.join(names)}.",
+                    f"Model '{echo(requested)}' does not do {task.name}; use one of {', '.join(names)}.",
                     {"model": requested, "task": found, "models": names},
                 )
-            return self.runtime(requested, cls)
-        names = [n for n, f in FAMILIES.items() if f.task == task and n in self.records]
+            return self.runtime(requested, task.runtime)
+        names = [n for n in models(task) if n in self.records]
         trained = [n for n in names if not self._random(self.records[n])] or names
         ready = [n for n in trained if self.records[n].state is State.READY]
         configured = [n for n in trained if self.records[n].state is not State.NOT_INSTALLED]
-        return self.runtime((ready or configured or trained)[0], cls)
+        return self.runtime((ready or configured or trained)[0], task.runtime)
 
     @staticmethod
     def _random(record: ModelRecord) -> bool:

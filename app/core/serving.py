@@ -11,6 +11,7 @@ from app.config import Settings
 from app.core.inference import Inference
 from app.core.limiter import ConcurrencyLimiter
 from app.core.registry import ModelRegistry
+from app.families.family import R, Task
 
 
 @dataclass(frozen=True)
@@ -19,3 +20,8 @@ class Serving:
     settings: Settings
     limiter: ConcurrencyLimiter
     inference: Inference
+
+    async def runtime(self, task: Task[R], choice: str | None = None, version: str | None = None) -> R:
+        """The runtime answering `task` for a request whose selector is `choice` (registry.for_task), at `version`
+        when the request pins one (X-Model-Version: loaded on first use)."""
+        return await self.registry.pin(self.registry.for_task(task, choice), version)

@@ -20,16 +20,26 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.families.runtime import Runtime
 from app.families.sentiment import SentimentResult, SentimentRuntime
-from app.schemas import ModelRef
+from app.schemas import ModelRef, RequestBody
 
 WORD = re.compile(r"[\w'\u2019]+")
 MAX_CHARS = 1000  # characters per explained text
 MAX_OCCLUSIONS = 63  # texts left out per explanation: with the whole text, at most 64 model inputs
 CALL_INPUTS = 8  # texts per model call: a client that leaves stops its explanation within one call of 8
+
+
+class ExplainTextRequest(RequestBody):  # POST /explain/sentiment's body
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(
+        description="One text; each word is left out in turn (past 63 words, runs of words: at most 64 model inputs).",
+        examples=["Not bad at all."],
+    )
+    model: str | None = Field(None, description="A sentiment model (lstm, distilbert, ...); default as for predict.")
 
 
 class WordAttribution(BaseModel):

@@ -21,6 +21,7 @@ from app.families.digit.runtime import DigitOutput, DigitRuntime
 from app.families.images import ClassOutput, ImageClassifier
 from app.families.runtime import Runtime
 from app.families.sentiment import SentimentRequest, SentimentResult, SentimentRuntime, validate_texts
+from app.families.tasks import ANOMALY
 from app.oip.schemas import TensorMetadata
 from app.oip.tensors import Tensor, summary
 
@@ -161,14 +162,15 @@ class SentimentAdapter(Adapter):
         ]
 
 
-def series_request(inputs: dict[str, Tensor], method: str) -> AnomalyRequest:
-    """The one `values` tensor (FP32 or FP64, shape [n] or [1, n]) as the request POST /predict/anomaly takes."""
+def series_request(inputs: dict[str, Tensor], runtime: Runtime) -> AnomalyRequest:
+    """The one `values` tensor (FP32 or FP64, shape [n] or [1, n]) as the request POST /predict/anomaly takes to be
+    answered by `runtime`'s model (its `method`: app/families/tasks.py ANOMALY)."""
     tensor = one_of(inputs, {"values": ("FP32", "FP64")})
     if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[0] != 1):
         raise InvalidInput(f"Input 'values' must have shape [n] or [1, n] (one series), not {list(tensor.shape)}.")
     try:
         values = tensor.data.reshape(-1).astype(np.float64).tolist()
-        return AnomalyRequest(values=values, method=method)  # type: ignore[arg-type]
+        return AnomalyRequest(values=values, **ANOMALY.choose(runtime.entry.name))  # type: ignore[arg-type]
     except ValidationError as exc:
         raise InvalidInput(f"Input 'values' is not a series the model can score: {summary(exc)}") from exc
 
@@ -194,7 +196,7 @@ class AnomalyAdapter(Adapter):
         return SERIES_OUTPUTS
 
     async def infer(self, runtime: AnomalyRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
-        request = series_request(inputs, "autoencoder")  # what this runtime is
+        request = series_request(inputs, runtime)
         [out] = await serving.inference.outputs(runtime, request, serving.limiter)
         return series_tensors(out.scores, out.flags, out.threshold)
 
@@ -211,7 +213,7 @@ class SeriesAdapter(Adapter):
         return SERIES_OUTPUTS
 
     async def infer(self, runtime: NearestContextRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
-        request = series_request(inputs, "nearest_context")
+        request = series_request(inputs, runtime)
         [out] = await serving.inference.outputs(runtime, request, serving.limiter)
         threshold, _ = alarm_limits(runtime.config, request.sensitivity)
         return series_tensors(np.nan_to_num(out.scored.score, nan=0.0), out.scored.alarm, threshold)

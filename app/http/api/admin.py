@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query
 from app.core.promotion import check
 from app.errors import PromotionRefused, echo
 from app.http.api.deps import RegistryDep, ReloaderDep
-from app.http.api.models import describe
+from app.http.api.describe import describe
 from app.http.api.openapi import error_responses
 from app.schemas import ModelInfo
 

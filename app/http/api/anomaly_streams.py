@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from app.config import Settings
 from app.core.registry import ModelRegistry
 from app.errors import ModelNotInstalled, ModelNotReady, PayloadTooLarge
-from app.families.anomaly import series, streams
+from app.families.anomaly import NEAREST_CONTEXT, series, streams
 from app.families.anomaly.context_runtime import NearestContextRuntime
 from app.families.anomaly.detector import DEFAULT, alarm_limits
 from app.families.anomaly.schemas import StreamInfo, StreamList, StreamPointsRequest, StreamPointsResponse
@@ -40,7 +40,7 @@ async def get_owner(request: Request) -> str:
 StoreDep = Annotated[streams.StreamStore, Depends(get_store)]
 OwnerDep = Annotated[str, Depends(get_owner)]
 STORAGE_ERRORS = ("storage_unavailable",)
-MODEL = "nearest_context"  # the model whose settings score the streams
+MODEL = NEAREST_CONTEXT.name  # the model whose settings score the streams
 MODEL_ERRORS = ("model_not_ready", "model_not_installed")
 
 

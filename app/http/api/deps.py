@@ -7,9 +7,9 @@ request for what is an attribute lookup.
 from __future__ import annotations
 
 from email.message import Message
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 
 from app.config import Settings
 from app.core.inference import Inference
@@ -19,6 +19,8 @@ from app.core.registry import ModelRegistry
 from app.core.reloads import Reloader
 from app.core.serving import Serving
 from app.errors import UnsupportedMediaType
+from app.families.family import Task
+from app.families.tasks import models
 
 
 async def get_registry(request: Request) -> ModelRegistry:
@@ -94,3 +96,16 @@ async def require_json(request: Request) -> None:
             f"Send a JSON body with content-type application/json, not {content_type}.",
             {"content_type": content_type},
         )
+
+
+JSON_BODY = [Depends(require_json)]  # a route's `dependencies=`: its body must say it is JSON
+
+
+def model_query(task: Task) -> Any:
+    """The `?model=` parameter of an image task's routes: one of its families (its default when absent)."""
+    names = models(task)
+    return Query(
+        description=f"The model to classify with: one of {', '.join(names)} (default: {task.default}). A known model "
+        "that is not installed answers 503.",
+        json_schema_extra={"enum": names},
+    )

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
 from starlette.requests import ClientDisconnect
 
-from app.families.digit.runtime import DigitRuntime
 from app.families.explain_images import (
     DigitExplainer,
     DigitExplanation,
@@ -21,17 +20,28 @@ from app.families.explain_images import (
     ImageExplainer,
     explainer_for,
 )
-from app.families.explain_text import CALL_INPUTS, MAX_CHARS, OcclusionExplainer, Occlusions, TextExplanation
-from app.families.images import ImageClassifier, ImageRuntime
-from app.families.sentiment import SentimentRequest, SentimentRuntime, validate_texts
-from app.http.api.deps import ExplainLimiterDep, InferenceDep, LimiterDep, RegistryDep, SettingsDep, require_json
-from app.http.api.openapi import error_responses
-from app.http.api.predict import IMAGE_BODY
-from app.http.api.predict_image import DEFAULT_MODEL, TASK, ModelParam
-from app.http.api.predict_sentiment import ERRORS as SENTIMENT_ERRORS
-from app.http.api.predict_sentiment import TASK as SENTIMENT_TASK
+from app.families.explain_text import (
+    CALL_INPUTS,
+    MAX_CHARS,
+    ExplainTextRequest,
+    OcclusionExplainer,
+    Occlusions,
+    TextExplanation,
+)
+from app.families.images import ImageRuntime
+from app.families.sentiment import SentimentRequest, validate_texts
+from app.families.tasks import DIGIT, IMAGE, SENTIMENT
+from app.http.api.deps import (
+    JSON_BODY,
+    ExplainLimiterDep,
+    InferenceDep,
+    LimiterDep,
+    RegistryDep,
+    SettingsDep,
+    model_query,
+)
+from app.http.api.openapi import IMAGE_BODY, JSON_ERRORS, error_responses
 from app.http.uploads import read_image_upload
-from app.schemas import RequestBody
 
 router = APIRouter(prefix="/explain", tags=["explain"])
 
@@ -73,7 +83,7 @@ async def explain_digit(
     target: Annotated[str | None, DigitTargetParam] = None,
 ) -> BaseModel:
     """Classify a handwritten digit and show which pixels raised its score (a heatmap) and the 28x28 it saw."""
-    runtime = registry.runtime("digit", DigitRuntime)
+    runtime = registry.for_task(DIGIT)
     args = (settings, limiter, explain_limiter, inference)
     return await _explain(request, runtime, DigitExplainer, target, *args)
 
@@ -87,28 +97,16 @@ async def explain_image(
     limiter: LimiterDep,
     explain_limiter: ExplainLimiterDep,
     inference: InferenceDep,
-    model: Annotated[str | None, ModelParam] = None,
+    model: Annotated[str | None, model_query(IMAGE)] = None,
     target: Annotated[str | None, TargetParam] = None,
 ) -> BaseModel:
     """Classify an image and show what raised the class's score (a heatmap and overlay; `method` says how)."""
-    runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model, ImageClassifier)
+    runtime = registry.for_task(IMAGE, model)
     args = (settings, limiter, explain_limiter, inference)
     return await _explain(request, runtime, ImageExplainer, target, *args)
 
 
-class ExplainTextRequest(RequestBody):
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(
-        description="One text; each word is left out in turn (past 63 words, runs of words: at most 64 model inputs).",
-        examples=["Not bad at all."],
-    )
-    model: str | None = Field(None, description="A sentiment model (lstm, distilbert, ...); default as for predict.")
-
-
-@router.post(
-    "/sentiment", response_model=TextExplanation, responses=SENTIMENT_ERRORS, dependencies=[Depends(require_json)]
-)
+@router.post("/sentiment", response_model=TextExplanation, responses=JSON_ERRORS, dependencies=JSON_BODY)
 async def explain_sentiment(
     body: ExplainTextRequest,
     request: Request,
@@ -121,7 +119,7 @@ async def explain_sentiment(
     """Classify a text and attribute the score to each word you wrote (leave-one-word-out through the model)."""
     limits = settings.model_copy(update={"max_text_chars": min(settings.max_text_chars, MAX_CHARS)})
     [text] = validate_texts(SentimentRequest(text=body.text), limits)
-    runtime = registry.for_task(SENTIMENT_TASK, body.model, SentimentRuntime)
+    runtime = registry.for_task(SENTIMENT, body.model)
     explainer, occlusions = OcclusionExplainer(runtime), Occlusions.of(text)
 
     async def check_client() -> None:

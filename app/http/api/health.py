@@ -6,7 +6,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from app.http.api.deps import RegistryDep
-from app.http.api.models import fallback
+from app.http.api.describe import fallback
 from app.http.api.openapi import error_responses
 from app.schemas import Health
 

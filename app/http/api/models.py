@@ -2,56 +2,20 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
-from app.core.registry import ModelRecord
 from app.families import FAMILIES
 from app.http.api.deps import RegistryDep
+from app.http.api.describe import describe, public_command
 from app.http.api.openapi import error_responses
 from app.manifest import read_manifest
-from app.schemas import Fallback, ModelInfo
+from app.schemas import ModelInfo
 
 router = APIRouter(prefix="/models", tags=["models"])
 NAME_EXAMPLES = {name: {"value": name} for name in FAMILIES}
-
-
-ABSOLUTE_DIRS = re.compile(r"(?<![\w.])/(?:[^\s/]+/)+")  # "/home/ann/data/" in "--data /home/ann/data/mnist.npz"
-
-
-def public_command(command: str) -> str:
-    """The training command as recorded, with the folders of absolute paths hidden (they describe the trainer's
-    machine, not the model): "--data /home/ann/data/mnist.npz" -> "--data .../mnist.npz"."""
-    return ABSOLUTE_DIRS.sub(".../", command)
-
-
-def describe(record: ModelRecord) -> ModelInfo:
-    entry, family = record.entry, FAMILIES.get(record.name)
-    return ModelInfo(
-        name=record.name,
-        state=record.state.value,
-        version=entry.version if entry else None,
-        task=record.task,
-        endpoint=family.endpoint if family else None,
-        message=record.message,
-        install=record.install if record.state.value != "ready" else None,
-        load_seconds=record.load_seconds,
-        input=record.runtime.input_description() if record.runtime else None,
-        metrics=entry.metrics if entry else {},
-        files=entry.files if entry else {},
-        training_command=public_command(entry.command) if entry else None,
-        fallback=fallback(record),
-    )
-
-
-def fallback(record: ModelRecord) -> Fallback | None:
-    """What the model serves instead of the version it should, when a start-up fallback serves (else None)."""
-    if record.state.value != "ready" or not record.fallback or record.entry is None:
-        return None
-    return Fallback(wanted=record.wanted, serving=record.entry.version)
 
 
 @router.get("", response_model=list[ModelInfo], responses=error_responses())
