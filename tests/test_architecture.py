@@ -82,3 +82,13 @@ def test_tasks_are_declared_once() -> None:
     assert len({task.path for task in tasks.TASKS.values()}) == len(tasks.TASKS)
     assert all(tasks.models(task) for task in tasks.TASKS.values())
     assert isinstance(tasks.IMAGE, Task) and family.Task is Task
+
+
+def test_no_two_classes_under_app_share_a_name() -> None:
+    """A name says which class it is (two ImageRuntime, Explained and StreamInfo classes before)."""
+    seen: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        for node in parsed(path).body:
+            if isinstance(node, ast.ClassDef):
+                seen.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}

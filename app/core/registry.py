@@ -2,8 +2,9 @@
 
 States: loading -> ready | failed. A model the deployment is configured to serve (in the manifest, or named in
 DEEPSERVE_MODELS) must reach `ready` for the service to be ready; a failure is kept per model so the other
-models keep serving. A known model family without an artifact is `not_installed`: listed, answering 503 with
-how to install it, and not blocking readiness.
+models keep serving. Three states are listed, answer 503 (model_not_installed) and do not block readiness:
+`not_installed` (a known family without an artifact: the message says how to install it), `not_enabled` (in the
+models folder, left out of DEEPSERVE_MODELS) and `unloaded` (served until `unload`).
 
 Start-up fallback: when the version a model should serve (its promoted version, app/core/promotion.py) fails to load,
 or has no readable model.json, the registry serves the last version known to have served instead: promoted.json's
@@ -56,6 +57,11 @@ class State(StrEnum):
     READY = "ready"
     FAILED = "failed"
     NOT_INSTALLED = "not_installed"
+    NOT_ENABLED = "not_enabled"
+    UNLOADED = "unloaded"
+
+
+OFF = frozenset({State.NOT_INSTALLED, State.NOT_ENABLED, State.UNLOADED})  # not meant to serve now: 503, still ready
 
 
 @dataclass
@@ -156,9 +162,11 @@ class ModelRegistry:
         served = manifest.served() if manifest else {}
         for name in FAMILIES:
             if name not in self.records:
-                hidden = name in served  # in the manifest but left out of DEEPSERVE_MODELS
-                message = "not enabled in DEEPSERVE_MODELS" if hidden else "no trained artifact installed"
-                self.records[name] = ModelRecord(name, State.NOT_INSTALLED, served.get(name), message=message)
+                if name in served:  # in the models folder, left out of DEEPSERVE_MODELS
+                    state, message = State.NOT_ENABLED, "not enabled in DEEPSERVE_MODELS"
+                else:
+                    state, message = State.NOT_INSTALLED, "no trained artifact installed"
+                self.records[name] = ModelRecord(name, state, served.get(name), message=message)
 
     def _plan_one(self, manifest: Manifest, name: str) -> Plan:
         """The versions start-up tries for `name`: the one reloads chose since the service started (a worker started
@@ -380,14 +388,14 @@ class ModelRegistry:
             )
 
     def unload(self, name: str) -> None:
-        """Stop serving `name`: it is listed as not installed (503 with how to install it) until reloaded."""
-        record = ModelRecord(name, State.NOT_INSTALLED, self.record(name).entry, message="unloaded")
+        """Stop serving `name`: it is listed as unloaded (503) until reloaded."""
+        record = ModelRecord(name, State.UNLOADED, self.record(name).entry, message="unloaded")
         self.records = {**self.records, name: record}
         log.info("model %s unloaded", name)
 
     @property
     def ready(self) -> bool:
-        configured = [r for r in self.records.values() if r.state is not State.NOT_INSTALLED]
+        configured = [r for r in self.records.values() if r.state not in OFF]
         ok = self.loaded.is_set() and not self.catalogue_error
         return ok and all(r.state is State.READY for r in configured)
 
@@ -415,7 +423,7 @@ class ModelRegistry:
         names = [n for n in models(task) if n in self.records]
         trained = [n for n in names if not self._random(self.records[n])] or names
         ready = [n for n in trained if self.records[n].state is State.READY]
-        configured = [n for n in trained if self.records[n].state is not State.NOT_INSTALLED]
+        configured = [n for n in trained if self.records[n].state not in OFF]
         return self.runtime((ready or configured or trained)[0], task.runtime)
 
     @staticmethod
@@ -445,6 +453,12 @@ class ModelRegistry:
         if record.state is State.NOT_INSTALLED:
             raise ModelNotInstalled(
                 f"Model '{name}' is not installed ({record.message}). Install it with: {record.install}",
+                {"model": name, "install": record.install},
+            )
+        if record.state in OFF:  # installed, not served: not enabled, or unloaded
+            raise ModelNotInstalled(
+                f"Model '{name}' is installed but not served ({record.message}): add it to DEEPSERVE_MODELS, or load "
+                f"it (POST /admin/models/{name}/reload).",
                 {"model": name, "install": record.install},
             )
         if record.state is State.LOADING:

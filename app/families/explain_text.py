@@ -66,7 +66,7 @@ class TextExplanation(BaseModel):
 
 
 @dataclass(frozen=True)
-class Explained:
+class ExplainedText:
     result: SentimentResult
     words: list[WordAttribution]
     words_per_run: int = 1
@@ -90,7 +90,7 @@ class Occlusions:
         texts = [text, *(without(text, words[a][1], words[b - 1][2]) for a, b in runs)]
         return cls(words, runs, texts, per_run)
 
-    def explained(self, results: list[SentimentResult]) -> Explained:
+    def explained(self, results: list[SentimentResult]) -> ExplainedText:
         """The attributions, from the scores of `texts` in order."""
         full, *rest = results
         attributions = [
@@ -98,7 +98,7 @@ class Occlusions:
             for (a, b), r in zip(self.runs, rest, strict=True)
             for w, s, e in self.words[a:b]
         ]
-        return Explained(full, attributions, self.words_per_run)
+        return ExplainedText(full, attributions, self.words_per_run)
 
 
 def words_of(text: str) -> list[tuple[str, int, int]]:
@@ -111,7 +111,7 @@ def without(text: str, start: int, end: int) -> str:
     return before.rstrip(" ") + (" " if before.rstrip(" ") and after.lstrip(" ") else "") + after.lstrip(" ")
 
 
-class OcclusionExplainer(Runtime[str, str, Explained]):
+class OcclusionExplainer(Runtime[str, str, ExplainedText]):
     kind = "occlusion"
     batchable = False
 
@@ -137,12 +137,12 @@ class OcclusionExplainer(Runtime[str, str, Explained]):
             results += self.base.predict(texts[start : start + CALL_INPUTS])
         return results
 
-    def predict(self, batch: list[str]) -> list[Explained]:
+    def predict(self, batch: list[str]) -> list[ExplainedText]:
         """Each text explained here, in one go (the route runs an explanation's calls itself:
         app/http/api/explain.py)."""
         return [occlusions.explained(self.scores(occlusions.texts)) for occlusions in map(Occlusions.of, batch)]
 
-    def encode(self, request: str, outputs: list[Explained]) -> TextExplanation:
+    def encode(self, request: str, outputs: list[ExplainedText]) -> TextExplanation:
         [out] = outputs
         return TextExplanation(
             label=out.result.label,

@@ -48,7 +48,7 @@ def detector(registry: ModelRegistry) -> NearestContextRuntime:
     return registry.runtime(MODEL, NearestContextRuntime)
 
 
-def _info(info: streams.StreamInfo, warmup: int) -> StreamInfo:
+def _info(info: streams.StoredStream, warmup: int) -> StreamInfo:
     return StreamInfo(
         series_id=info.series_id,
         points=info.points,
