@@ -92,3 +92,23 @@ def test_no_two_classes_under_app_share_a_name() -> None:
             if isinstance(node, ast.ClassDef):
                 seen.setdefault(node.name, []).append(str(path.relative_to(ROOT)))
     assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}
+
+
+def test_stream_points_are_served_through_a_runtime_as_every_prediction(tmp_path: Path) -> None:
+    """POST /anomaly/streams/{id}/points goes the one way in (Serving.serve -> the executor): its scoring is a call of
+    the detector's model in /metrics and holds an admission slot, as POST /predict/anomaly's does (before, the route
+    scored on the pool by itself: no model call was observed)."""
+    from app.config import Settings
+    from tests.support.paths import COMMITTED_MODELS
+    from tests.support.seasonal import seasonal
+    from tests.support.service import asgi_client
+
+    settings = Settings(models_dir=COMMITTED_MODELS, models=["nearest_context"], data_dir=tmp_path)
+    with asgi_client(settings) as client:
+        body = {"values": seasonal()[:300].tolist()}
+        assert client.post("/anomaly/streams/s1/points", json=body).status_code == 200
+        metrics = client.get("/metrics").text
+        assert 'deepserve_batch_size_count{model="nearest_context"} 1.0' in metrics
+        limiter = client.app.state.limiter
+        limiter.limit = 0  # no slot left: the stream's points wait for none, as a prediction would not
+        assert client.post("/anomaly/streams/s1/points", json=body).status_code == 429

@@ -12,7 +12,7 @@ with 2.
 A large image's decoding (DEFERRED_CHARGE_BYTES or more of estimated memory) is charged to the memory budget
 only when its turn on the image pool comes: at most one per image thread holds that charge, so concurrent
 uploads of photos queue for the threads instead of filling the budget while they wait (and getting 429); one
-whose client hung up meanwhile is dropped when its turn comes.
+whose client hung up meanwhile (the request's `probe`, from the web layer, raises) is dropped when its turn comes.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ from app.core.limiter import MB, ConcurrencyLimiter
 from app.core.metrics import Metrics
 from app.families.images import ImageUpload
 from app.families.runtime import Runtime
+
+# Raises (the web layer's ClientDisconnect, logged as 499) once the client that sent a request has hung up.
+Probe = Callable[[], Awaitable[None]]
 
 # A 28x28 digit costs ~1 MB and is charged at admission; a 1024x1024 photo ~21 MB waits for its turn.
 DEFERRED_CHARGE_BYTES = 8 * MB
@@ -100,16 +103,14 @@ class Inference:
         if batcher is not None and batcher.loop in (None, asyncio.get_running_loop()):
             await batcher.drain()
 
-    async def read_image(
-        self, data: bytes, max_pixels: int, check_client: Callable[[], Awaitable[None]] | None = None
-    ) -> ImageUpload:
+    async def read_image(self, data: bytes, max_pixels: int) -> ImageUpload:
         """An uploaded image's header (ImageUpload.read): here on the loop for a body of at most
         INLINE_HEADER_BYTES (Pillow: ~10 us for a PNG, ~50 us for a JPEG photo; less than a thread hop costs), on
         the image pool for a larger one (some formats, multi-frame TIFF or ICO, scan more of the file to open it,
         and the loop must never wait on a large one)."""
         if len(data) <= INLINE_HEADER_BYTES:
-            return ImageUpload.read(data, max_pixels, check_client)
-        return await self.offload(ImageUpload.read, data, max_pixels, check_client, image=True)
+            return ImageUpload.read(data, max_pixels)
+        return await self.offload(ImageUpload.read, data, max_pixels, image=True)
 
     async def offload(self, fn: Callable[..., T], *args: Any, image: bool = False) -> T:
         """fn(*args) on the worker pool (image work: on the image pool)."""
@@ -156,27 +157,28 @@ class Inference:
             return await batcher.submit(batch)
         return await self.offload(self.predict, runtime, batch)
 
-    async def in_calls(
-        self, runtime: Runtime, inputs: list[Any], size: int, check_client: Callable[[], Awaitable[None]]
-    ) -> list[Any]:
+    async def in_calls(self, runtime: Runtime, inputs: list[Any], size: int, probe: Probe | None = None) -> list[Any]:
         """`runtime.predict`'s outputs for many inputs of one request (an explanation's), in model calls of at most
-        `size`, each observed in /metrics as any call is; `check_client` runs before each call and raises once the
-        client has hung up (ClientDisconnect, logged as 499), so the work stops within one call of it."""
+        `size`, each observed in /metrics as any call is; `probe` runs before each call and raises once the client
+        has hung up, so the work stops within one call of it."""
         outputs: list[Any] = []
         for start in range(0, len(inputs), size):
-            await check_client()
+            if probe is not None:
+                await probe()
             outputs += await self(runtime, inputs[start : start + size])
         return outputs
 
-    async def outputs(self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter) -> list[Out]:
+    async def outputs(
+        self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter, probe: Probe | None = None
+    ) -> list[Out]:
         """The typed outputs for `request`: cost -> decode -> predict, inside one admission slot. Decoding is where
         an image's memory goes, so it is charged too: at admission, or for a large image when its turn on the image
         pool comes. `serve` encodes them for the task endpoints; the Open Inference Protocol routes (app/oip) turn
-        them into tensors."""
+        them into tensors. `probe` (optional) raises once the client has hung up: work that waited is dropped."""
         cost = runtime.cost(request)
         deferred = runtime.decode_blocks and cost >= DEFERRED_CHARGE_BYTES
         with limiter.slot(0 if deferred else cost, size=cost):
-            return await self._work(runtime, request, limiter, cost, deferred)
+            return await self._work(runtime, request, limiter, cost, deferred, probe)
 
     async def outputs_each(
         self, runtime: Runtime[Req, Any, Out], requests: list[Req], limiter: ConcurrencyLimiter
@@ -218,20 +220,28 @@ class Inference:
         return groups
 
     async def _work(
-        self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter, cost: int, deferred: bool
+        self,
+        runtime: Runtime[Req, Any, Out],
+        request: Req,
+        limiter: ConcurrencyLimiter,
+        cost: int,
+        deferred: bool,
+        probe: Probe | None = None,
     ) -> list[Out]:
         """decode -> predict for an admitted request of estimated `cost`; a `deferred` one (a large image) is charged
         when its turn on the image pool comes; one the runtime calls cheap (`inline`: a small image) is worked here on
-        the event loop, without a thread hop."""
+        the event loop, without a thread hop; one whose inputs go to its model in several calls (`call_inputs`: an
+        explanation's) is probed before each."""
         if not runtime.decode_blocks:
+            if runtime.call_inputs:
+                return await self.in_calls(runtime.model(), runtime.decode(request), runtime.call_inputs, probe)
             return await self(runtime, runtime.decode(request))
         batched = self.batcher(runtime) is not None
         work = (runtime.decode, request) if batched else (self.decode_and_predict, runtime, request)  # one hop
         if deferred:
             async with self.image_turn():
-                check_client = getattr(request, "check_client", None)
-                if check_client is not None:
-                    await check_client()  # raises if the client hung up while this waited: nobody to answer
+                if probe is not None:
+                    await probe()  # raises if the client hung up while this waited: nobody to answer
                 with limiter.charged(cost):
                     done = await self.offload(*work, image=True)
         elif runtime.inline(request) and batched:  # decoded here; the settings' micro-batcher runs the model
@@ -242,9 +252,11 @@ class Inference:
             done = await self.offload(*work, image=True)
         return await self(runtime, done) if batched else done
 
-    async def serve(self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter) -> BaseModel:
+    async def serve(
+        self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter, probe: Probe | None = None
+    ) -> BaseModel:
         """The response body for `request`: its `outputs`, encoded."""
-        return runtime.encode(request, await self.outputs(runtime, request, limiter))
+        return runtime.encode(request, await self.outputs(runtime, request, limiter, probe))
 
     async def close(self) -> None:
         """Stop every batcher's background task and the pool's threads (app shutdown); an app started again

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,11 +40,6 @@ EXPORT = "python -m training.common.explain_export {path}"
 class ExplainRequest:
     upload: ImageUpload
     target: str | None  # a class name (a digit for the digit model); None: the predicted class
-
-    @property
-    def check_client(self) -> Callable[[], Awaitable[None]] | None:
-        """The upload's: a large image is dropped in its turn on the image pool once its client has left."""
-        return self.upload.check_client
 
 
 @dataclass(frozen=True)

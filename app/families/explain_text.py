@@ -10,7 +10,8 @@ Cost is bounded whatever the text: at most MAX_OCCLUSIONS texts are left out, so
 MAX_OCCLUSIONS + 1 model inputs of at most the explained length. A longer text is left out in MAX_OCCLUSIONS runs
 of consecutive words, each word showing its run's attribution (`words_per_run` says how many); before, a
 1,000-character text of 500 one-letter words was 501 inputs of 500 tokens through MiniLM (56-228 s of CPU). The
-route runs the inputs in model calls of CALL_INPUTS and stops between two calls when its client has left.
+executor (app/core/inference.py) runs the inputs in model calls of CALL_INPUTS and stops between two calls when its
+client has left.
 """
 
 from __future__ import annotations
@@ -111,9 +112,14 @@ def without(text: str, start: int, end: int) -> str:
     return before.rstrip(" ") + (" " if before.rstrip(" ") and after.lstrip(" ") else "") + after.lstrip(" ")
 
 
-class OcclusionExplainer(Runtime[str, str, ExplainedText]):
+class OcclusionExplainer(Runtime[str, str, Any]):
+    """Served as any runtime (app/core/serving.py `explain`): `decode` makes the texts its sentiment model scores,
+    which go through that model (`model()`: batched and observed as its own calls) in calls of CALL_INPUTS, and
+    `encode` turns their scores into the explanation. `predict` explains texts in one go (tests, evaluation)."""
+
     kind = "occlusion"
     batchable = False
+    call_inputs = CALL_INPUTS
 
     def __init__(self, base: SentimentRuntime) -> None:
         super().__init__(base.entry, base.artifact_dir, base.settings)
@@ -128,8 +134,12 @@ class OcclusionExplainer(Runtime[str, str, ExplainedText]):
     def cost(self, request: str) -> int:
         return self.base.cost([request] * CALL_INPUTS)  # one call in flight at a time
 
+    def model(self) -> SentimentRuntime:
+        return self.base
+
     def decode(self, request: str) -> list[str]:
-        return [request]
+        """The texts the model scores: the text, then the text without each run of its words."""
+        return Occlusions.of(request).texts
 
     def scores(self, texts: list[str]) -> list[SentimentResult]:
         results: list[SentimentResult] = []
@@ -138,12 +148,12 @@ class OcclusionExplainer(Runtime[str, str, ExplainedText]):
         return results
 
     def predict(self, batch: list[str]) -> list[ExplainedText]:
-        """Each text explained here, in one go (the route runs an explanation's calls itself:
-        app/http/api/explain.py)."""
+        """Each text explained here, in one go (served, its texts go through the model in calls: `call_inputs`)."""
         return [occlusions.explained(self.scores(occlusions.texts)) for occlusions in map(Occlusions.of, batch)]
 
-    def encode(self, request: str, outputs: list[ExplainedText]) -> TextExplanation:
-        [out] = outputs
+    def encode(self, request: str, outputs: list[SentimentResult]) -> TextExplanation:
+        """The explanation of `request` from its model's scores of `decode(request)`, in order."""
+        out = Occlusions.of(request).explained(outputs)
         return TextExplanation(
             label=out.result.label,
             score=out.result.score,

@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: security headers -> request log -> CORS -> API key and role -> rate limit -> body size ->
     # fast lane (the common image requests, app/http/middleware/fast_lane.py) -> routes. Each refusal comes before the
     # body is read; CORS answers preflights before the key check and adds its headers to every answer.
-    app.state.serving = Serving(registry, settings, app.state.limiter, inference)
+    app.state.serving = Serving(registry, settings, app.state.limiter, inference, app.state.explain_limiter)
     fast_routes = {path: r for m in routers for r in m.routes if (path := getattr(r, "path", "")) in ROUTES}
     app.add_middleware(FastLane, serving=app.state.serving, routes=fast_routes)  # innermost: after every check below
     app.add_middleware(

@@ -88,17 +88,15 @@ class ImageAdapter(Adapter):
     async def predict(self, runtime: DigitRuntime | ImageClassifier, inputs: dict[str, Tensor], serving: Serving):
         tensor = one_of(inputs, {"image": ("BYTES",), "pixels": ("FP32",)})
         if tensor.name == "image":
-            max_pixels = serving.settings.max_image_pixels
-            uploads = [await serving.inference.read_image(data, max_pixels) for data in batch_of_bytes(tensor)]
-            return await serving.inference.outputs_each(runtime, uploads, serving.limiter)  # admitted by cost
+            uploads = [await serving.read_image(data) for data in batch_of_bytes(tensor)]
+            return await serving.outputs_each(runtime, uploads)  # admitted by cost
         shape = self.pixel_shape(runtime)
         if list(tensor.shape[1:]) != shape or tensor.shape[0] < 1:
             wanted = ", ".join(map(str, ["n", *shape]))
             raise InvalidInput(f"Input 'pixels' must have shape [{wanted}], not {list(tensor.shape)}.")
         if not np.isfinite(tensor.data).all():
             raise InvalidInput("Input 'pixels' holds NaN or infinite values.")
-        with serving.limiter.slot(MB + tensor.data.nbytes * TENSOR_BYTES_FACTOR):
-            return await serving.inference(runtime, list(tensor.data))
+        return await serving.predict(runtime, list(tensor.data), MB + tensor.data.nbytes * TENSOR_BYTES_FACTOR)
 
 
 class DigitAdapter(ImageAdapter):
@@ -154,7 +152,7 @@ class SentimentAdapter(Adapter):
         except UnicodeDecodeError as exc:
             raise InvalidInput("Input 'text' holds bytes that are not UTF-8.") from exc
         texts = validate_texts(SentimentRequest(texts=texts), serving.settings)
-        outs: list[SentimentResult] = await serving.inference.outputs(runtime, texts, serving.limiter)
+        outs: list[SentimentResult] = await serving.outputs(runtime, texts)
         return [
             Tensor.of("label", np.array([int(o.label == "POSITIVE") for o in outs]), "INT64"),
             Tensor.of("probabilities", np.array([[1 - o.score, o.score] for o in outs]), "FP32"),
@@ -197,7 +195,7 @@ class AnomalyAdapter(Adapter):
 
     async def infer(self, runtime: AnomalyRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
         request = series_request(inputs, runtime)
-        [out] = await serving.inference.outputs(runtime, request, serving.limiter)
+        [out] = await serving.outputs(runtime, request)
         return series_tensors(out.scores, out.flags, out.threshold)
 
 
@@ -214,7 +212,7 @@ class SeriesAdapter(Adapter):
 
     async def infer(self, runtime: NearestContextRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
         request = series_request(inputs, runtime)
-        [out] = await serving.inference.outputs(runtime, request, serving.limiter)
+        [out] = await serving.outputs(runtime, request)
         threshold, _ = alarm_limits(runtime.config, request.sensitivity)
         return series_tensors(np.nan_to_num(out.scored.score, nan=0.0), out.scored.alarm, threshold)
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from app.families import FAMILIES
-from app.http.api.deps import RegistryDep
+from app.http.api.deps import ServingDep
 from app.http.api.describe import describe, public_command
 from app.http.api.openapi import error_responses
 from app.manifest import read_manifest
@@ -19,9 +19,9 @@ NAME_EXAMPLES = {name: {"value": name} for name in FAMILIES}
 
 
 @router.get("", response_model=list[ModelInfo], responses=error_responses())
-def list_models(registry: RegistryDep) -> list[ModelInfo]:
+def list_models(serving: ServingDep) -> list[ModelInfo]:
     """Every known model, served or not, with its state."""
-    return [describe(record) for record in registry.records.values()]
+    return [describe(record) for record in serving.registry.records.values()]
 
 
 class VersionInfo(BaseModel):
@@ -36,13 +36,11 @@ class VersionInfo(BaseModel):
 @router.get(
     "/{name}/versions", response_model=list[VersionInfo], responses=error_responses("model_not_found", "not_found")
 )
-def list_versions(
-    name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], registry: RegistryDep
-) -> list[VersionInfo]:
+def list_versions(name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], serving: ServingDep) -> list[VersionInfo]:
     """Every trained version of the model in the models folder, oldest first: which one is served (promoted) and
     which are candidates (`deepserve promote NAME VERSION` serves one)."""
-    registry.record(name)  # 404 for an unknown model
-    manifest = read_manifest(registry.settings.models_dir)
+    serving.registry.record(name)  # 404 for an unknown model
+    manifest = read_manifest(serving.settings.models_dir)
     served = manifest.served().get(name)
     return [
         VersionInfo(
@@ -58,6 +56,6 @@ def list_versions(
 
 
 @router.get("/{name}", response_model=ModelInfo, responses=error_responses("model_not_found", "not_found"))
-def get_model(name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], registry: RegistryDep) -> ModelInfo:
+def get_model(name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], serving: ServingDep) -> ModelInfo:
     """One model's version, task, input description and training metrics."""
-    return describe(registry.record(name))
+    return describe(serving.registry.record(name))

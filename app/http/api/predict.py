@@ -9,7 +9,7 @@ from app.core.serving import Serving
 from app.families.tasks import DIGIT
 from app.http.api.deps import ServingDep, VersionHeader
 from app.http.api.openapi import IMAGE_BODY, IMAGE_ERRORS
-from app.http.uploads import read_image_upload
+from app.http.uploads import disconnect_probe, read_image_upload
 
 router = APIRouter(tags=["predict"])
 
@@ -23,5 +23,5 @@ async def predict_digit(request: Request, serving: ServingDep, version: VersionH
 async def digit(serving: Serving, request: Request, version: str | None = None) -> BaseModel:
     """The route's work (app/http/middleware/fast_lane.py calls it too, for a request without options)."""
     runtime = await serving.runtime(DIGIT, None, version)
-    upload = await read_image_upload(request, serving.settings.max_image_pixels, serving.inference)
-    return await serving.inference.serve(runtime, upload, serving.limiter)
+    upload = await read_image_upload(request, serving)
+    return await serving.serve(runtime, upload, disconnect_probe(request))

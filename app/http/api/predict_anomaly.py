@@ -18,5 +18,4 @@ async def predict_anomaly(body: AnomalyRequest, serving: ServingDep, version: Ve
     """Any series, scored on its own past (causal by default): per-point scores, alarms, expected values and bands,
     alarm regions. `method: autoencoder` scores with the committed nyc_taxi model instead. X-Model-Version pins
     a version of the method's model (nearest_context or anomaly)."""
-    runtime = await serving.runtime(ANOMALY, body.method, version)
-    return await serving.inference.serve(runtime, body, serving.limiter)
+    return await serving.serve(await serving.runtime(ANOMALY, body.method, version), body)

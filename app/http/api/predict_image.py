@@ -14,7 +14,7 @@ from app.core.serving import Serving
 from app.families.tasks import IMAGE
 from app.http.api.deps import ServingDep, VersionHeader, model_query
 from app.http.api.openapi import IMAGE_BODY, IMAGE_ERRORS
-from app.http.uploads import read_image_upload
+from app.http.uploads import disconnect_probe, read_image_upload
 
 router = APIRouter(tags=["predict"])
 
@@ -34,5 +34,5 @@ async def image(serving: Serving, request: Request, model: str | None, version: 
     """The route's work (app/http/middleware/fast_lane.py calls it too, for a request whose only option is
     `?model=`)."""
     runtime = await serving.runtime(IMAGE, model, version)  # an unknown ?model=: 404
-    upload = await read_image_upload(request, serving.settings.max_image_pixels, serving.inference)
-    return await serving.inference.serve(runtime, upload, serving.limiter)
+    upload = await read_image_upload(request, serving)
+    return await serving.serve(runtime, upload, disconnect_probe(request))

@@ -34,4 +34,4 @@ async def predict_sentiment(body: SentimentRequest, serving: ServingDep, version
     """
     texts = validate_texts(body, serving.settings)
     runtime = await serving.runtime(SENTIMENT, body.model, version)
-    return await serving.inference.serve(runtime, texts, serving.limiter)
+    return await serving.serve(runtime, texts)
