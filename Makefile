@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint bench train-digit clean ray-serve ray-bench test-ray
+.PHONY: serve test test-fast lint bench train-digit clean ray-serve ray-bench test-ray
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,17 @@ $(VENV)/.dev: pyproject.toml | $(BIN)/python
 serve: $(VENV)/.serve  ## Start the service on the models in models/ (the committed defaults).
 	$(BIN)/deepserve serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.dev  ## Lint, type-check the service, check the import rules, then run every test.
+lint: $(VENV)/.dev  ## Lint, check the format, type-check the service and check the import rules.
 	$(BIN)/ruff check app training tests bench
 	$(BIN)/ruff format --check app training  # tests and bench keep their hand-laid case tables
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+test: lint  ## `make lint`, then every test.
 	$(BIN)/python -m pytest -q
+
+test-fast: $(VENV)/.dev  ## The tests not marked slow (no training runs, real servers or fuzzing): minutes, not hours.
+	$(BIN)/python -m pytest -q -m "not slow"
 
 $(VENV)/.ray: pyproject.toml $(VENV)/.dev
 	$(BIN)/pip install -q -e '.[ray]'
