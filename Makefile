@@ -22,7 +22,7 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps torch==2.13.0 --index-url $(TORCH_INDEX)
-	$(BIN)/pip install -q -e '.[train,test,distilbert,tracking]'
+	$(BIN)/pip install -q -e '.[train,test,distilbert,tracking]' -e ./training  # the serving and training packages
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve  ## Start the service on the models in models/ (the committed defaults).

@@ -96,6 +96,8 @@ def train(family: str, args: tuple[str, ...]) -> None:
     """Train FAMILY; ARGS go to its script (`deepserve train digit --help` lists them). The run is a candidate
     unless it is the model's first: `deepserve promote` serves it."""
     spec = FAMILIES[family]
+    if importlib.util.find_spec("training") is None:  # the serving package (and its image) carry no training code
+        raise click.ClickException("training needs the deepserve-training package: pip install -e ./training")
     missing = [m for m in EXTRA_MODULES.get(spec.extra, []) if importlib.util.find_spec(m) is None]
     if missing:
         raise click.ClickException(

@@ -112,3 +112,28 @@ def test_stream_points_are_served_through_a_runtime_as_every_prediction(tmp_path
         limiter = client.app.state.limiter
         limiter.limit = 0  # no slot left: the stream's points wait for none, as a prediction would not
         assert client.post("/anomaly/streams/s1/points", json=body).status_code == 429
+
+
+@pytest.mark.slow  # builds the wheels (a few seconds)
+def test_the_serving_package_ships_no_training_code(tmp_path: Path) -> None:
+    """The root pyproject builds `deepserve` (app/ only: what the serving image installs); training/pyproject.toml
+    builds `deepserve-training`, which depends on it."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    src = tmp_path / "src"  # a copy: building writes build/ and *.egg-info next to the sources
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".*", "__pycache__", "tests", "bench", "models", "docs"))
+    wheels = tmp_path / "wheels"
+    for project in (src, src / "training"):
+        command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", str(project)]
+        subprocess.run([*command, "-w", str(wheels)], check=True, capture_output=True)
+    [serving] = wheels.glob("deepserve-*.whl")
+    [training] = wheels.glob("deepserve_training-*.whl")
+    tops = {name.split("/")[0] for name in zipfile.ZipFile(serving).namelist() if "dist-info" not in name}
+    assert tops == {"app"}
+    names = zipfile.ZipFile(training).namelist()
+    assert "training/train_digit.py" in names and "training/common/artifacts.py" in names
+    metadata = zipfile.ZipFile(training).read(next(n for n in names if n.endswith("METADATA")))
+    assert b"Requires-Dist: deepserve[train]" in metadata
