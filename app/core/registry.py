@@ -6,6 +6,12 @@ models keep serving. Three states are listed, answer 503 (model_not_installed) a
 `not_installed` (a known family without an artifact: the message says how to install it), `not_enabled` (in the
 models folder, left out of DEEPSERVE_MODELS) and `unloaded` (served until `unload`).
 
+Lifecycle: the registry announces each runtime that starts serving (`loaded`: at start-up, by a reload's swap, a
+pinned version's first load) before any request can reach it, and each that stops (`retired`: replaced by a
+reload, unloaded, a pinned version dropped), to its watchers (MLServer's load/unload hooks): the executor
+(app/core/inference.py) attaches and drains its batchers on them. A watcher is told of every runtime already
+serving when it starts watching.
+
 Start-up fallback: when the version a model should serve (its promoted version, app/core/promotion.py) fails to load,
 or has no readable model.json, the registry serves the last version known to have served instead: promoted.json's
 `previous` (the version promoted before it). No older version is tried: one that was never promoted may be a
@@ -27,10 +33,9 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from app.config import Settings
 from app.errors import (
@@ -62,6 +67,14 @@ class State(StrEnum):
 
 
 OFF = frozenset({State.NOT_INSTALLED, State.NOT_ENABLED, State.UNLOADED})  # not meant to serve now: 503, still ready
+
+
+class Watcher(Protocol):
+    """Told of the runtimes that start and stop serving, from any thread (the loader's, a reload's, a pin's)."""
+
+    def loaded(self, runtime: Runtime) -> None: ...
+
+    def retired(self, runtime: Runtime) -> None: ...
 
 
 @dataclass
@@ -114,7 +127,7 @@ class ModelRegistry:
         self._pinning = threading.Lock()
         self.pinned: OrderedDict[tuple[str, str], Runtime] = OrderedDict()  # (name, version) -> runtime, LRU last
         self._pinned_loads: dict[str, float] = {}  # name -> when its last pinned-version load ended (monotonic)
-        self.on_evict: Callable[[Runtime], None] = lambda runtime: None  # a pinned runtime dropped (its batcher)
+        self.watchers: tuple[Watcher, ...] = ()
         self._plans: dict[str, Plan] = {}
         self._plan()
 
@@ -206,6 +219,26 @@ class ModelRegistry:
             log.error("model %s: skipped unreadable files: %s", name, "; ".join(broken))
         return plan
 
+    def watch(self, watcher: Watcher) -> None:
+        """Tell `watcher` of every runtime serving now (`loaded`), then of each that starts or stops serving."""
+        with self._pinning:
+            self.watchers = (*self.watchers, watcher)
+            serving = [r.runtime for r in self.records.values() if r.runtime is not None and r.state is State.READY]
+            for runtime in [*serving, *self.pinned.values()]:
+                watcher.loaded(runtime)
+
+    def unwatch(self, watcher: Watcher) -> None:
+        self.watchers = tuple(w for w in self.watchers if w is not watcher)
+
+    def _loaded(self, runtime: Runtime) -> None:
+        for watcher in self.watchers:
+            watcher.loaded(runtime)
+
+    def _retired(self, runtime: Runtime | None) -> None:
+        if runtime is not None:
+            for watcher in self.watchers:
+                watcher.retired(runtime)
+
     def load_all(self) -> None:
         try:
             for record in self.records.values():
@@ -233,6 +266,7 @@ class ModelRegistry:
                 cause = f"{type(exc).__name__}: {exc}"
                 failures.append(cause if not failures else f"its fallback v{entry.version} failed too: {cause}")
                 continue
+            self._loaded(runtime)
             record.entry, record.runtime, record.state, record.message = entry, runtime, State.READY, ""
             record.load_seconds = round(time.perf_counter() - started, 3)
             if record.fallback:
@@ -293,14 +327,17 @@ class ModelRegistry:
         seconds = round(time.perf_counter() - started, 3)
         return ModelRecord(name, State.READY, entry, runtime, load_seconds=seconds)
 
-    def swap(self, record: ModelRecord) -> Runtime | None:
-        """Serve `record` from now on; the runtime it replaces (the caller retires it). Requests in flight finish
-        on the old runtime, later ones get the new one, none waits or fails."""
+    def swap(self, record: ModelRecord) -> None:
+        """Serve `record` from now on. Requests in flight finish on the old runtime (retired: its batcher answers
+        what it holds), later ones get the new one, none waits or fails."""
         old = self.records.get(record.name)
+        if record.runtime is not None:
+            self._loaded(record.runtime)
         self.records = {**self.records, record.name: record}  # copy-on-write: readers see the old records or the new
         version = record.entry.version if record.entry else None
         log.info("model %s v%s serving (loaded in %.2fs)", record.name, version, record.load_seconds or 0.0)
-        return old.runtime if old is not None else None
+        if old is not None and old.runtime is not record.runtime:
+            self._retired(old.runtime)
 
     def reload(self, name: str, version: str | None = None) -> ModelRecord:
         """Load `name` again from the models folder as it is now (its promoted version, or `version`: see `entry`)
@@ -363,10 +400,11 @@ class ModelRegistry:
                     self._pinned_loads[name] = time.monotonic()
                 seconds = time.perf_counter() - started
                 log.info("model %s v%s loaded for requests pinning it in %.2fs", name, version, seconds)
+                self._loaded(runtime)
                 self.pinned[(name, version)] = runtime
                 while len(self.pinned) > self.settings.max_pinned_versions:
                     _, evicted = self.pinned.popitem(last=False)
-                    self.on_evict(evicted)
+                    self._retired(evicted)
             self.pinned.move_to_end((name, version))
         if not isinstance(runtime, cls):
             raise TypeError(f"model {name} v{version} is served by {type(runtime).__name__}, not {cls.__name__}")
@@ -389,8 +427,9 @@ class ModelRegistry:
 
     def unload(self, name: str) -> None:
         """Stop serving `name`: it is listed as unloaded (503) until reloaded."""
-        record = ModelRecord(name, State.UNLOADED, self.record(name).entry, message="unloaded")
-        self.records = {**self.records, name: record}
+        old = self.record(name)
+        self.records = {**self.records, name: ModelRecord(name, State.UNLOADED, old.entry, message="unloaded")}
+        self._retired(old.runtime)
         log.info("model %s unloaded", name)
 
     @property

@@ -5,12 +5,16 @@ adapters in app/oip, the fast lane) serves a request through one Serving: `runti
 
 It holds what a request needs besides its model: the registry, the settings, the admission limiters (predictions,
 and the explanations' own cap) and the executor. The routes get it as their one dependency (app/http/api/deps.py:
-FastAPI spends ~40 us per dependency per request, and four of them cost more than the digit model's call)."""
+FastAPI spends ~40 us per dependency per request, and four of them cost more than the digit model's call).
+
+The executor lives from `start` to `stop` (the app's lifespan, on its event loop) and watches the registry: the
+registry owns which runtimes serve, the executor their batchers and pools. An app started again (tests, Ray Serve
+replicas) builds a new one, so nothing in the executor outlives its event loop."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -18,6 +22,7 @@ from pydantic import BaseModel
 from app.config import Settings
 from app.core.inference import Inference, Probe
 from app.core.limiter import ConcurrencyLimiter
+from app.core.metrics import Metrics
 from app.core.registry import ModelRegistry
 from app.families.family import R, Task
 from app.families.images import ImageUpload
@@ -26,13 +31,24 @@ from app.families.runtime import Runtime
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass
 class Serving:
     registry: ModelRegistry
     settings: Settings
     limiter: ConcurrencyLimiter  # predictions: every request's slot and memory
-    inference: Inference  # the executor: worker pools and batchers
     explain_limiter: ConcurrencyLimiter  # explanations (each costs several predictions' compute): a slot each too
+    metrics: Metrics
+    inference: Inference = field(init=False)  # the executor (worker pools and batchers), from `start` to `stop`
+
+    def start(self) -> None:
+        """A new executor, watching the registry from now on (it is told of the runtimes serving already)."""
+        self.inference = Inference(self.settings, self.metrics)
+        self.registry.watch(self.inference)
+
+    async def stop(self) -> None:
+        """Stop the executor's batchers and pools (before the event loop closes)."""
+        self.registry.unwatch(self.inference)
+        await self.inference.close()
 
     async def runtime(self, task: Task[R], choice: str | None = None, version: str | None = None) -> R:
         """The runtime answering `task` for a request whose selector is `choice` (registry.for_task), at `version`
