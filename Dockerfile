@@ -20,8 +20,8 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
         > requirements.txt \
  && pip install --no-cache-dir -r requirements.txt
 COPY app ./app
-COPY training ./training
-# The project itself, without extras; then drop the installers, which serving never uses.
+# The serving package itself (app/ only: training/ is its own distribution, training/pyproject.toml), without
+# extras; then drop the installers, which serving never uses.
 RUN pip install --no-cache-dir --no-deps . \
  && pip uninstall -y -q pip setuptools \
  && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
@@ -39,7 +39,7 @@ print('\n'.join(p['dependencies'] + p['optional-dependencies']['train']))" > /tm
  && pip install --no-cache-dir -r /tmp/requirements.txt
 COPY app ./app
 COPY training ./training
-RUN pip install --no-cache-dir --no-deps .
+RUN pip install --no-cache-dir --no-deps . ./training
 # Writes models/<name>/<version>/ (with its model.json) under /app/models (mount the host's models/ there).
 # Without --data the scripts download their data set; with a data folder mounted at /data, pass --data.
 CMD ["python", "-m", "training.train_digit"]

@@ -2,11 +2,11 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# This host only; `make serve HOST=0.0.0.0` serves the network (docs/operations.md, "Access control").
+# This host only; `make serve HOST=0.0.0.0` serves the network (README, "Access control").
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test lint bench train-digit clean ray-serve ray-bench test-ray
+.PHONY: serve test test-fast lint bench train-digit clean ray-serve ray-bench test-ray
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,18 +22,23 @@ TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --no-deps torch==2.13.0 --index-url $(TORCH_INDEX)
-	$(BIN)/pip install -q -e '.[train,test,distilbert,tracking]'
+	$(BIN)/pip install -q -e '.[train,test,distilbert,tracking]' -e ./training  # the serving and training packages
 	touch $@ $(VENV)/.serve
 
 serve: $(VENV)/.serve  ## Start the service on the models in models/ (the committed defaults).
 	$(BIN)/deepserve serve --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.dev  ## Lint, type-check the service, check the import rules, then run every test.
+lint: $(VENV)/.dev  ## Lint, check the format, type-check the service and check the import rules.
 	$(BIN)/ruff check app training tests bench tools
 	$(BIN)/ruff format --check app training  # tests and bench keep their hand-laid case tables
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+
+test: lint  ## `make lint`, then every test.
 	$(BIN)/python -m pytest -q
+
+test-fast: $(VENV)/.dev  ## The tests not marked slow (no training runs, real servers or fuzzing): minutes, not hours.
+	$(BIN)/python -m pytest -q -m "not slow"
 
 $(VENV)/.ray: pyproject.toml $(VENV)/.dev
 	$(BIN)/pip install -q -e '.[ray]'

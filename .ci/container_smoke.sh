@@ -109,7 +109,7 @@ IMAGE_MB=$(docker image inspect "$IMAGE" --format '{{.Size}}' | awk '{printf "%.
 BASE_MB=$(docker image inspect python:3.11-slim --format '{{.Size}}' | awk '{printf "%.0f", $1 / 1e6}')
 echo "built $IMAGE in ${T_BUILD}s ($CACHED steps from cache): ${IMAGE_MB} MB (base python:3.11-slim ${BASE_MB} MB)"
 
-step "image contents: non-root, models baked in, no training frameworks"
+step "image contents: non-root, models baked in, no training code or frameworks"
 docker run --rm --network none --entrypoint python "$IMAGE" -c '
 import glob, importlib.util, json, os
 assert os.getuid() != 0, "runs as root"
@@ -117,7 +117,8 @@ names = sorted(json.load(open(p))["name"] for p in glob.glob("/app/models/*/*/mo
 assert names, "no models baked in"
 heavy = [m for m in ("tensorflow", "torch", "keras", "onnx", "tf2onnx") if importlib.util.find_spec(m)]
 assert not heavy, f"training frameworks in the serving image: {heavy}"
-print(f"uid {os.getuid()}, baked models {names}, no tensorflow/torch/keras/onnx")
+assert importlib.util.find_spec("training") is None, "training code in the serving image"
+print(f"uid {os.getuid()}, baked models {names}, no training code, no tensorflow/torch/keras/onnx")
 '
 
 step "start the stack: compose up -d --wait (port $CI_PORT on loopback)"

@@ -32,6 +32,8 @@ import click
 
 from app.core.promotion import LoadRefused, PromotionFailed, PromotionRefused, headline, metric, promote
 from app.families import FAMILIES
+from app.families.family import Task
+from app.families.tasks import ANOMALY, SENTIMENT, TASKS
 from app.manifest import ManifestEntry, read_manifest
 
 EXTRA_MODULES = {"train": ["tensorflow", "tf2onnx", "matplotlib"], "distilbert": ["torch", "transformers"]}
@@ -113,6 +115,8 @@ def train(ctx: click.Context, family: str | None, args: tuple[str, ...]) -> None
     if family not in TRAINABLE:
         raise click.BadParameter(f"unknown family '{family}'; use one of: {', '.join(TRAINABLE)}", param_hint="FAMILY")
     spec = FAMILIES[family]
+    if importlib.util.find_spec("training") is None:  # the serving package (and its image) carry no training code
+        raise click.ClickException("training needs the deepserve-training package: pip install -e ./training")
     missing = [m for m in EXTRA_MODULES.get(spec.extra, []) if importlib.util.find_spec(m) is None]
     if missing:
         raise click.ClickException(
@@ -203,15 +207,26 @@ def service_steps(
     return load, undo
 
 
-# `deepserve predict NAME`: a task's name asks for its default model, a model's name for that model.
-SENTIMENT, ANOMALY = "text-classification/sentiment", "anomaly-detection/timeseries"
-DETECTORS = {"anomaly": None, "nearest_context": "nearest_context", "autoencoder": "autoencoder"}  # name -> method
+# `deepserve predict NAME`: a task's name asks for its default model, a model's (or a method's) name for that model.
+TASK_NAMES: dict[str, Task[Any]] = {"sentiment": SENTIMENT, "anomaly": ANOMALY}
+
+
+def resolve(name: str) -> tuple[Task[Any], dict[str, str]] | None:
+    """The task NAME asks and what its request sends to pick the model (nothing: the task's default)."""
+    if name in TASK_NAMES:
+        return TASK_NAMES[name], {}
+    if name in FAMILIES:
+        task = TASKS[FAMILIES[name].task]
+        return task, task.choose(name)
+    for task in TASKS.values():
+        if name in task.methods:  # e.g. "autoencoder": the anomaly family's method name
+            return task, {task.selector: name}
+    return None
 
 
 def predict_names() -> list[str]:
-    images = [n for n, f in FAMILIES.items() if f.task.startswith("image-classification")]
-    texts = [n for n, f in FAMILIES.items() if f.task == SENTIMENT]
-    return [*images, "sentiment", *texts, *DETECTORS]
+    methods = [m for task in TASKS.values() for m in task.methods if m not in FAMILIES]
+    return [*FAMILIES, *(n for n in TASK_NAMES if n not in FAMILIES), *methods]
 
 
 @main.command()
@@ -224,20 +239,17 @@ def predict(name: str, input: str, url: str, api_key: str | None) -> None:
     image, minilm, lstm, distilbert, nearest_context, autoencoder). INPUT is the text for sentiment, an image file for
     an image model, and for anomaly a file: JSON (a list of numbers, or a request like examples/series.json), or one
     value (or `timestamp,value`) per line."""
-    family = FAMILIES.get(name)
-    if name == "sentiment" or (family and family.task == SENTIMENT):
-        text = {"text": input} | ({} if name == "sentiment" else {"model": name})
-        body = call(f"{url}/predict/sentiment", json.dumps(text).encode(), None, api_key)
-    elif name in DETECTORS:
-        method = DETECTORS[name]
-        request = series_request(existing(input)) | ({"method": method} if method else {})
-        body = call(f"{url}/predict/anomaly", json.dumps(request).encode(), None, api_key)
-    elif family and family.task.startswith("image-classification"):
-        media = mimetypes.guess_type(input)[0] or "application/octet-stream"
-        route = "/predict/digit" if name == "digit" else f"/predict/image?model={name}"
-        body = call(url + route, existing(input).read_bytes(), media, api_key)
-    else:
+    resolved = resolve(name)
+    if resolved is None:
         raise click.BadParameter(f"unknown name '{name}'; use one of: {', '.join(predict_names())}", param_hint="NAME")
+    task, choice = resolved
+    if task.request is None:  # an uploaded image
+        media = mimetypes.guess_type(input)[0] or "application/octet-stream"
+        route = f"{url}{task.path}" + (f"?{urlencode(choice)}" if choice else "")
+        body = call(route, existing(input).read_bytes(), media, api_key)
+    else:
+        request = {"text": input} if task is SENTIMENT else series_request(existing(input))
+        body = call(f"{url}{task.path}", json.dumps({**request, **choice}).encode(), None, api_key)
     click.echo(json.dumps(body, indent=2))
 
 

@@ -141,3 +141,51 @@ def test_every_committed_version_has_its_familys_headline_metric_so_promotion_ca
         if metric(entry, headline(name)) is None
     ]
     assert not missing, missing
+
+
+def test_the_registry_announces_what_serves_and_the_executor_attaches_and_drops_its_batchers(models: Path) -> None:
+    """One owner of the lifecycle: the registry says `loaded` and `retired`; the executor attaches a model's batcher
+    when it is loaded (before any request: it used to be made on the first one) and drops it when it is replaced or
+    unloaded."""
+    from tests.support.service import serve
+
+    with serve("asgi", Settings(models_dir=models, batch_models=["digit"])) as client:
+        registry, inference = client.app.state.registry, client.app.state.inference
+        first = registry.runtime("digit")
+        assert first in inference.batchers  # no request yet
+        registry.reload("digit", "2")
+        second = registry.runtime("digit")
+        assert second in inference.batchers and first not in inference.batchers
+        png = {"content": render(4, "mnist_28"), "headers": {"content-type": "image/png"}}
+        assert client.post("/predict/digit", **png).json()["model"]["version"] == "2"
+        registry.unload("digit")
+        assert second not in inference.batchers
+
+
+def test_an_app_started_again_builds_a_new_executor_and_serves(models: Path) -> None:
+    """The executor lives in the app's lifespan (its event loop): a second start gets its own, and the first one's
+    pools and batchers are closed (no per-loop caches or restart workarounds in the executor)."""
+    import asyncio
+
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from app.http.main import create_app
+
+    app = create_app(Settings(models_dir=models, batch_models=["digit"]))
+
+    async def start_serve_stop():
+        async with LifespanManager(app, startup_timeout=120) as manager:
+            await asyncio.to_thread(app.state.registry.loaded.wait, 120)
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                for _ in range(3):
+                    answer = await client.post("/predict/digit", content=render(4, "mnist_28"),
+                                               headers={"content-type": "image/png"})  # fmt: skip
+                    assert answer.status_code == 200, answer.text
+            return app.state.inference
+
+    first = asyncio.run(start_serve_stop())
+    second = asyncio.run(start_serve_stop())
+    assert first is not second
+    assert not first.batchers and first.pool._shutdown and first.image_pool._shutdown

@@ -225,11 +225,11 @@ class HungUp(Exception):
 
 
 class Client:
-    """A request whose `check_client` raises once `gone` (what app/http/uploads.py attaches to an upload)."""
+    """A request and its `probe`, which raises once `gone` (app/http/uploads.py disconnect_probe)."""
 
     gone = False
 
-    async def check_client(self) -> None:
+    async def probe(self) -> None:
         if self.gone:
             raise HungUp
 
@@ -239,7 +239,7 @@ def test_a_large_decode_whose_client_hung_up_while_it_waited_is_dropped_in_its_t
         inference, runtime = Inference(Settings(image_workers=1), Metrics()), HeldDecode(20 * MB)
         limiter = ConcurrencyLimiter(16, budget_bytes=100 * MB)
         first, second = Client(), Client()
-        answers = [asyncio.ensure_future(inference.outputs(runtime, c, limiter)) for c in (first, second)]
+        answers = [asyncio.ensure_future(inference.outputs(runtime, c, limiter, c.probe)) for c in (first, second)]
         await asyncio.sleep(0.2)  # the first decodes on the only image thread; the second waits for its turn
         second.gone = True
         runtime.release.set()

@@ -38,6 +38,20 @@ def test_no_manifest_means_not_installed_and_not_ready(tmp_path: Path) -> None:
         assert client.get("/models/digit").json()["state"] == "not_installed"
 
 
+def test_an_installed_model_left_out_of_deepserve_models_is_not_enabled_not_missing(
+    tmp_path: Path, trained_models_dir: Path
+) -> None:
+    """Three states answer 503 without blocking readiness, and each says which it is: no artifact (not_installed),
+    an artifact the settings leave out (not_enabled), an unloaded one (test_reload_swaps_a_model_without_...)."""
+    models = copy_models(trained_models_dir, tmp_path / "models")
+    with serve("asgi", Settings(models_dir=models, models=["anomaly"])) as client:
+        states = client.get("/health/ready").json()["models"]
+        assert states["digit"] == "not_enabled" and states["image"] == "not_installed"
+        error = predict(client).json()["error"]
+        assert error["type"] == "model_not_installed" and "DEEPSERVE_MODELS" in error["message"]
+        assert "Install it with" not in error["message"]  # its artifact is there: training it again is not the fix
+
+
 def test_configured_but_missing_model_fails_readiness(tmp_path: Path) -> None:
     with serve("asgi", Settings(models_dir=tmp_path, models=["digit"])) as client:
         assert client.get("/health/ready").status_code == 503
@@ -205,3 +219,8 @@ def test_reload_swaps_a_model_without_failing_a_request(tmp_path: Path, trained_
         registry.unload("digit")
         response = predict(client)
         assert response.status_code == 503 and response.json()["error"]["type"] == "model_not_installed"
+        assert "installed but not served (unloaded)" in response.json()["error"]["message"]
+        assert client.get("/models/digit").json()["state"] == "unloaded"  # not "not_installed": its files are there
+        assert client.get("/health/ready").json()["models"]["digit"] == "unloaded"
+        registry.reload("digit")
+        assert predict(client).status_code == 200

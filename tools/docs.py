@@ -25,7 +25,8 @@ from datetime import date
 from pathlib import Path
 
 from app.errors import markdown_table
-from app.families import FAMILIES, FIXED_DEFAULTS
+from app.families import FAMILIES
+from app.families.tasks import TASKS
 from app.manifest import read_manifest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,7 +55,8 @@ def size(path: Path) -> str:
 def models_table() -> str:
     served = read_manifest(MODELS).served()
     rows = ["| model | route | served artifact | measured |", "|---|---|---|---|"]
-    defaults = dict(FIXED_DEFAULTS)  # task -> what a request naming no model gets: else its first family served
+    # task -> what a request naming no model gets: its declared default, else its first family served
+    defaults = {task.name: task.default for task in TASKS.values() if task.default}
     for name, family in FAMILIES.items():
         if name in served:
             defaults.setdefault(family.task, name)

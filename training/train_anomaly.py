@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from app.families import tasks
 from app.families.anomaly.scoring import alarm_regions, normalise, score_series, sliding_windows
 from training.common import artifacts
 from training.common.export import OnnxModel, export_onnx
@@ -324,7 +325,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     )  # fmt: skip
     found = f"{metrics['windows_detected']}/{metrics['windows_total']} windows, " if windows else ""
     artifacts.save_run(
-        args.out, out, name=NAME, version=version, task="anomaly-detection/timeseries", runtime="anomaly-onnx",
+        args.out, out, name=NAME, version=version, task=tasks.ANOMALY, runtime="anomaly-onnx",
         files={"onnx": "model.onnx", "keras": "model.keras", "config": "config.json"}, metrics=metrics,
         command=command, data=args.data, summary=f"{found}{metrics['alarm_regions']} alarm regions",
         history=history, extra_plots={"scores": scores},

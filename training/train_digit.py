@@ -13,6 +13,7 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from app.families import tasks
 from training.common import artifacts, cli, mnist_training, plots
 from training.common.explain_export import export_explain
 from training.common.export import export_onnx, verify_classifier
@@ -70,7 +71,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     metrics |= artifacts.run_record(model, history, seconds, train=len(x_train), test=len(x_test))
     samples = partial(plots.sample_predictions, x_test, y_test, probabilities.argmax(axis=1))
     artifacts.save_run(
-        args.out, out, name=NAME, version=version, task="image-classification/digit", runtime="digit-onnx",
+        args.out, out, name=NAME, version=version, task=tasks.DIGIT, runtime="digit-onnx",
         files=files, metrics=metrics, command=command, data=args.data,
         summary=f"test accuracy {metrics['test_accuracy']:.4f}, loss {metrics['test_loss']:.4f}",
         history=history, labels=LABELS, extra_plots={"sample_predictions": samples},

@@ -14,6 +14,7 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+from app.families import tasks
 from app.families.fashion.preprocess import CLASSES, SIZE, to_input
 from training.common import artifacts, cli, mnist_training, plots
 from training.common.downloads import downloading
@@ -84,7 +85,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     metrics |= artifacts.run_record(model, history, seconds, train=len(x_train), test=len(x_test))
     samples = partial(plots.sample_predictions, x_test, y_test, probabilities.argmax(axis=1))
     artifacts.save_run(
-        args.out, out, name=NAME, version=version, task="image-classification", runtime="fashion-onnx",
+        args.out, out, name=NAME, version=version, task=tasks.IMAGE, runtime="fashion-onnx",
         files=files, metrics=metrics, command=command, data=args.data,
         summary=f"test accuracy {metrics['test_accuracy']:.4f}",
         history=history, labels=CLASSES, extra_plots={"sample_predictions": samples},

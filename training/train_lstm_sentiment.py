@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.families import tasks
 from app.families.lstm.tokenizer import PAD_ID, TextTokenizer
 from training.common import artifacts, cli, evaluation, keras_fit
 from training.common.export import OnnxModel, export_onnx
@@ -270,7 +271,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         metrics["member_test_accuracies"] = [accuracy(m, test_rows, y_test) for m in members]
         metrics["member_histories"] = [artifacts.keras_run_record(h)["history"] for h in histories]
     artifacts.save_run(
-        args.out, out, name=NAME, version=version, task="text-classification/sentiment", runtime="lstm-onnx",
+        args.out, out, name=NAME, version=version, task=tasks.SENTIMENT, runtime="lstm-onnx",
         files=files, metrics=metrics, command=command, data=args.data,
         summary=f"test accuracy {metrics['test_accuracy']:.4f} (onnx {metrics['onnx_test_accuracy']:.4f})",
         history=histories, labels=LABELS,

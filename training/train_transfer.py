@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.families import tasks
 from training.common import artifacts, cli, keras_fit
 from training.common.downloads import downloading
 from training.common.explain_export import export_explain
@@ -196,7 +197,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         "augment": bool(args.augment),
     }
     artifacts.save_run(
-        args.out, out, name=NAME, version=version, task="image-classification", runtime="image-onnx", files=files,
+        args.out, out, name=NAME, version=version, task=tasks.IMAGE, runtime="image-onnx", files=files,
         metrics=metrics, command=command, data=args.data, history=history, labels=class_names,
         summary=f"validation accuracy {metrics['validation_accuracy']:.4f}, loss {metrics['validation_loss']:.4f}",
     )  # fmt: skip

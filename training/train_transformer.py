@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.families import transformer_text
+from app.families import tasks, transformer_text
 from training.common import artifacts, export
 
 BASE = "distilbert-base-uncased"  # the default for users who can reach the Hugging Face Hub
@@ -293,7 +293,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
     files |= {"tokenization": "tokenization.json", **({"onnx_fp32": "model.onnx"} if args.keep_fp32_onnx else {})}
     accuracies = {k: round(v, 4) for k, v in metrics.items() if k.endswith("_accuracy") and "fp32" not in k}
     artifacts.save_run(
-        args.out, out, name=args.name, version=version, task="text-classification/sentiment",
+        args.out, out, name=args.name, version=version, task=tasks.SENTIMENT,
         runtime=f"{args.name}-onnx", files=files, metrics=metrics, command=command, data=args.sst2,
         summary=f"{served} ({metrics['quantization']}), accuracy {accuracies}",
         history={"loss": history} if history else None,

@@ -3,16 +3,18 @@
 `serve` charges the runtime's `cost(request)` to the admission budget, decodes the request (on the pool when
 decoding is CPU work), runs `predict` on the pool (micro-batched for the models settings name), and encodes
 the response. Without a batcher, decoding and `predict` run in one call on one pool thread: each thread hop costs
-about as much as a small model's whole work. One Inference per app (app.state.inference) owns the two sized worker
-pools and the models' batchers, which it closes at shutdown. The image pool (one thread per core) decodes uploads
-and runs the image models: Pillow and numpy hold the GIL most of the time, and the digit cost 4-12% more CPU per
+about as much as a small model's whole work. One Inference per running app, built in its lifespan
+(app/http/main.py), owns the two sized worker pools and the models' batchers: it watches the registry, attaches a
+model's batchers when the registry announces it `loaded`, drains them when it is `retired` (replaced by a reload,
+unloaded, a pinned version dropped), and closes them all at shutdown. The image pool (one thread per core) decodes
+uploads and runs the image models: Pillow and numpy hold the GIL most of the time, and the digit cost 4-12% more CPU per
 request with 8 threads than with 2. The model pool (8 threads) runs the text and series models, which spend their
 time in ONNX Runtime without the GIL: unbatched MiniLM answered 180-190 reviews/s at c=32 with 8 threads, 144-148
 with 2.
 A large image's decoding (DEFERRED_CHARGE_BYTES or more of estimated memory) is charged to the memory budget
 only when its turn on the image pool comes: at most one per image thread holds that charge, so concurrent
 uploads of photos queue for the threads instead of filling the budget while they wait (and getting 429); one
-whose client hung up meanwhile is dropped when its turn comes.
+whose client hung up meanwhile (the request's `probe`, from the web layer, raises) is dropped when its turn comes.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ from app.core.metrics import Metrics
 from app.families.images import ImageUpload
 from app.families.runtime import Runtime
 
+# Raises (the web layer's ClientDisconnect, logged as 499) once the client that sent a request has hung up.
+Probe = Callable[[], Awaitable[None]]
+
 # A 28x28 digit costs ~1 MB and is charged at admission; a 1024x1024 photo ~21 MB waits for its turn.
 DEFERRED_CHARGE_BYTES = 8 * MB
 INLINE_HEADER_BYTES = 64 * 1024
@@ -46,70 +51,72 @@ class Inference:
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings, self.metrics = settings, metrics
         self.image_threads = settings.image_workers or max(2, cpu_cores())
-        self.pool, self.image_pool = self._new_pools()
-        self.batchers: dict[Runtime, MicroBatcher] = {}  # one per loaded model
+        self.pool = ThreadPoolExecutor(settings.inference_workers, thread_name_prefix="model")
+        self.image_pool = ThreadPoolExecutor(self.image_threads, thread_name_prefix="image")
+        self.image_turn = asyncio.Semaphore(self.image_threads)  # large decodes: one permit per image thread
+        self.batchers: dict[Runtime, MicroBatcher] = {}  # the serving models the settings micro-batch
         self.turn_batchers: dict[Runtime, TurnBatcher] = {}  # small inputs batched per turn of the loop
-        self.turns: tuple[asyncio.AbstractEventLoop, asyncio.Semaphore] | None = None  # large decodes, per loop
-
-    def _new_pools(self) -> tuple[ThreadPoolExecutor, ThreadPoolExecutor]:
-        return (
-            ThreadPoolExecutor(self.settings.inference_workers, thread_name_prefix="model"),
-            ThreadPoolExecutor(self.image_threads, thread_name_prefix="image"),
-        )
-
-    def image_turn(self) -> asyncio.Semaphore:
-        """One permit per image thread, for large decodes (made per event loop: an app can be started again)."""
-        loop = asyncio.get_running_loop()
-        if self.turns is None or self.turns[0] is not loop:
-            self.turns = (loop, asyncio.Semaphore(self.image_threads))
-        return self.turns[1]
+        self.retiring: set[MicroBatcher] = set()  # retired, answering what they hold
 
     def observer(self, name: str) -> Callable[[int, float], None]:
         return lambda size, seconds: self.metrics.model_call(name, size, seconds)
 
-    def batcher(self, runtime: Runtime) -> MicroBatcher | None:
-        """The loaded model's batcher (made on first use), or None where settings leave batching off. A model loaded
-        again is another runtime with its own batcher; all of them stop at shutdown."""
-        if not runtime.batched():
-            return None
+    def loaded(self, runtime: Runtime) -> None:
+        """A runtime starts serving (the registry announces it, from any thread, before a request can reach it):
+        its batchers."""
+        if runtime.batched():
+            self._attach_micro(runtime)
+        if runtime.decode_blocks:
+            self._attach_turn(runtime)
+
+    def _attach_micro(self, runtime: Runtime) -> MicroBatcher:
         batcher = self.batchers.get(runtime)
-        if batcher is None or batcher.loop not in (None, asyncio.get_running_loop()):  # or an app started again
-            batcher = MicroBatcher(
-                runtime.predict,
-                self.settings.max_batch_size,
-                self.settings.max_batch_wait_ms / 1000,
-                self.observer(runtime.entry.name),
-                runtime.entry.name,
-                self.pool,
-            )
+        if batcher is None:
+            name, size, wait = runtime.entry.name, self.settings.max_batch_size, self.settings.max_batch_wait_ms / 1000
+            batcher = MicroBatcher(runtime.predict, size, wait, self.observer(name), name, self.pool)
             self.batchers[runtime] = batcher
         return batcher
 
-    def evict(self, runtime: Runtime) -> None:
-        """A runtime the registry dropped, from any thread: its batcher (if any) answers what it holds and stops."""
+    def _attach_turn(self, runtime: Runtime) -> TurnBatcher:
+        batcher = self.turn_batchers.get(runtime)
+        if batcher is None:
+            batcher = TurnBatcher(partial(self.decode_and_predict_each, runtime), self.settings.max_batch_size)
+            self.turn_batchers[runtime] = batcher
+        return batcher
+
+    def retired(self, runtime: Runtime) -> None:
+        """A runtime stops serving (replaced by a reload, unloaded, a pinned version dropped; from any thread): its
+        batcher answers what it holds, then stops, and the runtime is freed with its last request."""
         self.turn_batchers.pop(runtime, None)  # it holds nothing between turns
         batcher = self.batchers.pop(runtime, None)
-        if batcher is not None and batcher.loop is not None and not batcher.loop.is_closed():
-            asyncio.run_coroutine_threadsafe(batcher.drain(), batcher.loop)
+        if batcher is not None and batcher.loop is not None and not batcher.loop.is_closed():  # None: never used
+            self.retiring.add(batcher)
+            asyncio.run_coroutine_threadsafe(self._drain(batcher), batcher.loop)
 
-    async def retire(self, runtime: Runtime) -> None:
-        """A replaced model's batcher answers what it holds, then stops; the runtime is then freed with its last
-        request (the registry no longer refers to it)."""
-        self.turn_batchers.pop(runtime, None)
-        batcher = self.batchers.pop(runtime, None)
-        if batcher is not None and batcher.loop in (None, asyncio.get_running_loop()):
-            await batcher.drain()
+    async def _drain(self, batcher: MicroBatcher) -> None:
+        await batcher.drain()
+        self.retiring.discard(batcher)
 
-    async def read_image(
-        self, data: bytes, max_pixels: int, check_client: Callable[[], Awaitable[None]] | None = None
-    ) -> ImageUpload:
+    def batcher(self, runtime: Runtime) -> MicroBatcher | None:
+        """The runtime's micro-batcher, or None where settings leave batching off (attached on `loaded`; a runtime
+        the registry never announced, a benchmark's or a test's, on first use)."""
+        batcher = self.batchers.get(runtime)
+        if batcher is None and runtime.batched():
+            return self._attach_micro(runtime)
+        return batcher
+
+    def turn_batcher(self, runtime: Runtime) -> TurnBatcher:
+        """The model's batcher for inputs worked on the event loop (app/core/batching.py TurnBatcher)."""
+        return self.turn_batchers.get(runtime) or self._attach_turn(runtime)
+
+    async def read_image(self, data: bytes, max_pixels: int) -> ImageUpload:
         """An uploaded image's header (ImageUpload.read): here on the loop for a body of at most
         INLINE_HEADER_BYTES (Pillow: ~10 us for a PNG, ~50 us for a JPEG photo; less than a thread hop costs), on
         the image pool for a larger one (some formats, multi-frame TIFF or ICO, scan more of the file to open it,
         and the loop must never wait on a large one)."""
         if len(data) <= INLINE_HEADER_BYTES:
-            return ImageUpload.read(data, max_pixels, check_client)
-        return await self.offload(ImageUpload.read, data, max_pixels, check_client, image=True)
+            return ImageUpload.read(data, max_pixels)
+        return await self.offload(ImageUpload.read, data, max_pixels, image=True)
 
     async def offload(self, fn: Callable[..., T], *args: Any, image: bool = False) -> T:
         """fn(*args) on the worker pool (image work: on the image pool)."""
@@ -141,14 +148,6 @@ class Inference:
         outputs = iter(self.predict(runtime, inputs) if inputs else [])
         return [d if isinstance(d, BaseException) else [next(outputs) for _ in d] for d in decoded]
 
-    def turn_batcher(self, runtime: Runtime) -> TurnBatcher:
-        """The model's batcher for inputs worked on the event loop (app/core/batching.py TurnBatcher)."""
-        batcher = self.turn_batchers.get(runtime)
-        if batcher is None:
-            work = partial(self.decode_and_predict_each, runtime)
-            batcher = self.turn_batchers[runtime] = TurnBatcher(work, self.settings.max_batch_size)
-        return batcher
-
     async def __call__(self, runtime: Runtime, batch: list[Any]) -> list[Any]:
         """Outputs of `runtime.predict` for `batch`, in order."""
         batcher = self.batcher(runtime)
@@ -156,27 +155,28 @@ class Inference:
             return await batcher.submit(batch)
         return await self.offload(self.predict, runtime, batch)
 
-    async def in_calls(
-        self, runtime: Runtime, inputs: list[Any], size: int, check_client: Callable[[], Awaitable[None]]
-    ) -> list[Any]:
+    async def in_calls(self, runtime: Runtime, inputs: list[Any], size: int, probe: Probe | None = None) -> list[Any]:
         """`runtime.predict`'s outputs for many inputs of one request (an explanation's), in model calls of at most
-        `size`, each observed in /metrics as any call is; `check_client` runs before each call and raises once the
-        client has hung up (ClientDisconnect, logged as 499), so the work stops within one call of it."""
+        `size`, each observed in /metrics as any call is; `probe` runs before each call and raises once the client
+        has hung up, so the work stops within one call of it."""
         outputs: list[Any] = []
         for start in range(0, len(inputs), size):
-            await check_client()
+            if probe is not None:
+                await probe()
             outputs += await self(runtime, inputs[start : start + size])
         return outputs
 
-    async def outputs(self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter) -> list[Out]:
+    async def outputs(
+        self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter, probe: Probe | None = None
+    ) -> list[Out]:
         """The typed outputs for `request`: cost -> decode -> predict, inside one admission slot. Decoding is where
         an image's memory goes, so it is charged too: at admission, or for a large image when its turn on the image
         pool comes. `serve` encodes them for the task endpoints; the Open Inference Protocol routes (app/oip) turn
-        them into tensors."""
+        them into tensors. `probe` (optional) raises once the client has hung up: work that waited is dropped."""
         cost = runtime.cost(request)
         deferred = runtime.decode_blocks and cost >= DEFERRED_CHARGE_BYTES
         with limiter.slot(0 if deferred else cost, size=cost):
-            return await self._work(runtime, request, limiter, cost, deferred)
+            return await self._work(runtime, request, limiter, cost, deferred, probe)
 
     async def outputs_each(
         self, runtime: Runtime[Req, Any, Out], requests: list[Req], limiter: ConcurrencyLimiter
@@ -218,20 +218,28 @@ class Inference:
         return groups
 
     async def _work(
-        self, runtime: Runtime[Req, Any, Out], request: Req, limiter: ConcurrencyLimiter, cost: int, deferred: bool
+        self,
+        runtime: Runtime[Req, Any, Out],
+        request: Req,
+        limiter: ConcurrencyLimiter,
+        cost: int,
+        deferred: bool,
+        probe: Probe | None = None,
     ) -> list[Out]:
         """decode -> predict for an admitted request of estimated `cost`; a `deferred` one (a large image) is charged
         when its turn on the image pool comes; one the runtime calls cheap (`inline`: a small image) is worked here on
-        the event loop, without a thread hop."""
+        the event loop, without a thread hop; one whose inputs go to its model in several calls (`call_inputs`: an
+        explanation's) is probed before each."""
         if not runtime.decode_blocks:
+            if runtime.call_inputs:
+                return await self.in_calls(runtime.model(), runtime.decode(request), runtime.call_inputs, probe)
             return await self(runtime, runtime.decode(request))
         batched = self.batcher(runtime) is not None
         work = (runtime.decode, request) if batched else (self.decode_and_predict, runtime, request)  # one hop
         if deferred:
-            async with self.image_turn():
-                check_client = getattr(request, "check_client", None)
-                if check_client is not None:
-                    await check_client()  # raises if the client hung up while this waited: nobody to answer
+            async with self.image_turn:
+                if probe is not None:
+                    await probe()  # raises if the client hung up while this waited: nobody to answer
                 with limiter.charged(cost):
                     done = await self.offload(*work, image=True)
         elif runtime.inline(request) and batched:  # decoded here; the settings' micro-batcher runs the model
@@ -242,19 +250,19 @@ class Inference:
             done = await self.offload(*work, image=True)
         return await self(runtime, done) if batched else done
 
-    async def serve(self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter) -> BaseModel:
+    async def serve(
+        self, runtime: Runtime[Req, Any, Any], request: Req, limiter: ConcurrencyLimiter, probe: Probe | None = None
+    ) -> BaseModel:
         """The response body for `request`: its `outputs`, encoded."""
-        return runtime.encode(request, await self.outputs(runtime, request, limiter))
+        return runtime.encode(request, await self.outputs(runtime, request, limiter, probe))
 
     async def close(self) -> None:
-        """Stop every batcher's background task and the pool's threads (app shutdown); an app started again
-        (tests) gets new ones on its first request."""
-        loop = asyncio.get_running_loop()
-        for batcher in self.batchers.values():
-            if batcher.loop in (None, loop):
-                await batcher.close()
+        """Stop every batcher's background task and the pools' threads (the app's shutdown: the end of this
+        executor; an app started again builds another, app/http/main.py)."""
+        for batcher in [*self.batchers.values(), *self.retiring]:
+            await batcher.close()
         self.batchers.clear()
         self.turn_batchers.clear()
+        self.retiring.clear()
         for pool in (self.pool, self.image_pool):
             pool.shutdown(wait=False)
-        self.pool, self.image_pool = self._new_pools()

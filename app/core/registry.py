@@ -2,8 +2,15 @@
 
 States: loading -> ready | failed. A model the deployment is configured to serve (in the manifest, or named in
 DEEPSERVE_MODELS) must reach `ready` for the service to be ready; a failure is kept per model so the other
-models keep serving. A known model family without an artifact is `not_installed`: listed, answering 503 with
-how to install it, and not blocking readiness.
+models keep serving. Three states are listed, answer 503 (model_not_installed) and do not block readiness:
+`not_installed` (a known family without an artifact: the message says how to install it), `not_enabled` (in the
+models folder, left out of DEEPSERVE_MODELS) and `unloaded` (served until `unload`).
+
+Lifecycle: the registry announces each runtime that starts serving (`loaded`: at start-up, by a reload's swap, a
+pinned version's first load) before any request can reach it, and each that stops (`retired`: replaced by a
+reload, unloaded, a pinned version dropped), to its watchers (MLServer's load/unload hooks): the executor
+(app/core/inference.py) attaches and drains its batchers on them. A watcher is told of every runtime already
+serving when it starts watching.
 
 Start-up fallback: when the version a model should serve (its promoted version, app/core/promotion.py) fails to load,
 or has no readable model.json, the registry serves the last version known to have served instead: promoted.json's
@@ -26,10 +33,9 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, TypeVar, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from app.config import Settings
 from app.errors import (
@@ -41,8 +47,10 @@ from app.errors import (
     Overloaded,
     echo,
 )
-from app.families import FAMILIES, FIXED_DEFAULTS, open_runtime
+from app.families import FAMILIES, open_runtime
+from app.families.family import Task
 from app.families.runtime import Runtime
+from app.families.tasks import models
 from app.manifest import ENTRY_FILE, PROMOTED_FILE, Manifest, ManifestEntry, read_manifest, version_key
 
 log = logging.getLogger("deepserve.registry")
@@ -54,6 +62,19 @@ class State(StrEnum):
     READY = "ready"
     FAILED = "failed"
     NOT_INSTALLED = "not_installed"
+    NOT_ENABLED = "not_enabled"
+    UNLOADED = "unloaded"
+
+
+OFF = frozenset({State.NOT_INSTALLED, State.NOT_ENABLED, State.UNLOADED})  # not meant to serve now: 503, still ready
+
+
+class Watcher(Protocol):
+    """Told of the runtimes that start and stop serving, from any thread (the loader's, a reload's, a pin's)."""
+
+    def loaded(self, runtime: Runtime) -> None: ...
+
+    def retired(self, runtime: Runtime) -> None: ...
 
 
 @dataclass
@@ -106,7 +127,7 @@ class ModelRegistry:
         self._pinning = threading.Lock()
         self.pinned: OrderedDict[tuple[str, str], Runtime] = OrderedDict()  # (name, version) -> runtime, LRU last
         self._pinned_loads: dict[str, float] = {}  # name -> when its last pinned-version load ended (monotonic)
-        self.on_evict: Callable[[Runtime], None] = lambda runtime: None  # a pinned runtime dropped (its batcher)
+        self.watchers: tuple[Watcher, ...] = ()
         self._plans: dict[str, Plan] = {}
         self._plan()
 
@@ -154,9 +175,11 @@ class ModelRegistry:
         served = manifest.served() if manifest else {}
         for name in FAMILIES:
             if name not in self.records:
-                hidden = name in served  # in the manifest but left out of DEEPSERVE_MODELS
-                message = "not enabled in DEEPSERVE_MODELS" if hidden else "no trained artifact installed"
-                self.records[name] = ModelRecord(name, State.NOT_INSTALLED, served.get(name), message=message)
+                if name in served:  # in the models folder, left out of DEEPSERVE_MODELS
+                    state, message = State.NOT_ENABLED, "not enabled in DEEPSERVE_MODELS"
+                else:
+                    state, message = State.NOT_INSTALLED, "no trained artifact installed"
+                self.records[name] = ModelRecord(name, state, served.get(name), message=message)
 
     def _plan_one(self, manifest: Manifest, name: str) -> Plan:
         """The versions start-up tries for `name`: the one reloads chose since the service started (a worker started
@@ -196,6 +219,26 @@ class ModelRegistry:
             log.error("model %s: skipped unreadable files: %s", name, "; ".join(broken))
         return plan
 
+    def watch(self, watcher: Watcher) -> None:
+        """Tell `watcher` of every runtime serving now (`loaded`), then of each that starts or stops serving."""
+        with self._pinning:
+            self.watchers = (*self.watchers, watcher)
+            serving = [r.runtime for r in self.records.values() if r.runtime is not None and r.state is State.READY]
+            for runtime in [*serving, *self.pinned.values()]:
+                watcher.loaded(runtime)
+
+    def unwatch(self, watcher: Watcher) -> None:
+        self.watchers = tuple(w for w in self.watchers if w is not watcher)
+
+    def _loaded(self, runtime: Runtime) -> None:
+        for watcher in self.watchers:
+            watcher.loaded(runtime)
+
+    def _retired(self, runtime: Runtime | None) -> None:
+        if runtime is not None:
+            for watcher in self.watchers:
+                watcher.retired(runtime)
+
     def load_all(self) -> None:
         try:
             for record in self.records.values():
@@ -223,6 +266,7 @@ class ModelRegistry:
                 cause = f"{type(exc).__name__}: {exc}"
                 failures.append(cause if not failures else f"its fallback v{entry.version} failed too: {cause}")
                 continue
+            self._loaded(runtime)
             record.entry, record.runtime, record.state, record.message = entry, runtime, State.READY, ""
             record.load_seconds = round(time.perf_counter() - started, 3)
             if record.fallback:
@@ -283,14 +327,17 @@ class ModelRegistry:
         seconds = round(time.perf_counter() - started, 3)
         return ModelRecord(name, State.READY, entry, runtime, load_seconds=seconds)
 
-    def swap(self, record: ModelRecord) -> Runtime | None:
-        """Serve `record` from now on; the runtime it replaces (the caller retires it). Requests in flight finish
-        on the old runtime, later ones get the new one, none waits or fails."""
+    def swap(self, record: ModelRecord) -> None:
+        """Serve `record` from now on. Requests in flight finish on the old runtime (retired: its batcher answers
+        what it holds), later ones get the new one, none waits or fails."""
         old = self.records.get(record.name)
+        if record.runtime is not None:
+            self._loaded(record.runtime)
         self.records = {**self.records, record.name: record}  # copy-on-write: readers see the old records or the new
         version = record.entry.version if record.entry else None
         log.info("model %s v%s serving (loaded in %.2fs)", record.name, version, record.load_seconds or 0.0)
-        return old.runtime if old is not None else None
+        if old is not None and old.runtime is not record.runtime:
+            self._retired(old.runtime)
 
     def reload(self, name: str, version: str | None = None) -> ModelRecord:
         """Load `name` again from the models folder as it is now (its promoted version, or `version`: see `entry`)
@@ -353,10 +400,11 @@ class ModelRegistry:
                     self._pinned_loads[name] = time.monotonic()
                 seconds = time.perf_counter() - started
                 log.info("model %s v%s loaded for requests pinning it in %.2fs", name, version, seconds)
+                self._loaded(runtime)
                 self.pinned[(name, version)] = runtime
                 while len(self.pinned) > self.settings.max_pinned_versions:
                     _, evicted = self.pinned.popitem(last=False)
-                    self.on_evict(evicted)
+                    self._retired(evicted)
             self.pinned.move_to_end((name, version))
         if not isinstance(runtime, cls):
             raise TypeError(f"model {name} v{version} is served by {type(runtime).__name__}, not {cls.__name__}")
@@ -378,14 +426,15 @@ class ModelRegistry:
             )
 
     def unload(self, name: str) -> None:
-        """Stop serving `name`: it is listed as not installed (503 with how to install it) until reloaded."""
-        record = ModelRecord(name, State.NOT_INSTALLED, self.record(name).entry, message="unloaded")
-        self.records = {**self.records, name: record}
+        """Stop serving `name`: it is listed as unloaded (503) until reloaded."""
+        old = self.record(name)
+        self.records = {**self.records, name: ModelRecord(name, State.UNLOADED, old.entry, message="unloaded")}
+        self._retired(old.runtime)
         log.info("model %s unloaded", name)
 
     @property
     def ready(self) -> bool:
-        configured = [r for r in self.records.values() if r.state is not State.NOT_INSTALLED]
+        configured = [r for r in self.records.values() if r.state not in OFF]
         ok = self.loaded.is_set() and not self.catalogue_error
         return ok and all(r.state is State.READY for r in configured)
 
@@ -394,35 +443,33 @@ class ModelRegistry:
             raise ModelNotFound(f"Unknown model '{echo(name)}'.", {"known": sorted(self.records)})
         return self.records[name]
 
-    @overload
-    def for_task(self, task: str, requested: str | None = None) -> Runtime: ...
-    @overload
-    def for_task(self, task: str, requested: str | None, cls: type[R]) -> R: ...
-
-    def for_task(self, task: str, requested: str | None = None, cls: type[Runtime] = Runtime) -> Runtime:
-        """The runtime that answers `task`: the model the request names (404 if unknown, 422 if it does another
-        task), else the task's default: its first registered family (app/families) that is ready and trained.
-        Every family of a task is served by a runtime of class `cls` (TypeError otherwise: a wrong registration).
-        With none ready, the error of the first one configured to serve (or of the first family) says why."""
+    def for_task(self, task: Task[R], choice: str | None = None) -> R:
+        """The runtime that answers `task` for a request whose selector (`?model=`, the body's `model` or `method`)
+        is `choice`: the model it names (404 if unknown, 422 if it does another task), else the task's default model,
+        else its first registered family (app/families) that is ready and trained. Every family of a task is served
+        by a `task.runtime` (app/families/tasks.py checks it at import). With none ready, the error of the first one
+        configured to serve (or of the first family) says why."""
+        requested = task.model_for(choice)
         if requested is not None:
             found = self.record(requested).task
-            if found != task:
-                names = sorted(n for n, f in FAMILIES.items() if f.task == task)
+            if found != task.name:
+                names = sorted(models(task))
                 raise InvalidInput(
-                    f"Model '{echo(requested)}' does not do {task}; use one of {', '.join(names)}.",
+                    f"Model '{echo(requested)}' does not do {task.name}; use one of {', '.join(names)}.",
                     {"model": requested, "task": found, "models": names},
                 )
-            return self.runtime(requested, cls)
-        return self.runtime(self.default(task), cls)
+            return self.runtime(requested, task.runtime)
+        return self.runtime(self.default(task), task.runtime)
 
-    def default(self, task: str) -> str:
-        """The model that answers `task` when a request names none (see for_task; /models marks it)."""
-        if task in FIXED_DEFAULTS:
-            return FIXED_DEFAULTS[task]
-        names = [n for n, f in FAMILIES.items() if f.task == task and n in self.records]
+    def default(self, task: Task) -> str:
+        """The model that answers `task` when a request names none: the task's default model, else its first
+        registered family that is ready and trained (/models marks it)."""
+        if task.default is not None:
+            return task.default
+        names = [n for n in models(task) if n in self.records]
         trained = [n for n in names if not self._random(self.records[n])] or names
         ready = [n for n in trained if self.records[n].state is State.READY]
-        configured = [n for n in trained if self.records[n].state is not State.NOT_INSTALLED]
+        configured = [n for n in trained if self.records[n].state not in OFF]
         return (ready or configured or trained)[0]
 
     @staticmethod
@@ -452,6 +499,12 @@ class ModelRegistry:
         if record.state is State.NOT_INSTALLED:
             raise ModelNotInstalled(
                 f"Model '{name}' is not installed ({record.message}). Install it with: {record.install}",
+                {"model": name, "install": record.install},
+            )
+        if record.state in OFF:  # installed, not served: not enabled, or unloaded
+            raise ModelNotInstalled(
+                f"Model '{name}' is installed but not served ({record.message}): add it to DEEPSERVE_MODELS, or load "
+                f"it (POST /admin/models/{name}/reload).",
                 {"model": name, "install": record.install},
             )
         if record.state is State.LOADING:

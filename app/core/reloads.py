@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
-from app.core.inference import Inference
 from app.core.registry import ModelRecord, ModelRegistry
 
 
 class Reloader:
-    def __init__(self, registry: ModelRegistry, inference: Inference) -> None:
-        self.registry, self.inference = registry, inference
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
         # Set by a worker of `deepserve serve` (app/workers/worker.py): runs a reload in every worker.
         self.coordinator: Callable[[str, str], Awaitable[None]] | None = None
         self.prepared: dict[str, ModelRecord] = {}  # reload id -> a loaded, warm record not yet serving
@@ -34,7 +33,7 @@ class Reloader:
             return self.registry.record(name)
         async with self._turn:
             record = await asyncio.to_thread(self.registry.prepare, entry)
-            await self._swap(record)
+            self.registry.swap(record)  # the replaced runtime is retired: its batcher answers what it holds
             return record
 
     async def prepare(self, reload_id: str, name: str, version: str) -> None:
@@ -45,12 +44,7 @@ class Reloader:
     async def commit(self, reload_id: str) -> None:
         record = self.prepared.pop(reload_id, None)
         if record is not None:
-            await self._swap(record)
+            self.registry.swap(record)
 
     def abort(self, reload_id: str) -> None:
         self.prepared.pop(reload_id, None)  # its runtime is freed with its last reference
-
-    async def _swap(self, record: ModelRecord) -> None:
-        old = self.registry.swap(record)
-        if old is not None:
-            await self.inference.retire(old)

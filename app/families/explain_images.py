@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,11 +41,6 @@ class ExplainRequest:
     upload: ImageUpload
     target: str | None  # a class name (a digit for the digit model); None: the predicted class
 
-    @property
-    def check_client(self) -> Callable[[], Awaitable[None]] | None:
-        """The upload's: a large image is dropped in its turn on the image pool once its client has left."""
-        return self.upload.check_client
-
 
 @dataclass(frozen=True)
 class Prepared:
@@ -57,7 +51,7 @@ class Prepared:
 
 
 @dataclass(frozen=True)
-class Explained:
+class ExplainedImage:
     probabilities: np.ndarray
     target: int
     heat_input: np.ndarray  # over the model's input, in [0, 1]
@@ -101,7 +95,7 @@ def _rows(values: np.ndarray) -> list[list[float]]:
     return [[round(float(v), 4) for v in row] for row in values]
 
 
-class ImageExplainer(Runtime[ExplainRequest, Prepared, Explained]):
+class ImageExplainer(Runtime[ExplainRequest, Prepared, ExplainedImage]):
     kind = "saliency"
     decode_blocks = True
     batchable = False
@@ -170,7 +164,7 @@ class ImageExplainer(Runtime[ExplainRequest, Prepared, Explained]):
             maps.append(heat / peak if peak > 0 else heat)
         return probabilities, chosen, np.stack(maps)
 
-    def predict(self, batch: list[Prepared]) -> list[Explained]:
+    def predict(self, batch: list[Prepared]) -> list[ExplainedImage]:
         inputs = np.stack([p.input for p in batch])
         probabilities, targets, maps = self.heatmaps(inputs, [p.target for p in batch])
         results = []
@@ -179,7 +173,7 @@ class ImageExplainer(Runtime[ExplainRequest, Prepared, Explained]):
             on_image = prepared.placement.on_image(heat, HEATMAP_SIDE)  # resampling can lower a one-pixel peak
             peak = float(on_image.max())
             results.append(
-                Explained(
+                ExplainedImage(
                     probabilities=p,
                     target=target,
                     heat_input=heat,
@@ -190,7 +184,7 @@ class ImageExplainer(Runtime[ExplainRequest, Prepared, Explained]):
             )
         return results
 
-    def encode(self, request: ExplainRequest, outputs: list[Explained]) -> Explanation:
+    def encode(self, request: ExplainRequest, outputs: list[ExplainedImage]) -> Explanation:
         [out] = outputs
         names = self.base.class_names()
         order = np.argsort(-out.probabilities, kind="stable")[:5]
@@ -219,7 +213,7 @@ class ImageExplainer(Runtime[ExplainRequest, Prepared, Explained]):
 class DigitExplainer(ImageExplainer):
     """The digit's explanation also carries the probabilities and the 28x28 the model saw."""
 
-    def encode(self, request: ExplainRequest, outputs: list[Explained]) -> DigitExplanation:
+    def encode(self, request: ExplainRequest, outputs: list[ExplainedImage]) -> DigitExplanation:
         base = super().encode(request, outputs)
         [out] = outputs
         return DigitExplanation(

@@ -10,7 +10,8 @@ Cost is bounded whatever the text: at most MAX_OCCLUSIONS texts are left out, so
 MAX_OCCLUSIONS + 1 model inputs of at most the explained length. A longer text is left out in MAX_OCCLUSIONS runs
 of consecutive words, each word showing its run's attribution (`words_per_run` says how many); before, a
 1,000-character text of 500 one-letter words was 501 inputs of 500 tokens through MiniLM (56-228 s of CPU). The
-route runs the inputs in model calls of CALL_INPUTS and stops between two calls when its client has left.
+executor (app/core/inference.py) runs the inputs in model calls of CALL_INPUTS and stops between two calls when its
+client has left.
 """
 
 from __future__ import annotations
@@ -20,16 +21,26 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.families.runtime import Runtime
 from app.families.sentiment import SentimentResult, SentimentRuntime
-from app.schemas import ModelRef
+from app.schemas import ModelRef, RequestBody
 
 WORD = re.compile(r"[\w'\u2019]+")
 MAX_CHARS = 1000  # characters per explained text
 MAX_OCCLUSIONS = 63  # texts left out per explanation: with the whole text, at most 64 model inputs
 CALL_INPUTS = 8  # texts per model call: a client that leaves stops its explanation within one call of 8
+
+
+class ExplainTextRequest(RequestBody):  # POST /explain/sentiment's body
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(
+        description="One text; each word is left out in turn (past 63 words, runs of words: at most 64 model inputs).",
+        examples=["Not bad at all."],
+    )
+    model: str | None = Field(None, description="A sentiment model (lstm, distilbert, ...); default as for predict.")
 
 
 class WordAttribution(BaseModel):
@@ -56,7 +67,7 @@ class TextExplanation(BaseModel):
 
 
 @dataclass(frozen=True)
-class Explained:
+class ExplainedText:
     result: SentimentResult
     words: list[WordAttribution]
     words_per_run: int = 1
@@ -80,7 +91,7 @@ class Occlusions:
         texts = [text, *(without(text, words[a][1], words[b - 1][2]) for a, b in runs)]
         return cls(words, runs, texts, per_run)
 
-    def explained(self, results: list[SentimentResult]) -> Explained:
+    def explained(self, results: list[SentimentResult]) -> ExplainedText:
         """The attributions, from the scores of `texts` in order."""
         full, *rest = results
         attributions = [
@@ -88,7 +99,7 @@ class Occlusions:
             for (a, b), r in zip(self.runs, rest, strict=True)
             for w, s, e in self.words[a:b]
         ]
-        return Explained(full, attributions, self.words_per_run)
+        return ExplainedText(full, attributions, self.words_per_run)
 
 
 def words_of(text: str) -> list[tuple[str, int, int]]:
@@ -101,9 +112,14 @@ def without(text: str, start: int, end: int) -> str:
     return before.rstrip(" ") + (" " if before.rstrip(" ") and after.lstrip(" ") else "") + after.lstrip(" ")
 
 
-class OcclusionExplainer(Runtime[str, str, Explained]):
+class OcclusionExplainer(Runtime[str, str, Any]):
+    """Served as any runtime (app/core/serving.py `explain`): `decode` makes the texts its sentiment model scores,
+    which go through that model (`model()`: batched and observed as its own calls) in calls of CALL_INPUTS, and
+    `encode` turns their scores into the explanation. `predict` explains texts in one go (tests, evaluation)."""
+
     kind = "occlusion"
     batchable = False
+    call_inputs = CALL_INPUTS
 
     def __init__(self, base: SentimentRuntime) -> None:
         super().__init__(base.entry, base.artifact_dir, base.settings)
@@ -118,8 +134,12 @@ class OcclusionExplainer(Runtime[str, str, Explained]):
     def cost(self, request: str) -> int:
         return self.base.cost([request] * CALL_INPUTS)  # one call in flight at a time
 
+    def model(self) -> SentimentRuntime:
+        return self.base
+
     def decode(self, request: str) -> list[str]:
-        return [request]
+        """The texts the model scores: the text, then the text without each run of its words."""
+        return Occlusions.of(request).texts
 
     def scores(self, texts: list[str]) -> list[SentimentResult]:
         results: list[SentimentResult] = []
@@ -127,13 +147,13 @@ class OcclusionExplainer(Runtime[str, str, Explained]):
             results += self.base.predict(texts[start : start + CALL_INPUTS])
         return results
 
-    def predict(self, batch: list[str]) -> list[Explained]:
-        """Each text explained here, in one go (the route runs an explanation's calls itself:
-        app/http/api/explain.py)."""
+    def predict(self, batch: list[str]) -> list[ExplainedText]:
+        """Each text explained here, in one go (served, its texts go through the model in calls: `call_inputs`)."""
         return [occlusions.explained(self.scores(occlusions.texts)) for occlusions in map(Occlusions.of, batch)]
 
-    def encode(self, request: str, outputs: list[Explained]) -> TextExplanation:
-        [out] = outputs
+    def encode(self, request: str, outputs: list[SentimentResult]) -> TextExplanation:
+        """The explanation of `request` from its model's scores of `decode(request)`, in order."""
+        out = Occlusions.of(request).explained(outputs)
         return TextExplanation(
             label=out.result.label,
             score=out.result.score,

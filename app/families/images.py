@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import json
 from abc import abstractmethod
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -26,31 +25,26 @@ GRAY_MODES = {"1", "L"}
 class ImageUpload:
     """An uploaded image, not decoded yet: its bytes and what its header says (0 pixels when the header is
     unreadable or over `max_pixels`: decoding then refuses it before it allocates anything), and the Pillow image
-    whose header that is (`opened`, within the limit only), which decoding loads instead of parsing it again.
-    `check_client`, from the web layer, raises once the client that sent it has hung up: a large image that waited
-    for its turn to decode is dropped then (app/core/inference.py)."""
+    whose header that is (`opened`, within the limit only), which decoding loads instead of parsing it again."""
 
     data: bytes
     max_pixels: int
     pixels: int = 0
     mode: str = ""
     opened: Image.Image | None = field(default=None, compare=False, repr=False)
-    check_client: Callable[[], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
-    def read(
-        cls, data: bytes, max_pixels: int, check_client: Callable[[], Awaitable[None]] | None = None
-    ) -> ImageUpload:
+    def read(cls, data: bytes, max_pixels: int) -> ImageUpload:
         try:  # Pillow's warnings are silenced once for all (app/families/image_decode.py)
             image = Image.open(io.BytesIO(data))
             (width, height), mode = image.size, image.mode
         except Exception:  # Not an image, or a decompression bomb: decoding says which, at no memory cost.
-            return cls(data, max_pixels, check_client=check_client)
+            return cls(data, max_pixels)
         pixels = width * height
         if pixels > max_pixels:
             image.close()
-            return cls(data, max_pixels, 0, mode, check_client=check_client)
-        return cls(data, max_pixels, pixels, mode, image, check_client)
+            return cls(data, max_pixels, 0, mode)
+        return cls(data, max_pixels, pixels, mode, image)
 
 
 Out = TypeVar("Out")

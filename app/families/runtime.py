@@ -29,6 +29,9 @@ class Runtime(ABC, Generic[Req, In, Out]):
     kind: ClassVar[str]  # the manifest's `runtime` field that selects this class
     decode_blocks: ClassVar[bool] = False  # True: `decode` is CPU work (image decoding) and runs on the worker pool
     batchable: ClassVar[bool] = True  # False: never micro-batched (explainers: one per request, many inputs each)
+    # > 0: a request's inputs go to `model()` in calls of at most this many, and the work stops between two calls
+    # once its client has hung up (an explanation's texts: app/families/explain_text.py); 0: one `predict` call.
+    call_inputs: ClassVar[int] = 0
 
     def __init__(self, entry: ManifestEntry, artifact_dir: Path, settings: Settings) -> None:
         self.entry = entry
@@ -73,6 +76,11 @@ class Runtime(ABC, Generic[Req, In, Out]):
     @abstractmethod
     def input_description(self) -> dict[str, Any]:
         """What the endpoint accepts, for GET /models/{name}."""
+
+    def model(self) -> Runtime:
+        """The runtime whose `predict` takes this one's inputs when it works in `call_inputs` calls: an explainer's
+        served model (so its calls are batched and observed as any of that model's)."""
+        return self
 
     def ref(self) -> ModelRef:
         return ModelRef(name=self.entry.name, version=self.entry.version)

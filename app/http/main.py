@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from app.config import Settings
-from app.core.inference import Inference
 from app.core.limiter import ConcurrencyLimiter, share
 from app.core.memory import MemoryTrimmer
 from app.core.metrics import Metrics
@@ -51,24 +50,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     api_keys = load_keys(settings)  # a bad keys file stops the service here, before it serves anything
     addresses = ClientAddresses(settings.trusted_proxies)  # who sent a request (rate limit, admin loopback rule)
     registry = ModelRegistry(settings)
-    inference = Inference(settings, Metrics())
-    registry.on_evict = inference.evict
+    meters = Metrics()  # this process's Prometheus metrics (`metrics` is the /metrics route module here)
     streams = StreamStore(
         settings.data_dir / "anomaly_streams.sqlite3",
         settings.max_streams,
         settings.max_streams_per_client,
         settings.stream_idle_seconds,
     )
-    reloader = Reloader(registry, inference)  # across the worker processes of `deepserve serve`: app/workers
+    reloader = Reloader(registry)  # across the worker processes of `deepserve serve`: app/workers
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        serving.start()  # the executor, on this event loop, attached to every runtime the registry serves
+        app.state.inference = serving.inference
         # Load in the background so /health/live answers at once and /health/ready reports progress.
         threading.Thread(target=registry.load_all, name="model-loader", daemon=True).start()
         yield
-        await inference.close()  # stop the micro-batching tasks before the loop closes
+        await serving.stop()  # stop the micro-batching tasks before the loop closes
         streams.close()
-        inference.metrics.close()
+        meters.close()
 
     # The docs pages are the service's own (app/http/api/docs.py: their assets served from here, not a CDN).
     app = FastAPI(
@@ -90,8 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         on_release=MemoryTrimmer().released,
     )
     app.state.explain_limiter = ConcurrencyLimiter(share(settings.max_concurrent_explanations, workers))
-    app.state.metrics = inference.metrics
-    app.state.inference = inference
+    app.state.metrics = meters
     app.state.streams = streams
     app.state.reloader = reloader
     install_error_handlers(app)
@@ -124,7 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost last: security headers -> request log -> CORS -> API key and role -> rate limit -> body size ->
     # fast lane (the common image requests, app/http/middleware/fast_lane.py) -> routes. Each refusal comes before the
     # body is read; CORS answers preflights before the key check and adds its headers to every answer.
-    app.state.serving = Serving(registry, settings, app.state.limiter, inference)
+    serving = app.state.serving = Serving(registry, settings, app.state.limiter, app.state.explain_limiter, meters)
     fast_routes = {path: r for m in routers for r in m.routes if (path := getattr(r, "path", "")) in ROUTES}
     app.add_middleware(FastLane, serving=app.state.serving, routes=fast_routes)  # innermost: after every check below
     app.add_middleware(

@@ -6,7 +6,8 @@ from fastapi import Request
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect
 
-from app.core.inference import Inference
+from app.core.inference import Probe
+from app.core.serving import Serving
 from app.errors import InvalidInput, UnsupportedMediaType, echo
 from app.families.images import ImageUpload
 from app.http.multipart import single_file
@@ -45,13 +46,17 @@ def _check_part_type(content_type: str | None) -> None:
         raise UnsupportedMediaType(f"The uploaded file's Content-Type '{part}' is not an image type.")
 
 
-async def read_image_upload(request: Request, max_pixels: int, inference: Inference) -> ImageUpload:
+async def read_image_upload(request: Request, serving: Serving) -> ImageUpload:
     """The whole body first (a slow upload holds no admission slot), then its header (on the worker pool when the
     body is large), from which the runtime's `cost` is known before anything is decoded."""
-    data = await read_image_bytes(request)
+    return await serving.read_image(await read_image_bytes(request))
 
-    async def check_client() -> None:
+
+def disconnect_probe(request: Request) -> Probe:
+    """What the core calls before work that waited (app/core/inference.py): raises once the client hung up."""
+
+    async def probe() -> None:
         if await request.is_disconnected():
             raise ClientDisconnect()  # app/http/middleware/request_log.py logs it as client_disconnected (499)
 
-    return await inference.read_image(data, max_pixels, check_client)
+    return probe

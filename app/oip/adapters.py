@@ -21,6 +21,7 @@ from app.families.digit.runtime import DigitOutput, DigitRuntime
 from app.families.images import ClassOutput, ImageClassifier
 from app.families.runtime import Runtime
 from app.families.sentiment import SentimentRequest, SentimentResult, SentimentRuntime, validate_texts
+from app.families.tasks import ANOMALY
 from app.oip.schemas import TensorMetadata
 from app.oip.tensors import Tensor, summary
 
@@ -87,17 +88,15 @@ class ImageAdapter(Adapter):
     async def predict(self, runtime: DigitRuntime | ImageClassifier, inputs: dict[str, Tensor], serving: Serving):
         tensor = one_of(inputs, {"image": ("BYTES",), "pixels": ("FP32",)})
         if tensor.name == "image":
-            max_pixels = serving.settings.max_image_pixels
-            uploads = [await serving.inference.read_image(data, max_pixels) for data in batch_of_bytes(tensor)]
-            return await serving.inference.outputs_each(runtime, uploads, serving.limiter)  # admitted by cost
+            uploads = [await serving.read_image(data) for data in batch_of_bytes(tensor)]
+            return await serving.outputs_each(runtime, uploads)  # admitted by cost
         shape = self.pixel_shape(runtime)
         if list(tensor.shape[1:]) != shape or tensor.shape[0] < 1:
             wanted = ", ".join(map(str, ["n", *shape]))
             raise InvalidInput(f"Input 'pixels' must have shape [{wanted}], not {list(tensor.shape)}.")
         if not np.isfinite(tensor.data).all():
             raise InvalidInput("Input 'pixels' holds NaN or infinite values.")
-        with serving.limiter.slot(MB + tensor.data.nbytes * TENSOR_BYTES_FACTOR):
-            return await serving.inference(runtime, list(tensor.data))
+        return await serving.predict(runtime, list(tensor.data), MB + tensor.data.nbytes * TENSOR_BYTES_FACTOR)
 
 
 class DigitAdapter(ImageAdapter):
@@ -153,7 +152,7 @@ class SentimentAdapter(Adapter):
         except UnicodeDecodeError as exc:
             raise InvalidInput("Input 'text' holds bytes that are not UTF-8.") from exc
         texts = validate_texts(SentimentRequest(texts=texts), serving.settings)
-        outs: list[SentimentResult] = await serving.inference.outputs(runtime, texts, serving.limiter)
+        outs: list[SentimentResult] = await serving.outputs(runtime, texts)
         return [
             Tensor.of("label", np.array([int(o.label == "POSITIVE") for o in outs]), "INT64"),
             Tensor.of("probabilities", np.array([[1 - o.score, o.score] for o in outs]), "FP32"),
@@ -161,14 +160,15 @@ class SentimentAdapter(Adapter):
         ]
 
 
-def series_request(inputs: dict[str, Tensor], method: str) -> AnomalyRequest:
-    """The one `values` tensor (FP32 or FP64, shape [n] or [1, n]) as the request POST /predict/anomaly takes."""
+def series_request(inputs: dict[str, Tensor], runtime: Runtime) -> AnomalyRequest:
+    """The one `values` tensor (FP32 or FP64, shape [n] or [1, n]) as the request POST /predict/anomaly takes to be
+    answered by `runtime`'s model (its `method`: app/families/tasks.py ANOMALY)."""
     tensor = one_of(inputs, {"values": ("FP32", "FP64")})
     if len(tensor.shape) not in (1, 2) or (len(tensor.shape) == 2 and tensor.shape[0] != 1):
         raise InvalidInput(f"Input 'values' must have shape [n] or [1, n] (one series), not {list(tensor.shape)}.")
     try:
         values = tensor.data.reshape(-1).astype(np.float64).tolist()
-        return AnomalyRequest(values=values, method=method)  # type: ignore[arg-type]
+        return AnomalyRequest(values=values, **ANOMALY.choose(runtime.entry.name))  # type: ignore[arg-type]
     except ValidationError as exc:
         raise InvalidInput(f"Input 'values' is not a series the model can score: {summary(exc)}") from exc
 
@@ -194,8 +194,8 @@ class AnomalyAdapter(Adapter):
         return SERIES_OUTPUTS
 
     async def infer(self, runtime: AnomalyRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
-        request = series_request(inputs, "autoencoder")  # what this runtime is
-        [out] = await serving.inference.outputs(runtime, request, serving.limiter)
+        request = series_request(inputs, runtime)
+        [out] = await serving.outputs(runtime, request)
         return series_tensors(out.scores, out.flags, out.threshold)
 
 
@@ -211,8 +211,8 @@ class SeriesAdapter(Adapter):
         return SERIES_OUTPUTS
 
     async def infer(self, runtime: NearestContextRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
-        request = series_request(inputs, "nearest_context")
-        [out] = await serving.inference.outputs(runtime, request, serving.limiter)
+        request = series_request(inputs, runtime)
+        [out] = await serving.outputs(runtime, request)
         threshold, _ = alarm_limits(runtime.config, request.sensitivity)
         return series_tensors(np.nan_to_num(out.scored.score, nan=0.0), out.scored.alarm, threshold)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from app.families.family import Task
 from app.manifest import ManifestEntry, read_manifest, save_entry, write_promoted
 
 MODELS_DIR = Path("models")  # every script's default --out: the folder the service reads
@@ -126,7 +127,7 @@ def save_run(
     *,
     name: str,
     version: str,
-    task: str,
+    task: Task[Any],
     runtime: str,
     files: dict[str, str],
     metrics: dict[str, Any],
@@ -138,7 +139,8 @@ def save_run(
     data: str | Path | None = None,
 ) -> ManifestEntry:
     """The end of every training run: the standard plots, metrics.json and model.json (its manifest entry, with
-    the fingerprint of `data`, the training data's path), then one line saying whether it is served.
+    the fingerprint of `data`, the training data's path, and the name of `task`, one of the tasks declared in
+    app/families/tasks.py), then one line saying whether it is served.
 
     Plots, each listed in the entry's files: training_curves.png from `history` (a list for an ensemble),
     confusion_matrix.png from metrics["confusion_matrix"] when `labels` name its classes, then `extra_plots`
@@ -161,7 +163,7 @@ def save_run(
     entry = ManifestEntry(
         name=name,
         version=version,
-        task=task,
+        task=task.name,
         runtime=runtime,
         path=str(Path(artifact_dir).resolve().relative_to(Path(models_dir).resolve())),
         files={**files, "metrics": "metrics.json"},

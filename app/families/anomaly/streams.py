@@ -63,7 +63,7 @@ INFO = "SELECT id, points, sensitivity, created, updated FROM streams"
 
 
 @dataclass(frozen=True)
-class StreamInfo:
+class StoredStream:
     series_id: str
     points: int
     sensitivity: float
@@ -240,7 +240,7 @@ class StreamStore:
         times: list[datetime] | None,
         sensitivity: float | None,
         config: DetectorConfig,
-    ) -> tuple[StreamInfo, Scored, int]:
+    ) -> tuple[StoredStream, Scored, int]:
         """Score `values` after the points of `owner`'s stream (creating it at the first call) with a detector of
         `config` (the served nearest_context model's): (the stream after them, their scores, the stream index of
         the first of them)."""
@@ -264,7 +264,7 @@ class StreamStore:
         times: list[datetime] | None,
         sensitivity: float | None,
         config: DetectorConfig,
-    ) -> tuple[StreamInfo, Scored, int] | None:
+    ) -> tuple[StoredStream, Scored, int] | None:
         """One read -> score -> compare-and-swap round of `append`; None when another process changed the stream
         between the read and the write (nothing written)."""
         owner, series_id = key
@@ -326,9 +326,9 @@ class StreamStore:
                 ).rowcount
         if not written:
             return None
-        return StreamInfo(series_id, state.seen, sensitivity, created, now), scored, points
+        return StoredStream(series_id, state.seen, sensitivity, created, now), scored, points
 
-    def list(self, owner: str, limit: int, after: str | None = None) -> tuple[list[StreamInfo], str | None]:
+    def list(self, owner: str, limit: int, after: str | None = None) -> tuple[list[StoredStream], str | None]:
         """`owner`'s streams in id order, at most `limit` of them, from the first id after `after`: (the page, the
         cursor of the next page: its last id, None when no stream follows). Reads `limit + 1` rows at most."""
         cutoff = self._cutoff()
@@ -338,10 +338,10 @@ class StreamStore:
                 f"{INFO} WHERE owner = ? AND id > ? AND updated >= ? ORDER BY id LIMIT ?",
                 (owner, after or "", cutoff, limit + 1),
             ).fetchall()
-        page = [StreamInfo(*row) for row in rows[:limit]]
+        page = [StoredStream(*row) for row in rows[:limit]]
         return page, (page[-1].series_id if len(rows) > limit else None)
 
-    def get(self, owner: str, series_id: str) -> StreamInfo:
+    def get(self, owner: str, series_id: str) -> StoredStream:
         key, cutoff = (owner, series_id), self._cutoff()
         with self._conn() as db:
             row = db.execute(f"{INFO} WHERE owner = ? AND id = ?", key).fetchone()
@@ -350,7 +350,7 @@ class StreamStore:
                 row = None
         if row is None:
             raise self._unknown(series_id)
-        return StreamInfo(*row)
+        return StoredStream(*row)
 
     def delete(self, owner: str, series_id: str) -> None:
         key, cutoff = (owner, series_id), self._cutoff()

@@ -16,7 +16,7 @@ from app.families.images import ImageClassifier
 from app.families.placement import Placement
 
 
-class ImageRuntime(ImageClassifier):
+class TransferRuntime(ImageClassifier):
     kind = "image-onnx"
 
     def check_input(self, shape: list[Any]) -> None:

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Query
 
 from app.core.promotion import check
 from app.errors import PromotionRefused, echo
-from app.http.api.deps import RegistryDep, ReloaderDep
-from app.http.api.models import describe
+from app.http.api.deps import ReloaderDep, ServingDep
+from app.http.api.describe import describe
 from app.http.api.openapi import error_responses
 from app.schemas import ModelInfo
 
@@ -28,7 +28,7 @@ router = APIRouter(prefix="/admin", tags=["admin"])
 async def reload_model(
     name: str,
     reloader: ReloaderDep,
-    registry: RegistryDep,
+    serving: ServingDep,
     version: Annotated[str | None, Query(description="The version to load (default: the promoted one).")] = None,
     force: Annotated[
         bool, Query(description="Load `version` even when the promotion gate refuses it (a worse headline metric).")
@@ -41,8 +41,8 @@ async def reload_model(
     one's is refused (409) unless `force=true`: the gate `deepserve promote` applies (app/core/promotion.py). With
     several worker processes, all of them load it and then swap, or none does (app/core/reloads.py)."""
     if version is not None and not force:
-        await asyncio.to_thread(refuse, registry.settings.models_dir, name, version)  # reads the models folder
-    return describe(await reloader.reload(name, version), registry)
+        await asyncio.to_thread(refuse, serving.settings.models_dir, name, version)  # reads the models folder
+    return describe(await reloader.reload(name, version), serving.registry)
 
 
 def refuse(models_dir: Path, name: str, version: str) -> None:

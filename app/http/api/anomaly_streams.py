@@ -4,78 +4,33 @@ asked for): another key's stream answers exactly as one never created."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated
 
-import numpy as np
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel
 
-from app.config import Settings
 from app.core.registry import ModelRegistry
 from app.errors import ModelNotInstalled, ModelNotReady, PayloadTooLarge
-from app.families.anomaly import series, streams
+from app.families.anomaly import NEAREST_CONTEXT
 from app.families.anomaly.context_runtime import NearestContextRuntime
-from app.families.anomaly.detector import DEFAULT, alarm_limits
+from app.families.anomaly.detector import DEFAULT
 from app.families.anomaly.schemas import StreamInfo, StreamList, StreamPointsRequest, StreamPointsResponse
-from app.http.api.deps import InferenceDep, LimiterDep, RegistryDep, require_json
+from app.families.anomaly.stream_runtime import StreamAppend, StreamRuntime, described
+from app.http.api.deps import JSON_BODY, OwnerDep, ServingDep, StreamsDep
 from app.http.api.openapi import error_responses
-from app.http.middleware.auth import KEY_NAME
 
 router = APIRouter(prefix="/anomaly/streams", tags=["anomaly streams"])
 
 ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 SeriesId = Annotated[str, Path(pattern=ID_PATTERN, description="Letters, digits, _ . : -")]
 PAGE, MAX_PAGE = 100, 1000  # streams per GET /anomaly/streams: by default, at most
-
-
-async def get_store(request: Request) -> streams.StreamStore:
-    return request.app.state.streams
-
-
-async def get_owner(request: Request) -> str:
-    """The caller's API key name; with keys off, the one owner."""
-    return str(request.scope.get(KEY_NAME, streams.NO_OWNER))
-
-
-StoreDep = Annotated[streams.StreamStore, Depends(get_store)]
-OwnerDep = Annotated[str, Depends(get_owner)]
 STORAGE_ERRORS = ("storage_unavailable",)
-MODEL = "nearest_context"  # the model whose settings score the streams
+MODEL = NEAREST_CONTEXT.name  # the model whose settings score the streams
 MODEL_ERRORS = ("model_not_ready", "model_not_installed")
 
 
 def detector(registry: ModelRegistry) -> NearestContextRuntime:
     return registry.runtime(MODEL, NearestContextRuntime)
-
-
-def _info(info: streams.StreamInfo, warmup: int) -> StreamInfo:
-    return StreamInfo(
-        series_id=info.series_id,
-        points=info.points,
-        status="warming_up" if info.points < warmup else "ready",
-        sensitivity=info.sensitivity,
-        created=datetime.fromtimestamp(info.created, UTC),
-        updated=datetime.fromtimestamp(info.updated, UTC),
-    )
-
-
-def _append(
-    store: streams.StreamStore, runtime: NearestContextRuntime, owner: str, series_id: str, body: StreamPointsRequest
-) -> StreamPointsResponse:
-    values = np.asarray(body.values, dtype=np.float64)
-    if body.timestamps is not None:
-        series.check_timestamps(body.timestamps)
-    config = runtime.config
-    info, scored, first = store.append(owner, series_id, values, body.timestamps, body.sensitivity, config)
-    threshold, _ = alarm_limits(config, info.sensitivity)
-    regions = series.alarm_regions(scored.alarm, scored.score, threshold)
-    return StreamPointsResponse(
-        **vars(series.points(scored, values)),
-        stream=_info(info, config.warmup),
-        first_index=first,
-        threshold=threshold,
-        regions=series.regions_with_times(regions, body.timestamps, at=first),
-    )
 
 
 @router.post(
@@ -90,30 +45,21 @@ def _append(
         *MODEL_ERRORS,
         *STORAGE_ERRORS,
     ),
-    dependencies=[Depends(require_json)],
+    dependencies=JSON_BODY,
 )
 async def append_points(
-    series_id: SeriesId,
-    body: StreamPointsRequest,
-    request: Request,
-    store: StoreDep,
-    owner: OwnerDep,
-    registry: RegistryDep,
-    limiter: LimiterDep,
-    inference: InferenceDep,
-) -> StreamPointsResponse:
+    series_id: SeriesId, body: StreamPointsRequest, store: StreamsDep, owner: OwnerDep, serving: ServingDep
+) -> BaseModel:
     """Append points to a stream (created on its first points) and score just those points."""
-    settings: Settings = request.app.state.settings
+    settings = serving.settings
     if len(body.values) > settings.max_stream_points:
         raise PayloadTooLarge(
             f"{len(body.values)} points in one request; at most {settings.max_stream_points} "
             "(DEEPSERVE_MAX_STREAM_POINTS): send them in parts.",
             {"max_points": settings.max_stream_points, "points": len(body.values)},
         )
-    runtime = detector(registry)
-    past = runtime.config.history + runtime.config.embed  # at most: a stream's new points meet its kept tail
-    with limiter.slot(runtime.points_cost(len(body.values), past)):
-        return await inference.offload(_append, store, runtime, owner, series_id, body)
+    runtime = StreamRuntime(detector(serving.registry))
+    return await serving.serve(runtime, StreamAppend(store, owner, series_id, body))
 
 
 def warmup(registry: ModelRegistry) -> int:
@@ -126,18 +72,17 @@ def warmup(registry: ModelRegistry) -> int:
 
 @router.get("", response_model=StreamList, responses=error_responses("invalid_input", *STORAGE_ERRORS))
 async def list_streams(
-    store: StoreDep,
+    store: StreamsDep,
     owner: OwnerDep,
-    registry: RegistryDep,
-    inference: InferenceDep,
+    serving: ServingDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Streams in this page.")] = PAGE,
     after: Annotated[
         str | None, Query(pattern=ID_PATTERN, description="The `next` of the previous page: its last stream id.")
     ] = None,
 ) -> StreamList:
     """Your streams in id order, a page at a time, with their point counts and status; `next` continues."""
-    page, cursor = await inference.offload(store.list, owner, limit, after)
-    return StreamList(streams=[_info(i, warmup(registry)) for i in page], next=cursor)
+    page, cursor = await serving.offload(store.list, owner, limit, after)
+    return StreamList(streams=[described(i, warmup(serving.registry)) for i in page], next=cursor)
 
 
 @router.get(
@@ -145,11 +90,9 @@ async def list_streams(
     response_model=StreamInfo,
     responses=error_responses("invalid_input", "stream_not_found", *STORAGE_ERRORS),
 )
-async def get_stream(
-    series_id: SeriesId, store: StoreDep, owner: OwnerDep, registry: RegistryDep, inference: InferenceDep
-) -> StreamInfo:
+async def get_stream(series_id: SeriesId, store: StreamsDep, owner: OwnerDep, serving: ServingDep) -> StreamInfo:
     """One stream's point count and status."""
-    return _info(await inference.offload(store.get, owner, series_id), warmup(registry))
+    return described(await serving.offload(store.get, owner, series_id), warmup(serving.registry))
 
 
 @router.delete(
@@ -158,7 +101,7 @@ async def get_stream(
     response_class=Response,
     responses=error_responses("invalid_input", "stream_not_found", *STORAGE_ERRORS),
 )
-async def delete_stream(series_id: SeriesId, store: StoreDep, owner: OwnerDep, inference: InferenceDep) -> Response:
+async def delete_stream(series_id: SeriesId, store: StreamsDep, owner: OwnerDep, serving: ServingDep) -> Response:
     """Forget a stream and its state."""
-    await inference.offload(store.delete, owner, series_id)
+    await serving.offload(store.delete, owner, series_id)
     return Response(status_code=204)

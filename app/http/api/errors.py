@@ -29,6 +29,7 @@ from app.errors import (
     error_body,
 )
 from app.families import FAMILIES
+from app.families.tasks import TASKS
 
 # Starlette/FastAPI raise HTTPException with these statuses; each becomes one documented type.
 HTTP_KINDS: dict[int, type[ServeError]] = {
@@ -114,8 +115,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 PREDICT_PREFIX = "/predict/"
-# Each task's route ("POST /predict/image?model=fashion" -> /predict/image).
-PREDICT_ROUTES = sorted({family.endpoint.split(",")[0].split()[1].split("?")[0] for family in FAMILIES.values()})
+PREDICT_ROUTES = sorted(task.path for task in TASKS.values())
 
 
 def wrong_predict_route(path: str) -> NotFound | None:

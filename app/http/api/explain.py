@@ -6,32 +6,19 @@ Same inputs, limits and errors as the prediction routes; each explanation also h
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
-from starlette.requests import ClientDisconnect
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
 
-from app.families.digit.runtime import DigitRuntime
-from app.families.explain_images import (
-    DigitExplainer,
-    DigitExplanation,
-    ExplainRequest,
-    Explanation,
-    ImageExplainer,
-    explainer_for,
-)
-from app.families.explain_text import CALL_INPUTS, MAX_CHARS, OcclusionExplainer, Occlusions, TextExplanation
-from app.families.images import ImageClassifier, ImageRuntime
-from app.families.sentiment import SentimentRequest, SentimentRuntime, validate_texts
-from app.http.api.deps import ExplainLimiterDep, InferenceDep, LimiterDep, RegistryDep, SettingsDep, require_json
-from app.http.api.openapi import error_responses
-from app.http.api.predict import IMAGE_BODY
-from app.http.api.predict_image import DEFAULT_MODEL, TASK, ModelParam
-from app.http.api.predict_sentiment import ERRORS as SENTIMENT_ERRORS
-from app.http.api.predict_sentiment import TASK as SENTIMENT_TASK
-from app.http.uploads import read_image_upload
-from app.schemas import RequestBody
+from app.families.explain_images import DigitExplainer, DigitExplanation, ExplainRequest, Explanation, explainer_for
+from app.families.explain_text import MAX_CHARS, ExplainTextRequest, OcclusionExplainer, TextExplanation
+from app.families.sentiment import SentimentRequest, validate_texts
+from app.families.tasks import DIGIT, IMAGE, SENTIMENT
+from app.http.api.deps import JSON_BODY, ServingDep, model_query
+from app.http.api.openapi import IMAGE_BODY, JSON_ERRORS, error_responses
+from app.http.uploads import disconnect_probe, read_image_upload
 
 router = APIRouter(prefix="/explain", tags=["explain"])
 
@@ -46,88 +33,35 @@ DigitTargetParam = Query(
 )
 
 
-async def _explain(
-    request: Request,
-    runtime: ImageRuntime,
-    cls: type[ImageExplainer],
-    target: str | None,
-    settings: SettingsDep,
-    limiter: LimiterDep,
-    explain_limiter: ExplainLimiterDep,
-    inference: InferenceDep,
-) -> BaseModel:
-    upload = await read_image_upload(request, settings.max_image_pixels, inference)
-    with explain_limiter.slot():
-        explainer = await inference.offload(explainer_for, runtime, cls)
-        return await inference.serve(explainer, ExplainRequest(upload, target), limiter)
-
-
 @router.post("/digit", response_model=DigitExplanation, responses=ERRORS, openapi_extra=IMAGE_BODY)
 async def explain_digit(
-    request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    limiter: LimiterDep,
-    explain_limiter: ExplainLimiterDep,
-    inference: InferenceDep,
-    target: Annotated[str | None, DigitTargetParam] = None,
+    request: Request, serving: ServingDep, target: Annotated[str | None, DigitTargetParam] = None
 ) -> BaseModel:
     """Classify a handwritten digit and show which pixels raised its score (a heatmap) and the 28x28 it saw."""
-    runtime = registry.runtime("digit", DigitRuntime)
-    args = (settings, limiter, explain_limiter, inference)
-    return await _explain(request, runtime, DigitExplainer, target, *args)
+    runtime = await serving.runtime(DIGIT)
+    upload = await read_image_upload(request, serving)
+    explainer = partial(explainer_for, cls=DigitExplainer)
+    return await serving.explain(runtime, explainer, ExplainRequest(upload, target), disconnect_probe(request))
 
 
 @router.post("/image", response_model=Explanation, responses=error_responses(*IMAGE_TYPES, "model_not_found"),
              openapi_extra=IMAGE_BODY)  # fmt: skip
 async def explain_image(
     request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    limiter: LimiterDep,
-    explain_limiter: ExplainLimiterDep,
-    inference: InferenceDep,
-    model: Annotated[str | None, ModelParam] = None,
+    serving: ServingDep,
+    model: Annotated[str | None, model_query(IMAGE)] = None,
     target: Annotated[str | None, TargetParam] = None,
 ) -> BaseModel:
     """Classify an image and show what raised the class's score (a heatmap and overlay; `method` says how)."""
-    runtime = registry.for_task(TASK, DEFAULT_MODEL if model is None else model, ImageClassifier)
-    args = (settings, limiter, explain_limiter, inference)
-    return await _explain(request, runtime, ImageExplainer, target, *args)
+    runtime = await serving.runtime(IMAGE, model)
+    upload = await read_image_upload(request, serving)
+    return await serving.explain(runtime, explainer_for, ExplainRequest(upload, target), disconnect_probe(request))
 
 
-class ExplainTextRequest(RequestBody):
-    model_config = ConfigDict(extra="forbid")
-
-    text: str = Field(
-        description="One text; each word is left out in turn (past 63 words, runs of words: at most 64 model inputs).",
-        examples=["Not bad at all."],
-    )
-    model: str | None = Field(None, description="A sentiment model (lstm, distilbert, ...); default as for predict.")
-
-
-@router.post(
-    "/sentiment", response_model=TextExplanation, responses=SENTIMENT_ERRORS, dependencies=[Depends(require_json)]
-)
-async def explain_sentiment(
-    body: ExplainTextRequest,
-    request: Request,
-    registry: RegistryDep,
-    settings: SettingsDep,
-    limiter: LimiterDep,
-    explain_limiter: ExplainLimiterDep,
-    inference: InferenceDep,
-) -> BaseModel:
+@router.post("/sentiment", response_model=TextExplanation, responses=JSON_ERRORS, dependencies=JSON_BODY)
+async def explain_sentiment(body: ExplainTextRequest, request: Request, serving: ServingDep) -> BaseModel:
     """Classify a text and attribute the score to each word you wrote (leave-one-word-out through the model)."""
-    limits = settings.model_copy(update={"max_text_chars": min(settings.max_text_chars, MAX_CHARS)})
+    limits = serving.settings.model_copy(update={"max_text_chars": min(serving.settings.max_text_chars, MAX_CHARS)})
     [text] = validate_texts(SentimentRequest(text=body.text), limits)
-    runtime = registry.for_task(SENTIMENT_TASK, body.model, SentimentRuntime)
-    explainer, occlusions = OcclusionExplainer(runtime), Occlusions.of(text)
-
-    async def check_client() -> None:
-        if await request.is_disconnected():
-            raise ClientDisconnect()  # app/http/middleware/request_log.py logs it as client_disconnected (499)
-
-    with explain_limiter.slot(), limiter.slot(explainer.cost(text)):
-        results = await inference.in_calls(runtime, occlusions.texts, CALL_INPUTS, check_client)
-    return explainer.encode(text, [occlusions.explained(results)])
+    runtime = await serving.runtime(SENTIMENT, body.model)
+    return await serving.explain(runtime, OcclusionExplainer, text, disconnect_probe(request))

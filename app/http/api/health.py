@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from app.http.api.deps import RegistryDep
-from app.http.api.models import fallback
+from app.http.api.deps import ServingDep
+from app.http.api.describe import fallback
 from app.http.api.openapi import error_responses
 from app.schemas import Health
 
@@ -29,10 +29,11 @@ async def live() -> Health:
         503: {"model": Health, "description": "Not ready: a model is loading or failed."},
     },
 )
-async def ready(registry: RegistryDep) -> JSONResponse:
+async def ready(serving: ServingDep) -> JSONResponse:
     """200 once every configured model is loaded and warmed; 503 before that or if one failed. A model that serves
     the version promoted before its promoted one, because that one failed to load at start-up, answers: the service
     is ready, with status `degraded` and the model in `fallbacks` (app/core/registry.py says why)."""
+    registry = serving.registry
     states = {name: record.state.value for name, record in registry.records.items()}
     fallbacks = {name: f for name, record in registry.records.items() if (f := fallback(record)) is not None}
     ok = registry.ready

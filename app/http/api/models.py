@@ -2,63 +2,26 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
-from app.core.registry import ModelRecord, ModelRegistry
 from app.families import FAMILIES
-from app.http.api.deps import RegistryDep
+from app.http.api.deps import ServingDep
+from app.http.api.describe import describe, public_command
 from app.http.api.openapi import error_responses
 from app.manifest import read_manifest
-from app.schemas import Fallback, ModelInfo
+from app.schemas import ModelInfo
 
 router = APIRouter(prefix="/models", tags=["models"])
 NAME_EXAMPLES = {name: {"value": name} for name in FAMILIES}
 
 
-ABSOLUTE_DIRS = re.compile(r"(?<![\w.])/(?:[^\s/]+/)+")  # "/home/ann/data/" in "--data /home/ann/data/mnist.npz"
-
-
-def public_command(command: str) -> str:
-    """The training command as recorded, with the folders of absolute paths hidden (they describe the trainer's
-    machine, not the model): "--data /home/ann/data/mnist.npz" -> "--data .../mnist.npz"."""
-    return ABSOLUTE_DIRS.sub(".../", command)
-
-
-def describe(record: ModelRecord, registry: ModelRegistry) -> ModelInfo:
-    entry, family = record.entry, FAMILIES.get(record.name)
-    return ModelInfo(
-        name=record.name,
-        state=record.state.value,
-        version=entry.version if entry else None,
-        task=record.task,
-        endpoint=family.endpoint if family else None,
-        message=record.message,
-        install=record.install if record.state.value != "ready" else None,
-        load_seconds=record.load_seconds,
-        input=record.runtime.input_description() if record.runtime else None,
-        metrics=entry.metrics if entry else {},
-        files=entry.files if entry else {},
-        training_command=public_command(entry.command) if entry else None,
-        fallback=fallback(record),
-        default=family is not None and registry.default(family.task) == record.name,
-    )
-
-
-def fallback(record: ModelRecord) -> Fallback | None:
-    """What the model serves instead of the version it should, when a start-up fallback serves (else None)."""
-    if record.state.value != "ready" or not record.fallback or record.entry is None:
-        return None
-    return Fallback(wanted=record.wanted, serving=record.entry.version)
-
-
 @router.get("", response_model=list[ModelInfo], responses=error_responses())
-def list_models(registry: RegistryDep) -> list[ModelInfo]:
+def list_models(serving: ServingDep) -> list[ModelInfo]:
     """Every known model, served or not, with its state."""
-    return [describe(record, registry) for record in registry.records.values()]
+    return [describe(record, serving.registry) for record in serving.registry.records.values()]
 
 
 class VersionInfo(BaseModel):
@@ -73,13 +36,11 @@ class VersionInfo(BaseModel):
 @router.get(
     "/{name}/versions", response_model=list[VersionInfo], responses=error_responses("model_not_found", "not_found")
 )
-def list_versions(
-    name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], registry: RegistryDep
-) -> list[VersionInfo]:
+def list_versions(name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], serving: ServingDep) -> list[VersionInfo]:
     """Every trained version of the model in the models folder, oldest first: which one is served (promoted) and
     which are candidates (`deepserve promote NAME VERSION` serves one)."""
-    registry.record(name)  # 404 for an unknown model
-    manifest = read_manifest(registry.settings.models_dir)
+    serving.registry.record(name)  # 404 for an unknown model
+    manifest = read_manifest(serving.settings.models_dir)
     served = manifest.served().get(name)
     return [
         VersionInfo(
@@ -95,6 +56,6 @@ def list_versions(
 
 
 @router.get("/{name}", response_model=ModelInfo, responses=error_responses("model_not_found", "not_found"))
-def get_model(name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], registry: RegistryDep) -> ModelInfo:
+def get_model(name: Annotated[str, Path(openapi_examples=NAME_EXAMPLES)], serving: ServingDep) -> ModelInfo:
     """One model's version, task, input description and training metrics."""
-    return describe(registry.record(name), registry)
+    return describe(serving.registry.record(name), serving.registry)

@@ -21,10 +21,10 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.core.registry import ModelRegistry, State
 from app.errors import ERROR_TABLE
-from app.families import FAMILIES
 from app.families.anomaly import series
 from app.families.anomaly.runtime import AnomalyRuntime
 from app.families.explain_text import MAX_CHARS as EXPLAIN_MAX_CHARS
+from app.families.tasks import SENTIMENT, models
 from app.schemas import ErrorBody
 
 ALWAYS = ("internal_error", "method_not_allowed", "request_timeout", "payload_too_large")
@@ -39,7 +39,7 @@ HEADERS: dict[int, dict[str, Any]] = {
         }
     },
 }
-SENTIMENT_MODELS = sorted(name for name, family in FAMILIES.items() if family.task == "text-classification/sentiment")
+SENTIMENT_MODELS = sorted(models(SENTIMENT))
 # A character that is not whitespace by Python's str.isspace() (what the service strips) nor by ECMA-262's \s.
 NON_BLANK = r"[^\s\x1c-\x1f\x85]"
 
@@ -72,6 +72,46 @@ def error_responses(*types: str, guarded: bool = True) -> dict[int | str, dict[s
             response["headers"] = copy.deepcopy(HEADERS[status])
         responses[status] = response
     return responses
+
+
+IMAGE_ERRORS = error_responses(
+    "malformed_body",
+    "model_not_found",  # a version (X-Model-Version) that does not exist
+    "invalid_image",
+    "image_too_large",
+    "unsupported_media_type",
+    "invalid_input",
+    "overloaded",
+    "model_not_ready",
+    "model_not_installed",
+)
+JSON_ERRORS = error_responses(
+    "malformed_body",
+    "model_not_found",
+    "unsupported_media_type",
+    "invalid_input",
+    "overloaded",
+    "model_not_ready",
+    "model_not_installed",
+)
+# The request body of the routes that take an uploaded image (app/http/uploads.py), for their `openapi_extra=`.
+IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "additionalProperties": False,  # another field is a 422 (a misspelt option must not pass)
+                    "properties": {"file": {"type": "string", "format": "binary", "description": "The image file."}},
+                },
+                "encoding": {"file": {"contentType": "image/*, application/octet-stream"}},
+            },
+            "image/*": {"schema": {"type": "string", "format": "binary", "description": "The image file as the body."}},
+        },
+    }
+}
 
 
 def _text_schema(settings: Settings, description: str, **extra: Any) -> dict[str, Any]:

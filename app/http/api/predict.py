@@ -1,4 +1,4 @@
-"""Prediction endpoints."""
+"""POST /predict/digit: a handwritten digit (the digit task, app/families/tasks.py DIGIT)."""
 
 from __future__ import annotations
 
@@ -6,44 +6,15 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from app.core.serving import Serving
-from app.families.digit.runtime import DigitPrediction, DigitRuntime
+from app.families.tasks import DIGIT
 from app.http.api.deps import ServingDep, VersionHeader
-from app.http.api.openapi import error_responses
-from app.http.uploads import read_image_upload
+from app.http.api.openapi import IMAGE_BODY, IMAGE_ERRORS
+from app.http.uploads import disconnect_probe, read_image_upload
 
-router = APIRouter(prefix="/predict", tags=["predict"])
-
-IMAGE_ERRORS = error_responses(
-    "malformed_body",
-    "model_not_found",  # a version (X-Model-Version) that does not exist
-    "invalid_image",
-    "image_too_large",
-    "unsupported_media_type",
-    "invalid_input",
-    "overloaded",
-    "model_not_ready",
-    "model_not_installed",
-)
-IMAGE_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "additionalProperties": False,  # another field is a 422 (a misspelt option must not pass)
-                    "properties": {"file": {"type": "string", "format": "binary", "description": "The image file."}},
-                },
-                "encoding": {"file": {"contentType": "image/*, application/octet-stream"}},
-            },
-            "image/*": {"schema": {"type": "string", "format": "binary", "description": "The image file as the body."}},
-        },
-    }
-}
+router = APIRouter(tags=["predict"])
 
 
-@router.post("/digit", response_model=DigitPrediction, responses=IMAGE_ERRORS, openapi_extra=IMAGE_BODY)
+@router.post(DIGIT.path, response_model=DIGIT.response, responses=IMAGE_ERRORS, openapi_extra=IMAGE_BODY)
 async def predict_digit(request: Request, serving: ServingDep, version: VersionHeader = None) -> BaseModel:
     """Classify a handwritten digit image (any size or format) as 0-9."""
     return await digit(serving, request, version)
@@ -51,6 +22,6 @@ async def predict_digit(request: Request, serving: ServingDep, version: VersionH
 
 async def digit(serving: Serving, request: Request, version: str | None = None) -> BaseModel:
     """The route's work (app/http/middleware/fast_lane.py calls it too, for a request without options)."""
-    runtime = await serving.registry.pin(serving.registry.runtime("digit", DigitRuntime), version)
-    upload = await read_image_upload(request, serving.settings.max_image_pixels, serving.inference)
-    return await serving.inference.serve(runtime, upload, serving.limiter)
+    runtime = await serving.runtime(DIGIT, None, version)
+    upload = await read_image_upload(request, serving)
+    return await serving.serve(runtime, upload, disconnect_probe(request))

@@ -1,47 +1,21 @@
-"""POST /predict/anomaly: per-point anomaly scores for a time series."""
+"""POST /predict/anomaly: per-point anomaly scores for a time series (the task: app/families/tasks.py ANOMALY)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from app.families.anomaly.context_runtime import NearestContextRuntime
-from app.families.anomaly.runtime import AnomalyRuntime
-from app.families.anomaly.schemas import AnomalyRequest, AnomalyResponse, SeriesAnomalyResponse
-from app.http.api.deps import InferenceDep, LimiterDep, RegistryDep, VersionHeader, require_json
-from app.http.api.openapi import error_responses
+from app.families.anomaly.schemas import AnomalyRequest
+from app.families.tasks import ANOMALY
+from app.http.api.deps import JSON_BODY, ServingDep, VersionHeader
+from app.http.api.openapi import JSON_ERRORS
 
-router = APIRouter(prefix="/predict", tags=["predict"])
-
-ERRORS = error_responses(
-    "malformed_body",
-    "model_not_found",
-    "unsupported_media_type",
-    "invalid_input",
-    "overloaded",
-    "model_not_ready",
-    "model_not_installed",
-)
+router = APIRouter(tags=["predict"])
 
 
-@router.post(
-    "/anomaly",
-    response_model=SeriesAnomalyResponse | AnomalyResponse,
-    responses=ERRORS,
-    dependencies=[Depends(require_json)],
-)
-async def predict_anomaly(
-    body: AnomalyRequest,
-    registry: RegistryDep,
-    limiter: LimiterDep,
-    inference: InferenceDep,
-    version: VersionHeader = None,
-) -> BaseModel:
+@router.post(ANOMALY.path, response_model=ANOMALY.response, responses=JSON_ERRORS, dependencies=JSON_BODY)
+async def predict_anomaly(body: AnomalyRequest, serving: ServingDep, version: VersionHeader = None) -> BaseModel:
     """Any series, scored on its own past (causal by default): per-point scores, alarms, expected values and bands,
     alarm regions. `method: autoencoder` scores with the committed nyc_taxi model instead. X-Model-Version pins
     a version of the method's model (nearest_context or anomaly)."""
-    if body.method == "autoencoder":
-        runtime: AnomalyRuntime | NearestContextRuntime = registry.runtime("anomaly", AnomalyRuntime)
-    else:
-        runtime = registry.runtime("nearest_context", NearestContextRuntime)
-    return await inference.serve(await registry.pin(runtime, version), body, limiter)
+    return await serving.serve(await serving.runtime(ANOMALY, body.method, version), body)

@@ -5,30 +5,18 @@ Limits are Settings: max_texts texts per request, max_text_chars characters per 
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from pydantic import BaseModel
 
-from app.families.sentiment import SentimentRequest, SentimentResponse, SentimentRuntime, validate_texts
-from app.http.api.deps import ServingDep, VersionHeader, require_json
-from app.http.api.openapi import error_responses
+from app.families.sentiment import SentimentRequest, validate_texts
+from app.families.tasks import SENTIMENT
+from app.http.api.deps import JSON_BODY, ServingDep, VersionHeader
+from app.http.api.openapi import JSON_ERRORS
 
-router = APIRouter(prefix="/predict", tags=["predict"])
-
-TASK = "text-classification/sentiment"
-
-
-ERRORS = error_responses(
-    "malformed_body",
-    "model_not_found",
-    "unsupported_media_type",
-    "invalid_input",
-    "overloaded",
-    "model_not_ready",
-    "model_not_installed",
-)
+router = APIRouter(tags=["predict"])
 
 
-@router.post("/sentiment", response_model=SentimentResponse, responses=ERRORS, dependencies=[Depends(require_json)])
+@router.post(SENTIMENT.path, response_model=SENTIMENT.response, responses=JSON_ERRORS, dependencies=JSON_BODY)
 async def predict_sentiment(body: SentimentRequest, serving: ServingDep, version: VersionHeader = None) -> BaseModel:
     """Classify English text as POSITIVE or NEGATIVE.
 
@@ -45,5 +33,5 @@ async def predict_sentiment(body: SentimentRequest, serving: ServingDep, version
     model, 503 model not installed or not ready, 429 overloaded, 413 body over the upload limit.
     """
     texts = validate_texts(body, serving.settings)
-    runtime = await serving.registry.pin(serving.registry.for_task(TASK, body.model, SentimentRuntime), version)
-    return await serving.inference.serve(runtime, texts, serving.limiter)
+    runtime = await serving.runtime(SENTIMENT, body.model, version)
+    return await serving.serve(runtime, texts)

@@ -13,7 +13,7 @@ from app.core.registry import ModelRegistry
 from app.core.serving import Serving
 from app.errors import InvalidInput, UnsupportedMediaType, echo
 from app.families.runtime import Runtime
-from app.http.api.deps import RegistryDep, ServingDep
+from app.http.api.deps import ServingDep
 from app.http.api.errors import PROTOCOL_PREFIX
 from app.http.api.openapi import error_responses
 from app.oip.adapters import adapter_for
@@ -104,9 +104,10 @@ async def live() -> ServerLive:
 
 
 @router.get("/health/ready", response_model=ServerReady, responses={**protocol_errors(guarded=False), **NOT_READY})
-async def ready(registry: RegistryDep) -> JSONResponse:
+async def ready(serving: ServingDep) -> JSONResponse:
     """200 once every configured model is loaded and warmed; 503 before that or if one failed."""
-    return JSONResponse(ServerReady(ready=registry.ready).model_dump(), status_code=200 if registry.ready else 503)
+    ready = serving.registry.ready
+    return JSONResponse(ServerReady(ready=ready).model_dump(), status_code=200 if ready else 503)
 
 
 async def served(registry: ModelRegistry, name: str, version: str | None) -> Runtime:
@@ -116,9 +117,9 @@ async def served(registry: ModelRegistry, name: str, version: str | None) -> Run
 
 
 @router.get("/models/{name}", response_model=ModelMetadata, **METADATA)
-async def model_metadata(name: str, registry: RegistryDep) -> ModelMetadata:
+async def model_metadata(name: str, serving: ServingDep) -> ModelMetadata:
     """The served version's metadata: input and output tensors (names, datatypes, shapes; -1 is any size)."""
-    return metadata(await served(registry, name, None))
+    return metadata(await served(serving.registry, name, None))
 
 
 @router.get(
@@ -127,10 +128,10 @@ async def model_metadata(name: str, registry: RegistryDep) -> ModelMetadata:
     responses=protocol_errors("model_not_found", "model_not_ready", "model_not_installed", "overloaded"),
     response_model_exclude_none=True,
 )
-async def version_metadata(name: str, version: str, registry: RegistryDep) -> ModelMetadata:
+async def version_metadata(name: str, version: str, serving: ServingDep) -> ModelMetadata:
     """One version's metadata (loaded on first use; 404 for a version not in the models folder; 429 when the model
     loaded another pinned version too recently, DEEPSERVE_PINNED_LOAD_INTERVAL_SECONDS)."""
-    return metadata(await served(registry, name, version))
+    return metadata(await served(serving.registry, name, version))
 
 
 def metadata(runtime: Runtime) -> ModelMetadata:
@@ -152,29 +153,30 @@ def metadata(runtime: Runtime) -> ModelMetadata:
 
 
 @router.get("/models/{name}/config", response_model=ModelConfig, **METADATA)
-async def model_config(name: str, registry: RegistryDep) -> ModelConfig:
+async def model_config(name: str, serving: ServingDep) -> ModelConfig:
     """The served version's configuration as Triton spells it (name, platform, max_batch_size, input and output
     with data_type and dims), which Triton's tools (perf_analyzer) read before anything else."""
-    return triton_config(metadata(await served(registry, name, None)))
+    return triton_config(metadata(await served(serving.registry, name, None)))
 
 
 @router.get("/models/{name}/versions/{version}/config", response_model=ModelConfig, **METADATA)
-async def version_config(name: str, version: str, registry: RegistryDep) -> ModelConfig:
+async def version_config(name: str, version: str, serving: ServingDep) -> ModelConfig:
     """One version's configuration as Triton spells it (loaded on first use; 404 for a version not in the models
     folder)."""
-    return triton_config(metadata(await served(registry, name, version)))
+    return triton_config(metadata(await served(serving.registry, name, version)))
 
 
 @router.get("/models/{name}/ready", response_model=ModelReady, responses=MODEL_ERRORS)
-def model_ready(name: str, registry: RegistryDep) -> ModelReady:
+def model_ready(name: str, serving: ServingDep) -> ModelReady:
     """200 when the model is loaded and warm; else the error its task endpoint answers (404, 503)."""
-    return ModelReady(name=registry.runtime(name, Runtime).entry.name, ready=True)
+    return ModelReady(name=serving.registry.runtime(name, Runtime).entry.name, ready=True)
 
 
 @router.get("/models/{name}/versions/{version}/ready", response_model=ModelReady, responses=MODEL_ERRORS)
-def version_ready(name: str, version: str, registry: RegistryDep) -> ModelReady:
+def version_ready(name: str, version: str, serving: ServingDep) -> ModelReady:
     """200 when this version is loaded and warm (served, or pinned by an earlier request); 404 otherwise (a version
     other than the served one loads on its first inference or metadata request)."""
+    registry = serving.registry
     if (name, version) in registry.pinned:
         return ModelReady(name=name, ready=True)
     return ModelReady(name=registry.runtime(name, Runtime, version).entry.name, ready=True)
