@@ -302,6 +302,14 @@ T0=$(now)
 echo "restarted, healthy again after $(secs "$T0" "$(now)")s"
 served_digit "$VERSION" 1
 
+step "roll back to v1 without a restart: promote it, then the reload route from inside the API's container"
+"${TRAIN[@]}" deepserve promote digit 1
+# docs/deployment.md's command, verbatim (the admin routes answer a request from the container's own loopback).
+RELOADED=$("${COMPOSE[@]}" exec -T api python -c 'import json, os, urllib.request as u; url = "http://127.0.0.1:" + os.environ["UVICORN_PORT"] + "/admin/models/digit/reload"; print(json.load(u.urlopen(u.Request(url, method="POST")))["version"])')
+echo "reload answered: serving v$RELOADED"
+[ "$RELOADED" = 1 ]
+served_digit 1 "$VERSION"
+
 step "the models folder gained only what docs/deployment.md says training and promotion write"
 "$PY" - models "$HOST_MODELS_DIR" "$VERSION" docs/deployment.md <<'EOF'
 import filecmp
