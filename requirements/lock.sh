@@ -7,11 +7,17 @@
 #              (make test; torch itself from torch.txt)
 #   serve.txt  the service's dependencies alone (make serve, the runtime image)
 #   train.txt  the service's and the [train] extra's (the Docker training image)
+#   serve-gpu.txt  serve.txt for the GPU image (Dockerfile.gpu): CPython 3.12 (Ubuntu 24.04's), onnxruntime-gpu
+#              instead of onnxruntime (both are the `onnxruntime` module: never both), below 1.27: PyPI's
+#              onnxruntime-gpu is built for CUDA 12 up to 1.26 and for CUDA 13 from 1.28 on (libcublasLt.so.13),
+#              and the image's base is CUDA 12.6 (with a newer one the CUDA provider fails and it runs on the CPU)
 # Versions already pinned are kept while pyproject.toml still allows them; UPGRADE=1 takes the newest allowed.
-# serve.txt and train.txt are resolved within dev.txt, so the four agree on every version they share.
+# serve.txt and train.txt are resolved within dev.txt, serve-gpu.txt within serve.txt, so they agree on every
+# version they share (onnxruntime-gpu aside).
 # Needs PyPI and TORCH_INDEX; uv (pinned below) is installed into a scratch virtualenv, not into .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export UV_PYTHON_DOWNLOADS=never  # the lock files name a Python version; nothing needs one installed
 TORCH_INDEX=${TORCH_INDEX:-https://download.pytorch.org/whl/cpu}
 UV_VENV=${UV_VENV:-${TMPDIR:-/tmp}/deepserve-uv}
 UV_VERSION=0.13.9
@@ -44,4 +50,8 @@ WHEEL=$(ls "$TMP"/torch/torch-*.whl)
   -o requirements/dev.txt
 "${COMPILE[@]}" -c requirements/dev.txt -o requirements/serve.txt
 "${COMPILE[@]}" --extra train -c requirements/dev.txt -o requirements/train.txt
+python3 -c "import tomllib; deps = tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']; \
+print('\n'.join([d for d in deps if not d.startswith('onnxruntime')] + ['onnxruntime-gpu>=1.19,<1.27']))" \
+  | "$UV_VENV/bin/uv" pip compile -q - --generate-hashes --python-version 3.12 --python-platform x86_64-manylinux_2_28 \
+      --custom-compile-command "make lock" ${UPGRADE:+--upgrade} -c requirements/serve.txt -o requirements/serve-gpu.txt
 wc -l requirements/*.txt

@@ -56,10 +56,10 @@ def declared(extras: list[str]) -> list[Requirement]:
     return [r for r in found if r.marker is None or r.marker.evaluate(PLATFORM)]
 
 
-LOCKS = {name: parse(LOCK / name) for name in [*FILES, "torch.txt"]}
+LOCKS = {name: parse(LOCK / name) for name in [*FILES, "torch.txt", "serve-gpu.txt"]}
 
 
-@pytest.mark.parametrize("name", [*FILES, "torch.txt"])
+@pytest.mark.parametrize("name", LOCKS)
 def test_every_locked_package_is_pinned_with_sha256_hashes(name) -> None:
     pins = LOCKS[name]
     assert pins, f"{name} pins nothing"
@@ -97,6 +97,22 @@ def test_torch_is_locked_as_the_cpu_build_pyproject_pins_and_only_in_torch_txt()
     assert all("torch" not in LOCKS[name] for name in FILES), "torch must come from torch.txt (PyTorch's CPU index)"
 
 
+def test_the_gpu_lock_swaps_onnxruntime_for_a_cuda_12_build_of_onnxruntime_gpu() -> None:
+    """serve-gpu.txt (Dockerfile.gpu, CPython 3.12): the service's dependencies with onnxruntime-gpu instead of
+    onnxruntime (the same module: never both), at a version PyPI built for the CUDA major of the image's base
+    (1.26 was the last for CUDA 12; 1.28 on load libcublasLt.so.13, and the CUDA provider fails on a CUDA 12 base)."""
+    gpu = LOCKS["serve-gpu.txt"]
+    assert "onnxruntime" not in gpu and "onnxruntime-gpu" in gpu
+    env = PLATFORM | {"python_version": "3.12", "python_full_version": "3.12.3"}
+    wrong = [str(r) for r in map(Requirement, PROJECT["dependencies"]) if r.name != "onnxruntime"
+             and (r.marker is None or r.marker.evaluate(env))
+             and not (canonicalize_name(r.name) in gpu and r.specifier.contains(gpu[canonicalize_name(r.name)][0]))]
+    assert not wrong, f"serve-gpu.txt does not satisfy pyproject.toml: {wrong}; run `make lock`"
+    cuda = re.search(r"^FROM nvidia/cuda:(\d+)\.", (ROOT / "Dockerfile.gpu").read_text(), re.M)
+    assert cuda is not None and cuda[1] == "12", "a new CUDA base: check which onnxruntime-gpu releases match it"
+    assert gpu["onnxruntime-gpu"][0] < Version("1.27"), gpu["onnxruntime-gpu"][0]
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_serve_and_make_test_install_from_the_lock_files(tmp_path) -> None:
     def commands(target: str) -> str:
@@ -112,9 +128,11 @@ def test_make_serve_and_make_test_install_from_the_lock_files(tmp_path) -> None:
     assert not re.search(r"pip install (-q )?-e \.|pip install (-q )?-e '\.\[", serve + test), "an unlocked install"
 
 
-def test_both_dockerfile_stages_install_from_the_lock_files() -> None:
-    dockerfile = (ROOT / "Dockerfile").read_text()
-    for name in ("serve.txt", "train.txt"):
-        assert f"pip install --no-cache-dir --require-hashes -r requirements/{name}" in dockerfile
+@pytest.mark.parametrize("dockerfile, names", [("Dockerfile", ["serve.txt", "train.txt"]),
+                                               ("Dockerfile.gpu", ["serve-gpu.txt"])])
+def test_the_dockerfiles_install_from_the_lock_files(dockerfile, names) -> None:
+    text = (ROOT / dockerfile).read_text()
+    for name in names:
+        assert f"pip install --no-cache-dir --require-hashes -r requirements/{name}" in text
         assert f"!requirements/{name}" in (ROOT / ".dockerignore").read_text().splitlines()
-    assert "tomllib" not in dockerfile, "a stage still resolves pyproject.toml's ranges"
+    assert "tomllib" not in text, "a stage still resolves pyproject.toml's ranges"
