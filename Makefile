@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# This host only; `make serve HOST=0.0.0.0` serves the network (README, "Access control").
+# This host only; `make serve HOST=0.0.0.0` serves the network (docs/operations.md, "Access control").
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
@@ -38,7 +38,7 @@ serve: $(VENV)/.serve  ## Start the service on the models in models/ (the commit
 	$(BIN)/deepserve serve --host $(HOST) --port $(PORT)
 
 test: $(VENV)/.dev  ## Lint, type-check the service, check the import rules, then run every test.
-	$(BIN)/ruff check app training tests bench
+	$(BIN)/ruff check app training tests bench tools
 	$(BIN)/ruff format --check app training  # tests and bench keep their hand-laid case tables
 	$(BIN)/mypy
 	$(BIN)/lint-imports

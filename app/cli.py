@@ -39,7 +39,13 @@ MODELS = click.option(
     "--models", type=click.Path(path_type=Path), default=Path(os.environ.get("DEEPSERVE_MODELS_DIR", "models")),
     show_default=True, help="The models folder (DEEPSERVE_MODELS_DIR).",
 )  # fmt: skip
-URL = click.option("--url", default="http://127.0.0.1:8000", show_default=True, help="The running service.")
+URL = click.option(
+    "--url",
+    default="http://127.0.0.1:8000",
+    envvar="DEEPSERVE_URL",
+    show_default=True,
+    help="The running service (DEEPSERVE_URL).",
+)
 API_KEY = click.option("--api-key", envvar="DEEPSERVE_API_KEY", help="API key, when the service has keys on.")
 
 
@@ -257,7 +263,7 @@ def series_request(path: Path) -> dict[str, Any]:
         raise click.BadParameter(
             f"{path}: JSON must be a list of numbers or an object with 'values'", param_hint="INPUT"
         )
-    values, timestamps = [], []
+    values, timestamps, header = [], [], True
     for number, line in enumerate(text.splitlines(), 1):
         cells = [c.strip() for c in line.split(",") if c.strip()]
         if not cells:
@@ -265,10 +271,12 @@ def series_request(path: Path) -> dict[str, Any]:
         try:
             values.append(float(cells[-1]))
         except ValueError as exc:
-            if values:  # only the first line may be a header
+            if not header:  # only the first line may be a header
                 message = f"{path}, line {number}: not a number: {cells[-1]!r}"
                 raise click.BadParameter(message, param_hint="INPUT") from exc
+            header = False
             continue
+        header = False
         if len(cells) > 1:
             timestamps.append(cells[0])
     return {"values": values} | ({"timestamps": timestamps} if timestamps and len(timestamps) == len(values) else {})

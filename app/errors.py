@@ -3,8 +3,8 @@
 Framework-free (no FastAPI import): app/http/api/errors.py turns these into responses. Body, for every error:
 {"error": {"type": <snake_case kind>, "message": <what went wrong and what to do>, "detail": <optional>}}
 
-`ERROR_TABLE` is the single source of the README's error table (`python -m app.errors` prints it; a test holds
-the README to it and drives a real request to every row).
+`ERROR_TABLE` is the single source of the error table in docs/errors.md (`python -m tools.docs` writes it; a test holds
+the docs to it and drives a real request to every row).
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def error_body(type_: str, message: str, detail: Any = None) -> dict[str, Any]:
 
 
 def markdown_table() -> str:
-    """The README's error table, generated from ERROR_TABLE."""
+    """The documented error table (docs/errors.md), generated from ERROR_TABLE."""
     rows = ["| type | status | when |", "|---|---|---|"]
     rows += [f"| `{k.type}` | {k.status} | {k.when} |" for k in ERROR_TABLE.values()]
     return "\n".join(rows)

@@ -87,7 +87,7 @@ def test_train_writes_a_candidate_and_promote_reloads_a_running_service(
         missing = CliRunner().invoke(cli.main, ["predict", "lstm", "Not bad at all.", "--url", url])
         assert missing.exit_code == 1 and "503 model_not_installed" in missing.output
         no_file = CliRunner().invoke(cli.main, ["predict", "digit", str(tmp_path / "none.png"), "--url", url])
-        assert no_file.exit_code == 1 and "no such file" in no_file.output
+        assert no_file.exit_code == 2 and "no such file" in no_file.output  # a usage error, like a wrong name
 
 
 def test_versions_route_lists_served_and_candidates(models: Path) -> None:

@@ -1,6 +1,7 @@
 """The playground (GET /) in a real browser: Playwright drives Debian's headless chromium against the service on
 a real uvicorn with the committed models, and checks what a person sees. Skips without /usr/bin/chromium (CI's
-.ci/run installs it). PLAYGROUND_SCREENSHOTS=docs writes the README's screenshots (default: a temp folder)."""
+.ci/run installs it). PLAYGROUND_SCREENSHOTS=docs writes the screenshots in the README and docs/api.md (default: a
+temp folder)."""
 
 from __future__ import annotations
 

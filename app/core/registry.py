@@ -41,7 +41,7 @@ from app.errors import (
     Overloaded,
     echo,
 )
-from app.families import FAMILIES, open_runtime
+from app.families import FAMILIES, FIXED_DEFAULTS, open_runtime
 from app.families.runtime import Runtime
 from app.manifest import ENTRY_FILE, PROMOTED_FILE, Manifest, ManifestEntry, read_manifest, version_key
 
@@ -93,7 +93,7 @@ class ModelRecord:
     @property
     def install(self) -> str:
         family = FAMILIES.get(self.name)
-        return family.install if family else "see the README"
+        return family.install if family else "see docs/models.md"
 
 
 class ModelRegistry:
@@ -417,6 +417,8 @@ class ModelRegistry:
 
     def default(self, task: str) -> str:
         """The model that answers `task` when a request names none (see for_task; /models marks it)."""
+        if task in FIXED_DEFAULTS:
+            return FIXED_DEFAULTS[task]
         names = [n for n, f in FAMILIES.items() if f.task == task and n in self.records]
         trained = [n for n in names if not self._random(self.records[n])] or names
         ready = [n for n in trained if self.records[n].state is State.READY]

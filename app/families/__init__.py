@@ -27,6 +27,9 @@ FAMILIES: dict[str, Family] = {
         anomaly.FAMILY,
     ]
 }
+# A task whose requests without a model name always go to one model, ready or not (its answer says how to install
+# it): another family's labels would surprise its clients. Other tasks take their first ready family.
+FIXED_DEFAULTS = {"image-classification": "image"}
 RUNTIMES: dict[str, type[Runtime]] = {family.runtime.kind: family.runtime for family in FAMILIES.values()}
 
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
 from app.core.serving import Serving
-from app.families import FAMILIES
+from app.families import FAMILIES, FIXED_DEFAULTS
 from app.families.images import ImageClassifier, ImagePrediction
 from app.http.api.deps import ServingDep, VersionHeader
 from app.http.api.predict import IMAGE_BODY, IMAGE_ERRORS
@@ -21,7 +21,7 @@ from app.http.uploads import read_image_upload
 router = APIRouter(prefix="/predict", tags=["predict"])
 
 TASK = "image-classification"
-DEFAULT_MODEL = "image"
+DEFAULT_MODEL = FIXED_DEFAULTS[TASK]
 IMAGE_MODELS = [name for name, family in FAMILIES.items() if family.task == TASK]
 ModelParam = Query(
     description=f"The model to classify with: one of {', '.join(IMAGE_MODELS)} (default: {DEFAULT_MODEL}). A known "
