@@ -3,10 +3,13 @@
 #   docker build -t deepserve .                           # default target `runtime`: the API, no TensorFlow
 #   docker build --target train -t deepserve-train .      # one-shot training image: the project with [train]
 #
-# `runtime` holds a virtualenv with `pip install .` (FastAPI, uvicorn, ONNX Runtime, Pillow, NumPy, ...) and
-# the models/ folder baked in at /app/models; mount another models folder read-only over /app/models to serve
-# other artifacts without rebuilding. `deepserve serve` runs 2 worker processes (DEEPSERVE_WORKERS) that share
-# metrics, reloads and anomaly streams through /app/data (writable) and split the limits between them.
+# Both install their dependencies from the lock files in requirements/ (CPython 3.11, linux x86_64).
+#
+# `runtime` holds a virtualenv with requirements/serve.txt and the project (FastAPI, uvicorn, ONNX Runtime,
+# Pillow, NumPy, ...) and the models/ folder baked in at /app/models; mount another models folder read-only over
+# /app/models to serve other artifacts without rebuilding. `deepserve serve` runs 2 worker processes
+# (DEEPSERVE_WORKERS) that share metrics, reloads and anomaly streams through /app/data (writable) and split the
+# limits between them.
 
 # ---- build: the serving virtualenv -------------------------------------------------------------------------
 FROM python:3.11-slim AS build
@@ -14,11 +17,11 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first (from pyproject.toml only), so a code change reuses this layer.
+# Dependencies first, from the lock file (exact versions, hash-checked; `make lock` writes it), so a code change
+# reuses this layer.
+COPY requirements/serve.txt ./requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/serve.txt
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
-        > requirements.txt \
- && pip install --no-cache-dir -r requirements.txt
 COPY app ./app
 # The serving package itself (app/ only: training/ is its own distribution, training/pyproject.toml), without
 # extras; then drop the installers, which serving never uses.
@@ -33,14 +36,15 @@ ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1 \
     HOME=/tmp KERAS_HOME=/tmp/keras MPLCONFIGDIR=/tmp/matplotlib TF_CPP_MIN_LOG_LEVEL=2
 RUN python -m venv /opt/venv
 WORKDIR /app
+# The service's dependencies and the [train] extra (TensorFlow, tf2onnx, onnx, matplotlib), from the lock file.
+COPY requirements/train.txt ./requirements/
+RUN pip install --no-cache-dir --require-hashes -r requirements/train.txt
 COPY pyproject.toml README.md ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; \
-print('\n'.join(p['dependencies'] + p['optional-dependencies']['train']))" > /tmp/requirements.txt \
- && pip install --no-cache-dir -r /tmp/requirements.txt
 COPY app ./app
 COPY training ./training
 RUN pip install --no-cache-dir --no-deps . ./training
-# Writes models/<name>/<version>/ (with its model.json) under /app/models (mount the host's models/ there).
+# Writes models/<name>/<version>/ (with its model.json) under /app/models (mount the host's models/ there); the
+# `deepserve` command is here too (`deepserve models`, `deepserve promote`: docs/deployment.md).
 # Without --data the scripts download their data set; with a data folder mounted at /data, pass --data.
 CMD ["python", "-m", "training.train_digit"]
 

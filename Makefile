@@ -6,24 +6,33 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: serve test test-fast lint bench train-digit clean ray-serve ray-bench test-ray
+.PHONY: serve test test-fast lock lint bench train-digit clean ray-serve ray-bench test-ray
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.serve: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+# Installs come from the lock files in requirements/ (exact versions, sha256-checked; `make lock` writes them from
+# pyproject.toml), then the project itself without dependencies.
+LOCK := requirements
+
+$(VENV)/.serve: $(LOCK)/serve.txt pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)/serve.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
 # torch first, from PyTorch's CPU index: PyPI's torch==2.13.0 is the CUDA build (several GB with its nvidia
-# packages). Its own dependencies then come from PyPI with the rest.
+# packages). Its own dependencies then come from PyPI with the rest (dev.txt).
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-$(VENV)/.dev: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q --no-deps torch==2.13.0 --index-url $(TORCH_INDEX)
-	$(BIN)/pip install -q -e '.[train,test,distilbert,tracking]' -e ./training  # the serving and training packages
+$(VENV)/.dev: $(LOCK)/torch.txt $(LOCK)/dev.txt pyproject.toml training/pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --require-hashes --no-deps -r $(LOCK)/torch.txt --index-url $(TORCH_INDEX)
+	$(BIN)/pip install -q --require-hashes -r $(LOCK)/dev.txt
+	$(BIN)/pip install -q --no-deps -e . -e ./training  # the serving and training packages
 	touch $@ $(VENV)/.serve
+
+lock:  ## Rewrite requirements/*.txt from pyproject.toml (pins kept while allowed; UPGRADE=1 takes the newest).
+	TORCH_INDEX=$(TORCH_INDEX) bash $(LOCK)/lock.sh
 
 serve: $(VENV)/.serve  ## Start the service on the models in models/ (the committed defaults).
 	$(BIN)/deepserve serve --host $(HOST) --port $(PORT)

@@ -5,9 +5,13 @@
 #   2. live, when ../shared/tools/docker-here.sh exists (local dockerd + compose v2 + a local python:3.11-slim,
 #      never a pull): `docker compose config` for every profile, build the CPU image, start the stack with the
 #      CI override (host network, loopback only), check /health/ready and a real digit prediction over HTTP,
-#      that an anomaly stream survives `compose down` (without -v) and `up` on the named data volume, then tear
-#      everything down (volumes included), also on failure.
-# Prints the image size, the build time and the time to ready.
+#      that an anomaly stream survives `compose down` (without -v) and `up` on the named data volume; then the
+#      Docker training flow of docs/deployment.md: build the training image, train a digit model in it (no network,
+#      on a small mnist.npz made here from scikit-learn's 8x8 digits), promote it there, restart the API and check
+#      that it serves the new version, and that the models folder gained only the files the docs name; then tear
+#      everything down (volumes included), also on failure. The stack runs on a temporary copy of models/
+#      (HOST_MODELS_DIR), never the checkout's, and the checkout's `git status` must be unchanged at the end.
+# Prints the image sizes, the build times and the time to ready.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -51,6 +55,12 @@ PROJECT=deepserve-ci-$$
 COMPOSE=(docker compose -p "$PROJECT" -f docker-compose.yml -f docker-compose.ci.yml)
 WORK=$(mktemp -d)
 STACK_UP=0
+# The stack's models folder and training data: a copy of models/ and a data folder of its own, so nothing here
+# writes into the checkout (checked at the end against this `git status`).
+cp -a models "$WORK/models"
+mkdir -p "$WORK/data"
+export HOST_MODELS_DIR="$WORK/models" HOST_DATA_DIR="$WORK/data" TRAIN_USER="$(id -u):$(id -g)"
+GIT_STATUS_BEFORE=$(git status --porcelain 2>/dev/null || true)
 cleanup() {
   rc=$?
   set +e
@@ -213,10 +223,128 @@ stream create
 "${COMPOSE[@]}" up -d --wait --wait-timeout 180
 stream check
 
+step "Docker training flow (docs/deployment.md): build the training image"
+T0=$(now)
+if ! "${COMPOSE[@]}" --profile train build train >"$WORK/build-train.log" 2>&1; then
+  tail -n 60 "$WORK/build-train.log"
+  exit 1
+fi
+T_TRAIN_BUILD=$(secs "$T0" "$(now)")
+TRAIN_IMAGE=$("${COMPOSE[@]}" --profile train config --images | grep train)
+TRAIN_MB=$(docker image inspect "$TRAIN_IMAGE" --format '{{.Size}}' | awk '{printf "%.0f", $1 / 1e6}')
+echo "built $TRAIN_IMAGE in ${T_TRAIN_BUILD}s: ${TRAIN_MB} MB"
+
+step "train a digit model in the container: docker compose --profile train run --rm train (data in HOST_DATA_DIR)"
+# MNIST's layout (mnist.npz with Keras' keys) from scikit-learn's bundled 8x8 digits, upscaled: no download.
+"$PY" - "$HOST_DATA_DIR/mnist/mnist.npz" <<'EOF'
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, ".")
+from tests.support.digit_images import sklearn_digits_28  # noqa: E402
+
+x, y = sklearn_digits_28()
+Path(sys.argv[1]).parent.mkdir(parents=True)
+np.savez_compressed(sys.argv[1], x_train=x[:1500], y_train=y[:1500], x_test=x[1500:], y_test=y[1500:])
+print(f"{sys.argv[1]}: {len(x)} digits (1500 to train, {len(x) - 1500} to test)")
+EOF
+T0=$(now)
+"${COMPOSE[@]}" --profile train run --rm -T train >"$WORK/train.log" 2>&1 || { tail -n 40 "$WORK/train.log"; exit 1; }
+tail -n 3 "$WORK/train.log"
+T_TRAIN=$(secs "$T0" "$(now)")
+TRAIN=("${COMPOSE[@]}" --profile train run --rm -T train)
+"${TRAIN[@]}" deepserve models
+VERSION=$("${TRAIN[@]}" deepserve models --json | "$PY" -c '
+import json, sys
+rows = [json.loads(line) for line in sys.stdin if line.startswith("{")]
+new = [r["version"] for r in rows if r["name"] == "digit" and r["status"] == "candidate"]
+assert len(new) == 1, rows
+print(new[0])')
+echo "trained digit v$VERSION in ${T_TRAIN}s: a candidate"
+
+served_digit() {
+  "$PY" - "$BASE" "$@" <<'EOF'
+import sys
+
+import httpx
+
+sys.path.insert(0, ".")
+from tests.support.digit_images import render  # noqa: E402
+
+base, served, other = sys.argv[1:4]
+with httpx.Client(base_url=base, timeout=30) as client:
+    model = client.get("/models/digit").json()
+    assert model["state"] == "ready" and model["version"] == served, model
+    versions = {v["version"]: v["status"] for v in client.get("/models/digit/versions").json()}
+    assert versions.get(served) == "served" and versions.get(other) == "candidate", versions
+    r = client.post("/predict/digit", content=render(7, "black_on_white"), headers={"content-type": "image/png"})
+    assert r.status_code == 200 and r.json()["model"]["version"] == served, r.text
+    print(f"GET /models/digit: v{served} ready; versions {versions}; POST /predict/digit answered by v{served}: "
+          f"{r.json()['digit']} ({r.json()['confidence']:.3f})")
+EOF
+}
+# Training alone changes nothing served: the new version is a candidate.
+served_digit 1 "$VERSION"
+
+step "deepserve promote digit $VERSION in the training container, then docker compose restart api"
+if "${TRAIN[@]}" deepserve promote digit "$VERSION" >"$WORK/promote.txt" 2>&1; then
+  cat "$WORK/promote.txt"
+else
+  # The gate compares test accuracy with v1's (0.994 on MNIST): a refusal must say so; then the docs' --force.
+  cat "$WORK/promote.txt"
+  grep -q "test_accuracy" "$WORK/promote.txt"
+  "${TRAIN[@]}" deepserve promote digit "$VERSION" --force
+fi
+T0=$(now)
+"${COMPOSE[@]}" restart api
+"${COMPOSE[@]}" up -d --wait --wait-timeout 180 api
+echo "restarted, healthy again after $(secs "$T0" "$(now)")s"
+served_digit "$VERSION" 1
+
+step "roll back to v1 without a restart: promote it, then the reload route from inside the API's container"
+"${TRAIN[@]}" deepserve promote digit 1
+# docs/deployment.md's command, verbatim (the admin routes answer a request from the container's own loopback).
+RELOADED=$("${COMPOSE[@]}" exec -T api python -c 'import json, os, urllib.request as u; url = "http://127.0.0.1:" + os.environ["UVICORN_PORT"] + "/admin/models/digit/reload"; print(json.load(u.urlopen(u.Request(url, method="POST")))["version"])')
+echo "reload answered: serving v$RELOADED"
+[ "$RELOADED" = 1 ]
+served_digit 1 "$VERSION"
+
+step "the models folder gained only what docs/deployment.md says training and promotion write"
+"$PY" - models "$HOST_MODELS_DIR" "$VERSION" docs/deployment.md <<'EOF'
+import filecmp
+import re
+import sys
+from pathlib import Path
+
+old, new, version, docs = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], Path(sys.argv[4]).read_text()
+# What a digit training run writes into models/digit/<version>/; docs/deployment.md names each of them.
+written = {"model.onnx", "model.keras", "model.json", "metrics.json", "explain_head.npz", "confusion_matrix.png",
+           "training_curves.png", "sample_predictions.png"}
+undocumented = sorted(name for name in written | {"promoted.json"} if not re.search(f"`[^`]*{re.escape(name)}`", docs))
+assert not undocumented, f"docs/deployment.md does not name {undocumented}"
+before = {p.relative_to(old) for p in old.rglob("*") if p.is_file()}
+after = {p.relative_to(new) for p in new.rglob("*") if p.is_file()}
+added = sorted(str(p) for p in after - before)
+changed = sorted(str(p) for p in before & after if not filecmp.cmp(old / p, new / p, shallow=False))
+assert not before - after, f"removed: {sorted(map(str, before - after))}"
+assert added == sorted(f"digit/{version}/{name}" for name in written), added
+assert changed == ["digit/promoted.json"], changed
+print(f"added digit/{version}/ ({len(added)} files); changed digit/promoted.json; nothing else")
+EOF
+[ "$(git status --porcelain 2>/dev/null || true)" = "$GIT_STATUS_BEFORE" ] || {
+  echo "the smoke test changed the checkout:"
+  git status --short
+  exit 1
+}
+echo "git status: as before (the stack used $HOST_MODELS_DIR and $HOST_DATA_DIR)"
+
 T_TOTAL=$(secs "$T_START" "$(now)")
 step "container summary"
 echo "image:         $IMAGE ${IMAGE_MB} MB (python:3.11-slim base here: ${BASE_MB} MB)"
 echo "build:         ${T_BUILD}s ($CACHED steps cached)"
 echo "time to ready: ${T_READY}s to /health/ready 200; ${T_HEALTHY}s until compose --wait saw healthy"
+echo "train image:   $TRAIN_IMAGE ${TRAIN_MB} MB, built in ${T_TRAIN_BUILD}s; a digit run in it ${T_TRAIN}s"
 echo "docker setup:  ${T_DOCKER}s; container checks total: ${T_TOTAL}s (teardown follows)"
 echo "container smoke test: OK"
