@@ -11,6 +11,8 @@ anomaly from hiding itself in its own baseline. An alarm is raised when
   range (what a context comparison cannot see: a new level reached smoothly);
 * and no alarm was raised in the last `refractory` points (one alarm per event, not one per point).
 
+A missing value (NaN) is skipped: it is reported as missing and the detector goes on from the points around it.
+
 `sensitivity` in [0, 1] (0.5 by default) moves the threshold and tolerance together; see `alarm_limits`.
 The expected value is what followed the nearest past context of the previous `embed - 1` values (a nearest-
 neighbour forecast); the band is expected +- threshold x the robust scale of recent forecast errors.
@@ -100,7 +102,8 @@ class DetectorState:
 
 @dataclass(frozen=True)
 class Scored:
-    """Per point of one update: NaN score/expected/band for warm-up points (`warming_up` True)."""
+    """Per point of one update: NaN score/expected/band for warm-up points (`warming_up` True) and missing values
+    (`missing` True)."""
 
     warming_up: np.ndarray  # bool
     score: np.ndarray
@@ -108,8 +111,15 @@ class Scored:
     expected: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
+    missing: np.ndarray  # bool
 
-    FIELDS: ClassVar[tuple[str, ...]] = ("warming_up", "score", "alarm", "expected", "lower", "upper")
+    FIELDS: ClassVar[tuple[str, ...]] = ("warming_up", "score", "alarm", "expected", "lower", "upper", "missing")
+
+    @classmethod
+    def empty(cls, n: int) -> Scored:
+        nan = np.full(n, np.nan)
+        no = np.zeros(n, dtype=bool)
+        return cls(no.copy(), nan.copy(), no.copy(), nan.copy(), nan.copy(), nan.copy(), no.copy())
 
 
 def _keep(a: np.ndarray, value: float, limit: int) -> np.ndarray:
@@ -127,12 +137,22 @@ class Detector:
         self.decay = 0.5 ** (age / config.record_halflife) if config.record_halflife > 0 else np.ones(config.record)
 
     def update(self, state: DetectorState, values: np.ndarray) -> Scored:
-        """Score `values` (appended after the state's points) and advance `state` past them."""
-        c = self.config
+        """Score `values` (appended after the state's points; NaN: missing, skipped) and advance `state` past them."""
         values = np.asarray(values, dtype=np.float64)
+        present = ~np.isnan(values)
+        if present.all():
+            return self._update(state, values)
+        inner = self._update(state, values[present])
+        out = Scored.empty(len(values))
+        for name in Scored.FIELDS:
+            getattr(out, name)[present] = getattr(inner, name)
+        out.missing[:] = ~present
+        return out
+
+    def _update(self, state: DetectorState, values: np.ndarray) -> Scored:
+        c = self.config
         n = len(values)
-        nan = np.full(n, np.nan)
-        out = Scored(np.zeros(n, dtype=bool), nan.copy(), np.zeros(n, dtype=bool), nan.copy(), nan.copy(), nan.copy())
+        out = Scored.empty(n)
         done = 0
         while done < n:
             if state.seen < c.warmup:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 
 from app.config import Settings
@@ -16,7 +15,7 @@ from app.errors import ModelNotInstalled, ModelNotReady, PayloadTooLarge
 from app.families.anomaly import series, streams
 from app.families.anomaly.context_runtime import NearestContextRuntime
 from app.families.anomaly.detector import DEFAULT, alarm_limits
-from app.families.anomaly.schemas import StreamInfo, StreamList, StreamPointsRequest, StreamPointsResponse
+from app.families.anomaly.schemas import Sampling, StreamInfo, StreamList, StreamPointsRequest, StreamPointsResponse
 from app.http.api.deps import InferenceDep, LimiterDep, RegistryDep, require_json
 from app.http.api.openapi import error_responses
 from app.http.middleware.auth import KEY_NAME
@@ -62,11 +61,15 @@ def _info(info: streams.StreamInfo, warmup: int) -> StreamInfo:
 def _append(
     store: streams.StreamStore, runtime: NearestContextRuntime, owner: str, series_id: str, body: StreamPointsRequest
 ) -> StreamPointsResponse:
-    values = np.asarray(body.values, dtype=np.float64)
-    if body.timestamps is not None:
-        series.check_timestamps(body.timestamps)
+    values = series.as_values(body.values)
     config = runtime.config
-    info, scored, first = store.append(owner, series_id, values, body.timestamps, body.sensitivity, config)
+    sampling: list[Sampling] = []
+    stamps = body.timestamps
+
+    def check(at: int, last_time: float | None) -> None:
+        sampling[:] = [series.check_timestamps(stamps, at, last_time)] if stamps is not None else []
+
+    info, scored, first = store.append(owner, series_id, values, stamps, body.sensitivity, config, check)
     threshold, _ = alarm_limits(config, info.sensitivity)
     regions = series.alarm_regions(scored.alarm, scored.score, threshold)
     return StreamPointsResponse(
@@ -75,6 +78,8 @@ def _append(
         first_index=first,
         threshold=threshold,
         regions=series.regions_with_times(regions, body.timestamps, at=first),
+        sampling=sampling[0] if sampling else None,
+        missing=series.missing_report(scored, at=first),
     )
 
 
