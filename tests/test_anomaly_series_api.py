@@ -282,3 +282,33 @@ def test_a_version_of_the_detector_can_be_pinned(tmp_path: Path) -> None:
         pinned = c.post("/predict/anomaly", json=values, headers={"X-Model-Version": "0"}).json()
     assert default["model"]["version"] == str(served) and pinned["model"]["version"] == "0"
     assert pinned["threshold"] == 4 * default["threshold"] and pinned["scores"] == default["scores"]
+
+
+@pytest.mark.parametrize(
+    ("last", "nxt", "status"),
+    [
+        ("9999-12-31T23:59:59-14:00", "9999-12-31T23:59:59-14:00", 200),  # repeated, past year 9999 in UTC
+        ("9999-12-31T23:59:59-14:00", "9999-12-31T23:59:58-14:00", 422),  # a step back from there
+        ("0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00+14:00", 200),  # repeated, before year 1 in UTC
+    ],
+)
+def test_a_stream_at_the_edges_of_the_calendar_answers(client, last: str, nxt: str, status: int) -> None:
+    first = client.post("/anomaly/streams/edge/points", json={"values": [1.0, None], "timestamps": [last, last]})
+    assert first.status_code == 200, first.text
+    assert first.json()["sampling"]["duplicate_count"] == 1 and first.json()["missing"]["indices"] == [1]
+    response = client.post("/anomaly/streams/edge/points", json={"values": [2.0], "timestamps": [nxt]})
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert assert_error(response, 422, "invalid_input")["detail"]["index"] == 2
+    else:
+        assert [d["index"] for d in response.json()["sampling"]["duplicates"]] == [2]
+    client.delete("/anomaly/streams/edge")
+
+
+def test_non_causal_mode_scores_around_missing_values(client) -> None:
+    sent: list[float | None] = seasonal()[:800].tolist()
+    for i in (0, 5, 400, 799):
+        sent[i] = None
+    body = client.post("/predict/anomaly", json={"values": sent, "mode": "non_causal"}).json()
+    assert [body["status"][i] for i in (0, 5, 6, 400, 799)] == ["missing", "missing", "scored", "missing", "missing"]
+    assert "warming_up" not in body["status"] and body["missing"]["count"] == 4
