@@ -312,3 +312,14 @@ def test_non_causal_mode_scores_around_missing_values(client) -> None:
     body = client.post("/predict/anomaly", json={"values": sent, "mode": "non_causal"}).json()
     assert [body["status"][i] for i in (0, 5, 6, 400, 799)] == ["missing", "missing", "scored", "missing", "missing"]
     assert "warming_up" not in body["status"] and body["missing"]["count"] == 4
+
+
+def test_a_stream_of_missing_values_only_is_answered_and_goes_on(tmp_path: Path) -> None:
+    """Nulls only (a sensor down), then values: the stream counts every point sent and scores from the present ones."""
+    with serve("asgi", Settings(**DETECTOR, data_dir=tmp_path)) as c:
+        empty = c.post("/anomaly/streams/down/points", json={"values": [None] * 5})
+        assert empty.status_code == 200, empty.text
+        assert empty.json()["status"] == ["missing"] * 5 and empty.json()["stream"]["points"] == 5
+        later = c.post("/anomaly/streams/down/points", json={"values": seasonal()[:400].tolist()}).json()
+        assert later["first_index"] == 5 and later["status"][DEFAULT.warmup] == "scored"
+        assert later["is_anomaly"] == serve_batch(seasonal()[:400])["is_anomaly"]
