@@ -134,10 +134,10 @@ def check_timestamps(timestamps: list[datetime], at: int = 0, after: float | Non
     if bad.size:
         i = int(bad[0]) + (0 if after is not None else 1)
         stream = after is not None and i == 0
+        before_it = "the stream's last one" if stream else "the one before it"
         raise InvalidInput(
             f"Timestamps must not go backwards: timestamp {i + at} ({timestamps[i].isoformat()}) is earlier than "
-            f"{'the stream' + chr(39) + 's last one' if stream else 'the one before it'} (a repeated timestamp is "
-            "accepted).",
+            f"{before_it} (a repeated timestamp is accepted).",
             {"index": i + at} | ({"last_time": to_iso(after)} if stream and after is not None else {}),
         )
     repeats = np.flatnonzero(steps == 0) + (0 if after is not None else 1)
