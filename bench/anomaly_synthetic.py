@@ -152,6 +152,77 @@ def corpus(seed: int = 0, series: int = 100) -> list[Series]:
     return [make_series(i, rng) for i in range(series)]
 
 
+DENSE_ANOMALIES = ("spike", "dip", "level_shift", "variance", "outage", "flat_line")
+
+
+def _inject_short(values: np.ndarray, kind: str, at: int, length: int, rng: np.random.Generator, noise: float) -> None:
+    """One anomaly of `kind` from row `at` lasting at most `length` rows (a level shift lasts), sized as `_inject`'s."""
+    past = values[:at][np.isfinite(values[:at])]
+    lo, hi = np.percentile(past, [1, 99]) if past.size > 10 else (np.nanmin(values), np.nanmax(values))
+    spread = max(hi - lo, 6 * noise, 1e-9)
+    size = rng.uniform(0.3, 1.0) * spread
+    end = min(len(values), at + length)
+    if kind == "spike":
+        values[at] = hi + size
+    elif kind == "dip":
+        values[at] = lo - size
+    elif kind == "level_shift":
+        values[at:] += size * rng.choice([-1, 1])
+    elif kind == "variance":
+        values[at:end] += rng.uniform(2, 5) * max(noise, 0.05 * spread) * rng.normal(0, 1, end - at)
+    elif kind == "outage":
+        values[at:end] = 0.0 if lo > 0.25 * spread else lo - size
+    else:  # flat_line
+        values[at:end] = values[at]
+
+
+def make_dense_series(index: int, rng: np.random.Generator) -> Series:
+    """A short series (400 to 3,000 points) with 2 to 6 events, most of them closer than the detector's refractory
+    period (100 points) to the one before, the first often inside the old 150-point warm-up, and in a fifth of the
+    series runs of missing values (NaN): the class of real monitoring series the default detector served worst."""
+    kind = KINDS[index % len(KINDS)]
+    step_name = str(rng.choice(list(STEPS)))
+    step = STEPS[step_name]
+    n = int(np.exp(rng.uniform(np.log(400), np.log(3000))))
+    values, noise, integer = _base(kind, n, step, rng)
+    count = int(rng.integers(2, 7))
+    at = int(rng.integers(40, 120)) if rng.random() < 0.5 else int(rng.integers(120, max(121, n // 4)))
+    starts = []
+    while len(starts) < count and at < n - 20:
+        starts.append(at)
+        at += int(rng.integers(25, 95)) if rng.random() < 0.7 else int(rng.integers(100, 400))
+    gaps = np.diff([*starts, n])
+    kinds = tuple(str(rng.choice(DENSE_ANOMALIES)) for _ in starts)
+    for a, gap, anomaly in zip(starts, gaps, kinds, strict=True):
+        _inject_short(values, anomaly, a, int(rng.integers(3, max(4, min(20, gap // 2)))), rng, noise)
+    if integer:
+        values = np.maximum(np.round(values), 0.0)
+    else:
+        scale = 10 ** rng.uniform(-3, 5)
+        values = values * scale + rng.choice([0.0, 1.0, -1.0]) * rng.uniform(0, 100) * scale
+    if rng.random() < 0.2:  # missing values (never an anomaly's first point)
+        for _ in range(int(rng.integers(1, 4))):
+            a = int(rng.integers(0, n))
+            values[a : a + int(rng.integers(1, 6))] = np.nan
+        values[starts] = np.where(np.isnan(values[starts]), np.nanmedian(values), values[starts])
+    # NAB-style windows centred on each start, as wide as NAB's (10% of the series over the count) but never
+    # reaching a neighbour's.
+    nearest = np.minimum(np.diff([-(10**9), *starts]), np.diff([*starts, 10**9]))
+    windows = []
+    for a, room in zip(starts, nearest, strict=True):
+        width = int(max(4, min(0.1 * n / len(starts), room - 2)))
+        windows.append((max(0, a - width // 2), min(n - 1, a - width // 2 + width - 1)))
+    times = EPOCH + np.arange(n) * np.timedelta64(step, "s")
+    name = f"dense/{index:03d}_{kind}_{step_name}.csv"
+    return Series(name, times, values, windows, kinds, kind, step_name)
+
+
+def dense_corpus(seed: int = 0, series: int = 100) -> list[Series]:
+    """`series` dense series (make_dense_series), the same for the same seed."""
+    rng = np.random.default_rng(10_000 + seed)
+    return [make_dense_series(i, rng) for i in range(series)]
+
+
 def write_nab(root: Path, items: list[Series]) -> None:
     """The corpus as NAB lays it out: data/<name> CSVs and labels/combined_windows.json."""
     labels = {}

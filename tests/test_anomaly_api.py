@@ -61,6 +61,13 @@ def test_nan_or_inf_is_422(client, bad: str) -> None:
     assert_error(response, 422, "invalid_input")
 
 
+def test_the_autoencoder_refuses_missing_values_with_their_index(client) -> None:
+    values: list[float | None] = [1.0] * 60
+    values[7] = None
+    response = client.post("/predict/anomaly", json={"values": values, "method": "autoencoder"})
+    assert assert_error(response, 422, "invalid_input")["detail"] == {"index": 7}
+
+
 def test_series_shorter_than_a_window_is_422(client) -> None:
     response = client.post("/predict/anomaly", json={"values": [1.0] * 47, "method": "autoencoder"})
     assert_error(response, 422, "invalid_input")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 
 import numpy as np
@@ -98,3 +99,74 @@ def test_a_state_saved_under_other_settings_goes_on_under_the_served_ones() -> N
     Detector(earlier).update(state, values[:1500])
     later = Detector().update(DetectorState.from_bytes(state.to_bytes()), values[1500:])
     assert np.isfinite(later.score).all() and later.alarm[EVENTS["dip"] - 1500]
+
+
+def noisy_level(n: int, seed: int = 0) -> np.ndarray:
+    return 10.0 + np.random.default_rng(seed).normal(0, 0.1, n)
+
+
+def test_a_second_event_closer_than_the_refractory_period_is_found_once_the_first_is_over() -> None:
+    """quiet: an event is over after that many undisturbed points; a smaller event 40 points after a spike (inside
+    the 100-point refractory period and under the spike's record score) is then a new alarm."""
+    values = seasonal()
+    second = EVENTS["spike"] + 40
+    values[second] += 2.0
+    alarms = run(values).alarm
+    assert alarms[EVENTS["spike"]] and not alarms[second - 5 : second + 5].any()  # hidden without `quiet`
+    events = Detector(replace(DEFAULT, quiet=10)).update(DetectorState(), values).alarm
+    assert np.flatnonzero(events).tolist() == sorted([*np.flatnonzero(alarms), second])
+    alone = Detector(replace(DEFAULT, quiet=10)).update(DetectorState(), seasonal()).alarm
+    assert np.array_equal(alone, run(seasonal()).alarm)  # no alarm of its own
+
+
+def test_a_young_detector_alarms_with_wider_limits() -> None:
+    """A short warm-up (50) with limits x(1 + youth) at its end, falling to x1 at `young`: an event at point 70,
+    inside the 150-point warm-up of the defaults, is found, with the band wider while the detector is young."""
+    values = noisy_level(800)
+    values[70] += 3.0
+    young = replace(DEFAULT, warmup=50, young=300, youth=2.0)
+    assert not run(values).alarm.any()
+    out = Detector(young).update(DetectorState(), values)
+    assert np.flatnonzero(out.alarm).tolist() == [70]
+    width = out.upper - out.lower
+    assert width[60] > 2 * width[400] and not out.warming_up[50:].any()
+
+
+def test_onset_alarms_at_the_first_point_of_a_jump() -> None:
+    """onset: a value further from its forecast than that many robust scales of recent forecast errors alarms at
+    once; the context comparison alone needs a second point of the new level."""
+    values = noisy_level(1500)
+    values[200] += 5.0  # widens the seen range: the jump below stays inside it
+    values[900:] += 1.0
+    assert np.flatnonzero(run(values).alarm).tolist() == [200, 901]
+    onset = Detector(replace(DEFAULT, onset=6.0)).update(DetectorState(), values).alarm
+    assert np.flatnonzero(onset).tolist() == [200, 900]
+    for seed in range(4):  # and no alarm of its own on noise (the spatial rule's, as without it)
+        noise = noisy_level(1500, seed)
+        alone = Detector(replace(DEFAULT, onset=6.0)).update(DetectorState(), noise).alarm
+        assert np.array_equal(alone, run(noise).alarm)
+
+
+def test_event_rules_give_a_stream_in_parts_what_one_batch_gives() -> None:
+    config = replace(DEFAULT, warmup=50, young=300, youth=1.0, quiet=10, onset=6.0)
+    values = seasonal()
+    values[EVENTS["spike"] + 40] += 2.0
+    whole = Detector(config).update(DetectorState(), values)
+    state, parts, at = DetectorState(), [], 0
+    for size in [30, 25, 1, 300, EVENTS["spike"] - 356 + 20, 7, 1000, len(values)]:
+        parts.append(Detector(config).update(state, values[at : at + size]))
+        state = DetectorState.from_bytes(state.to_bytes())
+        at += size
+    np.testing.assert_array_equal(np.concatenate([p.alarm for p in parts]), whole.alarm)
+    np.testing.assert_allclose(np.concatenate([p.score for p in parts]), whole.score, rtol=1e-9)
+
+
+def test_a_state_saved_before_the_event_rules_loads() -> None:
+    """A stream's state from before `calm` was kept (six scalars) goes on, calm 0."""
+    state = DetectorState()
+    Detector().update(state, seasonal()[:400])
+    saved = np.load(io.BytesIO(state.to_bytes()))
+    old = io.BytesIO()
+    np.savez(old, scalars=saved["scalars"][:6], **{k: saved[k] for k in DetectorState.ARRAYS})
+    loaded = DetectorState.from_bytes(old.getvalue())
+    assert loaded.seen == 400 and loaded.calm == 0 and loaded.last_alarm == state.last_alarm

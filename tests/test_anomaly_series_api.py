@@ -47,7 +47,10 @@ def test_any_scale_series_gets_per_point_answers_and_regions(client) -> None:
     assert body["direction"][EVENTS["spike"]] == "spike" and body["direction"][EVENTS["dip"]] == "dip"
     assert [r["start"] for r in body["regions"]] == alarms
     assert body["regions"][0]["start_time"].startswith(times(n)[EVENTS["spike"]][:16])
-    assert body["sampling"] == {"step_seconds": 900.0, "regular": True, "gaps": [], "gap_count": 0}
+    assert body["sampling"] == {
+        "step_seconds": 900.0, "regular": True, "gaps": [], "gap_count": 0, "duplicates": [], "duplicate_count": 0
+    }
+    assert body["missing"] == {"count": 0, "indices": []}
     assert body["method"] == "nearest_context" and body["mode"] == "causal" and body["threshold"] == DEFAULT.threshold
 
 
@@ -67,13 +70,71 @@ def test_gaps_and_irregular_spacing_are_reported(client) -> None:
     assert body["sampling"]["gaps"][0]["after"] == 299 and body["sampling"]["gaps"][0]["missing_points"] == 24
 
 
-@pytest.mark.parametrize(("where", "kind"), [(200, "duplicate"), (250, "earlier")])
-def test_duplicate_or_backward_timestamps_are_422(client, where: int, kind: str) -> None:
+def test_repeated_timestamps_are_scored_in_order_and_reported(client) -> None:
+    """A clock put back (NAB's ec2 series hold 12 points stamped 2014-03-09T03:00:00, a daylight-saving change)."""
+    values = seasonal()[:600].tolist()
+    stamps = times(600)
+    stamps[301:312] = [stamps[300]] * 11  # points 301-311 repeat point 300's time
+    stamps[500] = stamps[499]
+    body = client.post("/predict/anomaly", json={"values": values, "timestamps": stamps}).json()
+    sampling = body["sampling"]
+    assert sampling["duplicate_count"] == 12 and [d["index"] for d in sampling["duplicates"]] == [*range(301, 312), 500]
+    assert sampling["duplicates"][0]["time"] == stamps[300] and sampling["regular"] is False
+    assert sampling["step_seconds"] == 900.0
+    plain = client.post("/predict/anomaly", json={"values": values}).json()
+    assert body["is_anomaly"] == plain["is_anomaly"] and body["scores"] == plain["scores"]
+
+
+@pytest.mark.parametrize("where", [1, 250, 399])
+def test_a_timestamp_going_backwards_is_422_with_its_index(client, where: int) -> None:
     stamps = times(400)
-    stamps[where] = stamps[where - 1] if kind == "duplicate" else stamps[where - 2]
+    stamps[where] = str(np.datetime64(stamps[where - 1]) - np.timedelta64(1, "s"))
     response = client.post("/predict/anomaly", json={"values": [1.0] * 400, "timestamps": stamps})
     error = assert_error(response, 422, "invalid_input")
-    assert error["detail"] == {"index": where} and kind in error["message"]
+    assert error["detail"] == {"index": where} and "backwards" in error["message"]
+
+
+@pytest.mark.parametrize(
+    "stamps",
+    [
+        ["9999-12-31T23:59:59"] * 400,  # one time repeated: no step at all
+        ["0001-01-01T00:00:00"] * 2 + times(398),
+        times(398) + ["9999-12-31T23:59:59+14:00"] * 2,
+        ["0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00", *["9999-12-31T23:59:59-14:00"] * 398],
+    ],
+)
+def test_repeated_timestamps_at_the_edges_of_the_calendar_are_answered(client, stamps: list[str]) -> None:
+    response = client.post("/predict/anomaly", json={"values": seasonal()[:400].tolist(), "timestamps": stamps})
+    assert response.status_code == 200, response.text
+    assert response.json()["sampling"]["duplicate_count"] >= 1
+
+
+def test_missing_values_are_skipped_scored_as_missing_and_reported(client) -> None:
+    values = seasonal()
+    gaps = [5, 160, 161, 162, EVENTS["spike"] - 1, 1500]
+    sent: list[float | None] = values.tolist()
+    for i in gaps:
+        sent[i] = None
+    body = client.post("/predict/anomaly", json={"values": sent, "timestamps": times(len(values))}).json()
+    assert body["missing"] == {"count": len(gaps), "indices": gaps}
+    assert [body["status"][i] for i in gaps] == ["missing"] * len(gaps)
+    assert all(body[k][i] is None for k in ("expected", "lower", "upper") for i in gaps)
+    assert not any(body["is_anomaly"][i] for i in gaps) and all(body["scores"][i] == 0.0 for i in gaps)
+    # The other points are scored exactly as the series without the missing values.
+    kept = [i for i in range(len(values)) if i not in gaps]
+    alone = client.post("/predict/anomaly", json={"values": values[kept].tolist()}).json()
+    assert [body["scores"][i] for i in kept] == alone["scores"]
+    assert [body["is_anomaly"][i] for i in kept] == alone["is_anomaly"]
+    assert body["is_anomaly"][EVENTS["spike"]]
+
+
+def test_a_series_mostly_missing_is_422(client) -> None:
+    needed = DEFAULT.warmup + 1
+    sent = [1.0] * needed + [None] * 50
+    sent[3] = None
+    error = assert_error(client.post("/predict/anomaly", json={"values": sent}), 422, "invalid_input")
+    assert error["detail"] == {"min_length": needed, "length": needed + 50, "missing": 51}
+    assert client.post("/predict/anomaly", json={"values": [None] * 400}).status_code == 422
 
 
 @pytest.mark.parametrize(("mode", "needed"), [("causal", DEFAULT.warmup + 1), ("non_causal", 2 * DEFAULT.warmup)])
@@ -134,9 +195,31 @@ def test_stream_bad_input(client) -> None:
     stamps = times(3)
     ok = client.post("/anomaly/streams/x/points", json={"values": [1.0, 2.0, 3.0], "timestamps": stamps})
     assert ok.status_code == 200
-    again = client.post("/anomaly/streams/x/points", json={"values": [1.0], "timestamps": stamps[-1:]})
-    assert_error(again, 422, "invalid_input")
+    earlier = client.post("/anomaly/streams/x/points", json={"values": [1.0], "timestamps": stamps[1:2]})
+    error = assert_error(earlier, 422, "invalid_input")
+    assert error["detail"] == {"index": 3, "last_time": stamps[-1] + "+00:00"}
     client.delete("/anomaly/streams/x")
+
+
+def test_stream_takes_repeated_timestamps_and_missing_values_as_the_batch_does(client) -> None:
+    values = seasonal()[:1200]
+    sent: list[float | None] = values.tolist()
+    for i in (10, 400, 401, 900):
+        sent[i] = None
+    stamps = times(1200)
+    stamps[600:604] = [stamps[599]] * 4  # the first request's last time, repeated at the start of the second
+    batch = client.post("/predict/anomaly", json={"values": sent, "timestamps": stamps}).json()
+    first = client.post("/anomaly/streams/dst/points", json={"values": sent[:600], "timestamps": stamps[:600]})
+    rest = client.post("/anomaly/streams/dst/points", json={"values": sent[600:], "timestamps": stamps[600:]})
+    assert first.status_code == rest.status_code == 200, rest.text
+    first_body, rest_body = first.json(), rest.json()
+    assert first_body["missing"] == {"count": 3, "indices": [10, 400, 401]}
+    assert rest_body["missing"] == {"count": 1, "indices": [900]}
+    assert [d["index"] for d in rest_body["sampling"]["duplicates"]] == [600, 601, 602, 603]
+    assert rest_body["first_index"] == 600 and rest_body["stream"]["points"] == 1200
+    assert first_body["is_anomaly"] + rest_body["is_anomaly"] == batch["is_anomaly"]
+    assert first_body["status"] + rest_body["status"] == batch["status"]
+    client.delete("/anomaly/streams/dst")
 
 
 @pytest.mark.slow
@@ -199,3 +282,44 @@ def test_a_version_of_the_detector_can_be_pinned(tmp_path: Path) -> None:
         pinned = c.post("/predict/anomaly", json=values, headers={"X-Model-Version": "0"}).json()
     assert default["model"]["version"] == str(served) and pinned["model"]["version"] == "0"
     assert pinned["threshold"] == 4 * default["threshold"] and pinned["scores"] == default["scores"]
+
+
+@pytest.mark.parametrize(
+    ("last", "nxt", "status"),
+    [
+        ("9999-12-31T23:59:59-14:00", "9999-12-31T23:59:59-14:00", 200),  # repeated, past year 9999 in UTC
+        ("9999-12-31T23:59:59-14:00", "9999-12-31T23:59:58-14:00", 422),  # a step back from there
+        ("0001-01-01T00:00:00+14:00", "0001-01-01T00:00:00+14:00", 200),  # repeated, before year 1 in UTC
+    ],
+)
+def test_a_stream_at_the_edges_of_the_calendar_answers(client, last: str, nxt: str, status: int) -> None:
+    first = client.post("/anomaly/streams/edge/points", json={"values": [1.0, None], "timestamps": [last, last]})
+    assert first.status_code == 200, first.text
+    assert first.json()["sampling"]["duplicate_count"] == 1 and first.json()["missing"]["indices"] == [1]
+    response = client.post("/anomaly/streams/edge/points", json={"values": [2.0], "timestamps": [nxt]})
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert assert_error(response, 422, "invalid_input")["detail"]["index"] == 2
+    else:
+        assert [d["index"] for d in response.json()["sampling"]["duplicates"]] == [2]
+    client.delete("/anomaly/streams/edge")
+
+
+def test_non_causal_mode_scores_around_missing_values(client) -> None:
+    sent: list[float | None] = seasonal()[:800].tolist()
+    for i in (0, 5, 400, 799):
+        sent[i] = None
+    body = client.post("/predict/anomaly", json={"values": sent, "mode": "non_causal"}).json()
+    assert [body["status"][i] for i in (0, 5, 6, 400, 799)] == ["missing", "missing", "scored", "missing", "missing"]
+    assert "warming_up" not in body["status"] and body["missing"]["count"] == 4
+
+
+def test_a_stream_of_missing_values_only_is_answered_and_goes_on(tmp_path: Path) -> None:
+    """Nulls only (a sensor down), then values: the stream counts every point sent and scores from the present ones."""
+    with serve("asgi", Settings(**DETECTOR, data_dir=tmp_path)) as c:
+        empty = c.post("/anomaly/streams/down/points", json={"values": [None] * 5})
+        assert empty.status_code == 200, empty.text
+        assert empty.json()["status"] == ["missing"] * 5 and empty.json()["stream"]["points"] == 5
+        later = c.post("/anomaly/streams/down/points", json={"values": seasonal()[:400].tolist()}).json()
+        assert later["first_index"] == 5 and later["status"][DEFAULT.warmup] == "scored"
+        assert later["is_anomaly"] == serve_batch(seasonal()[:400])["is_anomaly"]

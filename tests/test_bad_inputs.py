@@ -79,7 +79,8 @@ def _floods(schema: dict, doc: dict) -> list[tuple[str, bytes]]:
     """For every list in the body, at any depth: a body whose list holds ~3.5 MB of elements of the wrong type."""
     bodies = []
     for name, items in _arrays(schema, doc).items():
-        wrong = '"a"' if items.get("type") in ("number", "integer") else "1"
+        types = {items.get("type"), *(option.get("type") for option in items.get("anyOf", []))}  # number | null
+        wrong = '"a"' if types & {"number", "integer"} else "1"
         count = FLOOD_BYTES // (len(wrong) + 1)
         bodies.append((name, f'{{"{name}": [{",".join([wrong] * count)}]}}'.encode()))
         if items.get("type") == "object" or "properties" in items:

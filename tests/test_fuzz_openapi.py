@@ -103,11 +103,15 @@ SERIES_PATHS = {"/predict/anomaly", "/anomaly/streams/{series_id}/points"}
 
 def documented_series_rules(case) -> None:
     """The documented rules JSON Schema cannot state: a positive case's timestamps are made as many as its values
-    and strictly increasing, after every earlier case's (a stream's next points come after its last ones)."""
+    and strictly increasing, after every earlier case's (a stream's next points come after its last ones), and a
+    series holds the documented number of present values (nulls, missing values, do not count: they are made
+    numbers here)."""
     body = case.body
     if case.path not in SERIES_PATHS or not case.meta.generation.mode.is_positive or not isinstance(body, dict):
         return
     timestamps, values = body.get("timestamps"), body.get("values")
+    if case.path == "/predict/anomaly" and isinstance(values, list):
+        body["values"] = values = [0.0 if v is None else v for v in values]
     if isinstance(timestamps, list) and isinstance(values, list):
         start = next(MINUTES)
         for _ in values:

@@ -47,7 +47,8 @@ def test_anomaly_schema_states_the_served_models_window_and_value_bounds(anomaly
         values = request["properties"]["values"]
         window = client.get("/models/anomaly").json()["input"]["window"]
         assert values["minItems"] == window == 48 and values["maxItems"] == 20_000
-        assert (values["items"]["minimum"], values["items"]["maximum"]) == (-1e30, 1e30)
+        number, null = values["items"]["anyOf"]  # null: a missing value (nearest_context only)
+        assert (number["minimum"], number["maximum"], null) == (-1e30, 1e30, {"type": "null"})
 
         def post(series: list[float]):
             return client.post("/predict/anomaly", json={"values": series, "method": "autoencoder"})
@@ -62,6 +63,8 @@ def test_anomaly_schema_states_the_served_models_window_and_value_bounds(anomaly
         assert_error(post(["1.5"] * window), 422, "invalid_input")
         variants = {v["title"]: v["properties"]["values"]["minItems"] for v in request["oneOf"]}
         assert variants == {"Autoencoder": window, "Causal": 151, "Non-causal": 300}
+        assert request["oneOf"][0]["properties"]["values"]["items"] == {"type": "number"}  # the autoencoder: no null
+        assert_error(post([1.0] * (window - 1) + [None]), 422, "invalid_input")
         series = {"values": [1.0] * window, "timestamps": list(range(window))}
         assert_error(client.post("/predict/anomaly", json=series), 422, "invalid_input")
 

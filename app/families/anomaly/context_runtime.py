@@ -64,8 +64,8 @@ class NearestContextRuntime(Runtime[AnomalyRequest, SeriesInput, SeriesOutput]):
     def decode(self, request: AnomalyRequest) -> list[SeriesInput]:
         sampling = series.check_timestamps(request.timestamps) if request.timestamps is not None else None
         causal = request.mode == "causal"
-        series.check_length(len(request.values), causal, self.config)
-        values = np.asarray(request.values, dtype=np.float64)
+        values = series.as_values(request.values)
+        series.check_length(len(values), causal, self.config, int(np.isnan(values).sum()))
         return [SeriesInput(values, request.sensitivity, causal, sampling)]
 
     def predict(self, batch: list[SeriesInput]) -> list[SeriesOutput]:
@@ -75,7 +75,7 @@ class NearestContextRuntime(Runtime[AnomalyRequest, SeriesInput, SeriesOutput]):
 
     def encode(self, request: AnomalyRequest, outputs: list[SeriesOutput]) -> SeriesAnomalyResponse:
         [out] = outputs
-        values = np.asarray(request.values, dtype=np.float64)
+        values = series.as_values(request.values)
         threshold, _ = alarm_limits(self.config, request.sensitivity)
         regions = series.alarm_regions(out.scored.alarm, out.scored.score, threshold)
         return SeriesAnomalyResponse(
@@ -86,14 +86,16 @@ class NearestContextRuntime(Runtime[AnomalyRequest, SeriesInput, SeriesOutput]):
             warmup=self.config.warmup,
             regions=series.regions_with_times(regions, request.timestamps),
             sampling=out.sampling,
+            missing=series.missing_report(out.scored),
             model=self.ref(),
         )
 
     def input_description(self) -> dict[str, Any]:
         return {
-            "values": f"finite floats, any scale, at least {series.min_length(True, self.config)} points "
-            f"(causal; {series.min_length(False, self.config)} non-causal)",
-            "timestamps": "optional ISO 8601 strings, strictly increasing, one per value (gaps are reported)",
+            "values": f"finite floats or null (missing), any scale, at least {series.min_length(True, self.config)} "
+            f"present (causal; {series.min_length(False, self.config)} non-causal)",
+            "timestamps": "optional ISO 8601 strings, never going backwards, one per value (gaps and repeated "
+            "timestamps are reported)",
             "sensitivity": "0 to 1, 0.5 by default",
             "min_points": series.min_length(True, self.config),  # the default (causal) mode's minimum
             "detector": asdict(self.config),

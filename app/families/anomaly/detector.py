@@ -9,9 +9,19 @@ anomaly from hiding itself in its own baseline. An alarm is raised when
 * the score is at least the threshold and the highest of the last `record` points (a new surprise, not the tail of
   one already reported), or the value leaves every value seen so far by more than `spatial_tolerance` of their
   range (what a context comparison cannot see: a new level reached smoothly);
-* and no alarm was raised in the last `refractory` points (one alarm per event, not one per point).
+* or the value is further from its forecast than `onset` times the robust scale of recent forecast errors (a
+  jump the context comparison sees only once several points of it are in the context; 0: off);
+* and no alarm was raised in the last `refractory` points (one alarm per event, not one per point), unless the
+  event of the last alarm is over: the points after it have been undisturbed (score under the threshold, value
+  inside the seen range and near its forecast) for `quiet` points in a row (0: off). An event's own scores do not
+  count in the record a later alarm must beat, so a second event close after a bigger one is still found.
 
-`sensitivity` in [0, 1] (0.5 by default) moves the threshold and tolerance together; see `alarm_limits`.
+A young detector scores too: after `warmup` points it alarms, with limits (threshold, tolerance, onset) widened
+by `youth` x the fraction of `young` points still to come (1 + youth at the start, 1 from `young` points on), so
+a short series or an event soon after the start is not lost in the warm-up. A missing value (NaN) is skipped: it
+is reported as missing and the detector goes on from the points around it.
+
+`sensitivity` in [0, 1] (0.5 by default) moves the threshold, tolerance and onset together; see `alarm_limits`.
 The expected value is what followed the nearest past context of the previous `embed - 1` values (a nearest-
 neighbour forecast); the band is expected +- threshold x the robust scale of recent forecast errors.
 
@@ -53,6 +63,11 @@ class DetectorConfig:
     spatial_tolerance: float = 0.0771  # fraction of the seen range a value must leave it by, at sensitivity 0.5
     min_distance: float = 1e-3  # distance floor per value, in units of the warm-up range (flat series)
     block: int = 256  # points whose distances are computed in one matrix product
+    # Off at these values (the v1 and v2 settings): see the module docstring.
+    young: int = 0  # points before which the limits are widened
+    youth: float = 0.0  # how much wider at the start (x(1 + youth), falling linearly to x1 at `young` points)
+    quiet: int = 0  # undisturbed points in a row that end an event (a new alarm may then follow at once)
+    onset: float = 0.0  # forecast errors over this many robust scales are an alarm (a sudden jump)
 
 
 DEFAULT = DetectorConfig()
@@ -77,12 +92,13 @@ class DetectorState:
     low: float = np.inf  # the smallest and largest value seen
     high: float = -np.inf
     last_alarm: int = -(10**9)  # index of the last alarm
+    calm: int = 0  # undisturbed points in a row since then
     tail: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the last history + embed raw values
     distances: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the last `baseline` nearest distances
     scores: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the last `record` scores
     errors: np.ndarray = field(default_factory=lambda: np.zeros(0))  # the last `baseline` |forecast errors|
 
-    SCALARS = ("seen", "offset", "unit", "low", "high", "last_alarm")
+    SCALARS = ("seen", "offset", "unit", "low", "high", "last_alarm", "calm")
     ARRAYS = ("tail", "distances", "scores", "errors")
 
     def to_bytes(self) -> bytes:
@@ -94,13 +110,16 @@ class DetectorState:
     @classmethod
     def from_bytes(cls, data: bytes) -> DetectorState:
         with np.load(io.BytesIO(data)) as f:
-            seen, offset, unit, low, high, last_alarm = (float(v) for v in f["scalars"])
-            return cls(int(seen), offset, unit, low, high, int(last_alarm), *(f[k] for k in cls.ARRAYS))
+            scalars = [float(v) for v in f["scalars"]] + [0.0]  # a state saved before `calm` has none: 0
+            seen, offset, unit, low, high, last_alarm, calm = scalars[: len(cls.SCALARS)]
+            arrays = (f[k] for k in cls.ARRAYS)
+            return cls(int(seen), offset, unit, low, high, int(last_alarm), int(calm), *arrays)
 
 
 @dataclass(frozen=True)
 class Scored:
-    """Per point of one update: NaN score/expected/band for warm-up points (`warming_up` True)."""
+    """Per point of one update: NaN score/expected/band for warm-up points (`warming_up` True) and missing values
+    (`missing` True)."""
 
     warming_up: np.ndarray  # bool
     score: np.ndarray
@@ -108,8 +127,15 @@ class Scored:
     expected: np.ndarray
     lower: np.ndarray
     upper: np.ndarray
+    missing: np.ndarray  # bool
 
-    FIELDS: ClassVar[tuple[str, ...]] = ("warming_up", "score", "alarm", "expected", "lower", "upper")
+    FIELDS: ClassVar[tuple[str, ...]] = ("warming_up", "score", "alarm", "expected", "lower", "upper", "missing")
+
+    @classmethod
+    def empty(cls, n: int) -> Scored:
+        nan = np.full(n, np.nan)
+        no = np.zeros(n, dtype=bool)
+        return cls(no.copy(), nan.copy(), no.copy(), nan.copy(), nan.copy(), nan.copy(), no.copy())
 
 
 def _keep(a: np.ndarray, value: float, limit: int) -> np.ndarray:
@@ -122,17 +148,33 @@ class Detector:
     def __init__(self, config: DetectorConfig = DEFAULT, sensitivity: float = 0.5) -> None:
         self.config = config
         self.threshold, self.tolerance = alarm_limits(config, sensitivity)
+        self.onset = config.onset * 4.0 ** (1.0 - 2.0 * sensitivity)  # moved by the sensitivity as the other two
         # The bar a new alarm's score must reach: past scores, each halved every `record_halflife` points of age.
         age = np.arange(config.record, 0, -1)
         self.decay = 0.5 ** (age / config.record_halflife) if config.record_halflife > 0 else np.ones(config.record)
 
     def update(self, state: DetectorState, values: np.ndarray) -> Scored:
-        """Score `values` (appended after the state's points) and advance `state` past them."""
-        c = self.config
+        """Score `values` (appended after the state's points; NaN: missing, skipped) and advance `state` past them."""
         values = np.asarray(values, dtype=np.float64)
+        present = ~np.isnan(values)
+        if present.all():
+            return self._update(state, values)
+        inner = self._update(state, values[present])
+        out = Scored.empty(len(values))
+        for name in Scored.FIELDS:
+            getattr(out, name)[present] = getattr(inner, name)
+        out.missing[:] = ~present
+        return out
+
+    def youth_factor(self, index: int) -> float:
+        """How much wider the limits are at the point of this index (1 once the detector is `young` points old)."""
+        c = self.config
+        return 1.0 + c.youth * (c.young - index) / c.young if index < c.young else 1.0
+
+    def _update(self, state: DetectorState, values: np.ndarray) -> Scored:
+        c = self.config
         n = len(values)
-        nan = np.full(n, np.nan)
-        out = Scored(np.zeros(n, dtype=bool), nan.copy(), np.zeros(n, dtype=bool), nan.copy(), nan.copy(), nan.copy())
+        out = Scored.empty(n)
         done = 0
         while done < n:
             if state.seen < c.warmup:
@@ -200,26 +242,40 @@ class Detector:
         )
         for k, value in enumerate(values):
             i = at + k
+            index = state.seen
+            wide = self.youth_factor(index)
+            threshold = self.threshold * wide
             typical = recent_distances.median() if recent_distances else float(distances[k])
             score = float(distances[k]) / typical
             forecast = float(expected[k])
             spread = MAD_TO_SIGMA * recent_errors.median() if recent_errors else 0.0
             spread = max(spread, c.min_distance)
+            error = abs(float(x_all[rows[k]]) - forecast)
             record = not state.scores.size or score >= float((state.scores * self.decay[-state.scores.size :]).max())
-            margin = self.tolerance * (state.high - state.low)
+            margin = self.tolerance * wide * (state.high - state.low)
             outside = margin > 0 and (value > state.high + margin or value < state.low - margin)
-            index = state.seen
-            alarm = ((score >= self.threshold and record) or outside) and index - state.last_alarm > c.refractory
+            jump = self.onset > 0 and error > self.onset * wide * spread
+            disturbed = score >= threshold or outside or jump
+            ended = c.quiet > 0 and (state.last_alarm < 0 or state.calm >= c.quiet)  # no event open
+            alarm = ((score >= threshold and record) or outside or jump) and (
+                index - state.last_alarm > c.refractory or ended
+            )
+            just_ended = False
             if alarm:
-                state.last_alarm = index
+                state.last_alarm, state.calm = index, 0
+            elif c.quiet > 0 and not ended:
+                state.calm = 0 if disturbed else state.calm + 1
+                just_ended = state.calm == c.quiet
             out.score[i] = score
             out.alarm[i] = alarm
             out.expected[i] = forecast * state.unit + state.offset
-            out.lower[i] = (forecast - self.threshold * spread) * state.unit + state.offset
-            out.upper[i] = (forecast + self.threshold * spread) * state.unit + state.offset
+            out.lower[i] = (forecast - threshold * spread) * state.unit + state.offset
+            out.upper[i] = (forecast + threshold * spread) * state.unit + state.offset
             recent_distances.push(float(distances[k]))
-            recent_errors.push(abs(float(x_all[rows[k]]) - forecast))
+            recent_errors.push(error)
             state.scores = _keep(state.scores, score, c.record)
+            if just_ended:  # the event's own scores are no record for the next event to beat
+                state.scores[-(index - state.last_alarm + 1) :] = 0.0
             state.low, state.high = min(state.low, value), max(state.high, value)
             state.seen += 1
         state.distances, state.errors = recent_distances.array(), recent_errors.array()

@@ -47,6 +47,11 @@ class AnomalyRuntime(Runtime[AnomalyRequest, np.ndarray, SeriesScores]):
         return int(FIXED_BYTES + len(request.values) * BYTES_PER_POINT)
 
     def decode(self, request: AnomalyRequest) -> list[np.ndarray]:
+        if None in request.values:
+            raise InvalidInput(
+                "The autoencoder needs every value; missing (null) values are scored by method nearest_context.",
+                {"index": request.values.index(None)},
+            )
         if len(request.values) < self.window:
             raise InvalidInput(
                 f"The series has {len(request.values)} values; at least one window of {self.window} is needed.",

@@ -21,6 +21,7 @@ def _text(value: object) -> object:
 
 # What the schema says, no more: JSON numbers (strict: not true/false or "1.5"), ISO 8601 strings (not epoch numbers).
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
+Value = FiniteFloat | None  # null: a missing value (skipped by the detector and reported)
 Timestamp = Annotated[datetime, BeforeValidator(_text)]
 
 
@@ -37,12 +38,15 @@ Sensitivity = Annotated[
 
 
 class AnomalyRequest(RequestBody):
-    values: list[FiniteFloat] = Field(max_length=MAX_POINTS, fail_fast=True, description="The series, oldest first.")
+    values: list[Value] = Field(
+        max_length=MAX_POINTS, fail_fast=True, description="The series, oldest first; null for a missing value."
+    )
     timestamps: list[Timestamp] | None = Field(
         None,
         max_length=MAX_POINTS,
         fail_fast=True,
-        description="Optional ISO 8601 time of each value, strictly increasing; gaps are reported.",
+        description="Optional ISO 8601 time of each value, never going backwards; gaps and repeated timestamps "
+        "(a daylight-saving hour) are reported.",
     )
     method: Literal["nearest_context", "autoencoder"] = Field(
         "nearest_context",
@@ -86,6 +90,16 @@ class Gap(BaseModel):
     missing_points: int = Field(description="Points the median step would have put in the gap.")
 
 
+class Duplicate(BaseModel):
+    index: int = Field(description="A point whose timestamp equals the one before it.")
+    time: str
+
+
+class Missing(BaseModel):
+    count: int = Field(description="Values that were null: not scored, the detector goes on from the others.")
+    indices: list[int] = Field(description="The first 100 of them.")
+
+
 class Sampling(BaseModel):
     step_seconds: float | None = Field(description="Median time between points (null for a single point).")
     regular: bool = Field(description="Every step within 1% of the median.")
@@ -94,17 +108,27 @@ class Sampling(BaseModel):
         "in order, as if the gap were not there."
     )
     gap_count: int = 0
+    duplicates: list[Duplicate] = Field(
+        default_factory=list,
+        description="Points whose timestamp repeats the one before (the first 100): a clock put back, such as an "
+        "hour of local time at a daylight-saving change; they are scored in order like the others.",
+    )
+    duplicate_count: int = 0
 
 
 class PointColumns(BaseModel):
-    """Per point, one entry each, in the order of the values; never null."""
+    """Per point, one entry each, in the order of the values; null only in expected/lower/upper of a missing value."""
 
-    status: list[Literal["scored", "warming_up"]]
-    scores: list[float] = Field(description="Distance to the nearest past context / its usual value (0 in warm-up).")
+    status: list[Literal["scored", "warming_up", "missing"]]
+    scores: list[float] = Field(
+        description="Distance to the nearest past context / its usual value (0 in warm-up and for missing values)."
+    )
     is_anomaly: list[bool] = Field(description="The points that raise an alarm (one per event, see regions).")
-    expected: list[float] = Field(description="What followed the most similar past context (the value in warm-up).")
-    lower: list[float]
-    upper: list[float]
+    expected: list[float | None] = Field(
+        description="What followed the most similar past context (the value in warm-up, null if missing)."
+    )
+    lower: list[float | None]
+    upper: list[float | None]
     direction: list[Literal["spike", "dip", "none"]] = Field(description="Above the band, below it, or inside it.")
 
 
@@ -117,16 +141,20 @@ class SeriesAnomalyResponse(PointColumns):
     regions: list[AlarmRegion] = Field(
         description="Each alarm and the points after it still at or over the threshold, first and last inclusive."
     )
-    sampling: Sampling | None = Field(None, description="With timestamps: spacing and gaps.")
+    sampling: Sampling | None = Field(None, description="With timestamps: spacing, gaps and repeated timestamps.")
+    missing: Missing = Field(description="The null values.")
     model: ModelRef = Field(description="The detector's settings that answered (models/nearest_context).")
 
 
 class StreamPointsRequest(RequestBody):
-    values: list[FiniteFloat] = Field(min_length=1, fail_fast=True, description="The new points, oldest first.")
+    values: list[Value] = Field(
+        min_length=1, fail_fast=True, description="The new points, oldest first; null for a missing value."
+    )
     timestamps: list[Timestamp] | None = Field(
         None,
         fail_fast=True,
-        description="Optional ISO 8601 time of each point, strictly increasing, after the stream's last one.",
+        description="Optional ISO 8601 time of each point, never going backwards, none before the stream's last "
+        "one (a repeated timestamp is accepted and reported).",
     )
     sensitivity: Sensitivity | None = Field(
         None, description="Set (or change) the stream's sensitivity; default: the stream's, 0.5 for a new stream."
@@ -153,6 +181,10 @@ class StreamPointsResponse(PointColumns):
     first_index: int = Field(description="Stream index of the first point of this request.")
     threshold: float = Field(description="The score an alarm needs at the stream's sensitivity.")
     regions: list[AlarmRegion] = Field(description="Alarm regions among these points, as stream indices.")
+    sampling: Sampling | None = Field(
+        None, description="With timestamps: spacing, gaps and repeated timestamps among these points (stream indices)."
+    )
+    missing: Missing = Field(description="The null values among these points (stream indices).")
 
 
 class StreamList(BaseModel):

@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import numpy as np
-
 from app.families.anomaly import series
 from app.families.anomaly.context_runtime import NearestContextRuntime
 from app.families.anomaly.detector import alarm_limits
-from app.families.anomaly.schemas import StreamInfo, StreamPointsRequest, StreamPointsResponse
+from app.families.anomaly.schemas import Sampling, StreamInfo, StreamPointsRequest, StreamPointsResponse
 from app.families.anomaly.streams import StoredStream, StreamStore
 from app.families.runtime import Runtime
 
@@ -69,11 +67,15 @@ class StreamRuntime(Runtime[StreamAppend, StreamAppend, StreamPointsResponse]):
 
     def append(self, request: StreamAppend) -> StreamPointsResponse:
         body, config = request.body, self.base.config
-        values = np.asarray(body.values, dtype=np.float64)
-        if body.timestamps is not None:
-            series.check_timestamps(body.timestamps)
+        values = series.as_values(body.values)  # null -> NaN: missing
+        sampling: list[Sampling] = []
+        stamps = body.timestamps
+
+        def check(at: int, last_time: float | None) -> None:  # under the stream's lock: against its last time
+            sampling[:] = [series.check_timestamps(stamps, at, last_time)] if stamps is not None else []
+
         stream, scored, first = request.store.append(
-            request.owner, request.series_id, values, body.timestamps, body.sensitivity, config
+            request.owner, request.series_id, values, stamps, body.sensitivity, config, check
         )
         threshold, _ = alarm_limits(config, stream.sensitivity)
         regions = series.alarm_regions(scored.alarm, scored.score, threshold)
@@ -83,6 +85,8 @@ class StreamRuntime(Runtime[StreamAppend, StreamAppend, StreamPointsResponse]):
             first_index=first,
             threshold=threshold,
             regions=series.regions_with_times(regions, body.timestamps, at=first),
+            sampling=sampling[0] if sampling else None,
+            missing=series.missing_report(scored, at=first),
         )
 
     def encode(self, request: StreamAppend, outputs: list[StreamPointsResponse]) -> StreamPointsResponse:

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from app.errors import InvalidInput, Overloaded, ServeError, StorageUnavailable, StreamNotFound, TooManyStreams
+from app.errors import Overloaded, ServeError, StorageUnavailable, StreamNotFound, TooManyStreams
 from app.families.anomaly.detector import Detector, DetectorConfig, DetectorState, Scored
-from app.families.anomaly.times import to_iso, to_seconds
+from app.families.anomaly.times import to_seconds
 
 log = logging.getLogger("deepserve.streams")
 
@@ -240,14 +240,16 @@ class StreamStore:
         times: list[datetime] | None,
         sensitivity: float | None,
         config: DetectorConfig,
+        check: Callable[[int, float | None], object] = lambda at, last: None,
     ) -> tuple[StoredStream, Scored, int]:
-        """Score `values` after the points of `owner`'s stream (creating it at the first call) with a detector of
-        `config` (the served nearest_context model's): (the stream after them, their scores, the stream index of
-        the first of them)."""
+        """Score `values` (NaN: missing) after the points of `owner`'s stream (creating it at the first call) with a
+        detector of `config` (the served nearest_context model's): (the stream after them, their scores, the stream
+        index of the first of them). `check(first index, the stream's last time)` runs before the scoring (the
+        timestamps' check: it may raise)."""
         key = (owner, series_id)
         with self.locks.hold(key):  # this process's appends take turns; other processes' are caught below
             for _ in range(MAX_ATTEMPTS):
-                done = self._try_append(key, values, times, sensitivity, config)
+                done = self._try_append(key, values, times, sensitivity, config, check)
                 if done is not None:
                     return done
         raise Overloaded(
@@ -264,6 +266,7 @@ class StreamStore:
         times: list[datetime] | None,
         sensitivity: float | None,
         config: DetectorConfig,
+        check: Callable[[int, float | None], object],
     ) -> tuple[StoredStream, Scored, int] | None:
         """One read -> score -> compare-and-swap round of `append`; None when another process changed the stream
         between the read and the write (nothing written)."""
@@ -286,15 +289,12 @@ class StreamStore:
             row = (0.5 if sensitivity is None else sensitivity, 0, None, now, now, None)
         stored_sensitivity, points, last_time, created, _, blob = row
         sensitivity = stored_sensitivity if sensitivity is None else sensitivity
+        check(points, last_time)
         seconds = [to_seconds(t) for t in times] if times else None
-        if seconds and last_time is not None and seconds[0] <= last_time:
-            raise InvalidInput(
-                "The first timestamp is not after the stream's last one; timestamps must be strictly increasing.",
-                {"last_time": to_iso(last_time)},
-            )
         state = DetectorState.from_bytes(blob) if blob is not None else DetectorState()
         scored = Detector(config, sensitivity).update(state, values)  # the CPU work: no lock but the stream's
         last_time = seconds[-1] if seconds else last_time
+        received = points + len(values)  # missing values included: the stream's indices are the points sent
         with self._conn() as db:
             if new:  # one statement: the counts and the insert cannot be split by another process's insert
                 written = db.execute(
@@ -304,7 +304,7 @@ class StreamStore:
                     (
                         *key,
                         sensitivity,
-                        state.seen,
+                        received,
                         last_time,
                         created,
                         now,
@@ -322,11 +322,11 @@ class StreamStore:
                 written = db.execute(
                     "UPDATE streams SET sensitivity = ?, points = ?, last_time = ?, updated = ?, state = ? "
                     "WHERE owner = ? AND id = ? AND points = ? AND created = ?",
-                    (sensitivity, state.seen, last_time, now, state.to_bytes(), *key, points, created),
+                    (sensitivity, received, last_time, now, state.to_bytes(), *key, points, created),
                 ).rowcount
         if not written:
             return None
-        return StoredStream(series_id, state.seen, sensitivity, created, now), scored, points
+        return StoredStream(series_id, received, sensitivity, created, now), scored, points
 
     def list(self, owner: str, limit: int, after: str | None = None) -> tuple[list[StoredStream], str | None]:
         """`owner`'s streams in id order, at most `limit` of them, from the first id after `after`: (the page, the

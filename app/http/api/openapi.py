@@ -194,25 +194,31 @@ def constrain_anomaly_request(schema: dict[str, Any], window: int | None) -> Non
     causal, non_causal = series.min_length(causal=True), series.min_length(causal=False)
     values["minItems"] = min(model_min, causal)
     values["description"] += (
-        f" At least {causal} values (nearest_context, causal), {non_causal} (nearest_context, non_causal) or "
-        f"{model_text} (autoencoder)."
+        f" At least {causal} present (non-null) values (nearest_context, causal), {non_causal} (nearest_context, "
+        f"non_causal) or {model_text}, none null (autoencoder)."
     )
 
-    def variant(title: str, minimum: int, method: dict[str, Any], mode: dict[str, Any], required: list[str]):
+    def variant(title: str, values: dict[str, Any], method: dict[str, Any], mode: dict[str, Any], required: list[str]):
         return {
             "title": title,
             "required": ["values", *required],
-            "properties": {"values": {"minItems": minimum}, "method": method, "mode": mode},
+            "properties": {"values": values, "method": method, "mode": mode},
         }
 
     per_series = {"enum": ["nearest_context"]}
     schema["oneOf"] = [
-        variant("Autoencoder", model_min, {"const": "autoencoder"}, {}, ["method"]),
-        variant("Causal", causal, per_series, {"enum": ["causal"]}, []),
-        variant("Non-causal", non_causal, per_series, {"const": "non_causal"}, ["mode"]),
+        variant(
+            "Autoencoder",
+            {"minItems": model_min, "items": {"type": "number"}},
+            {"const": "autoencoder"},
+            {},
+            ["method"],
+        ),
+        variant("Causal", {"minItems": causal}, per_series, {"enum": ["causal"]}, []),
+        variant("Non-causal", {"minItems": non_causal}, per_series, {"const": "non_causal"}, ["mode"]),
     ]
     props["timestamps"]["description"] += (
-        " When given, exactly one per value and strictly increasing (otherwise 422 invalid_input; JSON Schema "
+        " When given, exactly one per value and never going backwards (otherwise 422 invalid_input; JSON Schema "
         "cannot say either)."
     )
 
