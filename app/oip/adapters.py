@@ -100,9 +100,37 @@ class ImageAdapter(Adapter):
             return await serving.inference(runtime, list(tensor.data))
 
 
+def ood_outputs(runtime: DigitRuntime | ImageClassifier | SentimentRuntime) -> list[TensorMetadata]:
+    """The in-distribution outputs of a runtime whose artifact has thresholds (app/families/ood.py)."""
+    if getattr(runtime, "gate", None) is None:
+        return []
+    return [
+        meta("in_distribution", "BOOL", [-1], description="false: the input is not like the training data"),
+        meta("ood_score", "FP32", [-1], description="above 1.0 is flagged"),
+    ]
+
+
+def ood_tensors(runtime: DigitRuntime | ImageClassifier | SentimentRuntime, outs: list[Any]) -> list[Tensor]:
+    if getattr(runtime, "gate", None) is None:
+        return []
+    return [
+        Tensor.of("in_distribution", np.array([bool(o.in_distribution) for o in outs]), "BOOL"),
+        Tensor.of(
+            "ood_score",
+            np.array([np.nan if o.ood_score is None else o.ood_score for o in outs], dtype=np.float32),
+            "FP32",
+        ),
+    ]
+
+
 class DigitAdapter(ImageAdapter):
     def outputs(self, runtime: DigitRuntime) -> list[TensorMetadata]:
-        return [meta("digit", "INT64", [-1]), meta("confidence", "FP32", [-1]), meta("probabilities", "FP32", [-1, 10])]
+        return [
+            meta("digit", "INT64", [-1]),
+            meta("confidence", "FP32", [-1]),
+            meta("probabilities", "FP32", [-1, 10]),
+            *ood_outputs(runtime),
+        ]
 
     async def infer(self, runtime: DigitRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
         outs: list[DigitOutput] = await self.predict(runtime, inputs, serving)
@@ -110,6 +138,7 @@ class DigitAdapter(ImageAdapter):
             Tensor.of("digit", np.array([o.digit for o in outs]), "INT64"),
             Tensor.of("confidence", np.array([o.confidence for o in outs]), "FP32"),
             Tensor.of("probabilities", np.array([o.probabilities for o in outs]), "FP32"),
+            *ood_tensors(runtime, outs),
         ]
 
 

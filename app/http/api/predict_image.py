@@ -15,7 +15,7 @@ from app.core.serving import Serving
 from app.families import FAMILIES
 from app.families.images import ImageClassifier, ImagePrediction
 from app.http.api.deps import ServingDep, VersionHeader
-from app.http.api.predict import IMAGE_BODY, IMAGE_ERRORS
+from app.http.api.predict import IMAGE_BODY, IMAGE_ERRORS, RejectOod, refusing
 from app.http.uploads import read_image_upload
 
 router = APIRouter(prefix="/predict", tags=["predict"])
@@ -36,9 +36,10 @@ async def predict_image(
     serving: ServingDep,
     model: Annotated[str | None, ModelParam] = None,
     version: VersionHeader = None,
+    reject_ood: RejectOod = False,
 ) -> BaseModel:
     """Classify an image (any size, format or mode) into the classes the chosen model was trained on."""
-    return await image(serving, request, model, version)
+    return refusing(await image(serving, request, model, version), reject_ood)
 
 
 async def image(serving: Serving, request: Request, model: str | None, version: str | None = None) -> BaseModel:
