@@ -19,7 +19,7 @@ from app.families.digit.runtime import DigitRuntime
 from app.families.ood import Gate, expected_calibration_error, temper
 from app.manifest import read_manifest
 from tests.support.digit_images import KINDS, encode, noise_png, render
-from tests.support.paths import COMMITTED_MODELS
+from tests.support.paths import COMMITTED_MODELS, ROOT
 from tests.support.service import assert_error, serve
 from training.calibrate import fit_temperature
 
@@ -149,3 +149,30 @@ def test_an_unmeasurable_score_is_flagged() -> None:
     [first, second] = two.verdicts({"a": np.array([0.5, np.nan]), "b": np.array([np.nan, 3.0])})
     assert first.in_distribution is False and first.ood_reason == "b"  # a NaN anywhere flags, whatever the order
     assert second.in_distribution is False
+
+
+BOOT = (ROOT / "examples" / "ankle_boot.jpg").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def fashion() -> Iterator[httpx.Client]:
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS, models=["fashion"])) as client:
+        yield client
+
+
+def test_a_garment_is_in_distribution_for_fashion_and_digits_and_noise_are_not(fashion: httpx.Client) -> None:
+    url = "/predict/image?model=fashion"
+    body = fashion.post(url, files={"file": ("boot.jpg", BOOT, "image/jpeg")}).json()
+    assert body["label"] == "Ankle boot" and body["in_distribution"] is True and body["ood_score"] <= 1
+    for data in [render(7, "mnist_28"), render(4, "black_on_white"), noise_png(64, 3), noise_png(150, 4)]:
+        body = fashion.post(url, content=data, headers=IMAGE).json()
+        assert body["in_distribution"] is False and body["ood_score"] > 1 and body["ood_reason"], body
+        refused = fashion.post(url + "&reject_ood=true", content=data, headers=IMAGE)
+        error = assert_error(refused, 422, "out_of_distribution")
+        assert error["detail"]["flagged"][0]["ood_score"] > 1
+    assert fashion.post(url + "&reject_ood=true", files={"file": ("b.jpg", BOOT, "image/jpeg")}).status_code == 200
+    metrics = fashion.get("/models/fashion").json()["metrics"]
+    assert set(metrics["ood"]["checks"]) == {"ink", "confidence", "shape"}
+    assert metrics["calibration"]["ece_after"] < metrics["calibration"]["ece_before"]
+    outputs = {o["name"] for o in fashion.get("/v2/models/fashion").json()["outputs"]}
+    assert {"in_distribution", "ood_score"} <= outputs

@@ -30,6 +30,7 @@ from app.errors import ServeError
 from app.families import FAMILIES
 from app.families.ood import (
     Gate,
+    Subspaces,
     expected_calibration_error,
     ink_statistics,
     mahalanobis_fit,
@@ -87,11 +88,17 @@ class Raw:
 
 
 KEYS = ("ood", "calibration")
+OOD_FILE = "ood.npz"  # the class subspaces (app/families/ood.py Subspaces)
 
 
-def image_measures(t: float) -> Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]:
+def image_measures(t: float, subspaces: Subspaces | None) -> Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]]:
+    """What the runtime measures of its inputs (DigitRuntime.judge, FashionRuntime.measures), from raw probabilities."""
+
     def measure(x: np.ndarray, raw: np.ndarray) -> dict[str, np.ndarray]:
-        return {"ink": ink_statistics(x), "confidence": 1.0 - temper(raw, t).max(axis=1)}
+        measured = {"ink": ink_statistics(x), "confidence": 1.0 - temper(raw, t).max(axis=1)}
+        if subspaces is not None:
+            measured["shape"] = subspaces.residual(x, raw.argmax(axis=1))
+        return measured
 
     return measure
 
@@ -153,9 +160,13 @@ def sklearn_digits() -> list[Image.Image]:
 # and with them in, half the photos passed (measured: 42-45% of photos flagged instead of 95%). So a digit sent at
 # 8x8 or 16x16 is often flagged (the flag rate on scikit-learn's 8x8 digits is in flag_rates).
 STYLES = [0, 1, 2, 3, 6, 7, 8]
+# Garments: as is, soft, dark on light (a product shot), photographed large on a light background (style 9).
+FASHION_STYLES = [0, 2, 6, 9]
 
 
-def restyled(images: np.ndarray, rng: np.random.Generator, styles: list[int] | None = None) -> list[Image.Image]:
+def restyled(
+    images: np.ndarray, rng: np.random.Generator, styles: list[int] | None = None, kinds: list[int] = STYLES
+) -> list[Image.Image]:
     """The data set's images as users send such images: each as it is, or drawn with a crisp pen (binarised), a
     soft one (blurred), a thick one, sent tiny (8x8, 16x16), dark on light, or drawn large (80-400 px, crisp, or as
     grey ink on noisy paper) for the preprocessing to shrink. In-distribution is the kind of
@@ -163,7 +174,7 @@ def restyled(images: np.ndarray, rng: np.random.Generator, styles: list[int] | N
     out = []
     for array in images:
         image = Image.fromarray(array)
-        style = int(rng.choice(STYLES))
+        style = int(rng.choice(kinds))
         if styles is not None:
             styles.append(style)
         if style == 1:
@@ -185,6 +196,11 @@ def restyled(images: np.ndarray, rng: np.random.Generator, styles: list[int] | N
                 paper = 255 - np.asarray(image, dtype=np.float64) * rng.uniform(0.5, 0.9)
                 paper += rng.normal(0, rng.uniform(1, 8), paper.shape)
                 image = Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8))
+        elif style == 9:  # photographed large on a light background, with sensor noise
+            side = int(rng.integers(80, 256))
+            big = np.asarray(image.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float64)
+            photo = 255 - big * rng.uniform(0.6, 0.95) + rng.normal(0, rng.uniform(1, 6), big.shape)
+            image = Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8))
         out.append(image)
     return out
 
@@ -201,34 +217,43 @@ def calibrate_images(
     labels: np.ndarray,
     others: dict[str, list[Image.Image]],
     held_out: str,
+    kinds: list[int],
+    subspace_rank: int = 0,
+    quantile: float = QUANTILE,
 ) -> dict[str, Any]:
     """Temperature, checks and their validation for a 28x28 image classifier (digit, fashion)."""
     rng = np.random.default_rng(SEED)
     styles: list[int] = []
-    x_train, refused_train = raw.prepare(restyled(train, rng, styles))
+    x_train, refused_train = raw.prepare(restyled(train, rng, styles, kinds))
     assert refused_train == 0, f"{refused_train} restyled training images refused"
     x_test, refused = raw.prepare([Image.fromarray(a) for a in test])
     assert refused == 0, f"{refused} in-distribution test images refused"
     p_test = raw.probabilities(x_test)
     fit, report = split(len(x_test))
     t = fit_temperature(p_test[fit], labels[fit])
-    measure = image_measures(t)
-    x_styled, refused_styled = raw.prepare(restyled(test[fit], rng))
+    subspaces = (
+        Subspaces.fit(x_train, raw.probabilities(x_train).argmax(axis=1), subspace_rank) if subspace_rank else None
+    )
+    measure = image_measures(t, subspaces)
+    x_styled, refused_styled = raw.prepare(restyled(test[fit], rng, kinds=kinds))
     assert refused_styled == 0, f"{refused_styled} restyled in-distribution test images refused"
     reasons = {
         "ink": "the image does not look like the training images (its ink, edges and texture once prepared)",
         "confidence": "the model cannot tell which class it is (low confidence)",
+        "shape": "its shape is unlike the training images of the class it was given",
     }
     checks: dict[str, dict[str, Any]] = {
         "ink": mahalanobis_fit(ink_statistics(x_train), np.array(styles)),
         "confidence": {},
     }
+    if subspaces is not None:
+        checks["shape"] = {}
     measured = measure(x_styled, raw.probabilities(x_styled))
     for name, check in checks.items():
         bare = Gate.from_metrics({"ood": {"checks": {name: {**check, "threshold": 1.0, "reason": ""}}}})
         assert bare is not None
         scores = bare.checks[0].score(measured[name])
-        check.update(threshold=float(np.quantile(scores, QUANTILE)), reason=reasons[name])
+        check.update(threshold=float(np.quantile(scores, quantile)), reason=reasons[name])
     gate = Gate.from_metrics({"ood": {"checks": checks}})
     assert gate is not None
 
@@ -239,7 +264,7 @@ def calibrate_images(
     rates: dict[str, dict[str, Any]] = {}
     n_report = len(report)
     rates[held_out] = {"inputs": n_report, "flagged": round(flagged(x_test[report]) / n_report, 4), "refused": 0}
-    x_restyled, _ = raw.prepare(restyled(test[report], rng))
+    x_restyled, _ = raw.prepare(restyled(test[report], rng, kinds=kinds))
     rates[f"{held_out}, restyled"] = {"inputs": n_report, "flagged": round(flagged(x_restyled) / n_report, 4)}
     for name, images in others.items():
         x, refused = raw.prepare(images)
@@ -251,7 +276,7 @@ def calibrate_images(
         }
     ece_before = expected_calibration_error(p_test[report], labels[report])
     ece_after = expected_calibration_error(temper(p_test[report], t), labels[report])
-    return {
+    found: dict[str, Any] = {
         "calibration": {
             "method": "temperature scaling (minimum negative log-likelihood)",
             "temperature": t,
@@ -262,19 +287,25 @@ def calibrate_images(
             "command": f"python -m training.calibrate {raw.entry.name}",
         },
         "ood": {
-            "method": "ink: Mahalanobis distance of 5 statistics of the prepared 28x28 image from training images'; "
-            "confidence: 1 - calibrated max probability. ood_score = max(score / threshold); above 1 is flagged",
+            "method": "ink: Mahalanobis distance of 5 statistics of the prepared 28x28 image from the nearest style "
+            "group of training images'; confidence: 1 - calibrated max probability; shape (when present): squared "
+            f"distance from the predicted class's {subspace_rank}-dimensional PCA subspace of training images (the "
+            "ood file). ood_score = max(score / threshold); above 1 is flagged",
             "checks": checks,
-            "thresholds_on": f"{held_out}, half ({len(fit)}, seed {SEED}), restyled (crisp, soft, thick, inverted, "
-            f"drawn large): each check's {QUANTILE} quantile; the statistics' mean and covariance: restyled training "
-            "images",
+            "thresholds_on": f"{held_out}, half ({len(fit)}, seed {SEED}), restyled (styles {kinds} of "
+            f"training/calibrate.py restyled()): each check's {quantile} quantile; the statistics' means and "
+            "covariances (and the class subspaces, shape): restyled training images",
             "flag_rates": rates,
             "command": f"python -m training.calibrate {raw.entry.name}",
         },
     }
+    return found, subspaces
 
 
-def digit(models_dir: Path) -> tuple[Raw, dict[str, Any]]:
+Found = tuple[Raw, tuple[dict[str, Any], Subspaces | None]]
+
+
+def digit(models_dir: Path) -> Found:
     raw = Raw("digit", models_dir)
     mnist = np.load(DATA / "mnist" / "mnist.npz")
     rng = np.random.default_rng(SEED)
@@ -289,10 +320,10 @@ def digit(models_dir: Path) -> tuple[Raw, dict[str, Any]]:
         "sklearn 8x8 digits (real handwriting, in distribution by intent)": sklearn_digits(),
     }
     train = mnist["x_train"][::3][:20000]
-    return raw, calibrate_images(raw, train, mnist["x_test"], mnist["y_test"], others, "MNIST test")
+    return raw, calibrate_images(raw, train, mnist["x_test"], mnist["y_test"], others, "MNIST test", STYLES)
 
 
-def fashion(models_dir: Path) -> tuple[Raw, dict[str, Any]]:
+def fashion(models_dir: Path) -> Found:
     raw = Raw("fashion", models_dir)
     mnist = np.load(DATA / "mnist" / "mnist.npz")
     rng = np.random.default_rng(SEED)
@@ -307,7 +338,9 @@ def fashion(models_dir: Path) -> tuple[Raw, dict[str, Any]]:
     }
     train = idx(FASHION / "train-images-idx3-ubyte.gz")[::3][:20000]
     test, labels = idx(FASHION / "t10k-images-idx3-ubyte.gz"), idx(FASHION / "t10k-labels-idx1-ubyte.gz")
-    return raw, calibrate_images(raw, train, test, labels.astype(np.int64), others, "Fashion-MNIST test")
+    return raw, calibrate_images(
+        raw, train, test, labels.astype(np.int64), others, "Fashion-MNIST test", FASHION_STYLES, 10, 0.995
+    )
 
 
 FAMILY_CALIBRATIONS = {"digit": digit, "fashion": fashion}
@@ -319,12 +352,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--dry-run", action="store_true", help="print the numbers, do not write model.json")
     args = parser.parse_args(argv)
-    raw, found = FAMILY_CALIBRATIONS[args.name](args.models_dir)
+    raw, (found, subspaces) = FAMILY_CALIBRATIONS[args.name](args.models_dir)
     print(json.dumps({k: {n: v for n, v in found[k].items() if n != "checks"} for k in found}, indent=2))
     if not args.dry_run:
         path = raw.folder / "model.json"
         entry = json.loads(path.read_text())
         entry["metrics"].update(found)
+        if subspaces is not None:
+            subspaces.save(raw.folder / OOD_FILE)
+            entry["files"]["ood"] = OOD_FILE
         path.write_text(json.dumps(entry, indent=2) + "\n")
         print(f"wrote {path}")
 

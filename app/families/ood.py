@@ -199,3 +199,39 @@ def ink_statistics(batch: np.ndarray) -> np.ndarray:
     out[:, 3] = (counts[:, 2] + counts[:, 3]) / np.maximum(inked, 1)
     out[:, 4] = edges / mass
     return out
+
+
+class Subspaces:
+    """Per class, the mean and the main directions (PCA) of the training inputs the model gives that class: an
+    input far from its predicted class's subspace (a digit sent to the fashion model is a "Trouser" that looks like
+    no trouser) has a large residual. The artifact's `ood` file (npz: centres (classes, d), bases (classes, k, d));
+    one matrix-vector product per input."""
+
+    def __init__(self, centres: np.ndarray, bases: np.ndarray) -> None:
+        self.centres, self.bases = centres.astype(np.float32), bases.astype(np.float32)
+
+    @classmethod
+    def load(cls, path: Any) -> Subspaces:
+        with np.load(path) as data:
+            return cls(data["centres"], data["bases"])
+
+    @classmethod
+    def fit(cls, x: np.ndarray, classes: np.ndarray, k: int) -> Subspaces:
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        centres, bases = [], []
+        for c in range(int(classes.max()) + 1):
+            members = flat[classes == c]
+            centre = members.mean(axis=0)
+            _, _, vt = np.linalg.svd(members - centre, full_matrices=False)
+            centres.append(centre)
+            bases.append(vt[:k])
+        return cls(np.stack(centres), np.stack(bases))
+
+    def save(self, path: Any) -> None:
+        np.savez_compressed(path, centres=self.centres, bases=self.bases)
+
+    def residual(self, x: np.ndarray, classes: np.ndarray) -> np.ndarray:
+        """Squared distance of each input from its class's subspace."""
+        centred = x.reshape(len(x), -1) - self.centres[classes]
+        projected = np.matmul(self.bases[classes], centred[:, :, None])[..., 0]
+        return (centred * centred).sum(axis=1) - (projected * projected).sum(axis=1)

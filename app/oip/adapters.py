@@ -149,6 +149,7 @@ class ClassifierAdapter(ImageAdapter):
             meta("label", "INT64", [-1], labels=runtime.labels, description="index into labels"),
             meta("confidence", "FP32", [-1]),
             meta("probabilities", "FP32", [-1, classes], labels=runtime.labels),
+            *ood_outputs(runtime),
         ]
 
     async def infer(self, runtime: ImageClassifier, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
@@ -157,6 +158,7 @@ class ClassifierAdapter(ImageAdapter):
             Tensor.of("label", np.array([runtime.labels.index(o.label) for o in outs]), "INT64"),
             Tensor.of("confidence", np.array([o.confidence for o in outs]), "FP32"),
             Tensor.of("probabilities", np.array([o.probabilities for o in outs]), "FP32"),
+            *ood_tensors(runtime, outs),
         ]
 
 
