@@ -176,3 +176,40 @@ def test_a_garment_is_in_distribution_for_fashion_and_digits_and_noise_are_not(f
     assert metrics["calibration"]["ece_after"] < metrics["calibration"]["ece_before"]
     outputs = {o["name"] for o in fashion.get("/v2/models/fashion").json()["outputs"]}
     assert {"in_distribution", "ood_score"} <= outputs
+
+
+REVIEWS = ["A moving, beautifully shot film.", "it 's a charming and often affecting journey .", "Not bad at all.",
+           "The plot was dull and the acting worse; I left halfway through."]
+NOT_REVIEWS = ["asdf qwerty zxcv", "Le film était très beau et les acteurs sont formidables.",
+               "Die Schauspieler waren schrecklich, und die Geschichte ergab überhaupt keinen Sinn.",
+               "for (int i = 0; i < n; i++) { sum += a[i]; }",
+               "def f(x):\n    return {k: v for k, v in x.items() if v}", "Фильм был очень хороший."]
+
+
+@pytest.fixture(scope="module")
+def sentiment() -> Iterator[httpx.Client]:
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS, models=["lstm"])) as client:
+        yield client
+
+
+def test_english_reviews_are_in_distribution_and_other_text_is_not(sentiment: httpx.Client) -> None:
+    body = sentiment.post("/predict/sentiment", json={"texts": REVIEWS + NOT_REVIEWS, "model": "lstm"}).json()
+    verdicts = [r["in_distribution"] for r in body["results"]]
+    assert verdicts == [True] * len(REVIEWS) + [False] * len(NOT_REVIEWS), body["results"]
+    assert all(r["ood_score"] > 1 and r["ood_reason"] for r in body["results"][len(REVIEWS):])
+    refused = sentiment.post("/predict/sentiment", json={"texts": REVIEWS + NOT_REVIEWS[:2], "reject_ood": True})
+    error = assert_error(refused, 422, "out_of_distribution")
+    assert [f["input"] for f in error["detail"]["flagged"]] == [f"texts[{len(REVIEWS)}]", f"texts[{len(REVIEWS) + 1}]"]
+    assert sentiment.post("/predict/sentiment", json={"texts": REVIEWS, "reject_ood": True}).status_code == 200
+    metrics = sentiment.get("/models/lstm").json()["metrics"]
+    assert set(metrics["ood"]["checks"]) == {"language", "symbols"} and "ece_after" in metrics["calibration"]
+    outputs = {o["name"] for o in sentiment.get("/v2/models/lstm").json()["outputs"]}
+    assert {"in_distribution", "ood_score"} <= outputs
+
+
+def test_sentiment_scores_are_temperature_scaled() -> None:
+    from app.families.sentiment import temper_binary
+
+    p = np.array([0.1, 0.5, 0.8, 0.99])
+    np.testing.assert_allclose(temper_binary(p, 2.0), temper(np.stack([1 - p, p], axis=1), 2.0)[:, 1])
+    assert temper_binary(p, 1.0) is p

@@ -18,6 +18,7 @@ import argparse
 import glob
 import gzip
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -343,16 +344,161 @@ def fashion(models_dir: Path) -> Found:
     )
 
 
+ROFF = re.compile(r"\\f(?:\[[^]]*\]|\(..|.)|\\\(..|\\[-&|e ]|\\")
+LANGUAGES = ["cs", "da", "de", "es", "fi", "fr", "hu", "id", "it", "ja", "ko", "nl", "pl", "pt", "ro", "ru", "sv", "tr"]
+
+
+def other_languages(per_language: int, rng: np.random.Generator) -> list[str]:
+    """Sentences of 6+ words from the machine's translated manual pages (/usr/share/man/<language>/man1): real
+    text in 18 other languages (technical, as film reviews are not, but what matters here is the language)."""
+    texts = []
+    for language in LANGUAGES:
+        sentences = []
+        for path in sorted(glob.glob(f"/usr/share/man/{language}/man1/*.gz")):
+            paragraph: list[str] = []
+            for line in gzip.open(path, "rt", errors="replace").read().splitlines() + [".PP"]:
+                if line.startswith((".", "'")):
+                    text = ROFF.sub("", " ".join(paragraph))
+                    sentences += [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 6]
+                    paragraph = []
+                else:
+                    paragraph.append(line)
+        picked = rng.choice(len(sentences), min(per_language, len(sentences)), replace=False) if sentences else []
+        texts += [sentences[i] for i in picked]
+    return texts
+
+
+def random_letters(n: int, rng: np.random.Generator) -> list[str]:
+    """Keyboard mashing: 1 to 12 'words' of 2 to 9 random lowercase letters."""
+    letters_ = "abcdefghijklmnopqrstuvwxyz"
+    return [
+        " ".join("".join(rng.choice(list(letters_), int(rng.integers(2, 10)))) for _ in range(int(rng.integers(1, 13))))
+        for _ in range(n)
+    ]
+
+
+def code_snippets(n: int, rng: np.random.Generator) -> list[str]:
+    """1 to 6 consecutive non-blank lines of the Python installed with numpy (real code, its comments too)."""
+    import numpy
+
+    files = sorted(glob.glob(str(Path(numpy.__file__).parent / "**" / "*.py"), recursive=True))
+    snippets: list[str] = []
+    while len(snippets) < n:
+        lines = [line for line in Path(files[int(rng.integers(len(files)))]).read_text().splitlines() if line.strip()]
+        if len(lines) < 8:
+            continue
+        start, size = int(rng.integers(len(lines) - 6)), int(rng.integers(1, 7))
+        snippet = "\n".join(lines[start : start + size])
+        if len(snippet) >= 20:
+            snippets.append(snippet)
+    return snippets
+
+
+VOCABULARY_FILE = "vocabulary.txt"
+MIN_COUNT = 10  # a word in the vocabulary is used at least this often in the training reviews
+TEXT_QUANTILE = 0.993  # two checks: about 1.5% of held-out in-distribution texts flagged
+
+
+def sentiment(name: str, models_dir: Path) -> tuple[Raw, dict[str, Any], list[str]]:
+    """Temperature and checks of a sentiment model: held out, SST-2 validation and 1,000 IMDb test reviews."""
+    from collections import Counter
+
+    from app.families.sentiment import temper_binary
+    from app.families.text_checks import symbol_share, unknown_share, words
+    from training.common.imdb_data import load_imdb
+    from training.common.sst2_data import load_sst2
+
+    raw = Raw(name, models_dir)
+    (sst_train, _), (sst_texts, sst_labels) = load_sst2(DATA / "sst2")
+    (imdb_train, _), (imdb_texts, imdb_labels) = load_imdb(DATA / "imdb")
+    counts = Counter(word for text in [*sst_train, *imdb_train] for word in words(text))
+    vocabulary = sorted(word for word, count in counts.items() if count >= MIN_COUNT)
+    known = frozenset(vocabulary)
+    rng = np.random.default_rng(SEED)
+    pick = rng.choice(len(imdb_texts), 1000, replace=False)
+    texts = list(sst_texts) + [imdb_texts[i] for i in pick]
+    labels = np.array(list(sst_labels) + [imdb_labels[i] for i in pick])
+    sources = np.array(["SST-2 validation"] * len(sst_texts) + ["IMDb test"] * len(pick))
+
+    def positives(batch: list[str]) -> np.ndarray:
+        return np.array([r.score for i in range(0, len(batch), 32) for r in raw.runtime.predict(batch[i : i + 32])])
+
+    def measure(batch: list[str]) -> dict[str, np.ndarray]:
+        return {
+            "language": np.array([unknown_share(t, known) for t in batch]),
+            "symbols": np.array([symbol_share(t) for t in batch]),
+        }
+
+    p = positives(texts)
+    fit, report = split(len(texts))
+    as_two = lambda q: np.stack([1 - q, q], axis=1)  # noqa: E731
+    t = fit_temperature(as_two(p[fit]), labels[fit])
+    reasons = {
+        "language": "few of its words are English words the training reviews use (another language, random letters?)",
+        "symbols": "it is mostly programming punctuation (code or markup?)",
+    }
+    measured = measure([texts[i] for i in fit])
+    checks = {
+        name_: {"threshold": max(float(np.quantile(measured[name_], TEXT_QUANTILE)), 1e-6), "reason": reasons[name_]}
+        for name_ in reasons
+    }
+    gate = Gate.from_metrics({"ood": {"checks": checks}})
+    assert gate is not None
+
+    def rate(batch: list[str]) -> float:
+        return round(sum(v.in_distribution is False for v in gate.verdicts(measure(batch))) / len(batch), 4)
+
+    rates: dict[str, dict[str, Any]] = {}
+    for source in ("SST-2 validation", "IMDb test"):
+        chosen = [texts[i] for i in report if sources[i] == source]
+        rates[f"{source} (held-out half)"] = {"inputs": len(chosen), "flagged": rate(chosen)}
+    for set_name, batch in {
+        "other languages (manual pages in 18 languages)": other_languages(40, rng),
+        "random letters": random_letters(500, rng),
+        "code (Python lines from numpy)": code_snippets(500, rng),
+    }.items():
+        rates[set_name] = {"inputs": len(batch), "flagged": rate(batch)}
+    before = expected_calibration_error(as_two(p[report]), labels[report])
+    after = expected_calibration_error(as_two(temper_binary(p[report], t)), labels[report])
+    found = {
+        "calibration": {
+            "method": "temperature scaling (minimum negative log-likelihood)",
+            "temperature": t,
+            "ece_before": round(before, 4),
+            "ece_after": round(after, 4),
+            "fitted_on": f"half of SST-2 validation + 1,000 IMDb test reviews ({len(fit)}, seed {SEED})",
+            "ece_on": f"the other half ({len(report)})",
+            "command": f"python -m training.calibrate {name}",
+        },
+        "ood": {
+            "method": "language: share of the text's words not among the training reviews' words used "
+            f"{MIN_COUNT}+ times (the ood file); symbols: share of its characters that are programming "
+            "punctuation. ood_score = max(score / threshold); above 1 is flagged",
+            "checks": checks,
+            "thresholds_on": f"half of SST-2 validation + 1,000 IMDb test reviews ({len(fit)}, seed {SEED}): each "
+            f"check's {TEXT_QUANTILE} quantile",
+            "flag_rates": rates,
+            "command": f"python -m training.calibrate {name}",
+        },
+    }
+    return raw, found, vocabulary
+
+
 FAMILY_CALIBRATIONS = {"digit": digit, "fashion": fashion}
+TEXT_CALIBRATIONS = ("lstm", "minilm")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", choices=sorted(FAMILY_CALIBRATIONS))
+    parser.add_argument("name", choices=sorted([*FAMILY_CALIBRATIONS, *TEXT_CALIBRATIONS]))
     parser.add_argument("--models-dir", type=Path, default=Path("models"))
     parser.add_argument("--dry-run", action="store_true", help="print the numbers, do not write model.json")
     args = parser.parse_args(argv)
-    raw, (found, subspaces) = FAMILY_CALIBRATIONS[args.name](args.models_dir)
+    subspaces, vocabulary = None, None
+    if args.name in TEXT_CALIBRATIONS:
+        raw, found, vocabulary = sentiment(args.name, args.models_dir)
+    else:
+        raw, (found, subspaces) = FAMILY_CALIBRATIONS[args.name](args.models_dir)
     print(json.dumps({k: {n: v for n, v in found[k].items() if n != "checks"} for k in found}, indent=2))
     if not args.dry_run:
         path = raw.folder / "model.json"
@@ -361,6 +507,9 @@ def main(argv: list[str] | None = None) -> None:
         if subspaces is not None:
             subspaces.save(raw.folder / OOD_FILE)
             entry["files"]["ood"] = OOD_FILE
+        if vocabulary is not None:
+            (raw.folder / VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+            entry["files"]["ood"] = VOCABULARY_FILE
         path.write_text(json.dumps(entry, indent=2) + "\n")
         print(f"wrote {path}")
 

@@ -175,6 +175,7 @@ class SentimentAdapter(Adapter):
             meta("label", "INT64", [-1], labels=self.LABELS),
             meta("probabilities", "FP32", [-1, 2], labels=self.LABELS),
             meta("truncated", "BOOL", [-1], description="only part of the text was read"),
+            *ood_outputs(runtime),
         ]
 
     async def infer(self, runtime: SentimentRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
@@ -189,6 +190,7 @@ class SentimentAdapter(Adapter):
             Tensor.of("label", np.array([int(o.label == "POSITIVE") for o in outs]), "INT64"),
             Tensor.of("probabilities", np.array([[1 - o.score, o.score] for o in outs]), "FP32"),
             Tensor.of("truncated", np.array([o.truncated for o in outs]), "BOOL"),
+            *ood_tensors(runtime, outs),
         ]
 
 
