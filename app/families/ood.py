@@ -173,31 +173,29 @@ def refuse_flagged(verdicts: Sequence[Verdict | OodFields], where: list[str]) ->
         )
 
 
-LEVELS = np.array([0.0, 0.1, 0.5, 0.9], dtype=np.float32)  # none | faint | mid-low | mid-high | strong
-
-
 def ink_statistics(batch: np.ndarray) -> np.ndarray:
     """(n, 5) statistics of prepared square images (light on black, 0..1) that tell a drawn stroke from a photo, a
     texture or noise after the same preprocessing: ink per pixel, the share of pixels with any ink and with
     strong ink (> 0.5), the share of the inked pixels that are mid-grey (0.1 .. 0.9), and edge length per unit of
-    ink (strokes are thin: much edge for their ink; blobs and photos are not). Few vectorised operations (one
-    histogram for the three shares): the digit hot path pays for it on every request."""
+    ink (strokes are thin: much edge for their ink; blobs and photos are not). Whole-array reductions, image by
+    image (a batch is a few images): ~10 us for one, where per-row reductions over a batch cost ~30 us."""
     n, side = len(batch), batch.shape[1]
-    flat = batch.reshape(n, -1)
-    pixels = flat.shape[1]
-    levels = np.searchsorted(LEVELS, flat, side="left")  # 0 for 0, 1 for (0, .1], ..., 4 for above .9
-    levels += np.arange(0, 5 * n, 5).reshape(n, 1)
-    counts = np.bincount(levels.ravel(), minlength=5 * n).reshape(n, 5)
-    mass = flat.sum(axis=1, dtype=np.float64) + 1e-6
-    # Edges along rows (consecutive pixels; a row's last and the next row's first are both margin) and columns.
-    edges = np.abs(flat[:, 1:] - flat[:, :-1]).sum(axis=1) + np.abs(flat[:, side:] - flat[:, :-side]).sum(axis=1)
-    inked = pixels - counts[:, 0]
     out = np.empty((n, 5))
-    out[:, 0] = mass / pixels
-    out[:, 1] = inked / pixels
-    out[:, 2] = (counts[:, 3] + counts[:, 4]) / pixels
-    out[:, 3] = (counts[:, 2] + counts[:, 3]) / np.maximum(inked, 1)
-    out[:, 4] = edges / mass
+    for i, image in enumerate(batch.reshape(n, -1)):
+        pixels = image.size
+        mass = float(image.sum()) + 1e-6
+        inked = int(np.count_nonzero(image))
+        across = image[1:] - image[:-1]  # a row's last pixel and the next row's first are both margin
+        down = image[side:] - image[:-side]
+        edges = float(np.abs(across, out=across).sum()) + float(np.abs(down, out=down).sum())
+        mid = int(np.count_nonzero(image > 0.1)) - int(np.count_nonzero(image >= 0.9))
+        out[i] = (
+            mass / pixels,
+            inked / pixels,
+            np.count_nonzero(image > 0.5) / pixels,
+            mid / max(inked, 1),
+            edges / mass,
+        )
     return out
 
 
