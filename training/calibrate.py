@@ -47,6 +47,37 @@ FONTS = "/usr/share/fonts/truetype/*/*.ttf"
 LETTERS = "ABCDEFGHJKMNPQRTUVWXYacdefhjkmnprtuvwxyz"  # letters that are not also digit shapes (O, I, l, S, Z, b, g)
 
 
+RELIABILITY_FILE = "reliability.png"
+
+
+def reliability_diagram(path: Path, before: np.ndarray, after: np.ndarray, labels: np.ndarray, title: str) -> None:
+    """Accuracy against confidence in 15 bins, before and after temperature scaling (the diagonal is calibrated)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    edges = np.linspace(0, 1, 16)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", label="calibrated")
+    for probabilities, name in ((before, "before"), (after, "after")):
+        confidence, correct = probabilities.max(axis=1), probabilities.argmax(axis=1) == labels
+        bins = np.clip(np.digitize(confidence, edges[1:-1]), 0, 14)
+        shown = [b for b in range(15) if (bins == b).any()]
+        ece = expected_calibration_error(probabilities, labels)
+        ax.plot(
+            [confidence[bins == b].mean() for b in shown],
+            [correct[bins == b].mean() for b in shown],
+            marker="o",
+            label=f"{name} (ECE {ece:.4f})",
+        )
+    ax.set(xlabel="confidence", ylabel="accuracy", title=title, xlim=(0, 1), ylim=(0, 1))
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """The temperature that minimises the negative log-likelihood (a grid, then a finer grid around its best)."""
 
@@ -89,6 +120,7 @@ class Raw:
 
 
 KEYS = ("ood", "calibration")
+DIAGRAMS: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, str]] = {}  # name -> before, after, labels, title
 OOD_FILE = "ood.npz"  # the class subspaces (app/families/ood.py Subspaces)
 
 
@@ -277,6 +309,7 @@ def calibrate_images(
         }
     ece_before = expected_calibration_error(p_test[report], labels[report])
     ece_after = expected_calibration_error(temper(p_test[report], t), labels[report])
+    DIAGRAMS[raw.entry.name] = (p_test[report], temper(p_test[report], t), labels[report], f"{held_out}, held-out half")
     found: dict[str, Any] = {
         "calibration": {
             "method": "temperature scaling (minimum negative log-likelihood)",
@@ -460,6 +493,12 @@ def sentiment(name: str, models_dir: Path) -> tuple[Raw, dict[str, Any], list[st
         rates[set_name] = {"inputs": len(batch), "flagged": rate(batch)}
     before = expected_calibration_error(as_two(p[report]), labels[report])
     after = expected_calibration_error(as_two(temper_binary(p[report], t)), labels[report])
+    DIAGRAMS[name] = (
+        as_two(p[report]),
+        as_two(temper_binary(p[report], t)),
+        labels[report],
+        "SST-2 + IMDb, held-out half",
+    )
     found = {
         "calibration": {
             "method": "temperature scaling (minimum negative log-likelihood)",
@@ -510,6 +549,10 @@ def main(argv: list[str] | None = None) -> None:
         if vocabulary is not None:
             (raw.folder / VOCABULARY_FILE).write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
             entry["files"]["ood"] = VOCABULARY_FILE
+        if args.name in DIAGRAMS:
+            before, after, labels, title = DIAGRAMS[args.name]
+            reliability_diagram(raw.folder / RELIABILITY_FILE, before, after, labels, f"{args.name}: {title}")
+            entry["files"]["reliability_diagram"] = RELIABILITY_FILE
         path.write_text(json.dumps(entry, indent=2) + "\n")
         print(f"wrote {path}")
 
