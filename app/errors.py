@@ -101,6 +101,15 @@ class InvalidInput(ServeError):
     when = "the body parsed but a value is invalid: missing `file` field, blank image, empty or too long text, ..."
 
 
+class OutOfDistribution(ServeError):
+    status_code, type = 422, "out_of_distribution"
+    when = (
+        "`reject_ood` was set and the input does not look like what the model was trained on (`in_distribution` "
+        "false: a photo sent to the digit model, text in another language); `detail.flagged` lists each flagged "
+        "input with its `ood_score` and reason"
+    )
+
+
 class ArtifactInvalid(ServeError):
     status_code, type = 422, "artifact_invalid"
     when = (

@@ -39,7 +39,7 @@ def test_predict_digit_multipart(client) -> None:
     response = client.post("/predict/digit", files={"file": ("seven.png", PNG, "image/png")})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"digit", "confidence", "probabilities", "model"}
+    assert set(body) == {"digit", "confidence", "probabilities", "model", "in_distribution", "ood_score", "ood_reason"}
     assert len(body["probabilities"]) == 10 and sum(body["probabilities"]) == pytest.approx(1, abs=1e-4)
     assert body["confidence"] == max(body["probabilities"])
     assert body["digit"] == int(np.argmax(body["probabilities"]))

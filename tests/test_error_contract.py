@@ -13,13 +13,14 @@ import pytest
 
 from app.config import Settings
 from app.errors import ERROR_TABLE
-from tests.support.digit_images import render
-from tests.support.paths import ROOT, without_explanations
+from tests.support.digit_images import noise_png, render
+from tests.support.paths import COMMITTED_MODELS, ROOT, without_explanations
 from tests.support.raw_http import read_response, stalled_upload
 from tests.support.service import assert_error, serve
 from tests.support.versions import digit_with_a_worse_candidate
 
 PNG = render(7, "mnist_28")
+NOISE_PNG = noise_png()
 BOOT = (ROOT / "examples" / "ankle_boot.jpg").read_bytes()
 
 
@@ -126,6 +127,8 @@ REACH: dict[str, tuple[dict | Callable[[], dict], Callable]] = {
     "image_too_large": ({"max_image_pixels": 100}, lambda c: post_png(c, render(3, "black_on_white"))),
     "unsupported_media_type": ({}, lambda c: c.post("/predict/digit", content=PNG, headers=PLAIN)),
     "invalid_input": ({}, lambda c: c.post("/predict/sentiment", json={})),
+    # Noise sent to the committed digit model (calibrated: its model.json has out-of-distribution thresholds).
+    "out_of_distribution": ({"models_dir": COMMITTED_MODELS, "models": ["digit"]}, lambda c: c.post("/predict/digit?reject_ood=true", content=NOISE_PNG, headers=IMAGE)),
     "artifact_invalid": ({}, reload_fails),
     "promotion_refused": (lambda: {"models_dir": digit_with_a_worse_candidate()}, lambda c: c.post("/admin/models/digit/reload?version=2")),
     "overloaded": ({}, overloaded),

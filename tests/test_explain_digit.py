@@ -16,6 +16,7 @@ from PIL import Image
 from app.config import Settings
 from app.families.digit.preprocess import preprocess_digit
 from app.families.explain_images import DigitExplainer, explainer_for
+from app.families.ood import temper
 from tests.support.digit_images import encode, sklearn_digits_28
 from tests.support.faithfulness import hide_pixels, loaded, mass_near_ink
 from tests.support.paths import COMMITTED_MODELS, ROOT, SHARED_DATA
@@ -83,6 +84,7 @@ def test_committed_explain_head_computes_the_served_probabilities() -> None:
     x, _ = sklearn_digits_28()
     x = (x[:300] / 255.0).astype(np.float32)[..., None]
     numpy_probabilities = np.stack([explainer.head.forward(image)[1] for image in x])
+    numpy_probabilities = temper(numpy_probabilities, runtime.temperature)  # served confidences are calibrated
     served = np.stack([np.array(o.probabilities) for o in runtime.predict(list(x))])
     assert np.abs(numpy_probabilities - served).max() < 1e-5
 

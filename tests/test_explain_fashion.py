@@ -14,6 +14,7 @@ import pytest
 
 from app.config import Settings
 from app.families.explain_images import explainer_for
+from app.families.ood import temper
 from tests.support.faithfulness import hide_pixels, loaded, mass_near_ink
 from tests.support.paths import COMMITTED_MODELS, ROOT
 from tests.support.service import serve
@@ -27,6 +28,7 @@ def test_committed_fashion_explains_with_the_served_probabilities() -> None:
     explainer = explainer_for(runtime)
     x = np.random.default_rng(1).uniform(0, 1, (64, 28, 28, 1)).astype(np.float32)
     numpy_probabilities = np.stack([explainer.head.forward(image)[1] for image in x])
+    numpy_probabilities = temper(numpy_probabilities, runtime.temperature)  # served confidences are calibrated
     served = np.stack([[s.score for s in sorted(o.top_k, key=lambda s: runtime.labels.index(s.label))]
                        for o in runtime.predict(list(x))])  # fmt: skip
     assert np.abs(np.sort(numpy_probabilities, axis=1)[:, -5:] - np.sort(served, axis=1)).max() < 1e-5

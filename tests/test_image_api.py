@@ -74,7 +74,8 @@ def test_predict_image_schema(image_client) -> None:
     response = image_client.post("/predict/image", files={"file": ("red.png", RED_PNG, "image/png")})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"label", "confidence", "top_k", "model"}
+    assert set(body) == {"label", "confidence", "top_k", "model", "in_distribution", "ood_score", "ood_reason"}
+    assert body["in_distribution"] is None  # this artifact has no out-of-distribution thresholds: not checked
     assert body["model"] == {"name": "image", "version": "1"}
     assert len(body["top_k"]) == 2 and {t["label"] for t in body["top_k"]} == set(CLASSES)
     scores = [t["score"] for t in body["top_k"]]
@@ -164,7 +165,9 @@ def test_model_parameter_picks_an_image_classifier(image_client) -> None:
 def test_openapi_documents_the_model_parameter(image_client) -> None:
     operation = image_client.get("/openapi.json").json()["paths"]["/predict/image"]["post"]
     parameters = {p["name"]: p for p in operation["parameters"]}
-    assert parameters["X-Model-Version"]["in"] == "header" and set(parameters) == {"model", "X-Model-Version"}
+    assert parameters["X-Model-Version"]["in"] == "header"
+    assert set(parameters) == {"model", "X-Model-Version", "reject_ood"}
+    assert parameters["reject_ood"]["in"] == "query" and "422" in operation["responses"]
     parameter = parameters["model"]
     assert parameter["in"] == "query" and not parameter["required"]
     assert "image" in parameter["schema"]["enum"] and "digit" not in parameter["schema"]["enum"]

@@ -78,6 +78,8 @@ def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerC
         ("digit", "INT64", [-1]),
         ("confidence", "FP32", [-1]),
         ("probabilities", "FP32", [-1, 10]),
+        ("in_distribution", "BOOL", [-1]),  # the committed digit has out-of-distribution thresholds
+        ("ood_score", "FP32", [-1]),
     ]
     fashion = client.get_model_metadata("fashion", "1")
     labels = fashion["outputs"][0]["parameters"]["labels"]

@@ -71,7 +71,7 @@ def test_single_text(client) -> None:
     body = response.json()
     assert set(body) == {"results", "model"} and body["model"] == {"name": "lstm", "version": "1"}
     [result] = body["results"]
-    assert set(result) == {"label", "score", "truncated"}
+    assert set(result) == {"label", "score", "truncated", "in_distribution", "ood_score", "ood_reason"}
     assert result["label"] == "POSITIVE" and 0.5 <= result["score"] <= 1 and result["truncated"] is False
 
 

@@ -24,6 +24,7 @@ from app.families import FAMILIES
 from app.families.image.preprocess import to_rgb
 from app.families.image_decode import decode_and_prepare
 from app.families.images import ImageRuntime, ImageUpload, LabelScore
+from app.families.ood import temper, temperature
 from app.families.placement import Placement, overlay_png
 from app.families.runtime import Runtime, onnx_session
 from app.families.saliency import GRADIENT_X_INPUT, Head
@@ -156,6 +157,7 @@ class ImageExplainer(Runtime[ExplainRequest, Prepared, ExplainedImage]):
         a target None explains the predicted class."""
         outputs = self.session.run(None, {self.input_name: inputs.astype(np.float32)})
         activations, probabilities = (inputs, outputs[0]) if self.head.method == GRADIENT_X_INPUT else outputs
+        probabilities = temper(probabilities, temperature(self.entry.metrics))  # the confidences /predict answers
         chosen = [int(p.argmax()) if t is None else t for p, t in zip(probabilities, targets, strict=True)]
         maps = []
         for a, target in zip(activations, chosen, strict=True):

@@ -14,6 +14,7 @@ from PIL import Image
 from pydantic import BaseModel
 
 from app.families.image_decode import decode_and_prepare
+from app.families.ood import Gate, OodFields, Verdict, temper, temperature
 from app.families.placement import Placement
 from app.families.runtime import Runtime, onnx_session
 from app.schemas import ModelRef
@@ -95,14 +96,14 @@ class ClassScores(BaseModel):
     top_k: list[LabelScore]
 
 
-class ClassOutput(ClassScores):
+class ClassOutput(ClassScores, OodFields):
     """One prediction: what the response shows, and every class's probability (the Open Inference Protocol's
     `probabilities` tensor)."""
 
     probabilities: list[float]
 
 
-class ImagePrediction(ClassScores):
+class ImagePrediction(ClassScores, OodFields):
     model: ModelRef
 
 
@@ -131,6 +132,18 @@ class ImageClassifier(ImageRuntime[ClassOutput]):
         outputs = self.session.get_outputs()[0].shape[-1]
         if isinstance(outputs, int) and outputs != len(self.labels):
             raise ValueError(f"labels.json has {len(self.labels)} labels, the model has {outputs} outputs")
+        self.gate = Gate.from_metrics(self.entry.metrics)
+        self.temperature = temperature(self.entry.metrics)
+
+    def measures(self, x: np.ndarray, probabilities: np.ndarray) -> dict[str, np.ndarray]:
+        """What the artifact's out-of-distribution checks measure of each input (app/families/ood.py): here the
+        calibrated confidence; a family adds what its inputs tell (fashion: ink statistics)."""
+        return {"confidence": 1.0 - probabilities.max(axis=1)}
+
+    def judge(self, x: np.ndarray, probabilities: np.ndarray) -> list[Verdict]:
+        if self.gate is None:
+            return [Verdict()] * len(x)
+        return self.gate.verdicts(self.measures(x, probabilities))
 
     def class_names(self) -> list[str]:
         return self.labels
@@ -145,16 +158,22 @@ class ImageClassifier(ImageRuntime[ClassOutput]):
         return int(IMAGE_FIXED + request.pixels * per_pixel)
 
     def predict(self, batch: list[np.ndarray]) -> list[ClassOutput]:
-        probabilities = self.session.run(None, {self.input_name: np.stack(batch).astype(np.float32)})[0]
+        x = np.stack(batch).astype(np.float32)
+        probabilities = temper(self.session.run(None, {self.input_name: x})[0], self.temperature)
         k = min(self.TOP_K, len(self.labels))
         results = []
-        for p in probabilities:
+        for p, verdict in zip(probabilities, self.judge(x, probabilities), strict=True):
             order = np.argsort(-p, kind="stable")[:k]
             top = [LabelScore(label=self.labels[i], score=float(p[i])) for i in order]
             scores = [float(v) for v in p]
-            results.append(ClassOutput(label=top[0].label, confidence=top[0].score, top_k=top, probabilities=scores))
+            results.append(
+                ClassOutput(
+                    label=top[0].label, confidence=top[0].score, top_k=top, probabilities=scores, **verdict.fields()
+                )
+            )
         return results
 
     def encode(self, request: ImageUpload, outputs: list[ClassOutput]) -> ImagePrediction:
         [out] = outputs
-        return ImagePrediction(label=out.label, confidence=out.confidence, top_k=out.top_k, model=self.ref())
+        fields = {"in_distribution": out.in_distribution, "ood_score": out.ood_score, "ood_reason": out.ood_reason}
+        return ImagePrediction(label=out.label, confidence=out.confidence, top_k=out.top_k, model=self.ref(), **fields)

@@ -3,13 +3,17 @@ and `SentimentRuntime`, whose request is the list of texts and whose output is o
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import Settings
 from app.errors import InvalidInput
+from app.families.ood import Gate, OodFields, Verdict, temperature
 from app.families.runtime import Runtime
+from app.families.text_checks import read_vocabulary, symbol_share, unknown_share
 from app.schemas import ModelRef, RequestBody, replace_lone_surrogates
 
 
@@ -23,9 +27,14 @@ class SentimentRequest(RequestBody):
     model: str | None = Field(
         None, description='"minilm", "distilbert" or "lstm"; default: the first of them that is ready.'
     )
+    reject_ood: bool = Field(
+        False,
+        description="true: answer 422 out_of_distribution instead of results when a text does not look like what "
+        "the model was trained on (English film reviews): another language, random letters, code.",
+    )
 
 
-class SentimentResult(BaseModel):
+class SentimentResult(OodFields):
     label: Literal["POSITIVE", "NEGATIVE"]
     score: float = Field(description="Probability that the text is positive, 0-1 (label is POSITIVE at >= 0.5).")
     truncated: bool = Field(
@@ -35,8 +44,9 @@ class SentimentResult(BaseModel):
     )
 
     @classmethod
-    def of(cls, positive: float, truncated: bool) -> SentimentResult:
-        return cls(label="POSITIVE" if positive >= 0.5 else "NEGATIVE", score=positive, truncated=truncated)
+    def of(cls, positive: float, truncated: bool, verdict: Verdict | None = None) -> SentimentResult:
+        fields = verdict.fields() if verdict is not None else {}
+        return cls(label="POSITIVE" if positive >= 0.5 else "NEGATIVE", score=positive, truncated=truncated, **fields)
 
 
 class SentimentResponse(BaseModel):
@@ -71,8 +81,50 @@ def validate_texts(body: SentimentRequest, settings: Settings) -> list[str]:
     return [replace_lone_surrogates(text) for text in texts]
 
 
+def temper_binary(positive: np.ndarray, t: float) -> np.ndarray:
+    """P(positive) after temperature scaling: softmax(logits / t) of two classes, from their probabilities."""
+    if t == 1.0:
+        return positive
+    p = np.clip(positive.astype(np.float64), 0.0, 1.0)
+    up, down = np.power(p, 1.0 / t), np.power(1.0 - p, 1.0 / t)
+    return up / (up + down)
+
+
 class SentimentRuntime(Runtime[list[str], str, SentimentResult]):
-    """A sentiment model: the request is its validated texts, each one model input."""
+    """A sentiment model: the request is its validated texts, each one model input. `results` turns the model's
+    P(positive) into answers: calibrated, and checked against the artifact's thresholds (app/families/ood.py)."""
+
+    @cached_property
+    def gate(self) -> Gate | None:
+        return Gate.from_metrics(self.entry.metrics)
+
+    @cached_property
+    def temperature(self) -> float:
+        return temperature(self.entry.metrics)
+
+    @cached_property
+    def vocabulary(self) -> frozenset[str]:
+        """The English words of the training reviews (the artifact's `ood` file, one a line)."""
+        if "ood" not in self.entry.files:
+            return frozenset()
+        with self.file("ood").open(encoding="utf-8") as lines:
+            return read_vocabulary(lines)
+
+    def results(self, texts: list[str], positive: np.ndarray, truncated: list[bool]) -> list[SentimentResult]:
+        scores = temper_binary(np.asarray(positive), self.temperature)
+        verdicts = self.judge(texts)
+        return [SentimentResult.of(float(p), cut, v) for p, cut, v in zip(scores, truncated, verdicts, strict=True)]
+
+    def judge(self, texts: list[str]) -> list[Verdict]:
+        if self.gate is None:
+            return [Verdict()] * len(texts)
+        vocabulary = self.vocabulary
+        return self.gate.verdicts(
+            {
+                "language": np.array([unknown_share(text, vocabulary) for text in texts]),
+                "symbols": np.array([symbol_share(text) for text in texts]),
+            }
+        )
 
     def decode(self, request: list[str]) -> list[str]:
         return request

@@ -141,9 +141,7 @@ class TransformerSentimentRuntime(SentimentRuntime):
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         probabilities = z / z.sum(axis=1, keepdims=True)
         # score = probability of POSITIVE; with two labels, POSITIVE is the argmax exactly when >= 0.5
-        return [
-            SentimentResult.of(float(p), cut) for p, cut in zip(probabilities[:, self.positive], truncated, strict=True)
-        ]
+        return self.results(list(batch), probabilities[:, self.positive], list(truncated))
 
     def input_description(self) -> dict[str, Any]:
         description = {

@@ -99,9 +99,37 @@ class ImageAdapter(Adapter):
         return await serving.predict(runtime, list(tensor.data), MB + tensor.data.nbytes * TENSOR_BYTES_FACTOR)
 
 
+def ood_outputs(runtime: DigitRuntime | ImageClassifier | SentimentRuntime) -> list[TensorMetadata]:
+    """The in-distribution outputs of a runtime whose artifact has thresholds (app/families/ood.py)."""
+    if getattr(runtime, "gate", None) is None:
+        return []
+    return [
+        meta("in_distribution", "BOOL", [-1], description="false: the input is not like the training data"),
+        meta("ood_score", "FP32", [-1], description="above 1.0 is flagged"),
+    ]
+
+
+def ood_tensors(runtime: DigitRuntime | ImageClassifier | SentimentRuntime, outs: list[Any]) -> list[Tensor]:
+    if getattr(runtime, "gate", None) is None:
+        return []
+    return [
+        Tensor.of("in_distribution", np.array([bool(o.in_distribution) for o in outs]), "BOOL"),
+        Tensor.of(
+            "ood_score",
+            np.array([np.nan if o.ood_score is None else o.ood_score for o in outs], dtype=np.float32),
+            "FP32",
+        ),
+    ]
+
+
 class DigitAdapter(ImageAdapter):
     def outputs(self, runtime: DigitRuntime) -> list[TensorMetadata]:
-        return [meta("digit", "INT64", [-1]), meta("confidence", "FP32", [-1]), meta("probabilities", "FP32", [-1, 10])]
+        return [
+            meta("digit", "INT64", [-1]),
+            meta("confidence", "FP32", [-1]),
+            meta("probabilities", "FP32", [-1, 10]),
+            *ood_outputs(runtime),
+        ]
 
     async def infer(self, runtime: DigitRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
         outs: list[DigitOutput] = await self.predict(runtime, inputs, serving)
@@ -109,6 +137,7 @@ class DigitAdapter(ImageAdapter):
             Tensor.of("digit", np.array([o.digit for o in outs]), "INT64"),
             Tensor.of("confidence", np.array([o.confidence for o in outs]), "FP32"),
             Tensor.of("probabilities", np.array([o.probabilities for o in outs]), "FP32"),
+            *ood_tensors(runtime, outs),
         ]
 
 
@@ -119,6 +148,7 @@ class ClassifierAdapter(ImageAdapter):
             meta("label", "INT64", [-1], labels=runtime.labels, description="index into labels"),
             meta("confidence", "FP32", [-1]),
             meta("probabilities", "FP32", [-1, classes], labels=runtime.labels),
+            *ood_outputs(runtime),
         ]
 
     async def infer(self, runtime: ImageClassifier, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
@@ -127,6 +157,7 @@ class ClassifierAdapter(ImageAdapter):
             Tensor.of("label", np.array([runtime.labels.index(o.label) for o in outs]), "INT64"),
             Tensor.of("confidence", np.array([o.confidence for o in outs]), "FP32"),
             Tensor.of("probabilities", np.array([o.probabilities for o in outs]), "FP32"),
+            *ood_tensors(runtime, outs),
         ]
 
 
@@ -143,6 +174,7 @@ class SentimentAdapter(Adapter):
             meta("label", "INT64", [-1], labels=self.LABELS),
             meta("probabilities", "FP32", [-1, 2], labels=self.LABELS),
             meta("truncated", "BOOL", [-1], description="only part of the text was read"),
+            *ood_outputs(runtime),
         ]
 
     async def infer(self, runtime: SentimentRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
@@ -157,6 +189,7 @@ class SentimentAdapter(Adapter):
             Tensor.of("label", np.array([int(o.label == "POSITIVE") for o in outs]), "INT64"),
             Tensor.of("probabilities", np.array([[1 - o.score, o.score] for o in outs]), "FP32"),
             Tensor.of("truncated", np.array([o.truncated for o in outs]), "BOOL"),
+            *ood_tensors(runtime, outs),
         ]
 
 

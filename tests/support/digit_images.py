@@ -129,3 +129,11 @@ def sklearn_digits_28() -> tuple[np.ndarray, np.ndarray]:
         canvas[4:24, 4:24] = np.asarray(big)
         images.append(canvas)
     return np.stack(images), digits.target.astype(np.uint8)
+
+
+def noise_png(side: int = 64, seed: int = 0) -> bytes:
+    """Uniform grey noise: an image no digit model should call a digit (out of distribution)."""
+    from PIL import Image
+
+    values = np.random.default_rng(seed).integers(0, 256, (side, side), dtype=np.uint8)
+    return encode(Image.fromarray(values), "PNG")

@@ -76,6 +76,16 @@ def median(values: np.ndarray) -> float:
     return float((low + high) / 2)  # in the array's dtype, as np.median's mean of the two
 
 
+def without_paper(gray: np.ndarray) -> np.ndarray:
+    """Ink levels of light ink on a darker paper: the paper's level removed (for a small image, its median)."""
+    if min(gray.shape) >= 32:
+        # A 3x3 median removes sensor noise and JPEG speckle; block medians remove uneven lighting.
+        filtered = Image.fromarray(gray.clip(0, 255).astype(np.uint8)).filter(ImageFilter.MedianFilter(3))
+        gray = np.asarray(filtered, dtype=np.float32)
+        return gray - background(gray)
+    return gray - median(gray)
+
+
 def normalise(gray: np.ndarray) -> np.ndarray:
     """Grey levels (any size) -> float32 (28, 28) in [0, 1], MNIST-style."""
     return normalise_placed(gray)[0]
@@ -89,19 +99,18 @@ def normalise_placed(gray: np.ndarray) -> tuple[np.ndarray, tuple[float, float, 
         factor = WORK_SIZE / max(gray.shape)
         gray = resize(gray, max(1, round(gray.shape[1] * factor)), max(1, round(gray.shape[0] * factor)))
     border = np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
-    if median(border) > 127:  # Dark ink on light paper: MNIST is light ink on black.
-        gray = 255.0 - gray
-    if min(gray.shape) >= 32:
-        # A 3x3 median removes sensor noise and JPEG speckle; block medians remove uneven lighting.
-        filtered = Image.fromarray(gray.clip(0, 255).astype(np.uint8)).filter(ImageFilter.MedianFilter(3))
-        gray = np.asarray(filtered, dtype=np.float32)
-        gray = gray - background(gray)
-    else:
-        gray = gray - median(gray)
-    ink = float(gray.max())
+    light_paper = median(border) > 127  # Dark ink on light paper: MNIST is light ink on black.
+    ink_levels = without_paper(255.0 - gray if light_paper else gray)
+    if float(ink_levels.max()) < MIN_CONTRAST and min(gray.shape) < 32:
+        # A small tight crop (a 16x16 digit, a 1 cropped to its stroke) whose ink covers most of the border and
+        # of the image: the border's median was ink, so the guess inverted it, and the median subtracted the
+        # ink away. Then the other polarity, with the darkest level as the paper (ink is the majority here).
+        other = gray if light_paper else 255.0 - gray
+        ink_levels = other - float(other.min())
+    ink = float(ink_levels.max())
     if ink < MIN_CONTRAST:
         raise InvalidInput("No digit found: the image is blank or has almost no contrast.")
-    values = np.clip(gray / ink, 0.0, 1.0)
+    values = np.clip(ink_levels / ink, 0.0, 1.0)
     values[values < NOISE_FLOOR] = 0.0
 
     rows, cols = np.flatnonzero(values.any(axis=1)), np.flatnonzero(values.any(axis=0))

@@ -6,10 +6,10 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel
 
 from app.families.digit.preprocess import preprocess_digit, preprocess_digit_placed
 from app.families.images import GRAY_MODES, ImageRuntime, ImageUpload
+from app.families.ood import Gate, OodFields, Verdict, ink_statistics, temper, temperature
 from app.families.placement import Placement
 from app.families.runtime import onnx_session
 from app.schemas import ModelRef
@@ -29,7 +29,7 @@ FLOAT_BYTES_PER_PIXEL = 40.0  # on min(pixels, FLOAT_PIXELS)
 FLOAT_PIXELS = 512 * 512
 
 
-class DigitOutput(BaseModel):
+class DigitOutput(OodFields):
     digit: int
     confidence: float
     probabilities: list[float]
@@ -50,6 +50,8 @@ class DigitRuntime(ImageRuntime[DigitOutput]):
         shape = self.session.get_inputs()[0].shape
         if list(shape[1:]) != [28, 28, 1]:
             raise ValueError(f"expected an ONNX input of shape [batch, 28, 28, 1], found {shape}")
+        self.gate = Gate.from_metrics(self.entry.metrics)
+        self.temperature = temperature(self.entry.metrics)
 
     def warmup(self) -> None:
         self.predict([np.zeros((28, 28, 1), dtype=np.float32)])
@@ -72,21 +74,30 @@ class DigitRuntime(ImageRuntime[DigitOutput]):
         return [str(d) for d in range(10)]
 
     def predict(self, batch: list[np.ndarray]) -> list[DigitOutput]:
-        probabilities = self.session.run(None, {self.input_name: np.stack(batch).astype(np.float32)})[0]
+        x = np.stack(batch).astype(np.float32)
+        probabilities = temper(self.session.run(None, {self.input_name: x})[0], self.temperature)
+        verdicts = self.judge(x, probabilities)
         return [
-            DigitOutput(digit=int(p.argmax()), confidence=float(p.max()), probabilities=[float(v) for v in p])
-            for p in probabilities
+            DigitOutput(
+                digit=int(p.argmax()), confidence=float(p.max()), probabilities=[float(v) for v in p], **v.fields()
+            )
+            for p, v in zip(probabilities, verdicts, strict=True)
         ]
+
+    def judge(self, x: np.ndarray, probabilities: np.ndarray) -> list[Verdict]:
+        """Whether each input looks like an MNIST digit: its ink statistics (the prepared 28x28 already holds
+        them: a few microseconds, no second pass over the image) and the calibrated confidence."""
+        if self.gate is None:
+            return [Verdict()] * len(x)
+        return self.gate.verdicts({"ink": ink_statistics(x), "confidence": 1.0 - probabilities.max(axis=1)})
 
     def encode(self, request: ImageUpload, outputs: list[DigitOutput]) -> DigitPrediction:
         [out] = outputs
-        return DigitPrediction(
-            digit=out.digit, confidence=out.confidence, probabilities=out.probabilities, model=self.ref()
-        )
+        return DigitPrediction(**dict(out), model=self.ref())
 
     def input_description(self) -> dict[str, Any]:
         return {
             "content_types": ["multipart/form-data (field 'file')", "image/*"],
             "image": "any size and mode Pillow reads; normalised to 28x28 like MNIST",
-            "output": "digit 0-9, confidence, probabilities[10]",
+            "output": "digit 0-9, confidence, probabilities[10] (calibrated), in_distribution, ood_score, ood_reason",
         }

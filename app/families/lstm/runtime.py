@@ -40,7 +40,7 @@ class LstmSentimentRuntime(SentimentRuntime):
         """P(positive) per text. Padding is masked by the model, so a batch is padded only to its longest text."""
         ids, truncated = self.tokenizer.encode_and_truncated(list(batch))
         probabilities = self.session.run(None, {self.input_name: ids.astype(self.dtype, copy=False)})[0].reshape(-1)
-        return [SentimentResult.of(float(p), cut) for p, cut in zip(probabilities, truncated, strict=True)]
+        return self.results(list(batch), probabilities, list(truncated))
 
     def input_description(self) -> dict[str, Any]:
         return {

@@ -60,6 +60,13 @@ ReloaderDep = Annotated[Reloader, Depends(get_reloader)]
 StreamsDep = Annotated[StreamStore, Depends(get_streams)]
 OwnerDep = Annotated[str, Depends(get_owner)]
 JSON_BODY = [Depends(require_json)]  # a route's `dependencies=`: its body must say it is JSON
+RejectOod = Annotated[
+    bool,
+    Query(
+        description="true: answer 422 out_of_distribution instead of a prediction when the input does not look like "
+        "what the model was trained on (the answer's in_distribution is false)."
+    ),
+]
 VersionHeader = Annotated[
     str | None,
     Header(

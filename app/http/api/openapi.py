@@ -84,8 +84,9 @@ IMAGE_ERRORS = error_responses(
     "overloaded",
     "model_not_ready",
     "model_not_installed",
+    "out_of_distribution",  # ?reject_ood=true and the image is not like the model's training images
 )
-JSON_ERRORS = error_responses(
+JSON_TYPES = (
     "malformed_body",
     "model_not_found",
     "unsupported_media_type",
@@ -94,6 +95,8 @@ JSON_ERRORS = error_responses(
     "model_not_ready",
     "model_not_installed",
 )
+JSON_ERRORS = error_responses(*JSON_TYPES)
+SENTIMENT_ERRORS = error_responses(*JSON_TYPES, "out_of_distribution")  # "reject_ood": true, and a text is flagged
 # The request body of the routes that take an uploaded image (app/http/uploads.py), for their `openapi_extra=`.
 IMAGE_BODY = {
     "requestBody": {

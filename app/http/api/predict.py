@@ -6,8 +6,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from app.core.serving import Serving
+from app.families.ood import refusing
 from app.families.tasks import DIGIT
-from app.http.api.deps import ServingDep, VersionHeader
+from app.http.api.deps import RejectOod, ServingDep, VersionHeader
 from app.http.api.openapi import IMAGE_BODY, IMAGE_ERRORS
 from app.http.uploads import disconnect_probe, read_image_upload
 
@@ -15,9 +16,12 @@ router = APIRouter(tags=["predict"])
 
 
 @router.post(DIGIT.path, response_model=DIGIT.response, responses=IMAGE_ERRORS, openapi_extra=IMAGE_BODY)
-async def predict_digit(request: Request, serving: ServingDep, version: VersionHeader = None) -> BaseModel:
-    """Classify a handwritten digit image (any size or format) as 0-9."""
-    return await digit(serving, request, version)
+async def predict_digit(
+    request: Request, serving: ServingDep, version: VersionHeader = None, reject_ood: RejectOod = False
+) -> BaseModel:
+    """Classify a handwritten digit image (any size or format) as 0-9; `in_distribution` says whether it looks like
+    a handwritten digit at all."""
+    return refusing(await digit(serving, request, version), reject_ood, ["file"])
 
 
 async def digit(serving: Serving, request: Request, version: str | None = None) -> BaseModel:

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from app.core.serving import Serving
+from app.families.ood import refusing
 from app.families.tasks import IMAGE
-from app.http.api.deps import ServingDep, VersionHeader, model_query
+from app.http.api.deps import RejectOod, ServingDep, VersionHeader, model_query
 from app.http.api.openapi import IMAGE_BODY, IMAGE_ERRORS
 from app.http.uploads import disconnect_probe, read_image_upload
 
@@ -25,9 +26,10 @@ async def predict_image(
     serving: ServingDep,
     model: Annotated[str | None, model_query(IMAGE)] = None,
     version: VersionHeader = None,
+    reject_ood: RejectOod = False,
 ) -> BaseModel:
     """Classify an image (any size, format or mode) into the classes the chosen model was trained on."""
-    return await image(serving, request, model, version)
+    return refusing(await image(serving, request, model, version), reject_ood, ["file"])
 
 
 async def image(serving: Serving, request: Request, model: str | None, version: str | None = None) -> BaseModel:

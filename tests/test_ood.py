@@ -1,0 +1,215 @@
+"""Knowing when not to answer (app/families/ood.py): every classifier answer says whether its input looks like the
+model's training data (`in_distribution`, `ood_score`, `ood_reason`), `reject_ood` turns a flagged input into a
+422 out_of_distribution, and confidences are temperature-scaled; thresholds and temperatures are in the committed
+artifacts' model.json (training/calibrate.py) and shown by GET /models."""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Iterator
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from app.config import Settings
+from app.families.digit.runtime import DigitRuntime
+from app.families.ood import Gate, expected_calibration_error, temper
+from app.manifest import read_manifest
+from tests.support.digit_images import KINDS, encode, noise_png, render
+from tests.support.paths import COMMITTED_MODELS, ROOT
+from tests.support.service import assert_error, serve
+from training.calibrate import fit_temperature
+
+IMAGE = {"content-type": "image/png"}
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def photo(seed: int) -> bytes:
+    """A photo-like picture: smooth colour regions and texture, no strokes (what a cat photo is to the model)."""
+    rng = np.random.default_rng(seed)
+    colours = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+    small = colours.resize((320, 240), Image.Resampling.BICUBIC)
+    grain = rng.normal(0, 12, (240, 320, 3))
+    pixels = np.clip(np.asarray(small, dtype=np.float64) + grain, 0, 255).astype(np.uint8)
+    return encode(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(1)), "JPEG", quality=85)
+
+
+def striped(seed: int) -> bytes:
+    """Fabric-like stripes filling the frame."""
+    rng = np.random.default_rng(seed)
+    period = int(rng.integers(6, 14))
+    values = (np.sin(np.arange(200) * 2 * np.pi / period)[None, :] * 80 + 128).repeat(200, axis=0)
+    return encode(Image.fromarray(np.clip(values + rng.normal(0, 10, values.shape), 0, 255).astype(np.uint8)), "PNG")
+
+
+DIGITS = [render(digit, kind, seed=digit) for digit, kind in zip(range(10), KINDS, strict=False)]
+NOT_DIGITS = [noise_png(48, 1), noise_png(200, 2), photo(3), photo(4), striped(5), striped(6)]
+
+
+@pytest.fixture(scope="module")
+def committed() -> Iterator[httpx.Client]:
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS, models=["digit"])) as client:
+        yield client
+
+
+def test_temperature_scaling_from_probabilities_is_softmax_of_scaled_logits() -> None:
+    logits = np.random.default_rng(0).normal(0, 4, (50, 10))
+    for t in (0.5, 1.0, 1.7, 3.0):
+        np.testing.assert_allclose(temper(softmax(logits), t), softmax(logits / t), atol=1e-9)
+
+
+def test_the_fitted_temperature_is_the_one_that_made_the_labels_and_it_lowers_ece() -> None:
+    rng = np.random.default_rng(1)
+    logits = rng.normal(0, 5, (20000, 10))
+    truth = softmax(logits / 2.5)  # the labels follow softer probabilities than the model claims: overconfident
+    labels = (truth.cumsum(axis=1) > rng.uniform(size=(len(truth), 1))).argmax(axis=1)
+    t = fit_temperature(softmax(logits), labels)
+    assert t == pytest.approx(2.5, rel=0.05)
+    before = expected_calibration_error(softmax(logits), labels)
+    after = expected_calibration_error(temper(softmax(logits), t), labels)
+    assert before > 0.1 and after < 0.02
+
+
+def test_real_digits_are_in_distribution_and_other_images_are_not(committed: httpx.Client) -> None:
+    for data in DIGITS:
+        body = committed.post("/predict/digit", content=data, headers=IMAGE).json()
+        assert body["in_distribution"] is True, body
+        assert 0 <= body["ood_score"] <= 1 and body["ood_reason"] is None
+    for data in NOT_DIGITS:
+        body = committed.post("/predict/digit", content=data, headers=IMAGE).json()
+        assert body["in_distribution"] is False, body
+        assert body["ood_score"] > 1 and body["ood_reason"]
+        assert body["digit"] in range(10)  # still answered: flagging is information, not a refusal
+
+
+def test_reject_ood_refuses_a_flagged_image_with_its_score_and_answers_a_digit(committed: httpx.Client) -> None:
+    for data in NOT_DIGITS[:3]:
+        response = committed.post("/predict/digit?reject_ood=true", content=data, headers=IMAGE)
+        error = assert_error(response, 422, "out_of_distribution")
+        [flagged] = error["detail"]["flagged"]
+        assert flagged["input"] == "file" and flagged["ood_score"] > 1 and flagged["reason"]
+    files = {"file": ("d.png", DIGITS[0], "image/png")}
+    response = committed.post("/predict/digit", params={"reject_ood": "true"}, files=files)
+    assert response.status_code == 200 and response.json()["in_distribution"] is True
+    assert committed.post("/predict/digit?reject_ood=false", content=NOT_DIGITS[0], headers=IMAGE).status_code == 200
+
+
+def test_models_shows_thresholds_and_ece_before_and_after(committed: httpx.Client) -> None:
+    metrics = committed.get("/models/digit").json()["metrics"]
+    checks = metrics["ood"]["checks"]
+    assert set(checks) == {"ink", "confidence"} and all(c["threshold"] > 0 for c in checks.values())
+    rates = metrics["ood"]["flag_rates"]
+    assert rates["MNIST test"]["flagged"] <= 0.02
+    calibration = metrics["calibration"]
+    assert calibration["temperature"] > 0 and calibration["ece_after"] <= 0.02
+    assert "ece_before" in calibration
+
+
+def test_served_probabilities_are_the_calibrated_ones(committed: httpx.Client) -> None:
+    entry = read_manifest(COMMITTED_MODELS).served()["digit"]
+    raw = DigitRuntime(entry.model_copy(update={"metrics": {}}), COMMITTED_MODELS / entry.path, Settings())
+    raw.load()
+    x = raw.prepare(Image.open(io.BytesIO(DIGITS[3])))
+    [plain] = raw.predict([x])
+    assert plain.in_distribution is None and plain.ood_score is None  # no thresholds: not checked, said so
+    body = committed.post("/predict/digit", content=DIGITS[3], headers=IMAGE).json()
+    t = entry.metrics["calibration"]["temperature"]
+    expected = temper(np.array([plain.probabilities]), t)[0]
+    np.testing.assert_allclose(body["probabilities"], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_the_open_inference_protocol_answers_in_distribution_and_ood_score(committed: httpx.Client) -> None:
+    outputs = {o["name"] for o in committed.get("/v2/models/digit").json()["outputs"]}
+    assert {"in_distribution", "ood_score"} <= outputs
+    images = [base64.b64encode(d).decode() for d in (DIGITS[1], NOT_DIGITS[2])]
+    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": images,
+                        "parameters": {"content_type": "base64"}}]}
+    answer = committed.post("/v2/models/digit/infer", json=body).json()
+    got = {o["name"]: o["data"] for o in answer["outputs"]}
+    assert got["in_distribution"] == [True, False]
+    assert got["ood_score"][0] <= 1 < got["ood_score"][1]
+
+
+def test_an_unmeasurable_score_is_flagged() -> None:
+    gate = Gate.from_metrics({"ood": {"checks": {"confidence": {"threshold": 0.5, "reason": "unsure"}}}})
+    assert gate is not None
+    [ok, nan] = gate.verdicts({"confidence": np.array([0.2, np.nan])})
+    assert ok.in_distribution is True and ok.ood_score == pytest.approx(0.4)
+    assert nan.in_distribution is False and nan.ood_reason == "unsure" and nan.ood_score is None
+    checks = {name: {"threshold": 1, "reason": name} for name in "ab"}
+    two = Gate.from_metrics({"ood": {"checks": checks}})
+    assert two is not None
+    [first, second] = two.verdicts({"a": np.array([0.5, np.nan]), "b": np.array([np.nan, 3.0])})
+    assert first.in_distribution is False and first.ood_reason == "b"  # a NaN anywhere flags, whatever the order
+    assert second.in_distribution is False
+
+
+BOOT = (ROOT / "examples" / "ankle_boot.jpg").read_bytes()
+
+
+@pytest.fixture(scope="module")
+def fashion() -> Iterator[httpx.Client]:
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS, models=["fashion"])) as client:
+        yield client
+
+
+def test_a_garment_is_in_distribution_for_fashion_and_digits_and_noise_are_not(fashion: httpx.Client) -> None:
+    url = "/predict/image?model=fashion"
+    body = fashion.post(url, files={"file": ("boot.jpg", BOOT, "image/jpeg")}).json()
+    assert body["label"] == "Ankle boot" and body["in_distribution"] is True and body["ood_score"] <= 1
+    for data in [render(7, "mnist_28"), render(4, "black_on_white"), noise_png(64, 3), noise_png(150, 4)]:
+        body = fashion.post(url, content=data, headers=IMAGE).json()
+        assert body["in_distribution"] is False and body["ood_score"] > 1 and body["ood_reason"], body
+        refused = fashion.post(url + "&reject_ood=true", content=data, headers=IMAGE)
+        error = assert_error(refused, 422, "out_of_distribution")
+        assert error["detail"]["flagged"][0]["ood_score"] > 1
+    assert fashion.post(url + "&reject_ood=true", files={"file": ("b.jpg", BOOT, "image/jpeg")}).status_code == 200
+    metrics = fashion.get("/models/fashion").json()["metrics"]
+    assert set(metrics["ood"]["checks"]) == {"ink", "confidence", "shape"}
+    assert metrics["calibration"]["ece_after"] < metrics["calibration"]["ece_before"]
+    outputs = {o["name"] for o in fashion.get("/v2/models/fashion").json()["outputs"]}
+    assert {"in_distribution", "ood_score"} <= outputs
+
+
+REVIEWS = ["A moving, beautifully shot film.", "it 's a charming and often affecting journey .", "Not bad at all.",
+           "The plot was dull and the acting worse; I left halfway through."]
+NOT_REVIEWS = ["asdf qwerty zxcv", "Le film était très beau et les acteurs sont formidables.",
+               "Die Schauspieler waren schrecklich, und die Geschichte ergab überhaupt keinen Sinn.",
+               "for (int i = 0; i < n; i++) { sum += a[i]; }",
+               "def f(x):\n    return {k: v for k, v in x.items() if v}", "Фильм был очень хороший."]
+
+
+@pytest.fixture(scope="module")
+def sentiment() -> Iterator[httpx.Client]:
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS, models=["lstm"])) as client:
+        yield client
+
+
+def test_english_reviews_are_in_distribution_and_other_text_is_not(sentiment: httpx.Client) -> None:
+    body = sentiment.post("/predict/sentiment", json={"texts": REVIEWS + NOT_REVIEWS, "model": "lstm"}).json()
+    verdicts = [r["in_distribution"] for r in body["results"]]
+    assert verdicts == [True] * len(REVIEWS) + [False] * len(NOT_REVIEWS), body["results"]
+    assert all(r["ood_score"] > 1 and r["ood_reason"] for r in body["results"][len(REVIEWS):])
+    refused = sentiment.post("/predict/sentiment", json={"texts": REVIEWS + NOT_REVIEWS[:2], "reject_ood": True})
+    error = assert_error(refused, 422, "out_of_distribution")
+    assert [f["input"] for f in error["detail"]["flagged"]] == [f"texts[{len(REVIEWS)}]", f"texts[{len(REVIEWS) + 1}]"]
+    assert sentiment.post("/predict/sentiment", json={"texts": REVIEWS, "reject_ood": True}).status_code == 200
+    metrics = sentiment.get("/models/lstm").json()["metrics"]
+    assert set(metrics["ood"]["checks"]) == {"language", "symbols"} and "ece_after" in metrics["calibration"]
+    outputs = {o["name"] for o in sentiment.get("/v2/models/lstm").json()["outputs"]}
+    assert {"in_distribution", "ood_score"} <= outputs
+
+
+def test_sentiment_scores_are_temperature_scaled() -> None:
+    from app.families.sentiment import temper_binary
+
+    p = np.array([0.1, 0.5, 0.8, 0.99])
+    np.testing.assert_allclose(temper_binary(p, 2.0), temper(np.stack([1 - p, p], axis=1), 2.0)[:, 1])
+    assert temper_binary(p, 1.0) is p
