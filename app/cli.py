@@ -116,7 +116,10 @@ def train(ctx: click.Context, family: str | None, args: tuple[str, ...]) -> None
         raise click.BadParameter(f"unknown family '{family}'; use one of: {', '.join(TRAINABLE)}", param_hint="FAMILY")
     spec = FAMILIES[family]
     if importlib.util.find_spec("training") is None:  # the serving package (and its image) carry no training code
-        raise click.ClickException("training needs the deepserve-training package: pip install -e ./training")
+        raise click.ClickException(
+            "training is not installed here (make serve installs only the service): make test installs it, or "
+            "pip install -e ./training"
+        )
     missing = [m for m in EXTRA_MODULES.get(spec.extra, []) if importlib.util.find_spec(m) is None]
     if missing:
         raise click.ClickException(
