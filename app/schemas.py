@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
@@ -44,6 +45,14 @@ class RequestBody(BaseModel):
         first = ", ".join(repr(str(key)[:40]) for key in unknown[:3])
         known = ", ".join(fields)
         raise ValueError(f"{len(unknown)} unknown fields ({first}, ...); this body takes only: {known}")
+
+    @classmethod
+    def served_schema(cls, schema: dict[str, Any], settings: Any, ready: Mapping[str, Any]) -> dict[str, Any]:
+        """This body's JSON schema as the running service enforces it: FastAPI's generated `schema`, plus what only
+        the running app knows (its `settings`: app/config.py's Settings; the `ready` models by name), so that a
+        schema-valid request is never refused for a reason the schema does not say. app/http/api/openapi.py applies
+        it to every request body in the document; a body with such limits overrides it."""
+        return schema
 
 
 class ModelRef(BaseModel):

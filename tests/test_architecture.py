@@ -11,6 +11,7 @@ import pytest
 
 from app.families import FAMILIES, family, tasks
 from app.families.family import Family, Task
+from app.http.api import openapi
 
 ROOT = Path(__file__).resolve().parent.parent
 API = ROOT / "app" / "http" / "api"
@@ -55,6 +56,19 @@ def test_no_task_strings_in_route_modules() -> None:
         if isinstance(node, ast.Constant) and node.value in words
     }
     assert found == set()
+
+
+def test_request_bodies_state_their_own_served_schema() -> None:
+    """The OpenAPI document's per-family rewrites live on the request models (RequestBody.served_schema): the web
+    layer's openapi module names no family's request, field or limit."""
+    from app.schemas import RequestBody
+
+    source = (ROOT / "app" / "http" / "api" / "openapi.py").read_text()
+    bodies = {body.__name__ for body in openapi.request_bodies(RequestBody)}
+    assert {"SentimentRequest", "ExplainTextRequest", "AnomalyRequest"} <= bodies
+    overriding = {b.__name__ for b in openapi.request_bodies(RequestBody) if "served_schema" in vars(b)}
+    assert {"SentimentRequest", "ExplainTextRequest", "AnomalyRequest"} <= overriding
+    assert not [word for word in (*bodies, "max_text_chars", "max_texts", ".window", "min_length") if word in source]
 
 
 def test_every_family_answers_its_task_when_asked_as_the_command_line_asks() -> None:

@@ -28,12 +28,15 @@ def test_sentiment_schema_states_this_apps_limits_and_the_service_holds_them(lst
         assert (text["minLength"], text["maxLength"]) == (1, 50) and text["pattern"]
         assert (texts["minItems"], texts["maxItems"], texts["items"]["maxLength"]) == (1, 3, 50)
         assert variants["text"]["properties"]["model"]["enum"] == ["distilbert", "lstm", "minilm", None]
+        for variant in variants.values():  # every other field the body takes is documented too
+            assert variant["properties"]["reject_ood"]["type"] == "boolean"
 
         def post(body: dict):
             return client.post("/predict/sentiment", json=body)
 
         assert post({"text": "x" * 50}).status_code == 200
         assert post({"texts": ["good"] * 3}).status_code == 200
+        assert post({"text": "good", "reject_ood": False}).status_code == 200  # schema-valid: served
         assert_error(post({"text": "x" * 51}), 422, "invalid_input")
         assert_error(post({"texts": ["good"] * 4}), 422, "invalid_input")
         assert_error(post({"texts": []}), 422, "invalid_input")

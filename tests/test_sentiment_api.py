@@ -193,7 +193,8 @@ def test_openapi_documents_the_route(client) -> None:
     assert "application/json" in operation["requestBody"]["content"]
     assert {"200", "404", "415", "422", "503"} <= set(operation["responses"])
     variants = spec["components"]["schemas"]["SentimentRequest"]["oneOf"]  # exactly one of text and texts
-    assert [set(v["properties"]) for v in variants] == [{"text", "model"}, {"texts", "model"}]
+    options = {"model", "reject_ood"}
+    assert [set(v["properties"]) for v in variants] == [{"text", *options}, {"texts", *options}]
 
 
 @pytest.mark.parametrize("mode", ["asgi", "uvicorn"])

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.config import Settings
 from app.families.runtime import Runtime
-from app.families.sentiment import SentimentResult, SentimentRuntime
+from app.families.sentiment import SentimentResult, SentimentRuntime, sentiment_models, text_schema
 from app.schemas import ModelRef, RequestBody
 
 WORD = re.compile(r"[\w'\u2019]+")
@@ -41,6 +43,19 @@ class ExplainTextRequest(RequestBody):  # POST /explain/sentiment's body
         examples=["Not bad at all."],
     )
     model: str | None = Field(None, description="A sentiment model (lstm, distilbert, ...); default as for predict.")
+
+    @classmethod
+    def served_schema(cls, schema: dict[str, Any], settings: Settings, ready: Mapping[str, Any]) -> dict[str, Any]:
+        """One text, at most the explanations' character limit (or the Settings', if lower), and a sentiment model."""
+        fields = schema["properties"]
+        examples = {key: value for key, value in fields["text"].items() if key == "examples"}
+        text = text_schema(min(settings.max_text_chars, MAX_CHARS), fields["text"].get("description", ""), **examples)
+        model = {"enum": [*sentiment_models(), None], "description": fields["model"].get("description", "")}
+        return {
+            **{k: v for k, v in schema.items() if k != "properties"},
+            "properties": {"text": text, "model": model},
+            "additionalProperties": False,
+        }
 
 
 class WordAttribution(BaseModel):

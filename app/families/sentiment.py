@@ -3,8 +3,9 @@ and `SentimentRuntime`, whose request is the list of texts and whose output is o
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -32,6 +33,60 @@ class SentimentRequest(RequestBody):
         description="true: answer 422 out_of_distribution instead of results when a text does not look like what "
         "the model was trained on (English film reviews): another language, random letters, code.",
     )
+
+    @classmethod
+    def served_schema(cls, schema: dict[str, Any], settings: Settings, ready: Mapping[str, Any]) -> dict[str, Any]:
+        """Exactly one of `text` and `texts` (a oneOf of two closed objects: an unknown field, or both, is a 422), with
+        the Settings' text limits and the sentiment models by name."""
+        fields = schema["properties"]
+        model = {
+            "enum": [*sentiment_models(), None],
+            "description": fields["model"].get("description", "") + " A known model that is not installed answers 503.",
+        }
+        others = {name: field for name, field in fields.items() if name not in ("text", "texts", "model")}
+        examples = {key: value for key, value in fields["text"].items() if key == "examples"}
+        one = {"text": text_schema(settings.max_text_chars, fields["text"].get("description", ""), **examples)}
+        texts = {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": settings.max_texts,
+            "items": text_schema(settings.max_text_chars, "One text."),
+            "description": f"{fields['texts'].get('description', '')} 1 to {settings.max_texts} texts "
+            "(DEEPSERVE_MAX_TEXTS).",
+        }
+        closed = {"type": "object", "additionalProperties": False}
+        return {
+            "title": schema.get("title", cls.__name__),
+            "description": schema.get("description", ""),
+            "oneOf": [
+                {"title": "One text", **closed, "required": ["text"], "properties": {**one, "model": model, **others}},
+                {"title": "Several texts", **closed, "required": ["texts"],
+                 "properties": {"texts": texts, "model": model, **others}},
+            ],
+        }  # fmt: skip
+
+
+# A character that is not whitespace by Python's str.isspace() (what the service strips) nor by ECMA-262's \s.
+NON_BLANK = r"[^\s\x1c-\x1f\x85]"
+
+
+def text_schema(max_chars: int, description: str, **extra: Any) -> dict[str, Any]:
+    """The JSON schema of one text the service takes: not blank, at most `max_chars` characters."""
+    return {
+        **extra,
+        "type": "string",
+        "minLength": 1,
+        "maxLength": max_chars,
+        "pattern": NON_BLANK,
+        "description": f"{description} Not blank; at most {max_chars} characters (DEEPSERVE_MAX_TEXT_CHARS).",
+    }
+
+
+def sentiment_models() -> list[str]:
+    """The sentiment models by name (app/families/tasks.py declares the task, and imports this module first)."""
+    from app.families.tasks import SENTIMENT, models
+
+    return sorted(models(SENTIMENT))
 
 
 class SentimentResult(OodFields):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
+from app.config import Settings
 from app.schemas import ModelRef, RequestBody
 
 MAX_POINTS = 20_000  # about two seconds of scoring on one CPU core; longer series should be sent in parts
@@ -59,6 +61,59 @@ class AnomalyRequest(RequestBody):
         description="causal: each point is scored from the points before it, the first ones are its warm-up. "
         "non_causal: the warm-up points are scored too, from the points after them (not what a live monitor sees).",
     )
+
+    @classmethod
+    def served_schema(cls, schema: dict[str, Any], settings: Settings, ready: Mapping[str, Any]) -> dict[str, Any]:
+        """The fewest values each method and mode needs, as three exclusive variants (JSON Schema's oneOf): the
+        autoencoder's from the window of the model served (when it is ready)."""
+        from app.families.anomaly import series  # it reads this module's models
+
+        window = getattr(ready.get("anomaly"), "window", None)
+        props = schema["properties"]
+        values = props["values"]
+        if window is None:
+            model_min, model_text = (
+                1,
+                (
+                    "the served model's window; the model is not loaded, so its window is not known here (the route "
+                    "answers 503 meanwhile)"
+                ),
+            )
+        else:
+            model_min, model_text = window, f"one window of the served model: {window} values"
+        causal, non_causal = series.min_length(causal=True), series.min_length(causal=False)
+        values["minItems"] = min(model_min, causal)
+        values["description"] += (
+            f" At least {causal} present (non-null) values (nearest_context, causal), {non_causal} (nearest_context, "
+            f"non_causal) or {model_text}, none null (autoencoder)."
+        )
+
+        def variant(
+            title: str, values: dict[str, Any], method: dict[str, Any], mode: dict[str, Any], required: list[str]
+        ):
+            return {
+                "title": title,
+                "required": ["values", *required],
+                "properties": {"values": values, "method": method, "mode": mode},
+            }
+
+        per_series = {"enum": ["nearest_context"]}
+        schema["oneOf"] = [
+            variant(
+                "Autoencoder",
+                {"minItems": model_min, "items": {"type": "number"}},
+                {"const": "autoencoder"},
+                {},
+                ["method"],
+            ),
+            variant("Causal", {"minItems": causal}, per_series, {"enum": ["causal"]}, []),
+            variant("Non-causal", {"minItems": non_causal}, per_series, {"const": "non_causal"}, ["mode"]),
+        ]
+        props["timestamps"]["description"] += (
+            " When given, exactly one per value and never going backwards (otherwise 422 invalid_input; JSON Schema "
+            "cannot say either)."
+        )
+        return schema
 
     @model_validator(mode="after")
     def same_lengths(self) -> AnomalyRequest:

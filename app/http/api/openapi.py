@@ -6,9 +6,10 @@ Two parts:
   with the error body whose `type` is one of the documented types for that status, and the `Allow` (405) and
   `Retry-After` (429) headers. The errors any route can answer (500, 405, 408, 413, and 401/429 from the auth and
   rate limits outside /health) are always added.
-- `install_openapi(app)`: the app's `openapi()` adds the limits only the running app knows: the sentiment text
-  limits from its Settings, and the anomaly series' minimum length from the window of the model it serves (known
-  once the registry has loaded; until then the document is rebuilt on each request).
+- `install_openapi(app)`: the app's `openapi()` adds the limits only the running app knows, each request body its own
+  (`RequestBody.served_schema`: the sentiment text limits from the Settings, the anomaly series' minimum length from
+  the window of the model served, known once the registry has loaded; until then the document is rebuilt on each
+  request).
 """
 
 from __future__ import annotations
@@ -21,11 +22,7 @@ from fastapi import FastAPI
 from app.config import Settings
 from app.core.registry import ModelRegistry, State
 from app.errors import ERROR_TABLE
-from app.families.anomaly import series
-from app.families.anomaly.runtime import AnomalyRuntime
-from app.families.explain_text import MAX_CHARS as EXPLAIN_MAX_CHARS
-from app.families.tasks import SENTIMENT, models
-from app.schemas import ErrorBody
+from app.schemas import ErrorBody, RequestBody
 
 ALWAYS = ("internal_error", "method_not_allowed", "request_timeout", "payload_too_large")
 GUARDED = ("unauthorized", "rate_limited")  # the API-key and per-client limits; /health/* stays open for probes
@@ -39,9 +36,6 @@ HEADERS: dict[int, dict[str, Any]] = {
         }
     },
 }
-SENTIMENT_MODELS = sorted(models(SENTIMENT))
-# A character that is not whitespace by Python's str.isspace() (what the service strips) nor by ECMA-262's \s.
-NON_BLANK = r"[^\s\x1c-\x1f\x85]"
 
 
 def error_schema(types: list[str]) -> dict[str, Any]:
@@ -117,125 +111,22 @@ IMAGE_BODY = {
 }
 
 
-def _text_schema(settings: Settings, description: str, **extra: Any) -> dict[str, Any]:
-    return {
-        **extra,
-        "type": "string",
-        "minLength": 1,
-        "maxLength": settings.max_text_chars,
-        "pattern": NON_BLANK,
-        "description": f"{description} Not blank; at most {settings.max_text_chars} characters "
-        "(DEEPSERVE_MAX_TEXT_CHARS).",
-    }
-
-
-CLOSED = {"additionalProperties": False}
-
-
-def sentiment_request_schema(settings: Settings, generated: dict[str, Any]) -> dict[str, Any]:
-    """Exactly one of `text` and `texts` (a oneOf of two closed objects), with this app's limits."""
-    fields = generated["properties"]
-    described = {name: field.get("description", "") for name, field in fields.items()}
-    examples = {key: value for key, value in fields["text"].items() if key == "examples"}
-    model = {
-        "enum": [*SENTIMENT_MODELS, None],
-        "description": described["model"] + " A known model that is not installed answers 503.",
-    }
-    one = {"text": _text_schema(settings, described["text"], **examples), "model": model}
-    texts = {
-        "type": "array",
-        "minItems": 1,
-        "maxItems": settings.max_texts,
-        "items": _text_schema(settings, "One text."),
-        "description": f"{described['texts']} 1 to {settings.max_texts} texts (DEEPSERVE_MAX_TEXTS).",
-    }
-    several = {"texts": texts, "model": model}
-    return {
-        "title": generated.get("title", "SentimentRequest"),
-        "description": generated.get("description", ""),
-        "oneOf": [  # closed objects: an unknown field, or both text and texts, is a 422
-            {"title": "One text", "type": "object", "required": ["text"], "properties": one, **CLOSED},
-            {"title": "Several texts", "type": "object", "required": ["texts"], "properties": several, **CLOSED},
-        ],
-    }
-
-
-def explain_text_schema(settings: Settings, generated: dict[str, Any]) -> dict[str, Any]:
-    """One text, at most the explanations' character limit, and an optional sentiment model."""
-    fields = generated["properties"]
-    limits = settings.model_copy(update={"max_text_chars": min(settings.max_text_chars, EXPLAIN_MAX_CHARS)})
-    examples = {key: value for key, value in fields["text"].items() if key == "examples"}
-    model = {"enum": [*SENTIMENT_MODELS, None], "description": fields["model"].get("description", "")}
-    return {
-        **{k: v for k, v in generated.items() if k != "properties"},
-        "properties": {"text": _text_schema(limits, fields["text"].get("description", ""), **examples), "model": model},
-        **CLOSED,
-    }
-
-
-def anomaly_window(registry: ModelRegistry) -> int | None:
-    record = registry.records.get("anomaly")
-    if record is None or record.state is not State.READY or not isinstance(record.runtime, AnomalyRuntime):
-        return None
-    return record.runtime.window
-
-
-def constrain_anomaly_request(schema: dict[str, Any], window: int | None) -> None:
-    """The fewest values each method and mode needs, as three exclusive variants (JSON Schema's oneOf)."""
-    props = schema["properties"]
-    values = props["values"]
-    if window is None:
-        model_min, model_text = (
-            1,
-            (
-                "the served model's window; the model is not loaded, so its window is not known here (the route "
-                "answers 503 meanwhile)"
-            ),
-        )
-    else:
-        model_min, model_text = window, f"one window of the served model: {window} values"
-    causal, non_causal = series.min_length(causal=True), series.min_length(causal=False)
-    values["minItems"] = min(model_min, causal)
-    values["description"] += (
-        f" At least {causal} present (non-null) values (nearest_context, causal), {non_causal} (nearest_context, "
-        f"non_causal) or {model_text}, none null (autoencoder)."
-    )
-
-    def variant(title: str, values: dict[str, Any], method: dict[str, Any], mode: dict[str, Any], required: list[str]):
-        return {
-            "title": title,
-            "required": ["values", *required],
-            "properties": {"values": values, "method": method, "mode": mode},
-        }
-
-    per_series = {"enum": ["nearest_context"]}
-    schema["oneOf"] = [
-        variant(
-            "Autoencoder",
-            {"minItems": model_min, "items": {"type": "number"}},
-            {"const": "autoencoder"},
-            {},
-            ["method"],
-        ),
-        variant("Causal", {"minItems": causal}, per_series, {"enum": ["causal"]}, []),
-        variant("Non-causal", {"minItems": non_causal}, per_series, {"const": "non_causal"}, ["mode"]),
-    ]
-    props["timestamps"]["description"] += (
-        " When given, exactly one per value and never going backwards (otherwise 422 invalid_input; JSON Schema "
-        "cannot say either)."
-    )
+def request_bodies(base: type[RequestBody]) -> list[type[RequestBody]]:
+    """Every request body class (the families' included: importing the app has imported them)."""
+    found = []
+    for sub in base.__subclasses__():
+        found += [sub, *request_bodies(sub)]
+    return found
 
 
 def constrain(doc: dict[str, Any], settings: Settings, registry: ModelRegistry) -> dict[str, Any]:
     """Add this app's Settings- and model-dependent limits to FastAPI's generated document (a copy)."""
     doc = copy.deepcopy(doc)
     schemas = doc.get("components", {}).get("schemas", {})
-    if "SentimentRequest" in schemas:
-        schemas["SentimentRequest"] = sentiment_request_schema(settings, schemas["SentimentRequest"])
-    if "ExplainTextRequest" in schemas:
-        schemas["ExplainTextRequest"] = explain_text_schema(settings, schemas["ExplainTextRequest"])
-    if "AnomalyRequest" in schemas:
-        constrain_anomaly_request(schemas["AnomalyRequest"], anomaly_window(registry))
+    ready = {name: r.runtime for name, r in registry.records.items() if r.state is State.READY and r.runtime}
+    for body in request_bodies(RequestBody):
+        if body.__name__ in schemas:  # each body states its own served limits (RequestBody.served_schema)
+            schemas[body.__name__] = body.served_schema(schemas[body.__name__], settings, ready)
     # FastAPI documents its own 422 body (HTTPValidationError) for routes with parameters; the service never sends
     # it (app/http/api/errors.py answers every validation error with the error body), so routes list their own 422.
     for path in doc.get("paths", {}).values():
