@@ -116,6 +116,7 @@ def test_the_readmes_training_example_trains_promotes_and_serves(tmp_path: Path,
     ]
     models = tmp_path / "models"
     shutil.copytree(ROOT / "models" / "digit", models / "digit")
+    before = {p: p.read_bytes() for p in models.rglob("*") if p.is_file()}
     args = shlex.split(train)[1:]
     args[args.index("--data") + 1] = str(small_mnist_npz)
     args += ["--out", str(models), "--epochs", "1"]
@@ -131,3 +132,7 @@ def test_the_readmes_training_example_trains_promotes_and_serves(tmp_path: Path,
         done = subprocess.run([*deepserve, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
         assert client.get("/models/digit").json()["version"] == "2"  # promoted and served without a restart
+    after = {p: p.read_bytes() for p in models.rglob("*") if p.is_file()}
+    added = {p.relative_to(models).parts[:2] for p in after.keys() - before.keys()}
+    changed = {p.relative_to(models) for p in before if after.get(p) != before[p]}
+    assert added == {("digit", "2")} and changed == {Path("digit/promoted.json")}  # what the README says they write
