@@ -148,3 +148,19 @@ def client(request: pytest.FixtureRequest, trained_models_dir: Path):
         return
     with serve(request.param, settings) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def base_url() -> Iterator[str]:
+    """A real uvicorn serving the committed models, for the browser tests (its URL)."""
+    with serve("uvicorn", Settings(models_dir=COMMITTED_MODELS)) as client:
+        yield str(client.base_url).rstrip("/")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    """Debian's headless chromium driven by Playwright (tests/support/browser.py)."""
+    from tests.support.browser import chromium
+
+    with chromium() as browser:
+        yield browser

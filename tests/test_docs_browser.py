@@ -8,25 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.config import Settings
-from tests.support.browser import NEEDS_CHROMIUM, chromium, new_page
-from tests.support.paths import COMMITTED_MODELS
-from tests.support.service import serve
+from tests.support.browser import NEEDS_CHROMIUM, new_page
 
 pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with serve("uvicorn", Settings(models_dir=COMMITTED_MODELS)) as client:
-        yield str(client.base_url).rstrip("/")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with chromium() as browser:
-        yield browser
 
 
 @pytest.fixture

@@ -14,24 +14,12 @@ import httpx
 import pytest
 
 from app.config import Settings
-from tests.support.browser import NEEDS_CHROMIUM, chromium, new_page
-from tests.support.paths import COMMITTED_MODELS, ROOT, without_explanations
+from tests.support.browser import NEEDS_CHROMIUM, new_page
+from tests.support.paths import ROOT, without_explanations
 from tests.support.service import serve
 
 pytestmark = [pytest.mark.slow, NEEDS_CHROMIUM]
 sync_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def base_url() -> Iterator[str]:
-    with serve("uvicorn", Settings(models_dir=COMMITTED_MODELS)) as client:
-        yield str(client.base_url).rstrip("/")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator:
-    with chromium() as browser:
-        yield browser
 
 
 def open_playground(browser, base_url: str, **options):
