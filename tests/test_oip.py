@@ -66,7 +66,7 @@ def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerC
     assert client.is_server_live() and client.is_server_ready()
     assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
     for name in ("digit", "fashion", "lstm", "anomaly"):
-        assert client.is_model_ready(name) and client.is_model_ready(name, "1" if name != "lstm" else "2")
+        assert client.is_model_ready(name) and client.is_model_ready(name, {"lstm": "2", "fashion": "2"}.get(name, "1"))
     assert not client.is_model_ready("image")  # known, not installed: 503
     assert not client.is_model_ready("digit", "7") and not client.is_model_ready("nope")
     digit = client.get_model_metadata("digit")
@@ -81,7 +81,7 @@ def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerC
         ("in_distribution", "BOOL", [-1]),  # the committed digit has out-of-distribution thresholds
         ("ood_score", "FP32", [-1]),
     ]
-    fashion = client.get_model_metadata("fashion", "1")
+    fashion = client.get_model_metadata("fashion", "2")
     labels = fashion["outputs"][0]["parameters"]["labels"]
     assert fashion["outputs"][2]["shape"] == [-1, len(labels)] == [-1, 10] and "Ankle boot" in labels
     for name in ("lstm", "minilm"):

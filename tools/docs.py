@@ -35,7 +35,10 @@ MODELS = ROOT / "models"
 # What each family's table row shows from its model.json metrics: (label, metric key, "pct" | "num").
 MEASURES: dict[str, list[tuple[str, str, str]]] = {
     "digit": [("MNIST test", "test_accuracy", "pct")],
-    "fashion": [("Fashion-MNIST test", "test_accuracy", "pct")],
+    "fashion": [
+        ("Fashion-MNIST test", "test_accuracy", "pct"),
+        ("real photos (held out)", "photo_held_out_accuracy", "pct"),
+    ],
     "image": [("validation", "validation_accuracy", "pct")],
     "minilm": [("SST-2 validation", "sst2_validation_accuracy", "pct"), ("IMDb test", "imdb_test_accuracy", "pct")],
     "distilbert": [("SST-2 validation", "sst2_validation_accuracy", "pct"), ("IMDb test", "imdb_test_accuracy", "pct")],

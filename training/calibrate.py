@@ -38,6 +38,7 @@ from app.families.ood import (
     temper,
 )
 from app.manifest import read_manifest
+from training.common import clothing_photos
 
 QUANTILE = 0.99  # each check's threshold: two checks at 1% each flag 1-2% of in-distribution inputs
 SEED = 0
@@ -195,6 +196,7 @@ def sklearn_digits() -> list[Image.Image]:
 STYLES = [0, 1, 2, 3, 6, 7, 8]
 # Garments: as is, soft, dark on light (a product shot), photographed large on a light background (style 9).
 FASHION_STYLES = [0, 2, 6, 9]
+PHOTO_STYLE = 10  # the style group of real photos of garments (calibrate_images' photos)
 
 
 def restyled(
@@ -253,12 +255,18 @@ def calibrate_images(
     kinds: list[int],
     subspace_rank: int = 0,
     quantile: float = QUANTILE,
+    photos: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Temperature, checks and their validation for a 28x28 image classifier (digit, fashion)."""
+    """Temperature, checks and their validation for a 28x28 image classifier (digit, fashion). `photos`: prepared
+    real photos the model learnt from and photos it did not (a validation part), in distribution too: the first
+    are one more style group of the statistics, the second join the inputs the thresholds are set on."""
     rng = np.random.default_rng(SEED)
     styles: list[int] = []
     x_train, refused_train = raw.prepare(restyled(train, rng, styles, kinds))
     assert refused_train == 0, f"{refused_train} restyled training images refused"
+    if photos is not None:
+        x_train = np.concatenate([x_train, photos[0]])
+        styles += [PHOTO_STYLE] * len(photos[0])
     x_test, refused = raw.prepare([Image.fromarray(a) for a in test])
     assert refused == 0, f"{refused} in-distribution test images refused"
     p_test = raw.probabilities(x_test)
@@ -281,6 +289,8 @@ def calibrate_images(
     }
     if subspaces is not None:
         checks["shape"] = {}
+    if photos is not None:
+        x_styled = np.concatenate([x_styled, photos[1]])
     measured = measure(x_styled, raw.probabilities(x_styled))
     for name, check in checks.items():
         bare = Gate.from_metrics({"ood": {"checks": {name: {**check, "threshold": 1.0, "reason": ""}}}})
@@ -310,6 +320,14 @@ def calibrate_images(
     ece_before = expected_calibration_error(p_test[report], labels[report])
     ece_after = expected_calibration_error(temper(p_test[report], t), labels[report])
     DIAGRAMS[raw.entry.name] = (p_test[report], temper(p_test[report], t), labels[report], f"{held_out}, held-out half")
+    photo_note = (
+        (
+            f" and {len(photos[1])} real photos of garments it did not learn from",
+            f" and {len(photos[0])} it learnt from",
+        )
+        if photos is not None
+        else ("", "")
+    )
     found: dict[str, Any] = {
         "calibration": {
             "method": "temperature scaling (minimum negative log-likelihood)",
@@ -327,8 +345,8 @@ def calibrate_images(
             "ood file). ood_score = max(score / threshold); above 1 is flagged",
             "checks": checks,
             "thresholds_on": f"{held_out}, half ({len(fit)}, seed {SEED}), restyled (styles {kinds} of "
-            f"training/calibrate.py restyled()): each check's {quantile} quantile; the statistics' means and "
-            "covariances (and the class subspaces, shape): restyled training images",
+            f"training/calibrate.py restyled()){photo_note[0]}: each check's {quantile} quantile; the statistics' "
+            f"means and covariances (and the class subspaces, shape): restyled training images{photo_note[1]}",
             "flag_rates": rates,
             "command": f"python -m training.calibrate {raw.entry.name}",
         },
@@ -361,20 +379,28 @@ def fashion(models_dir: Path) -> Found:
     raw = Raw("fashion", models_dir)
     mnist = np.load(DATA / "mnist" / "mnist.npz")
     rng = np.random.default_rng(SEED)
+    garments = DATA / "clothing_photos/train"
     others = {
         "MNIST test digits": [Image.fromarray(a) for a in mnist["x_test"][:1000]],
         "cats and dogs photos": photos(str(DATA / "cats_and_dogs/validation/*/*.jpg"), 2),
         "letters (printed, DejaVu/Liberation fonts)": letters(600, rng),
         "noise": noise(500, rng),
-        "clothing photos (real garments: the model's weak spot, not out of distribution by intent)": photos(
-            str(DATA / "clothing_photos/train/*/*.jpg"), 6
-        ),
+        "clothing photos, held-out part (real garments: in distribution by intent)": [
+            Image.open(path).convert("RGB") for path, _ in clothing_photos.photo_files(garments, "held-out")
+        ],
     }
     train = idx(FASHION / "train-images-idx3-ubyte.gz")[::3][:20000]
     test, labels = idx(FASHION / "t10k-images-idx3-ubyte.gz"), idx(FASHION / "t10k-labels-idx1-ubyte.gz")
-    return raw, calibrate_images(
-        raw, train, test, labels.astype(np.int64), others, "Fashion-MNIST test", FASHION_STYLES, 10, 0.995
+    learnt = "photo_held_out_accuracy" in raw.entry.metrics  # trained with --photos: photos are its inputs too
+    garment_photos = (
+        (clothing_photos.load_part(garments, "train")[0], clothing_photos.load_part(garments, "validation")[0])
+        if learnt
+        else None
     )
+    return raw, calibrate_images(
+        raw, train, test, labels.astype(np.int64), others, "Fashion-MNIST test", FASHION_STYLES, 10, 0.995,
+        garment_photos,
+    )  # fmt: skip
 
 
 ROFF = re.compile(r"\\f(?:\[[^]]*\]|\(..|.)|\\\(..|\\[-&|e ]|\\")
