@@ -237,7 +237,9 @@ def png(name: str, data: bytes) -> list[dict]:
     return [{"name": name, "mimeType": "image/png", "buffer": data}]
 
 
-def test_an_answer_flagged_out_of_distribution_shows_a_badge_with_its_reason_and_score(page, base_url: str) -> None:
+def test_an_answer_flagged_out_of_distribution_shows_a_badge_with_its_reason_and_score(
+    page, base_url: str, tmp_path: Path
+) -> None:
     """Noise sent to the digit panel gets "not a digit?" with the service's reason and score; a real digit, an
     error, or an answer not checked (in_distribution null) clears it. The same in the photo and review panels."""
     noise = noise_png(48, 1)
@@ -251,6 +253,7 @@ def test_an_answer_flagged_out_of_distribution_shows_a_badge_with_its_reason_and
     sync_api.expect(badge).to_contain_text(f"ood_score {flagged['ood_score']:.2f}")
     sync_api.expect(badge).to_contain_text(flagged["ood_reason"])
     assert badge.get_attribute("title") == flagged["ood_reason"]
+    shot(page, "playground-ood.png", tmp_path, "#digit-panel")
     page.set_input_files("#digit-file", files=png("three.png", render(3, "mnist_28")))
     sync_api.expect(page.locator("#digit-answer")).to_have_text("3", timeout=10_000)
     sync_api.expect(badge).to_be_hidden()
