@@ -104,9 +104,10 @@ class InvalidInput(ServeError):
 class OutOfDistribution(ServeError):
     status_code, type = 422, "out_of_distribution"
     when = (
-        "`reject_ood` was set and the input does not look like what the model was trained on (`in_distribution` "
-        "false: a photo sent to the digit model, text in another language); `detail.flagged` lists each flagged "
-        "input with its `ood_score` and reason"
+        "`reject_ood` was set (a query parameter, a body field, or a /v2 request's `parameters`) and the input "
+        "does not look like what the model was trained on (`in_distribution` false: a photo sent to the digit "
+        "model, text in another language); `detail.flagged` lists each flagged input with its `ood_score` and "
+        "reason, and the message names the first"
     )
 
 

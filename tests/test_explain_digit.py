@@ -17,7 +17,7 @@ from app.config import Settings
 from app.families.digit.preprocess import preprocess_digit
 from app.families.explain_images import DigitExplainer, explainer_for
 from app.families.ood import temper
-from tests.support.digit_images import encode, sklearn_digits_28
+from tests.support.digit_images import encode, noise_png, sklearn_digits_28
 from tests.support.faithfulness import hide_pixels, loaded, mass_near_ink
 from tests.support.paths import COMMITTED_MODELS, ROOT, SHARED_DATA
 from tests.support.service import assert_error, serve
@@ -46,6 +46,17 @@ def test_explanation_names_the_same_digit_as_the_prediction_and_maps_onto_the_im
     overlay = Image.open(io.BytesIO(base64.b64decode(body["overlay_png"])))
     assert overlay.format == "PNG" and max(overlay.size) == min(256, max(image.size))
     assert body["method"] == "gradient-x-input" and body["layer"] == "input" and body["model"] == predicted["model"]
+
+
+def test_the_explanation_says_whether_the_image_is_a_digit_as_the_prediction_does() -> None:
+    """The playground draws its "not a digit?" badge from the explanation: its verdict is /predict/digit's."""
+    verdict = ("in_distribution", "ood_score", "ood_reason")
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS)) as client:
+        for data, expected in ((DIGIT_PNG, True), (noise_png(48, 1), False)):
+            predicted = client.post("/predict/digit", files={"file": ("d.png", data, "image/png")}).json()
+            body = post(client, data).json()
+            assert predicted["in_distribution"] is expected
+            assert {k: body[k] for k in verdict} == {k: predicted[k] for k in verdict}
 
 
 def test_target_explains_another_class_and_an_unknown_one_is_422() -> None:

@@ -15,6 +15,7 @@ import pytest
 from app.config import Settings
 from app.families.explain_images import explainer_for
 from app.families.ood import temper
+from tests.support.digit_images import render
 from tests.support.faithfulness import hide_pixels, loaded, mass_near_ink
 from tests.support.paths import COMMITTED_MODELS, ROOT
 from tests.support.service import serve
@@ -37,6 +38,18 @@ def test_committed_fashion_explains_with_the_served_probabilities() -> None:
         body = client.post("/explain/image?model=fashion", files={"file": ("b.jpg", boot, "image/jpeg")}).json()
     assert body["label"] == "Ankle boot" and body["method"] == "gradient-x-input"
     assert np.array(body["input"]).shape == (28, 28) and np.array(body["heatmap_input"]).max() == 1.0
+
+
+def test_the_explanation_says_whether_the_image_is_a_garment_as_the_prediction_does() -> None:
+    boot = (ROOT / "examples" / "ankle_boot.jpg").read_bytes()
+    verdict = ("in_distribution", "ood_score", "ood_reason")
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS)) as client:
+        for data, expected in ((boot, True), (render(7, "mnist_28"), False)):
+            files = {"file": ("x", data, "image/png")}
+            predicted = client.post("/predict/image?model=fashion", files=files).json()
+            body = client.post("/explain/image?model=fashion", files=files).json()
+            assert predicted["in_distribution"] is expected
+            assert {k: body[k] for k in verdict} == {k: predicted[k] for k in verdict}
 
 
 def test_export_from_onnx_rebuilds_the_committed_explain_head(tmp_path: Path) -> None:

@@ -45,6 +45,16 @@ def test_attributions_are_the_score_without_each_word_as_written() -> None:
     assert great["attribution"] > 0 and body["method"] == "occlusion" and body["model"]["name"] == "lstm"
 
 
+def test_the_explanation_says_whether_the_text_is_like_the_training_reviews_as_the_prediction_does() -> None:
+    verdict = ("in_distribution", "ood_score", "ood_reason")
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS)) as client:
+        for text, expected in (("A moving, beautifully shot film.", True), ("asdf qwerty zxcv", False)):
+            body = client.post("/explain/sentiment", json={"text": text, "model": "lstm"}).json()
+            whole = client.post("/predict/sentiment", json={"text": text, "model": "lstm"}).json()["results"][0]
+            assert whole["in_distribution"] is expected
+            assert {k: body[k] for k in verdict} == {k: whole[k] for k in verdict}
+
+
 def test_errors_match_predict_and_long_texts_are_refused() -> None:
     with serve("asgi", Settings(models_dir=COMMITTED_MODELS)) as client:
         assert_error(client.post("/explain/sentiment", json={"text": "  "}), 422, "invalid_input")

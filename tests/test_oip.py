@@ -21,7 +21,7 @@ from tritonclient.utils import InferenceServerException
 from app.config import Settings
 from app.families.digit.preprocess import preprocess_digit
 from bench.peers import perf_analyzer
-from tests.support.digit_images import KINDS, render
+from tests.support.digit_images import KINDS, noise_png, render
 from tests.support.paths import COMMITTED_MODELS, ROOT
 from tests.support.service import SERVER_MODES, asgi_client, cli_client, ray_client, uvicorn_client
 
@@ -287,6 +287,43 @@ def test_unknown_models_versions_and_routes_answer_404_in_the_protocols_form(htt
     with pytest.raises(InferenceServerException) as raised:  # and the real client reads the message
         client.infer("digit", [bytes_input("image", [b"not an image"])])
     assert raised.value.status() == "400" and "not an image" in raised.value.message()
+
+
+def test_reject_ood_as_a_request_parameter_refuses_a_flagged_input_naming_it(http, client) -> None:
+    """`"parameters": {"reject_ood": true}` does what ?reject_ood=true does on /predict/digit: a flagged input is a
+    422 (the protocol's form) naming its row; false or absent, the answer is unchanged; not a boolean, a 422."""
+    images = [DIGITS[3], noise_png(48, 1)]
+    body = infer_body("image", "BYTES", [base64.b64encode(image).decode() for image in images], **B64)
+    plain = http.post("/v2/models/digit/infer", json=body)
+    flags = {o["name"]: o["data"] for o in plain.json()["outputs"]}["in_distribution"]
+    assert flags == [True, False]  # the noise is flagged, and answered
+    task = http.post("/predict/digit?reject_ood=true", content=images[1], headers={"content-type": "image/png"})
+    assert task.status_code == 422 and task.json()["error"]["type"] == "out_of_distribution"
+    message = v2_error(http.post("/v2/models/digit/infer", json={**body, "parameters": {"reject_ood": True}}), 422)
+    assert "'image[1]'" in message and "image[0]" not in message and "reject_ood" in message
+    unchanged = http.post("/v2/models/digit/infer", json={**body, "parameters": {"reject_ood": False}})
+    assert unchanged.json() == plain.json()
+    digit = infer_body("image", "BYTES", [body["inputs"][0]["data"][0]], **B64)
+    assert http.post("/v2/models/digit/infer", json={**digit, "parameters": {"reject_ood": True}}).status_code == 200
+    noise = np.random.default_rng(0).uniform(0, 1, (2, 28, 28, 1)).astype(np.float32)
+    pixels = triton.InferInput("pixels", [2, 28, 28, 1], "FP32").set_data_from_numpy(noise)
+    with pytest.raises(InferenceServerException) as raised:  # Triton's client sends request parameters as such
+        client.infer("digit", [pixels], parameters={"reject_ood": True})
+    assert raised.value.status() == "422" and "'pixels[0]' (and 1 more)" in raised.value.message()
+    for value in ("true", 1, None, [True]):
+        assert "reject_ood" in v2_error(http.post("/v2/models/digit/infer", json={**body, "parameters": {"reject_ood": value}}), 422)  # noqa: E501
+
+
+def test_reject_ood_refuses_a_flagged_text_and_a_series_model_ignores_it(http, client) -> None:
+    texts = bytes_input("text", [REVIEWS[1].encode(), b"asdf qwerty zxcv"])
+    answered = client.infer("lstm", [texts], parameters={"reject_ood": False})
+    assert answered.as_numpy("in_distribution").tolist() == [True, False]
+    with pytest.raises(InferenceServerException) as raised:
+        client.infer("lstm", [texts], parameters={"reject_ood": True})
+    assert raised.value.status() == "422" and "'text[1]'" in raised.value.message()
+    client.infer("lstm", [bytes_input("text", [REVIEWS[1].encode()])], parameters={"reject_ood": True})
+    series = {**infer_body("values", "FP64", [1.0, 2.0] * 200), "parameters": {"reject_ood": True}}
+    assert http.post("/v2/models/nearest_context/infer", json=series).status_code == 200  # no such check: ignored
 
 
 def test_v2_requests_share_the_task_endpoints_admission_limit() -> None:

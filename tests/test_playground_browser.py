@@ -15,6 +15,7 @@ import pytest
 
 from app.config import Settings
 from tests.support.browser import NEEDS_CHROMIUM, new_page
+from tests.support.digit_images import noise_png, render
 from tests.support.paths import ROOT, without_explanations
 from tests.support.service import serve
 
@@ -230,3 +231,61 @@ def test_every_panel_clears_its_old_answer_on_a_new_request_or_an_error(page) ->
     sync_api.expect(page.locator("#series-error")).not_to_be_empty(timeout=10_000)
     assert page.locator("#series-summary").inner_text() == ""
     assert page.locator("#series-chart > *").count() == 0
+
+
+def png(name: str, data: bytes) -> list[dict]:
+    return [{"name": name, "mimeType": "image/png", "buffer": data}]
+
+
+def test_an_answer_flagged_out_of_distribution_shows_a_badge_with_its_reason_and_score(
+    page, base_url: str, tmp_path: Path
+) -> None:
+    """Noise sent to the digit panel gets "not a digit?" with the service's reason and score; a real digit, an
+    error, or an answer not checked (in_distribution null) clears it. The same in the photo and review panels."""
+    noise = noise_png(48, 1)
+    flagged = httpx.post(base_url + "/predict/digit", content=noise, headers={"content-type": "image/png"}).json()
+    assert flagged["in_distribution"] is False and flagged["ood_score"] > 1  # what the badge should say
+    badge = page.locator("#digit-ood")
+    sync_api.expect(badge).to_be_hidden()
+    page.set_input_files("#digit-file", files=png("noise.png", noise))
+    sync_api.expect(badge).to_be_visible(timeout=10_000)
+    sync_api.expect(badge).to_contain_text("not a digit?")
+    sync_api.expect(badge).to_contain_text(f"ood_score {flagged['ood_score']:.2f}")
+    sync_api.expect(badge).to_contain_text(flagged["ood_reason"])
+    assert badge.get_attribute("title") == flagged["ood_reason"]
+    shot(page, "playground-ood.png", tmp_path, "#digit-panel")
+    page.set_input_files("#digit-file", files=png("three.png", render(3, "mnist_28")))
+    sync_api.expect(page.locator("#digit-answer")).to_have_text("3", timeout=10_000)
+    sync_api.expect(badge).to_be_hidden()
+    page.set_input_files("#digit-file", files=png("noise.png", noise))
+    sync_api.expect(badge).to_be_visible(timeout=10_000)
+    page.set_input_files("#digit-file", files=png("x.png", b"not a png"))  # an error clears it too
+    sync_api.expect(page.locator("#digit-error")).not_to_be_empty(timeout=10_000)
+    sync_api.expect(badge).to_be_hidden()
+
+    def unchecked(route) -> None:  # the same answer from an artifact without thresholds
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "in_distribution": None, "ood_score": None})
+
+    page.route("**/explain/digit", unchecked)
+    page.set_input_files("#digit-file", files=png("noise.png", noise))
+    sync_api.expect(page.locator("#digit-answer")).to_have_text(str(flagged["digit"]), timeout=10_000)
+    sync_api.expect(badge).to_be_hidden()
+    page.unroute("**/explain/digit")
+
+    photo = page.locator("#photo-ood")
+    page.select_option("#photo-model", "fashion")
+    page.set_input_files("#photo-file", files=png("seven.png", render(7, "mnist_28")))
+    sync_api.expect(photo).to_contain_text("not a garment?", timeout=10_000)
+    page.set_input_files("#photo-file", str(ROOT / "examples" / "ankle_boot.jpg"))
+    sync_api.expect(page.locator("#photo-answer")).to_have_text("Ankle boot", timeout=10_000)
+    sync_api.expect(photo).to_be_hidden()
+
+    page.fill("#review-text", "asdf qwerty zxcv")
+    page.select_option("#review-model", "lstm")
+    page.click("#review-go")
+    sync_api.expect(page.locator("#review-results .ood")).to_contain_text("not like the training text?", timeout=10_000)
+    page.fill("#review-text", "A moving, beautifully shot film.")
+    page.click("#review-go")
+    sync_api.expect(page.locator("#review-results h3")).to_contain_text("lstm: POSITIVE", timeout=10_000)
+    assert page.locator("#review-results .ood").count() == 1 and page.locator("#review-results .ood").is_hidden()

@@ -17,14 +17,14 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from app.errors import ExplanationUnavailable, InvalidInput, echo
 from app.families import FAMILIES
 from app.families.image.preprocess import to_rgb
 from app.families.image_decode import decode_and_prepare
 from app.families.images import ImageRuntime, ImageUpload, LabelScore
-from app.families.ood import temper, temperature
+from app.families.ood import OodFields, temper, temperature
 from app.families.placement import Placement, overlay_png
 from app.families.runtime import Runtime, onnx_session
 from app.families.saliency import GRADIENT_X_INPUT, Head
@@ -59,9 +59,10 @@ class ExplainedImage:
     heat_image: np.ndarray  # over the caller's image (at most HEATMAP_SIDE), in [0, 1]
     overlay: str  # base64 PNG
     input: np.ndarray  # what the model saw
+    verdict: OodFields  # in distribution or not, as /predict answers it
 
 
-class Explanation(BaseModel):
+class Explanation(OodFields):
     label: str = Field(description="The predicted class.")
     confidence: float
     top_k: list[LabelScore]
@@ -166,11 +167,20 @@ class ImageExplainer(Runtime[ExplainRequest, Prepared, ExplainedImage]):
             maps.append(heat / peak if peak > 0 else heat)
         return probabilities, chosen, np.stack(maps)
 
+    def verdicts(self, batch: list[Prepared]) -> list[OodFields]:
+        """Whether each input looks like the training data: the served model's own answer (one more call of it,
+        small next to an explanation), or not checked when its artifact has no thresholds."""
+        if getattr(self.base, "gate", None) is None:
+            return [OodFields()] * len(batch)
+        return self.base.predict([p.input for p in batch])
+
     def predict(self, batch: list[Prepared]) -> list[ExplainedImage]:
         inputs = np.stack([p.input for p in batch])
         probabilities, targets, maps = self.heatmaps(inputs, [p.target for p in batch])
         results = []
-        for prepared, p, target, heat in zip(batch, probabilities, targets, maps, strict=True):
+        for prepared, p, target, heat, verdict in zip(
+            batch, probabilities, targets, maps, self.verdicts(batch), strict=True
+        ):
             overlay = prepared.placement.on_image(heat, OVERLAY_SIDE)
             on_image = prepared.placement.on_image(heat, HEATMAP_SIDE)  # resampling can lower a one-pixel peak
             peak = float(on_image.max())
@@ -182,6 +192,7 @@ class ImageExplainer(Runtime[ExplainRequest, Prepared, ExplainedImage]):
                     heat_image=on_image / peak if peak > 0 else on_image,
                     overlay=overlay_png(prepared.thumbnail, overlay),
                     input=prepared.input,
+                    verdict=verdict,
                 )
             )
         return results
@@ -205,6 +216,9 @@ class ImageExplainer(Runtime[ExplainRequest, Prepared, ExplainedImage]):
             "method": self.head.method,
             "layer": self.head.layer,
             "model": self.ref(),
+            "in_distribution": out.verdict.in_distribution,
+            "ood_score": out.verdict.ood_score,
+            "ood_reason": out.verdict.ood_reason,
         }
         return Explanation(**fields)
 

@@ -25,6 +25,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.config import Settings
+from app.families.ood import OodFields
 from app.families.runtime import Runtime
 from app.families.sentiment import SentimentResult, SentimentRuntime, sentiment_models, text_schema
 from app.schemas import ModelRef, RequestBody
@@ -67,7 +68,7 @@ class WordAttribution(BaseModel):
     )
 
 
-class TextExplanation(BaseModel):
+class TextExplanation(OodFields):
     label: str
     score: float = Field(description="P(positive) of the whole text.")
     words: list[WordAttribution]
@@ -175,6 +176,9 @@ class OcclusionExplainer(Runtime[str, str, Any]):
             words=out.words,
             words_per_run=out.words_per_run,
             model=self.ref(),
+            in_distribution=out.result.in_distribution,  # of the whole text, as /predict/sentiment answers it
+            ood_score=out.result.ood_score,
+            ood_reason=out.result.ood_reason,
         )
 
     def input_description(self) -> dict[str, Any]:

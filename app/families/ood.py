@@ -175,9 +175,9 @@ def refuse_flagged(verdicts: Sequence[Verdict | OodFields], where: list[str]) ->
         if v.in_distribution is False
     ]
     if flagged:
-        first = flagged[0]
+        first, more = flagged[0], f" (and {len(flagged) - 1} more)" if len(flagged) > 1 else ""
         raise OutOfDistribution(
-            f"The input does not look like what the model was trained on ({first['reason']}); "
+            f"Input '{first['input']}'{more} does not look like what the model was trained on ({first['reason']}); "
             "send without reject_ood to get its answer anyway.",
             {"flagged": flagged},
         )

@@ -19,6 +19,7 @@ from app.families.anomaly.runtime import AnomalyRuntime
 from app.families.anomaly.schemas import AnomalyRequest
 from app.families.digit.runtime import DigitOutput, DigitRuntime
 from app.families.images import ClassOutput, ImageClassifier
+from app.families.ood import refusing
 from app.families.runtime import Runtime
 from app.families.sentiment import SentimentRequest, SentimentResult, SentimentRuntime, validate_texts
 from app.families.tasks import ANOMALY
@@ -68,8 +69,9 @@ class Adapter(ABC):
     def outputs(self, runtime: Any) -> list[TensorMetadata]: ...
 
     @abstractmethod
-    async def infer(self, runtime: Any, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
-        """The output tensors, first dimension the request's batch."""
+    async def infer(self, runtime: Any, inputs: dict[str, Tensor], serving: Serving, reject_ood: bool) -> list[Tensor]:
+        """The output tensors, first dimension the request's batch; with `reject_ood` (the request's parameter), a
+        422 out_of_distribution naming each flagged input (e.g. "image[2]") instead, for a classifier."""
 
 
 class ImageAdapter(Adapter):
@@ -85,18 +87,27 @@ class ImageAdapter(Adapter):
     def other_inputs(self, runtime: DigitRuntime | ImageClassifier) -> list[TensorMetadata]:
         return [meta("pixels", "FP32", [-1, *self.pixel_shape(runtime)], description="preprocessed images")]
 
-    async def predict(self, runtime: DigitRuntime | ImageClassifier, inputs: dict[str, Tensor], serving: Serving):
+    async def predict(
+        self, runtime: DigitRuntime | ImageClassifier, inputs: dict[str, Tensor], serving: Serving, reject_ood: bool
+    ):
         tensor = one_of(inputs, {"image": ("BYTES",), "pixels": ("FP32",)})
         if tensor.name == "image":
             uploads = [await serving.read_image(data) for data in batch_of_bytes(tensor)]
-            return await serving.outputs_each(runtime, uploads)  # admitted by cost
+            outs = await serving.outputs_each(runtime, uploads)  # admitted by cost
+            return refused("image", outs, reject_ood)
         shape = self.pixel_shape(runtime)
         if list(tensor.shape[1:]) != shape or tensor.shape[0] < 1:
             wanted = ", ".join(map(str, ["n", *shape]))
             raise InvalidInput(f"Input 'pixels' must have shape [{wanted}], not {list(tensor.shape)}.")
         if not np.isfinite(tensor.data).all():
             raise InvalidInput("Input 'pixels' holds NaN or infinite values.")
-        return await serving.predict(runtime, list(tensor.data), MB + tensor.data.nbytes * TENSOR_BYTES_FACTOR)
+        outs = await serving.predict(runtime, list(tensor.data), MB + tensor.data.nbytes * TENSOR_BYTES_FACTOR)
+        return refused("pixels", outs, reject_ood)
+
+
+def refused(name: str, outs: list[Any], reject_ood: bool) -> list[Any]:
+    """`outs`, or with `reject_ood` a 422 out_of_distribution naming each flagged input by its row of `name`."""
+    return refusing(outs, reject_ood, [f"{name}[{i}]" for i in range(len(outs))])
 
 
 def ood_outputs(runtime: DigitRuntime | ImageClassifier | SentimentRuntime) -> list[TensorMetadata]:
@@ -131,8 +142,10 @@ class DigitAdapter(ImageAdapter):
             *ood_outputs(runtime),
         ]
 
-    async def infer(self, runtime: DigitRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
-        outs: list[DigitOutput] = await self.predict(runtime, inputs, serving)
+    async def infer(
+        self, runtime: DigitRuntime, inputs: dict[str, Tensor], serving: Serving, reject_ood: bool
+    ) -> list[Tensor]:
+        outs: list[DigitOutput] = await self.predict(runtime, inputs, serving, reject_ood)
         return [
             Tensor.of("digit", np.array([o.digit for o in outs]), "INT64"),
             Tensor.of("confidence", np.array([o.confidence for o in outs]), "FP32"),
@@ -151,8 +164,10 @@ class ClassifierAdapter(ImageAdapter):
             *ood_outputs(runtime),
         ]
 
-    async def infer(self, runtime: ImageClassifier, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
-        outs: list[ClassOutput] = await self.predict(runtime, inputs, serving)
+    async def infer(
+        self, runtime: ImageClassifier, inputs: dict[str, Tensor], serving: Serving, reject_ood: bool
+    ) -> list[Tensor]:
+        outs: list[ClassOutput] = await self.predict(runtime, inputs, serving, reject_ood)
         return [
             Tensor.of("label", np.array([runtime.labels.index(o.label) for o in outs]), "INT64"),
             Tensor.of("confidence", np.array([o.confidence for o in outs]), "FP32"),
@@ -177,14 +192,16 @@ class SentimentAdapter(Adapter):
             *ood_outputs(runtime),
         ]
 
-    async def infer(self, runtime: SentimentRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
+    async def infer(
+        self, runtime: SentimentRuntime, inputs: dict[str, Tensor], serving: Serving, reject_ood: bool
+    ) -> list[Tensor]:
         tensor = one_of(inputs, {"text": ("BYTES",)})
         try:
             texts = [item.decode("utf-8") for item in batch_of_bytes(tensor)]
         except UnicodeDecodeError as exc:
             raise InvalidInput("Input 'text' holds bytes that are not UTF-8.") from exc
         texts = validate_texts(SentimentRequest(texts=texts), serving.settings)
-        outs: list[SentimentResult] = await serving.outputs(runtime, texts)
+        outs: list[SentimentResult] = refused("text", await serving.outputs(runtime, texts), reject_ood)
         return [
             Tensor.of("label", np.array([int(o.label == "POSITIVE") for o in outs]), "INT64"),
             Tensor.of("probabilities", np.array([[1 - o.score, o.score] for o in outs]), "FP32"),
@@ -226,7 +243,9 @@ class AnomalyAdapter(Adapter):
     def outputs(self, runtime: AnomalyRuntime) -> list[TensorMetadata]:
         return SERIES_OUTPUTS
 
-    async def infer(self, runtime: AnomalyRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
+    async def infer(
+        self, runtime: AnomalyRuntime, inputs: dict[str, Tensor], serving: Serving, reject_ood: bool
+    ) -> list[Tensor]:
         request = series_request(inputs, runtime)
         [out] = await serving.outputs(runtime, request)
         return series_tensors(out.scores, out.flags, out.threshold)
@@ -243,7 +262,9 @@ class SeriesAdapter(Adapter):
     def outputs(self, runtime: NearestContextRuntime) -> list[TensorMetadata]:
         return SERIES_OUTPUTS
 
-    async def infer(self, runtime: NearestContextRuntime, inputs: dict[str, Tensor], serving: Serving) -> list[Tensor]:
+    async def infer(
+        self, runtime: NearestContextRuntime, inputs: dict[str, Tensor], serving: Serving, reject_ood: bool
+    ) -> list[Tensor]:
         request = series_request(inputs, runtime)
         [out] = await serving.outputs(runtime, request)
         threshold, _ = alarm_limits(runtime.config, request.sensitivity)

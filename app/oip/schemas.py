@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from app.schemas import RequestBody, UnicodeText
 
@@ -33,11 +33,25 @@ class RequestOutput(RequestBody):
     parameters: Parameters | None = Field(None, description='"binary_data": true asks for it after the JSON.')
 
 
+class RequestParameters(BaseModel):
+    """The request-level parameters this server reads; others (Triton's `priority`, `timeout`, ...) are ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    reject_ood: StrictBool = Field(
+        False,
+        description="true: an input the model flags as out of distribution (`in_distribution` false) makes the "
+        "request a 422 out_of_distribution naming it, as `reject_ood` does on the task endpoints. Classifiers "
+        "only; a model without such a check ignores it.",
+    )
+    binary_data_output: Any = Field(None, description="true: every output after the JSON (binary-data extension).")
+
+
 class InferenceRequest(RequestBody):
     model_config = ConfigDict(extra="ignore")
 
     id: UnicodeText | None = Field(None, description="Echoed in the answer (a lone surrogate as U+FFFD).")
-    parameters: Parameters | None = None
+    parameters: RequestParameters | None = None
     inputs: list[RequestInput] = Field(min_length=1, fail_fast=True)
     outputs: list[RequestOutput] | None = Field(None, fail_fast=True, description="The outputs wanted (default: all).")
 

@@ -25,6 +25,7 @@ from app.oip.schemas import (
     ModelMetadata,
     ModelReady,
     ProtocolError,
+    RequestParameters,
     ServerLive,
     ServerMetadata,
     ServerReady,
@@ -67,6 +68,7 @@ INFER_ERRORS = protocol_errors(
     "image_too_large",
     "unsupported_media_type",
     "invalid_input",
+    "out_of_distribution",
     "overloaded",
     "model_not_found",
     "model_not_ready",
@@ -206,13 +208,14 @@ async def run(name: str, version: str | None, request: Request, serving: Serving
         raise UnsupportedMediaType(f"Content-Type '{echo(media)}' is not accepted: send application/json.")
     body, binary = split_body(await request.body(), request.headers.get(HEADER_LENGTH))
     adapter = adapter_for(runtime)
-    tensors = await adapter.infer(runtime, read_inputs(body, binary), serving)
+    parameters = body.parameters or RequestParameters()
+    tensors = await adapter.infer(runtime, read_inputs(body, binary), serving, parameters.reject_ood)
     wanted = {o.name: o for o in body.outputs} if body.outputs else {t.name: None for t in tensors}
     unknown = sorted(set(wanted) - {t.name for t in tensors})
     if unknown:
         names = ", ".join(t.name for t in tensors)
         raise InvalidInput(f"Unknown output '{echo(unknown[0])}'; this model answers {names}.", {"outputs": names})
-    all_binary = bool((body.parameters or {}).get("binary_data_output"))
+    all_binary = bool(parameters.binary_data_output)
     binary_names = {name for name, o in wanted.items() if (o and o.parameters or {}).get("binary_data", all_binary)}
     outputs, parts = write_outputs([t for t in tensors if t.name in wanted], binary_names)
     answer = InferenceResponse(

@@ -34,6 +34,29 @@ function bars(list, items) {
   }));
 }
 
+function oodBadge(slot, body, question) {
+  // "Not what the model was trained on?": shown when an answer says in_distribution false (not when true or null),
+  // with the service's reason and the score behind it (above 1.0 is flagged); empty and hidden otherwise.
+  slot.replaceChildren();
+  slot.title = "";
+  slot.hidden = !body || body.in_distribution !== false;
+  if (slot.hidden) return;
+  const title = document.createElement("strong");
+  title.textContent = question;
+  const score = typeof body.ood_score === "number" ? `ood_score ${body.ood_score.toFixed(2)}` : "no score";
+  const why = document.createElement("span");
+  why.textContent = ` ${body.ood_reason || "unlike the training data"} (${score}; above 1.0 is flagged)`;
+  slot.title = body.ood_reason || "";
+  slot.append(title, why);
+}
+function badgeSlot() {
+  const slot = document.createElement("p");
+  slot.className = "ood";
+  slot.setAttribute("role", "status");
+  slot.hidden = true;
+  return slot;
+}
+
 const COLOURS = [[0, 0, 80], [120, 0, 160], [230, 40, 40], [255, 200, 0], [255, 255, 160]];
 const METHODS = { "gradient-x-input": "gradient × input", "grad-cam": "Grad-CAM" };
 
@@ -91,7 +114,7 @@ function blank(canvas) {
 }
 function clearDigitAnswer() {
   $("digit-answer").textContent = "–"; $("digit-confidence").textContent = "";
-  $("digit-probs").replaceChildren(); blank($("digit-input")); blank($("digit-heat"));
+  $("digit-probs").replaceChildren(); blank($("digit-input")); blank($("digit-heat")); oodBadge($("digit-ood"), null);
 }
 $("clear").addEventListener("click", () => {
   clearPad(); inked = false; clearDigitAnswer(); $("digit-error").textContent = "";
@@ -105,6 +128,7 @@ async function sendDigit(blob) {
     $("digit-error").textContent = "";
     $("digit-answer").textContent = body.digit;
     $("digit-confidence").textContent = `(${(100 * body.confidence).toFixed(1)}%)`;
+    oodBadge($("digit-ood"), body, "not a digit?");
     bars($("digit-probs"), body.probabilities.map((p, d) => [String(d), p]));
     paintGrid($("digit-input"), body.input, (v) => [255 * v, 255 * v, 255 * v]);
     paintGrid($("digit-heat"), body.heatmap_input, heatColour);
@@ -138,6 +162,7 @@ async function sendPhoto(file) {
   $("photo-curl").textContent = `curl -s -F file=@${file.name || "photo.jpg"} '${HOST}/explain/image?model=${model}'`;
   $("photo-error").textContent = ""; $("photo-install").hidden = true; $("photo-note").textContent = "";
   $("photo-answer").textContent = "–"; $("photo-topk").replaceChildren(); $("photo-overlay").hidden = true;
+  oodBadge($("photo-ood"), null);
   const form = () => { const f = new FormData(); f.append("file", file, file.name || "photo.jpg"); return f; };
   let body;
   try {
@@ -153,6 +178,7 @@ async function sendPhoto(file) {
       $("photo-note").textContent = `No heatmap: ${error.message}`;
     }
     $("photo-answer").textContent = body.label;
+    oodBadge($("photo-ood"), body, PHOTO_QUESTIONS[model] || "not like the training images?");
     bars($("photo-topk"), body.top_k.map((s) => [s.label, s.score]));
   } catch (error) {
     if (error.body.type === "model_not_installed") {
@@ -169,6 +195,7 @@ async function sendPhoto(file) {
     }
   }
 }
+const PHOTO_QUESTIONS = { fashion: "not a garment?" };
 let lastPhoto = null;
 $("photo-file").addEventListener("change", (e) => {
   if (e.target.files[0]) { lastPhoto = e.target.files[0]; sendPhoto(lastPhoto); }
@@ -225,7 +252,9 @@ async function explainReview() {
         method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ text, model }),
       });
       heading.textContent = `${model}: ${body.label} (P(positive) ${body.score.toFixed(3)})`;
-      block.append(highlighted(text, body.words));
+      const badge = badgeSlot();
+      oodBadge(badge, body, "not like the training text?");
+      block.append(badge, highlighted(text, body.words));
     } catch (error) {
       heading.textContent = `${model}: ${error.message}`;
       heading.className = "error";
