@@ -94,3 +94,32 @@ def test_median_is_numpys(size: int, dtype) -> None:
     values = np.random.default_rng(size).normal(100, 60, size).astype(dtype)
     assert median(values) == float(np.median(values))
     assert median(values.reshape(-1, 1)) == float(np.median(values))
+
+
+def sklearn_digit_images(crop: str, scale: int) -> tuple[list[Image.Image], np.ndarray]:
+    """scikit-learn's 1,797 real handwritten digits (UCI, 8x8, not MNIST) as dark ink on white, either cropped to
+    their ink ("tight") or with a 4-pixel margin, enlarged `scale` times."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = []
+    for image in digits.images:
+        ink = (image * 255 / 16).astype(np.uint8)
+        rows, cols = np.flatnonzero(ink.max(axis=1)), np.flatnonzero(ink.max(axis=0))
+        ink = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1] if crop == "tight" else np.pad(ink, 4)
+        shown = Image.fromarray(255 - ink)
+        images.append(shown.resize((ink.shape[1] * scale, ink.shape[0] * scale), Image.Resampling.BILINEAR))
+    return images, digits.target
+
+
+@pytest.mark.parametrize("scale, points", [(1, 1.0), (4, 1.0), (8, 1.5)])
+def test_real_digits_cropped_to_their_ink_read_as_well_as_with_a_margin(scale: int, points: float, committed_model):
+    """A digit cropped tight (ink touching every side) loses at most a point against the same digit with a margin
+    at its own 8x8 size and enlarged 4x (1.2 points enlarged 8x); none is refused. (Before: 89.1% / 85.1% / 80.5%
+    tight against 94.7% / 95.3% / 95.4% with a margin: the paper level was taken from the ink.)"""
+    accuracy = {}
+    for crop in ("tight", "margin"):
+        images, labels = sklearn_digit_images(crop, scale)
+        predicted = [int(committed_model(preprocess_digit(image)).argmax()) for image in images]
+        accuracy[crop] = float(np.mean(np.array(predicted) == labels))
+    assert accuracy["margin"] > 0.93 and accuracy["tight"] >= accuracy["margin"] - points / 100, accuracy
