@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from app.config import Settings
+from app.errors import PayloadTooLarge
 from app.families.anomaly import multivariate
 from app.families.anomaly.detector import DEFAULT
 from app.families.anomaly.schemas import MAX_VALUES
@@ -136,6 +137,7 @@ def test_more_values_than_the_limit_is_413(client) -> None:
     body = {"values": [[float(i % 7)] * 16 for i in range(rows)]}
     error = assert_error(client.post("/predict/anomaly", json=body), 413, "payload_too_large")
     assert error["detail"] == {"max_values": MAX_VALUES, "values": rows * 16}
+    assert f"than {MAX_VALUES:,}" in PayloadTooLarge.when  # the error table (docs/errors.md) states the limit
 
 
 def test_openapi_describes_rows_and_channels(client) -> None:

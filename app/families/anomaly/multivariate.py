@@ -1,14 +1,16 @@
 """Several aligned channels of one series through the per-series detector, as one alarm stream that names the
 channels behind each alarm. Framework-free; the runtime (context_runtime.py) answers with what this computes.
 
-The rule, label-free and with the univariate defaults throughout:
+The rule, label-free, with the served detector's settings (bench/anomaly_multivariate.py measures it):
 
 * each channel is scored alone by the univariate detector (its own warm-up, scale, threshold; nulls missing);
 * coupled channels are checked together: two channels are coupled when their values over the warm-up rows (all
   present) correlate with |r| >= PEER_CORRELATION. A coupled channel's departure is its value minus the mean of its
   peers' (each standardised with its warm-up mean and standard deviation, a negatively correlated peer negated),
-  and that departure series is scored by the same detector: it alarms when a channel leaves its usual relation to
-  the others while each channel alone may look normal (a broken correlation);
+  and that departure series is scored by the same detector, DEPARTURE_SHIFT less sensitive (a departure is mostly
+  noise, whose new extremes the detector's range rule would otherwise report; its scores are divided by how much
+  wider its limits are, so every score is measured against the one threshold): it alarms when a channel leaves its
+  usual relation to the others while each channel alone may look normal (a broken correlation);
 * a series' point scores the highest of its channels' and departures' scores; an alarm of any of them is a series
   alarm, unless the series alarmed in the JOIN rows before it: then it is the same event, and joins that alarm.
   An alarm names the channels whose own detector alarmed in its event (kind "channels"); when none did, the
@@ -19,17 +21,18 @@ The rule, label-free and with the univariate defaults throughout:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from app.errors import InvalidInput
 from app.families.anomaly import series
-from app.families.anomaly.detector import DEFAULT, DetectorConfig, Scored
+from app.families.anomaly.detector import DEFAULT, DetectorConfig, Scored, alarm_limits
 
 PEER_CORRELATION = 0.7  # |Pearson r| over the warm-up rows from which two channels are coupled
 MIN_COMPLETE_ROWS = 30  # warm-up rows with every channel present needed to measure the correlations
 JOIN = 10  # rows after a series alarm within which other channels' alarms are the same event
+DEPARTURE_SHIFT = 0.25  # departures are scored this much less sensitive than the channels (x2 limits at 0.25)
 DRIVER_SHARE = 2 / 3  # a correlation alarm names the departures scoring at least this share of the highest
 
 
@@ -100,16 +103,21 @@ def score(
     sensitivity: float = 0.5,
     causal: bool = True,
     config: DetectorConfig = DEFAULT,
+    shift: float = DEPARTURE_SHIFT,
 ) -> Combined:
-    """Score rows x channels `values` (NaN: missing) per channel and per coupled channel's departure; combine."""
+    """Score rows x channels `values` (NaN: missing) per channel and per coupled channel's departure (at
+    `sensitivity - shift`, at least 0, its scores divided by how much wider its limits are, so that every score is
+    measured against the same threshold); combine."""
     check_channels(values, names, causal, config)
+    wider = alarm_limits(config, max(0.0, sensitivity - shift))[0] / alarm_limits(config, sensitivity)[0]
     channels = [series.score_series(values[:, c], sensitivity, causal, config) for c in range(len(names))]
     peers = coupled(values, config.warmup)
     departures: dict[str, Scored] = {}
     for c, its_peers in peers.items():
         d = departure(values, c, its_peers, config.warmup)
         if (~np.isnan(d)).sum() >= series.min_length(causal, config):
-            departures[names[c]] = series.score_series(d, sensitivity, causal, config)
+            scored = series.score_series(d, max(0.0, sensitivity - shift), causal, config)
+            departures[names[c]] = replace(scored, score=scored.score / wider)
     return combine(names, channels, departures, {names[c]: [names[p] for p, _ in ps] for c, ps in peers.items()})
 
 

@@ -14,8 +14,8 @@ from app.schemas import ModelRef, RequestBody
 MAX_POINTS = 20_000  # about two seconds of scoring on one CPU core; longer series should be sent in parts
 MAX_ABS_VALUE = 1e30  # far beyond any real series; values near 1e300 overflowed the scoring into NaN (null) scores
 MAX_CHANNELS = 16  # values in one row of a multivariate series
-MAX_VALUES = 2 * MAX_POINTS  # rows x channels in one request: each channel is scored alone, its relation to the
-# others too, so this is about four univariate requests of MAX_POINTS (413 past it; JSON Schema cannot state it)
+MAX_VALUES = MAX_POINTS  # rows x channels in one request (413 past it; JSON Schema cannot state it): each channel
+# is scored alone and each coupled channel's departure from its peers too, so at most two univariate requests' work
 
 
 def _text(value: object) -> object:
@@ -99,7 +99,8 @@ class AnomalyRequest(RequestBody):
         values["minItems"] = min(model_min, causal)
         values["description"] += (
             f" At least {causal} present (non-null) values (nearest_context, causal), {non_causal} (nearest_context, "
-            f"non_causal) or {model_text}, none null (autoencoder)."
+            f"non_causal) or {model_text}, none null (autoencoder). With rows: as many rows, and each channel as many "
+            "present values (nearest_context only)."
         )
 
         def variant(
