@@ -9,7 +9,7 @@ import pytest
 from app.config import Settings
 from app.errors import PayloadTooLarge
 from app.families.anomaly import multivariate
-from app.families.anomaly.detector import DEFAULT
+from app.families.anomaly.detector import DEFAULT, Scored
 from app.families.anomaly.schemas import MAX_VALUES
 from tests.support.paths import COMMITTED_MODELS
 from tests.support.seasonal import seasonal
@@ -147,3 +147,42 @@ def test_openapi_describes_rows_and_channels(client) -> None:
     assert values["anyOf"][1]["items"]["type"] == "array" and values["anyOf"][1]["items"]["maxItems"] == 16
     assert "channels" in schema["AnomalyRequest"]["properties"]
     assert {"alarms", "per_channel", "peers"} <= set(schema["MultivariateAnomalyResponse"]["properties"])
+
+
+def scored_with_alarms(rows: int, alarms: dict[int, float]) -> Scored:
+    """A channel's detector output with alarms (row -> score) and score 1 elsewhere, all rows scored."""
+    out = Scored.empty(rows)
+    out.warming_up[:] = False
+    out.score[:] = 1.0
+    for row, value in alarms.items():
+        out.alarm[row], out.score[row] = True, value
+    return out
+
+
+def test_alarms_of_other_channels_within_join_rows_are_one_event() -> None:
+    a = scored_with_alarms(100, {20: 5.0, 60: 4.0})
+    b = scored_with_alarms(100, {20 + multivariate.JOIN - 1: 7.0, 60 + multivariate.JOIN: 6.0})
+    combined = multivariate.combine(["a", "b"], [a, b], {}, {})
+    assert [(x.index, x.kind, x.scores) for x in combined.alarms] == [
+        (20, "channels", {"a": 5.0, "b": 7.0}),
+        (60, "channels", {"a": 4.0}),
+        (60 + multivariate.JOIN, "channels", {"b": 6.0}),
+    ]
+    assert np.flatnonzero(combined.alarm).tolist() == [20, 60, 60 + multivariate.JOIN]
+    assert combined.score[20 + multivariate.JOIN - 1] == 7.0 and combined.status == ["scored"] * 100
+
+
+def test_a_correlation_alarm_names_the_departures_near_the_highest_and_yields_to_a_channel_alarm() -> None:
+    quiet = scored_with_alarms(100, {})
+    departures = {
+        "a": scored_with_alarms(100, {30: 9.0, 70: 3.0}),
+        "b": scored_with_alarms(100, {31: 6.5}),  # over 2/3 of 9: named
+        "c": scored_with_alarms(100, {32: 5.0}),  # under: not named
+        "d": scored_with_alarms(100, {71: 9.0}),
+    }
+    channels = [quiet, quiet, quiet, scored_with_alarms(100, {72: 4.0})]  # d alarms on its own at 72
+    combined = multivariate.combine(["a", "b", "c", "d"], channels, departures, {})
+    assert [(x.index, x.kind, list(x.scores)) for x in combined.alarms] == [
+        (30, "correlation", ["a", "b"]),
+        (70, "channels", ["d"]),
+    ]
