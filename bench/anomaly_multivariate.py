@@ -21,7 +21,9 @@ gives, its alarms joined as the full rule joins them).
 NAB (`--nab`): its series with the same timestamps that come from one system are sent as the channels of one
 series (exchange-2/3/4 cpc and cpm; ec2_cpu_utilization_825cc2 + ec2_network_in_257a54 + elb_request_count_8c0756;
 ec2_cpu_utilization_77c1ca + ec2_disk_write_bytes_c0d644), with the union of their channels' windows
-(labels/combined_windows.json) as the events: found = an alarm inside a window, false = an alarm outside all.
+(labels/combined_windows.json) as the events: found = an alarm inside a window, false = an alarm outside all. The
+rows are the union of the channels' timestamps, a channel's value null (missing) at a timestamp it lacks (the
+825cc2 group's files differ by a few points; a repeated timestamp keeps its last value).
 """
 
 from __future__ import annotations
@@ -164,7 +166,7 @@ def synthetic(args: argparse.Namespace, config: DetectorConfig) -> None:
     for name, t in tallies.items():
         cells = [f"{t.found[k]}/{t.events[k]} ({t.named[k]})" for k in ("one", "several")]
         cells.append(f"{t.found['correlation']}/{t.events['correlation']}")
-        print(f"| {name} | {' | '.join(cells)} | {1e4 * t.false / t.rows:.1f} |")
+        print(f"| {name} | {' | '.join(cells)} | {1e4 * t.false / max(t.rows, 1):.1f} |")
 
 
 def nab(root: Path, config: DetectorConfig, shift: float) -> None:
@@ -172,14 +174,13 @@ def nab(root: Path, config: DetectorConfig, shift: float) -> None:
     print(f"\nNAB series sharing timestamps, sent as channels of one series ({root})")
     print("| series | channels | rows | windows | full rule: found, false | channels alone: found, false |")
     print("|---|---|---|---|---|---|")
-    totals = np.zeros(5, dtype=int)
+    totals = np.zeros(6, dtype=int)  # found, false (full rule), found, false (alone), windows, rows
     for name, files in NAB_GROUPS.items():
         columns = [np.genfromtxt(root / "data" / f, delimiter=",", skip_header=1, dtype=str) for f in files]
-        stamps = columns[0][:, 0]
-        if any(len(c) != len(stamps) or (c[:, 0] != stamps).any() for c in columns):
-            print(f"| {name} | timestamps differ: skipped | | | | |")
-            continue
-        values = np.stack([c[:, 1].astype(float) for c in columns], axis=1)
+        stamps = np.unique(np.concatenate([c[:, 0] for c in columns]))  # every channel's rows, null where it has none
+        values = np.full((len(stamps), len(files)), np.nan)
+        for k, c in enumerate(columns):
+            values[np.searchsorted(stamps, c[:, 0]), k] = c[:, 1].astype(float)
         spans: list[tuple[int, int]] = []  # the union of the channels' windows, as row spans
         for a, b in sorted(
             (np.searchsorted(stamps, a[:19]), np.searchsorted(stamps, b[:19])) for f in files for a, b in windows[f]
@@ -195,9 +196,14 @@ def nab(root: Path, config: DetectorConfig, shift: float) -> None:
             found = sum(any(a <= x.index <= b for x in combined.alarms) for a, b in spans)
             cells.append(f"{found}/{len(spans)}, {len(inside) - sum(inside)}")
             totals[len(cells) * 2 - 2 : len(cells) * 2] += (found, len(inside) - sum(inside))
-        totals[4] += len(spans)
-        print(f"| {name} | {len(files)} | {len(values)} | {len(spans)} | {cells[0]} | {cells[1]} |")
-    print(f"| all | | | {totals[4]} | {totals[0]}, {totals[1]} | {totals[2]}, {totals[3]} |")
+        totals[4:] += (len(spans), len(values))
+        gaps = int(np.isnan(values).sum())
+        print(f"| {name} | {len(files)} | {len(values)} ({gaps} null) | {len(spans)} | {cells[0]} | {cells[1]} |")
+    per_10k = [f"{1e4 * false / max(totals[5], 1):.1f}" for false in totals[[1, 3]]]
+    print(
+        f"| all | | {totals[5]} | {totals[4]} | {totals[0]}, {totals[1]} ({per_10k[0]} / 10k rows) | "
+        f"{totals[2]}, {totals[3]} ({per_10k[1]} / 10k rows) |"
+    )
 
 
 def main() -> None:
