@@ -40,7 +40,7 @@ DRIVER_SHARE = 2 / 3  # a correlation alarm names the departures scoring at leas
 class Alarm:
     index: int
     kind: str  # "channels": their own detectors alarmed; "correlation": only their relation to the others did
-    scores: dict[str, float]  # the channels that drove it, each with its score at its first alarm in the event
+    scores: dict[str, float]  # the channels that drove it, each with its highest score in the event's JOIN rows
 
 
 @dataclass(frozen=True)
@@ -128,6 +128,7 @@ def _scores(scored: Scored) -> np.ndarray:
 def combine(
     names: list[str], channels: list[Scored], departures: dict[str, Scored], peers: dict[str, list[str]]
 ) -> Combined:
+    """One alarm stream from the channels' and the departures' own (the module docstring's third point)."""
     rows = len(channels[0].score)
     all_scores = [_scores(s) for s in [*channels, *departures.values()]]
     combined = np.max(all_scores, axis=0)
