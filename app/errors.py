@@ -82,7 +82,8 @@ class PayloadTooLarge(ServeError):
     when = (
         "body over `DEEPSERVE_MAX_UPLOAD_BYTES` (refused from Content-Length before reading, or while streaming), "
         "or a request whose estimated working memory alone is over `DEEPSERVE_MAX_INFLIGHT_MB`, or more points in one "
-        "stream request than `DEEPSERVE_MAX_STREAM_POINTS`"
+        "stream request than `DEEPSERVE_MAX_STREAM_POINTS`, or more values (rows x channels) in one anomaly series "
+        "than 20,000"
     )
 
 

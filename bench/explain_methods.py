@@ -81,6 +81,7 @@ def candidates(head: Head, side: int) -> dict[str, Callable[[np.ndarray], tuple[
 
     methods: dict[str, Callable[[np.ndarray], tuple[int, np.ndarray]]] = {}
     for n, i in enumerate(convs):
+
         def plain(x: np.ndarray, i: int = i) -> tuple[int, np.ndarray]:
             target, outputs, grads, _ = passes(layers, x, None)
             return target, gradcam(i, outputs, grads)

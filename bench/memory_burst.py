@@ -115,8 +115,10 @@ def run(label: str, models: Path, env: dict[str, str], root: Path, args: argpars
     bad = sum(v for r in results.values() for k, v in r.statuses.items() if k not in (200, 429))
     bad += sum(r.no_retry_after for r in results.values())
     verdict = "ok" if peak < LIMIT_MB and not bad and alive else "NOT MET"
-    print(f"peak of the run {peak:.0f} MB (target < {LIMIT_MB} MB), other than 200/429+Retry-After: {bad}, "
-          f"process {'alive' if alive else 'DIED'}: {verdict}")
+    print(
+        f"peak of the run {peak:.0f} MB (target < {LIMIT_MB} MB), other than 200/429+Retry-After: {bad}, "
+        f"process {'alive' if alive else 'DIED'}: {verdict}"
+    )
     return results
 
 

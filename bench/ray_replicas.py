@@ -151,8 +151,10 @@ def main() -> None:
         print(f"2-node Ray cluster on loopback up in {time.monotonic() - started:.0f} s", flush=True)
         out = run_all(cluster, args.models, args.requests, args.concurrency)
     one, two = out["throughput"]
-    print(f"digit, {args.requests} requests at concurrency {args.concurrency}: 1 replica {one:.1f} req/s, "
-          f"2 replicas {two:.1f} req/s ({two / one:.2f}x)")
+    print(
+        f"digit, {args.requests} requests at concurrency {args.concurrency}: 1 replica {one:.1f} req/s, "
+        f"2 replicas {two:.1f} req/s ({two / one:.2f}x)"
+    )
     print(f"spread of 40 requests over the 2 replicas: {dict(out['spread'])}")
     print(out["failover"].report())
     print(f"total {time.monotonic() - started:.0f} s")

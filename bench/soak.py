@@ -105,8 +105,10 @@ async def soak(url: str, pid: int | None, args: argparse.Namespace) -> dict:
                 state["next_report"] += 60
                 rss = f", RSS {rss_mb(pid):.0f} MB" if pid else ""
                 done = sum(len(v) for v in latencies.values())
-                print(f"{(now - started) / 60:4.1f} min: {done} requests ({done / (now - started):.1f}/s){rss}",
-                      flush=True)
+                print(
+                    f"{(now - started) / 60:4.1f} min: {done} requests ({done / (now - started):.1f}/s){rss}",
+                    flush=True,
+                )
 
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
         await asyncio.gather(monitor(), *(client_loop(w, client) for w in range(args.concurrency)))
@@ -131,8 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     url, pid = (args.url, args.pid) if service is None else (service.url, service.pid)
     try:
         rss_ready = rss_mb(pid) if pid else None
-        print(f"soak: {args.minutes:g} min at concurrency {args.concurrency} against {url}"
-              + (f" (pid {pid}, RSS {rss_ready:.0f} MB when ready)" if pid else ""), flush=True)
+        print(
+            f"soak: {args.minutes:g} min at concurrency {args.concurrency} against {url}"
+            + (f" (pid {pid}, RSS {rss_ready:.0f} MB when ready)" if pid else ""),
+            flush=True,
+        )
         if pid:
             with RssSampler(pid, interval=0.25) as sampler:
                 result = asyncio.run(soak(url, pid, args))
@@ -149,8 +154,10 @@ def main(argv: list[str] | None = None) -> None:
     errors: Counter = Counter()
     for counter in result["statuses"].values():
         errors.update({k: v for k, v in counter.items() if k != 200})
-    print(f"\nrequests: {total} in {result['seconds']:.0f} s ({total / result['seconds']:.1f}/s), "
-          f"errors: {sum(errors.values())}" + (f" by status {dict(errors)}" if errors else ""))
+    print(
+        f"\nrequests: {total} in {result['seconds']:.0f} s ({total / result['seconds']:.1f}/s), "
+        f"errors: {sum(errors.values())}" + (f" by status {dict(errors)}" if errors else "")
+    )
     print(f"{'endpoint':<20} {'requests':>9} {'errors':>7} {'p50 ms':>8} {'p99 ms':>8}")
     for path in sorted(result["latencies"]):
         ms = [s * 1000 for s in result["latencies"][path]]
@@ -158,8 +165,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{path:<20} {len(ms):>9} {bad:>7} {percentile(ms, 0.5):>8.1f} {percentile(ms, 0.99):>8.1f}")
     start = result["rss_start"]
     if start and rss_end:
-        print(f"RSS: {start:.0f} MB after the {args.warmup:g}-min warm-up, {rss_end:.0f} MB at the end "
-              f"({(rss_end - start) / start * 100:+.1f}%), highest {peak:.0f} MB")
+        print(
+            f"RSS: {start:.0f} MB after the {args.warmup:g}-min warm-up, {rss_end:.0f} MB at the end "
+            f"({(rss_end - start) / start * 100:+.1f}%), highest {peak:.0f} MB"
+        )
     mean = statistics.fmean(s for v in result["latencies"].values() for s in v) * 1000
     print(f"server process {'alive' if alive else 'DIED'}; mean latency {mean:.1f} ms")
     print(f"load average (1, 5, 15 min): {', '.join(f'{x:.2f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")

@@ -103,15 +103,25 @@ SERIES_PATHS = {"/predict/anomaly", "/anomaly/streams/{series_id}/points"}
 
 def documented_series_rules(case) -> None:
     """The documented rules JSON Schema cannot state: a positive case's timestamps are made as many as its values
-    and strictly increasing, after every earlier case's (a stream's next points come after its last ones), and a
+    and strictly increasing, after every earlier case's (a stream's next points come after its last ones), a
     series holds the documented number of present values (nulls, missing values, do not count: they are made
-    numbers here)."""
+    numbers here), and a series of rows has every row as long, with as many channel names (`channels` only with
+    rows)."""
     body = case.body
     if case.path not in SERIES_PATHS or not case.meta.generation.mode.is_positive or not isinstance(body, dict):
         return
     timestamps, values = body.get("timestamps"), body.get("values")
     if case.path == "/predict/anomaly" and isinstance(values, list):
-        body["values"] = values = [0.0 if v is None else v for v in values]
+        rows = bool(values) and isinstance(values[0], list)
+        if rows:  # every row as long as the first, `channels` one name each (unique), or none
+            width = len(values[0])
+            values = [[0.0 if v is None else v for v in (row + row[:1] * width)[:width]] for row in values]
+            if "channels" in body:
+                body["channels"] = [f"c{i}" for i in range(width)]
+        else:
+            values = [0.0 if v is None else v for v in values]
+            body.pop("channels", None)  # it names the values of rows
+        body["values"] = values
     if isinstance(timestamps, list) and isinstance(values, list):
         start = next(MINUTES)
         for _ in values:

@@ -7,7 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 from app.families import FAMILIES
-from app.families.anomaly.schemas import AnomalyRequest, AnomalyResponse, SeriesAnomalyResponse
+from app.families.anomaly.schemas import (
+    AnomalyRequest,
+    AnomalyResponse,
+    MultivariateAnomalyResponse,
+    SeriesAnomalyResponse,
+)
 from app.families.digit.runtime import DigitPrediction, DigitRuntime
 from app.families.family import Task
 from app.families.images import ImageClassifier, ImagePrediction
@@ -24,7 +29,8 @@ DIGIT = Task("image-classification/digit", "/predict/digit", DigitRuntime, Digit
 IMAGE = Task("image-classification", "/predict/image", ImageClassifier, ImagePrediction, default="image")
 SENTIMENT = Task("text-classification/sentiment", "/predict/sentiment", SentimentRuntime, SentimentResponse,
                  request=SentimentRequest)  # fmt: skip
-ANOMALY = Task("anomaly-detection/timeseries", "/predict/anomaly", Runtime, SeriesAnomalyResponse | AnomalyResponse,
+ANOMALY = Task("anomaly-detection/timeseries", "/predict/anomaly", Runtime,
+               SeriesAnomalyResponse | MultivariateAnomalyResponse | AnomalyResponse,
                request=AnomalyRequest, default="nearest_context", selector="method",
                methods={"nearest_context": "nearest_context", "autoencoder": "anomaly"})  # fmt: skip
 

@@ -199,7 +199,8 @@ def anomaly_cases() -> list[Case]:
         Case("empty", "POST", path, 422, "invalid_input", body({"values": []})),
         Case("strings", "POST", path, 422, "invalid_input", body({"values": ["a"] * 400})),
         Case("null_values", "POST", path, 422, "invalid_input", body({"values": None})),
-        Case("nested_values", "POST", path, 422, "invalid_input", body({"values": [[1.0]] * 400})),
+        Case("nested_values", "POST", path, 422, "invalid_input", body({"values": [[[1.0]]] * 400})),  # rows are lists
+        Case("ragged_rows", "POST", path, 422, "invalid_input", body({"values": [[1.0, 2.0], [1.0]] * 200})),
         Case("too_many_points", "POST", path, 422, "invalid_input", body({"values": [1.0] * 20_001})),
         Case("timestamps_mismatch", "POST", path, 422, "invalid_input", body({"values": ok_series, "timestamps": ["2020-01-01T00:00:00"]})),
         Case("timestamps_invalid", "POST", path, 422, "invalid_input", body({"values": ok_series, "timestamps": ["yesterday"] * 400})),

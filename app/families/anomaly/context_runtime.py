@@ -8,9 +8,17 @@ from typing import Any
 
 import numpy as np
 
-from app.families.anomaly import series
+from app.errors import PayloadTooLarge
+from app.families.anomaly import multivariate, series
 from app.families.anomaly.detector import DetectorConfig, Scored, alarm_limits
-from app.families.anomaly.schemas import AnomalyRequest, Sampling, SeriesAnomalyResponse
+from app.families.anomaly.schemas import (
+    MAX_VALUES,
+    AnomalyRequest,
+    ChannelAlarm,
+    MultivariateAnomalyResponse,
+    Sampling,
+    SeriesAnomalyResponse,
+)
 from app.families.runtime import Runtime
 
 # Working memory (python -m bench.cost_factors --family nearest_context; peak RSS growth of decode + predict after
@@ -25,15 +33,16 @@ FIXED_BYTES = 2**20
 
 @dataclass(frozen=True)
 class SeriesInput:
-    values: np.ndarray
+    values: np.ndarray  # one value per point, or rows x channels
     sensitivity: float
     causal: bool
     sampling: Sampling | None  # with timestamps: their spacing and gaps
+    channels: list[str] | None = None  # the channels' names, for rows
 
 
 @dataclass(frozen=True)
 class SeriesOutput:
-    scored: Scored
+    scored: Scored | multivariate.Combined
     sampling: Sampling | None
 
 
@@ -59,24 +68,45 @@ class NearestContextRuntime(Runtime[AnomalyRequest, SeriesInput, SeriesOutput]):
         return FIXED_BYTES + matrices + BYTES_PER_POINT * points
 
     def cost(self, request: AnomalyRequest) -> int:
-        return self.points_cost(len(request.values))
+        # Channels are scored one after another: the matrices of one pass, the per-point output of every channel.
+        width = len(request.channel_names())
+        return self.points_cost(len(request.values)) + BYTES_PER_POINT * len(request.values) * (width - 1)
 
     def decode(self, request: AnomalyRequest) -> list[SeriesInput]:
         sampling = series.check_timestamps(request.timestamps) if request.timestamps is not None else None
         causal = request.mode == "causal"
-        values = series.as_values(request.values)
+        rows = request.rows()
+        if rows is not None:
+            names = request.channel_names()
+            if len(rows) * len(names) > MAX_VALUES:
+                raise PayloadTooLarge(
+                    f"{len(rows)} rows of {len(names)} channels are {len(rows) * len(names)} values; at most "
+                    f"{MAX_VALUES} in one request: send fewer rows.",
+                    {"max_values": MAX_VALUES, "values": len(rows) * len(names)},
+                )
+            table = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
+            multivariate.check_channels(table, names, causal, self.config)
+            return [SeriesInput(table, request.sensitivity, causal, sampling, names)]
+        values = series.as_values(request.single())
         series.check_length(len(values), causal, self.config, int(np.isnan(values).sum()))
         return [SeriesInput(values, request.sensitivity, causal, sampling)]
 
     def predict(self, batch: list[SeriesInput]) -> list[SeriesOutput]:
-        return [
-            SeriesOutput(series.score_series(x.values, x.sensitivity, x.causal, self.config), x.sampling) for x in batch
-        ]
+        return [SeriesOutput(self.score(x), x.sampling) for x in batch]
 
-    def encode(self, request: AnomalyRequest, outputs: list[SeriesOutput]) -> SeriesAnomalyResponse:
+    def score(self, x: SeriesInput) -> Scored | multivariate.Combined:
+        if x.channels is not None:
+            return multivariate.score(x.values, x.channels, x.sensitivity, x.causal, self.config)
+        return series.score_series(x.values, x.sensitivity, x.causal, self.config)
+
+    def encode(
+        self, request: AnomalyRequest, outputs: list[SeriesOutput]
+    ) -> SeriesAnomalyResponse | MultivariateAnomalyResponse:
         [out] = outputs
-        values = series.as_values(request.values)
         threshold, _ = alarm_limits(self.config, request.sensitivity)
+        if isinstance(out.scored, multivariate.Combined):
+            return self.encode_rows(request, out.scored, out.sampling, threshold)
+        values = series.as_values(request.single())
         regions = series.alarm_regions(out.scored.alarm, out.scored.score, threshold)
         return SeriesAnomalyResponse(
             **vars(series.points(out.scored, values)),
@@ -90,10 +120,51 @@ class NearestContextRuntime(Runtime[AnomalyRequest, SeriesInput, SeriesOutput]):
             model=self.ref(),
         )
 
+    def encode_rows(
+        self, request: AnomalyRequest, combined: multivariate.Combined, sampling: Sampling | None, threshold: float
+    ) -> MultivariateAnomalyResponse:
+        table = np.array([[np.nan if v is None else v for v in row] for row in request.rows() or []])
+        times = request.timestamps
+        regions = series.alarm_regions(combined.alarm, combined.score, threshold)
+        names = combined.names
+        return MultivariateAnomalyResponse(
+            mode=request.mode,
+            sensitivity=request.sensitivity,
+            threshold=threshold,
+            warmup=self.config.warmup,
+            channels=names,
+            status=combined.status,  # type: ignore[arg-type]  # "scored", "warming_up" or "missing"
+            scores=combined.score.tolist(),
+            is_anomaly=combined.alarm.tolist(),
+            alarms=[
+                ChannelAlarm(
+                    index=a.index,
+                    time=times[a.index].isoformat() if times else None,
+                    kind=a.kind,  # type: ignore[arg-type]  # "channels" or "correlation"
+                    channels=list(a.scores),
+                    scores=a.scores,
+                )
+                for a in combined.alarms
+            ],
+            regions=series.regions_with_times(regions, times),
+            peers=combined.peers,
+            per_channel={
+                name: vars(series.points(scored, table[:, c]))
+                for c, (name, scored) in enumerate(zip(names, combined.channels, strict=True))
+            },
+            sampling=sampling,
+            missing={
+                name: series.missing_report(scored) for name, scored in zip(names, combined.channels, strict=True)
+            },
+            model=self.ref(),
+        )
+
     def input_description(self) -> dict[str, Any]:
         return {
             "values": f"finite floats or null (missing), any scale, at least {series.min_length(True, self.config)} "
             f"present (causal; {series.min_length(False, self.config)} non-causal)",
+            "rows": f"several channels: one row of values per time step, at most {MAX_VALUES} values in all, "
+            "each channel scored alone and against the channels coupled with it",
             "timestamps": "optional ISO 8601 strings, never going backwards, one per value (gaps and repeated "
             "timestamps are reported)",
             "sensitivity": "0 to 1, 0.5 by default",

@@ -47,17 +47,24 @@ class AnomalyRuntime(Runtime[AnomalyRequest, np.ndarray, SeriesScores]):
         return int(FIXED_BYTES + len(request.values) * BYTES_PER_POINT)
 
     def decode(self, request: AnomalyRequest) -> list[np.ndarray]:
-        if None in request.values:
+        if request.rows() is not None:
+            raise InvalidInput(
+                "The autoencoder scores one channel; several channels (values as rows) are scored by method "
+                "nearest_context.",
+                {"channels": len(request.channel_names())},
+            )
+        values = request.single()
+        if None in values:
             raise InvalidInput(
                 "The autoencoder needs every value; missing (null) values are scored by method nearest_context.",
-                {"index": request.values.index(None)},
+                {"index": values.index(None)},
             )
         if len(request.values) < self.window:
             raise InvalidInput(
                 f"The series has {len(request.values)} values; at least one window of {self.window} is needed.",
                 {"window": self.window, "length": len(request.values)},
             )
-        return [np.asarray(request.values, dtype=np.float64)]
+        return [np.asarray(values, dtype=np.float64)]
 
     def predict(self, batch: list[np.ndarray]) -> list[SeriesScores]:
         return [self.score(values) for values in batch]

@@ -13,6 +13,9 @@ from app.schemas import ModelRef, RequestBody
 
 MAX_POINTS = 20_000  # about two seconds of scoring on one CPU core; longer series should be sent in parts
 MAX_ABS_VALUE = 1e30  # far beyond any real series; values near 1e300 overflowed the scoring into NaN (null) scores
+MAX_CHANNELS = 16  # values in one row of a multivariate series
+MAX_VALUES = MAX_POINTS  # rows x channels in one request (413 past it; JSON Schema cannot state it): each channel
+# is scored alone and each coupled channel's departure from its peers too, so at most two univariate requests' work
 
 
 def _text(value: object) -> object:
@@ -25,6 +28,10 @@ def _text(value: object) -> object:
 FiniteFloat = Annotated[float, Field(strict=True, allow_inf_nan=False, ge=-MAX_ABS_VALUE, le=MAX_ABS_VALUE)]
 Value = FiniteFloat | None  # null: a missing value (skipped by the detector and reported)
 Timestamp = Annotated[datetime, BeforeValidator(_text)]
+Row = Annotated[list[Value], Field(min_length=1, max_length=MAX_CHANNELS, fail_fast=True)]  # one time step
+ChannelName = Annotated[str, Field(min_length=1, max_length=64)]
+Series = Annotated[list[Value], Field(max_length=MAX_POINTS, fail_fast=True)]
+Rows = Annotated[list[Row], Field(max_length=MAX_POINTS, fail_fast=True)]
 
 
 Sensitivity = Annotated[
@@ -40,8 +47,15 @@ Sensitivity = Annotated[
 
 
 class AnomalyRequest(RequestBody):
-    values: list[Value] = Field(
-        max_length=MAX_POINTS, fail_fast=True, description="The series, oldest first; null for a missing value."
+    values: Series | Rows = Field(
+        description="The series, oldest first; null for a missing value. Several aligned channels: one row per time "
+        f"step, one value per channel in each (every row as long, at most {MAX_CHANNELS} channels and "
+        f"{MAX_VALUES} values in all), e.g. [[0.4, 812.0], [0.5, null], ...].",
+    )
+    channels: list[ChannelName] | None = Field(
+        None,
+        max_length=MAX_CHANNELS,
+        description='With rows: the channels\' names, one per value of a row (default: "0", "1", ...).',
     )
     timestamps: list[Timestamp] | None = Field(
         None,
@@ -85,7 +99,8 @@ class AnomalyRequest(RequestBody):
         values["minItems"] = min(model_min, causal)
         values["description"] += (
             f" At least {causal} present (non-null) values (nearest_context, causal), {non_causal} (nearest_context, "
-            f"non_causal) or {model_text}, none null (autoencoder)."
+            f"non_causal) or {model_text}, none null (autoencoder). With rows: as many rows, and each channel as many "
+            "present values (nearest_context only)."
         )
 
         def variant(
@@ -119,7 +134,37 @@ class AnomalyRequest(RequestBody):
     def same_lengths(self) -> AnomalyRequest:
         if self.timestamps is not None and len(self.timestamps) != len(self.values):
             raise ValueError(f"{len(self.timestamps)} timestamps for {len(self.values)} values")
+        rows = self.rows()
+        if rows is None:
+            if self.channels is not None:
+                raise ValueError("`channels` names the values of each row: send `values` as rows to use it")
+            return self
+        names = self.channel_names()
+        if len(set(names)) != len(names):
+            raise ValueError(f"channel names repeat: {sorted({n for n in names if names.count(n) > 1})[:3]}")
+        for i, row in enumerate(rows):
+            if len(row) != len(names):
+                more = "more values than" if len(row) > len(names) else f"no value for channel {names[len(row)]!r} of"
+                count = f"{len(row)} value{'' if len(row) == 1 else 's'}"
+                raise ValueError(f"row {i} has {count}: {more} the {len(names)} channels {names[:8]}")
         return self
+
+    def rows(self) -> list[list[float | None]] | None:
+        """The values as rows (a multivariate series), or None for a single channel."""
+        if self.values and isinstance(self.values[0], list):
+            return self.values  # type: ignore[return-value]  # pydantic made them all rows
+        return None
+
+    def single(self) -> list[float | None]:
+        """The values of a one-channel series (call after rows() is None)."""
+        if self.rows() is not None:
+            raise ValueError("the series has several channels: use rows()")
+        return self.values  # type: ignore[return-value]  # pydantic made them numbers or nulls
+
+    def channel_names(self) -> list[str]:
+        rows = self.rows()
+        width = len(rows[0]) if rows else 1
+        return list(self.channels) if self.channels is not None else [str(i) for i in range(width)]
 
 
 class AlarmRegion(BaseModel):
@@ -198,6 +243,45 @@ class SeriesAnomalyResponse(PointColumns):
     )
     sampling: Sampling | None = Field(None, description="With timestamps: spacing, gaps and repeated timestamps.")
     missing: Missing = Field(description="The null values.")
+    model: ModelRef = Field(description="The detector's settings that answered (models/nearest_context).")
+
+
+class ChannelAlarm(BaseModel):
+    index: int = Field(description="The row that raised the alarm.")
+    time: str | None = Field(None, description="Its timestamp, as the request's (no zone added).")
+    kind: Literal["channels", "correlation"] = Field(
+        description="channels: these channels' own detectors alarmed. correlation: none did; these channels left "
+        "their usual relation to the channels coupled with them (see `peers`)."
+    )
+    channels: list[str] = Field(description="The channels that drove the alarm.")
+    scores: dict[str, float] = Field(description="Each driving channel's highest score in the event.")
+
+
+class MultivariateAnomalyResponse(BaseModel):
+    """A series of several channels (values sent as rows): one alarm stream for the series."""
+
+    method: Literal["nearest_context"] = "nearest_context"
+    mode: Literal["causal", "non_causal"]
+    sensitivity: float
+    threshold: float = Field(description="The score an alarm needs at this sensitivity (every channel alike).")
+    warmup: int = Field(description="Present values of each channel learned before its first score (causal mode).")
+    channels: list[str] = Field(description="The channels' names, in the order of each row's values.")
+    status: list[Literal["scored", "warming_up", "missing"]] = Field(
+        description="Per row: scored when a channel is scored there, missing when every channel is null."
+    )
+    scores: list[float] = Field(description="Per row: the highest score of a channel or of a channel's departure.")
+    is_anomaly: list[bool] = Field(description="The rows that raise a series alarm (one per event).")
+    alarms: list[ChannelAlarm] = Field(description="Each series alarm with the channels that drove it.")
+    regions: list[AlarmRegion] = Field(
+        description="Each alarm and the rows after it still at or over the threshold, first and last inclusive."
+    )
+    peers: dict[str, list[str]] = Field(
+        description="The channels coupled with each channel (|correlation| >= 0.7 over the warm-up rows), whose "
+        "relation to it is checked."
+    )
+    per_channel: dict[str, PointColumns] = Field(description="Each channel scored alone, as a one-channel series.")
+    sampling: Sampling | None = Field(None, description="With timestamps: spacing, gaps and repeated timestamps.")
+    missing: dict[str, Missing] = Field(description="Each channel's null values.")
     model: ModelRef = Field(description="The detector's settings that answered (models/nearest_context).")
 
 

@@ -1,0 +1,155 @@
+"""Several aligned channels of one series through the per-series detector, as one alarm stream that names the
+channels behind each alarm. Framework-free; the runtime (context_runtime.py) answers with what this computes.
+
+The rule, label-free, with the served detector's settings (bench/anomaly_multivariate.py measures it):
+
+* each channel is scored alone by the univariate detector (its own warm-up, scale, threshold; nulls missing);
+* coupled channels are checked together: two channels are coupled when their values over the warm-up rows (all
+  present) correlate with |r| >= PEER_CORRELATION. A coupled channel's departure is its value minus the mean of its
+  peers' (each standardised with its warm-up mean and standard deviation, a negatively correlated peer negated),
+  and that departure series is scored by the same detector, DEPARTURE_SHIFT less sensitive (a departure is mostly
+  noise, whose new extremes the detector's range rule would otherwise report; its scores are divided by how much
+  wider its limits are, so every score is measured against the one threshold): it alarms when a channel leaves its
+  usual relation to the others while each channel alone may look normal (a broken correlation);
+* a series' point scores the highest of its channels' and departures' scores; an alarm of any of them is a series
+  alarm, unless the series alarmed in the JOIN rows before it: then it is the same event, and joins that alarm.
+  An alarm names the channels whose own detector alarmed in its event (kind "channels"); when none did, the
+  channels whose departures alarmed and scored at least DRIVER_SHARE of the highest of them in the event (kind
+  "correlation": one channel pulled away from coupled peers moves its own departure most, theirs by a share), each
+  with its highest score over the event's JOIN rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from app.errors import InvalidInput
+from app.families.anomaly import series
+from app.families.anomaly.detector import DEFAULT, DetectorConfig, Scored, alarm_limits
+
+PEER_CORRELATION = 0.7  # |Pearson r| over the warm-up rows from which two channels are coupled
+MIN_COMPLETE_ROWS = 30  # warm-up rows with every channel present needed to measure the correlations
+JOIN = 10  # rows after a series alarm within which other channels' alarms are the same event
+DEPARTURE_SHIFT = 0.25  # departures are scored this much less sensitive than the channels (x2 limits at 0.25)
+DRIVER_SHARE = 2 / 3  # a correlation alarm names the departures scoring at least this share of the highest
+
+
+@dataclass(frozen=True)
+class Alarm:
+    index: int
+    kind: str  # "channels": their own detectors alarmed; "correlation": only their relation to the others did
+    scores: dict[str, float]  # the channels that drove it, each with its highest score in the event's JOIN rows
+
+
+@dataclass(frozen=True)
+class Combined:
+    names: list[str]
+    channels: list[Scored]  # each channel alone, in the order of `names`
+    departures: dict[str, Scored]  # a coupled channel's departure from its peers, by its name
+    peers: dict[str, list[str]]  # a coupled channel's peers
+    status: list[str]  # per row: "scored" (some channel scored), "warming_up", or "missing" (every channel)
+    score: np.ndarray  # per row: the highest channel or departure score (0 where none is scored)
+    alarm: np.ndarray  # bool, per row: a series alarm (one per event)
+    alarms: list[Alarm]
+
+
+def check_channels(values: np.ndarray, names: list[str], causal: bool, config: DetectorConfig) -> None:
+    """422 naming the first channel with too few present values to score."""
+    for c, name in enumerate(names):
+        try:
+            series.check_length(len(values), causal, config, int(np.isnan(values[:, c]).sum()))
+        except InvalidInput as error:
+            raise InvalidInput(f"Channel {name!r}: {error.message}", error.detail | {"channel": name}) from None
+
+
+def coupled(values: np.ndarray, warmup: int) -> dict[int, list[tuple[int, float]]]:
+    """For each channel, its peers (index, sign of the correlation) over the warm-up rows where all are present."""
+    head = values[:warmup]
+    head = head[~np.isnan(head).any(axis=1)]
+    if len(head) < MIN_COMPLETE_ROWS or values.shape[1] < 2:
+        return {}
+    moving = head.std(axis=0) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = np.corrcoef(head, rowvar=False)
+    out: dict[int, list[tuple[int, float]]] = {}
+    for c in range(values.shape[1]):
+        peers = [
+            (p, float(np.sign(r[c, p])))
+            for p in range(values.shape[1])
+            if p != c and moving[c] and moving[p] and abs(r[c, p]) >= PEER_CORRELATION
+        ]
+        if peers:
+            out[c] = peers
+    return out
+
+
+def departure(values: np.ndarray, c: int, peers: list[tuple[int, float]], warmup: int) -> np.ndarray:
+    """Channel c standardised, minus the mean of its peers standardised (signed): NaN where any of them is missing.
+    Each is standardised with its warm-up rows' mean and standard deviation (known by the end of the warm-up)."""
+    head = values[:warmup]
+
+    def z(k: int) -> np.ndarray:
+        column = head[:, k]
+        return (values[:, k] - np.nanmean(column)) / np.nanstd(column)
+
+    return z(c) - np.mean([sign * z(p) for p, sign in peers], axis=0)
+
+
+def score(
+    values: np.ndarray,
+    names: list[str],
+    sensitivity: float = 0.5,
+    causal: bool = True,
+    config: DetectorConfig = DEFAULT,
+    shift: float = DEPARTURE_SHIFT,
+) -> Combined:
+    """Score rows x channels `values` (NaN: missing) per channel and per coupled channel's departure (at
+    `sensitivity - shift`, at least 0, its scores divided by how much wider its limits are, so that every score is
+    measured against the same threshold); combine."""
+    check_channels(values, names, causal, config)
+    wider = alarm_limits(config, max(0.0, sensitivity - shift))[0] / alarm_limits(config, sensitivity)[0]
+    channels = [series.score_series(values[:, c], sensitivity, causal, config) for c in range(len(names))]
+    peers = coupled(values, config.warmup)
+    departures: dict[str, Scored] = {}
+    for c, its_peers in peers.items():
+        d = departure(values, c, its_peers, config.warmup)
+        if (~np.isnan(d)).sum() >= series.min_length(causal, config):
+            scored = series.score_series(d, max(0.0, sensitivity - shift), causal, config)
+            departures[names[c]] = replace(scored, score=scored.score / wider)
+    return combine(names, channels, departures, {names[c]: [names[p] for p, _ in ps] for c, ps in peers.items()})
+
+
+def _scores(scored: Scored) -> np.ndarray:
+    return np.where(scored.warming_up | scored.missing, 0.0, np.nan_to_num(scored.score))
+
+
+def combine(
+    names: list[str], channels: list[Scored], departures: dict[str, Scored], peers: dict[str, list[str]]
+) -> Combined:
+    """One alarm stream from the channels' and the departures' own (the module docstring's third point)."""
+    rows = len(channels[0].score)
+    all_scores = [_scores(s) for s in [*channels, *departures.values()]]
+    combined = np.max(all_scores, axis=0)
+    scored = np.any([~(s.warming_up | s.missing) for s in channels], axis=0)
+    missing = np.all([s.missing for s in channels], axis=0)
+    status = np.where(scored, "scored", np.where(missing, "missing", "warming_up")).tolist()
+    hits = [(int(t), "channels", names[c], s) for c, s in enumerate(channels) for t in np.flatnonzero(s.alarm)]
+    hits += [(int(t), "correlation", name, s) for name, s in departures.items() for t in np.flatnonzero(s.alarm)]
+    events: list[tuple[int, dict[str, dict[str, float]]]] = []  # (first row, kind -> channel -> score)
+    for t, kind, name, s in sorted(hits, key=lambda hit: hit[0]):
+        if not events or t - events[-1][0] >= JOIN:
+            events.append((t, {"channels": {}, "correlation": {}}))
+        start = events[-1][0]
+        events[-1][1][kind].setdefault(name, float(_scores(s)[start : start + JOIN].max()))
+    alarm = np.zeros(rows, dtype=bool)
+    alarms = []
+    for t, by_kind in events:
+        alarm[t] = True
+        kind = "channels" if by_kind["channels"] else "correlation"
+        found = by_kind[kind]
+        top = max(found.values())
+        keep = [n for n in names if n in found and (kind == "channels" or found[n] >= DRIVER_SHARE * top)]
+        alarms.append(Alarm(t, kind, {n: found[n] for n in keep}))
+    return Combined(names, channels, departures, peers, status, combined, alarm, alarms)
