@@ -49,8 +49,10 @@ def test_anomaly_schema_states_the_served_models_window_and_value_bounds(anomaly
         request = client.get("/openapi.json").json()["components"]["schemas"]["AnomalyRequest"]
         values = request["properties"]["values"]
         window = client.get("/models/anomaly").json()["input"]["window"]
-        assert values["minItems"] == window == 48 and values["maxItems"] == 20_000
-        number, null = values["items"]["anyOf"]  # null: a missing value (nearest_context only)
+        flat, rows = values["anyOf"]  # one channel, or rows of several (nearest_context only)
+        assert values["minItems"] == window == 48 and flat["maxItems"] == rows["maxItems"] == 20_000
+        assert rows["items"]["maxItems"] == 16 and rows["items"]["items"] == flat["items"]
+        number, null = flat["items"]["anyOf"]  # null: a missing value (nearest_context only)
         assert (number["minimum"], number["maximum"], null) == (-1e30, 1e30, {"type": "null"})
 
         def post(series: list[float]):
