@@ -14,7 +14,7 @@ from app.config import Settings
 from app.errors import InvalidInput
 from app.families.ood import Gate, OodFields, Verdict, temperature
 from app.families.runtime import Runtime
-from app.families.text_checks import read_vocabulary, symbol_share, unknown_share
+from app.families.text_checks import code_share, read_vocabulary, symbol_share, unknown_share
 from app.schemas import ModelRef, RequestBody, replace_lone_surrogates
 
 
@@ -178,6 +178,7 @@ class SentimentRuntime(Runtime[list[str], str, SentimentResult]):
             {
                 "language": np.array([unknown_share(text, vocabulary) for text in texts]),
                 "symbols": np.array([symbol_share(text) for text in texts]),
+                "code": np.array([code_share(text) for text in texts]),
             }
         )
 
