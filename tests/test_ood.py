@@ -313,9 +313,28 @@ def test_what_looks_like_code_is_counted_line_by_line() -> None:
     assert code_share("") == 0.0
 
 
+def test_served_sentiment_scores_are_the_platt_scaled_ones(sentiment: httpx.Client) -> None:
+    from app.families import FAMILIES
+    from app.families.sentiment import temper_binary
+
+    entry = read_manifest(COMMITTED_MODELS).served()["lstm"]
+    calibration = entry.metrics["calibration"]
+    assert calibration["bias"] != 0 and calibration["ece_after"] <= 0.02
+    bare = entry.model_copy(update={"metrics": {}})
+    raw = FAMILIES["lstm"].runtime(bare, COMMITTED_MODELS / entry.path, Settings())
+    raw.load()
+    plain = np.array([r.score for r in raw.predict(REVIEWS)])
+    body = sentiment.post("/predict/sentiment", json={"texts": REVIEWS, "model": "lstm"}).json()
+    expected = temper_binary(plain, calibration["temperature"], calibration["bias"])
+    np.testing.assert_allclose([r["score"] for r in body["results"]], expected, rtol=1e-4, atol=1e-6)
+
+
 def test_sentiment_scores_are_temperature_scaled() -> None:
     from app.families.sentiment import temper_binary
 
     p = np.array([0.1, 0.5, 0.8, 0.99])
     np.testing.assert_allclose(temper_binary(p, 2.0), temper(np.stack([1 - p, p], axis=1), 2.0)[:, 1])
     assert temper_binary(p, 1.0) is p
+    logits = np.log(p / (1 - p))  # with a bias: Platt scaling, sigmoid(logit / t + bias)
+    np.testing.assert_allclose(temper_binary(p, 2.0, 0.3), 1 / (1 + np.exp(-(logits / 2.0 + 0.3))))
+    np.testing.assert_allclose(temper_binary(p, 1.0, -0.5), 1 / (1 + np.exp(-(logits - 0.5))))

@@ -95,6 +95,22 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return round(float(min(fine, key=nll)), 4)
 
 
+def fit_platt(positive: np.ndarray, labels: np.ndarray, t: float) -> tuple[float, float]:
+    """The temperature and bias of sigmoid(logit / t + bias) that minimise the negative log-likelihood of a binary
+    classifier's P(positive), from temperature `t` and no bias (a model that leans to one class needs the bias:
+    lstm v2's ECE 0.021 with a temperature alone, 0.019 with both)."""
+    from scipy.optimize import minimize
+
+    from app.families.sentiment import temper_binary
+
+    def nll(w: np.ndarray) -> float:
+        q = np.clip(temper_binary(positive, float(np.exp(w[0])), float(w[1])), 1e-12, 1 - 1e-12)
+        return float(-np.mean(np.where(labels == 1, np.log(q), np.log(1 - q))))
+
+    best = minimize(nll, np.array([np.log(t), 0.0]), method="Nelder-Mead").x
+    return round(float(np.exp(best[0])), 4), round(float(best[1]), 4)
+
+
 class Raw:
     """The served artifact's runtime without its calibration: the raw probabilities and prepared inputs."""
 
@@ -539,7 +555,7 @@ def sentiment(name: str, models_dir: Path) -> tuple[Raw, dict[str, Any], list[st
     p = positives(texts)
     fit, report = split(len(texts))
     as_two = lambda q: np.stack([1 - q, q], axis=1)  # noqa: E731
-    t = fit_temperature(as_two(p[fit]), labels[fit])
+    t, bias = fit_platt(p[fit], labels[fit], fit_temperature(as_two(p[fit]), labels[fit]))
     reasons = {
         "language": "few of its words are English words the training reviews use (another language, random letters?)",
         "symbols": "it is mostly programming punctuation (code or markup?)",
@@ -570,17 +586,18 @@ def sentiment(name: str, models_dir: Path) -> tuple[Raw, dict[str, Any], list[st
     }.items():
         rates[set_name] = {"inputs": len(batch), "flagged": rate(batch)}
     before = expected_calibration_error(as_two(p[report]), labels[report])
-    after = expected_calibration_error(as_two(temper_binary(p[report], t)), labels[report])
+    after = expected_calibration_error(as_two(temper_binary(p[report], t, bias)), labels[report])
     DIAGRAMS[name] = (
         as_two(p[report]),
-        as_two(temper_binary(p[report], t)),
+        as_two(temper_binary(p[report], t, bias)),
         labels[report],
         "SST-2 + IMDb, held-out half",
     )
     found = {
         "calibration": {
-            "method": "temperature scaling (minimum negative log-likelihood)",
+            "method": "Platt scaling: sigmoid(logit / temperature + bias) (minimum negative log-likelihood)",
             "temperature": t,
+            "bias": bias,
             "ece_before": round(before, 4),
             "ece_after": round(after, 4),
             "fitted_on": f"half of SST-2 validation + 1,000 IMDb test reviews ({len(fit)}, seed {SEED})",
