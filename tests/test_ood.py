@@ -8,20 +8,25 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
-from PIL import Image, ImageFilter
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from app.config import Settings
+from app.families.digit.preprocess import preprocess_digit
 from app.families.digit.runtime import DigitRuntime
-from app.families.ood import Gate, expected_calibration_error, temper
+from app.families.ood import Check, Gate, expected_calibration_error, ink_statistics, mahalanobis_fit, temper
+from app.families.text_checks import code_share
 from app.manifest import read_manifest
 from tests.support.digit_images import KINDS, encode, noise_png, render
-from tests.support.paths import COMMITTED_MODELS, ROOT
+from tests.support.paths import COMMITTED_MODELS, ROOT, SHARED_DATA
 from tests.support.service import assert_error, serve
-from training.calibrate import fit_temperature
+from training.calibrate import LETTERS, fit_temperature
+
+FEATURES_REASON = "the model sees features unlike those of any class's training images"
 
 IMAGE = {"content-type": "image/png"}
 
@@ -101,10 +106,56 @@ def test_reject_ood_refuses_a_flagged_image_with_its_score_and_answers_a_digit(c
     assert committed.post("/predict/digit?reject_ood=false", content=NOT_DIGITS[0], headers=IMAGE).status_code == 200
 
 
+def in_distribution_share(client: httpx.Client, images: list[np.ndarray]) -> float:
+    """The share of the images (uint8 grey arrays, sent as PNG) answered in distribution; none may be refused."""
+    answers = [client.post("/predict/digit", content=encode(Image.fromarray(a), "PNG"), headers=IMAGE) for a in images]
+    assert [r.status_code for r in answers] == [200] * len(images), [r.json() for r in answers if r.status_code != 200]
+    return float(np.mean([r.json()["in_distribution"] for r in answers]))
+
+
+def test_real_8x8_digits_that_are_not_mnist_are_in_distribution(committed: httpx.Client) -> None:
+    """scikit-learn's 8x8 handwritten digits (UCI), sent at 8x8: enlarged by the preprocessing, they are as smooth
+    as a photo shrunk into the box (89% were flagged before the tiny-digit group and the enlargement statistics)."""
+    from sklearn.datasets import load_digits
+
+    images = [(a * 255 / 16).astype(np.uint8) for a in load_digits().images[::18]]  # 100 of 1,797
+    assert in_distribution_share(committed, images) >= 0.9
+
+
+@pytest.mark.real_data
+def test_mnist_digits_sent_at_16x16_or_cropped_to_their_ink_are_in_distribution(committed: httpx.Client) -> None:
+    path = SHARED_DATA / "mnist" / "mnist.npz"
+    if not path.exists():
+        pytest.skip(f"no {path}")
+    digits = np.load(path)["x_test"][-200:]
+    small = [np.asarray(Image.fromarray(a).resize((16, 16), Image.Resampling.BOX)) for a in digits]
+    assert in_distribution_share(committed, small) >= 0.95
+    tight = [a[np.ix_(a.max(axis=1) > 0, a.max(axis=0) > 0)] for a in digits]  # the ink touches every side
+    assert in_distribution_share(committed, tight) >= 0.9
+
+
+LETTER_FONTS = sorted(Path("/usr/share/fonts/truetype/dejavu").glob("DejaVuSans*.ttf"))
+
+
+@pytest.mark.skipif(not LETTER_FONTS, reason="no DejaVu fonts")
+def test_printed_letters_sent_as_digits_are_often_flagged(committed: httpx.Client) -> None:
+    """Printed letters that are not digit shapes: the features check (the CNN's penultimate features far from
+    every digit class's) flags many that the ink and confidence checks passed (17% were flagged by those alone)."""
+    images = []
+    for i, letter in enumerate(LETTERS):
+        font = ImageFont.truetype(str(LETTER_FONTS[i % len(LETTER_FONTS)]), 64)
+        image = Image.new("L", (120, 120), 255)
+        ImageDraw.Draw(image).text((25, 10), letter, font=font, fill=0)
+        images.append(encode(image, "PNG"))
+    answers = [committed.post("/predict/digit", content=data, headers=IMAGE).json() for data in images]
+    assert np.mean([a["in_distribution"] is False for a in answers]) >= 0.4
+    assert any(a["ood_reason"] == FEATURES_REASON for a in answers)
+
+
 def test_models_shows_thresholds_and_ece_before_and_after(committed: httpx.Client) -> None:
     metrics = committed.get("/models/digit").json()["metrics"]
     checks = metrics["ood"]["checks"]
-    assert set(checks) == {"ink", "confidence"} and all(c["threshold"] > 0 for c in checks.values())
+    assert set(checks) == {"ink", "confidence", "features"} and all(c["threshold"] > 0 for c in checks.values())
     rates = metrics["ood"]["flag_rates"]
     assert rates["MNIST test"]["flagged"] <= 0.02
     calibration = metrics["calibration"]
@@ -135,6 +186,35 @@ def test_the_open_inference_protocol_answers_in_distribution_and_ood_score(commi
     got = {o["name"]: o["data"] for o in answer["outputs"]}
     assert got["in_distribution"] == [True, False]
     assert got["ood_score"][0] <= 1 < got["ood_score"][1]
+
+
+def test_a_check_scores_the_mahalanobis_distance_from_its_nearest_group() -> None:
+    rng = np.random.default_rng(2)
+    values, groups = rng.normal(size=(300, 4)) * [1, 2, 3, 4], np.repeat([0, 1, 2], 100)
+    values[groups == 1] += 10
+    spec = mahalanobis_fit(values, groups, ridge=0.5)
+    check = Check.of("x", {**spec, "threshold": 1.0, "reason": ""})
+    probe = rng.normal(size=(7, 4)) * 5
+    precisions = [np.linalg.inv(np.cov(values[groups == g].T) + 0.5 * np.eye(4)) for g in range(3)]
+    means = np.array(spec["means"])
+    expected = [min(float((v - m) @ p @ (v - m)) for m, p in zip(means, precisions, strict=True)) for v in probe]
+    np.testing.assert_allclose(check.score(probe), expected, rtol=1e-9)
+
+
+def test_an_image_enlarged_from_a_tiny_one_is_told_from_a_shrunk_photo() -> None:
+    """The two statistics ink_statistics(enlarged=True) adds: an 8x8 digit the preprocessing enlarged is linear
+    between its pixels (second differences small for its edges, many exactly zero); a photo shrunk into the same
+    box is not."""
+    from sklearn.datasets import load_digits
+
+    tiny = [preprocess_digit(Image.fromarray((a * 255 / 16).astype(np.uint8))) for a in load_digits().images[:5]]
+    shrunk = [preprocess_digit(Image.open(io.BytesIO(photo(seed)))) for seed in range(5)]
+    stats = ink_statistics(np.stack(tiny + shrunk), enlarged=True)
+    assert stats.shape == (10, 7)
+    np.testing.assert_array_equal(stats[:, :5], ink_statistics(np.stack(tiny + shrunk)))
+    bends, flat = stats[:, 5], stats[:, 6]
+    assert bends[:5].max() < 1.2 < bends[5:].min()
+    assert flat[:5].min() > 0.2 > 0.01 > flat[5:].max()
 
 
 def test_an_unmeasurable_score_is_flagged() -> None:
@@ -178,6 +258,16 @@ def test_a_garment_is_in_distribution_for_fashion_and_digits_and_noise_are_not(f
     assert {"in_distribution", "ood_score"} <= outputs
 
 
+# Code that is mostly English words and little punctuation (comments, imports): the language and symbols checks
+# passed such snippets (17% of the Python snippets training/calibrate.py measures); the code check flags them
+CODE = [
+    "import numpy as np\nfrom numpy.ma.core import MaskedArrayFutureWarning\n"
+    "from numpy.ma.testutils import assert_equal",
+    "    # Ensure that large integers are inserted in little-endian fashion to avoid\n    # trailing 0s.\n"
+    "    ss0 = SeedSequence(42)",
+    "def get_build_architecture():\n    # Importing distutils.msvccompiler triggers a warning on non-Windows\n"
+    "    # systems, so delay the import to here.",
+]
 REVIEWS = ["A moving, beautifully shot film.", "it 's a charming and often affecting journey .", "Not bad at all.",
            "The plot was dull and the acting worse; I left halfway through."]
 NOT_REVIEWS = ["asdf qwerty zxcv", "Le film était très beau et les acteurs sont formidables.",
@@ -202,9 +292,41 @@ def test_english_reviews_are_in_distribution_and_other_text_is_not(sentiment: ht
     assert [f["input"] for f in error["detail"]["flagged"]] == [f"texts[{len(REVIEWS)}]", f"texts[{len(REVIEWS) + 1}]"]
     assert sentiment.post("/predict/sentiment", json={"texts": REVIEWS, "reject_ood": True}).status_code == 200
     metrics = sentiment.get("/models/lstm").json()["metrics"]
-    assert set(metrics["ood"]["checks"]) == {"language", "symbols"} and "ece_after" in metrics["calibration"]
+    assert set(metrics["ood"]["checks"]) == {"language", "symbols", "code"} and "ece_after" in metrics["calibration"]
     outputs = {o["name"] for o in sentiment.get("/v2/models/lstm").json()["outputs"]}
     assert {"in_distribution", "ood_score"} <= outputs
+
+
+def test_code_made_of_english_words_is_flagged_by_the_code_check(sentiment: httpx.Client) -> None:
+    body = sentiment.post("/predict/sentiment", json={"texts": CODE, "model": "lstm"}).json()
+    code = sentiment.get("/models/lstm").json()["metrics"]["ood"]["checks"]["code"]
+    for result in body["results"]:
+        assert result["in_distribution"] is False and result["ood_reason"] == code["reason"], result
+    refused = sentiment.post("/predict/sentiment", json={"texts": CODE[:1], "reject_ood": True})
+    assert assert_error(refused, 422, "out_of_distribution")["detail"]["flagged"][0]["input"] == "texts[0]"
+
+
+def test_what_looks_like_code_is_counted_line_by_line() -> None:
+    assert code_share("  a great film, full of heart") == 0.0  # spaces before one line are not indentation
+    assert code_share("The hero's arc -- e.g. in Act II -- works.\nA must see.") == 0.0
+    assert code_share("Great film.\n    x = compute_total(items)\n# TODO") == pytest.approx(2 / 3)
+    assert code_share("") == 0.0
+
+
+def test_served_sentiment_scores_are_the_platt_scaled_ones(sentiment: httpx.Client) -> None:
+    from app.families import FAMILIES
+    from app.families.sentiment import temper_binary
+
+    entry = read_manifest(COMMITTED_MODELS).served()["lstm"]
+    calibration = entry.metrics["calibration"]
+    assert calibration["bias"] != 0 and calibration["ece_after"] <= 0.02
+    bare = entry.model_copy(update={"metrics": {}})
+    raw = FAMILIES["lstm"].runtime(bare, COMMITTED_MODELS / entry.path, Settings())
+    raw.load()
+    plain = np.array([r.score for r in raw.predict(REVIEWS)])
+    body = sentiment.post("/predict/sentiment", json={"texts": REVIEWS, "model": "lstm"}).json()
+    expected = temper_binary(plain, calibration["temperature"], calibration["bias"])
+    np.testing.assert_allclose([r["score"] for r in body["results"]], expected, rtol=1e-4, atol=1e-6)
 
 
 def test_sentiment_scores_are_temperature_scaled() -> None:
@@ -213,3 +335,6 @@ def test_sentiment_scores_are_temperature_scaled() -> None:
     p = np.array([0.1, 0.5, 0.8, 0.99])
     np.testing.assert_allclose(temper_binary(p, 2.0), temper(np.stack([1 - p, p], axis=1), 2.0)[:, 1])
     assert temper_binary(p, 1.0) is p
+    logits = np.log(p / (1 - p))  # with a bias: Platt scaling, sigmoid(logit / t + bias)
+    np.testing.assert_allclose(temper_binary(p, 2.0, 0.3), 1 / (1 + np.exp(-(logits / 2.0 + 0.3))))
+    np.testing.assert_allclose(temper_binary(p, 1.0, -0.5), 1 / (1 + np.exp(-(logits - 0.5))))

@@ -14,7 +14,7 @@ from app.config import Settings
 from app.errors import InvalidInput
 from app.families.ood import Gate, OodFields, Verdict, temperature
 from app.families.runtime import Runtime
-from app.families.text_checks import read_vocabulary, symbol_share, unknown_share
+from app.families.text_checks import code_share, read_vocabulary, symbol_share, unknown_share
 from app.schemas import ModelRef, RequestBody, replace_lone_surrogates
 
 
@@ -136,13 +136,21 @@ def validate_texts(body: SentimentRequest, settings: Settings) -> list[str]:
     return [replace_lone_surrogates(text) for text in texts]
 
 
-def temper_binary(positive: np.ndarray, t: float) -> np.ndarray:
-    """P(positive) after temperature scaling: softmax(logits / t) of two classes, from their probabilities."""
-    if t == 1.0:
+def temper_binary(positive: np.ndarray, t: float, bias: float = 0.0) -> np.ndarray:
+    """P(positive) after temperature scaling: softmax(logits / t) of two classes, from their probabilities; with
+    `bias`, sigmoid(logit / t + bias) (Platt scaling: a model that leans to one class is moved back)."""
+    if t == 1.0 and bias == 0.0:
         return positive
     p = np.clip(positive.astype(np.float64), 0.0, 1.0)
-    up, down = np.power(p, 1.0 / t), np.power(1.0 - p, 1.0 / t)
+    up, down = np.power(p, 1.0 / t) * np.exp(bias), np.power(1.0 - p, 1.0 / t)
     return up / (up + down)
+
+
+def calibration_bias(metrics: Mapping[str, Any]) -> float:
+    """The artifact's fitted bias (temper_binary; 0.0 when it has none)."""
+    spec = metrics.get("calibration")
+    value = spec.get("bias") if isinstance(spec, Mapping) else None
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 class SentimentRuntime(Runtime[list[str], str, SentimentResult]):
@@ -158,6 +166,10 @@ class SentimentRuntime(Runtime[list[str], str, SentimentResult]):
         return temperature(self.entry.metrics)
 
     @cached_property
+    def bias(self) -> float:
+        return calibration_bias(self.entry.metrics)
+
+    @cached_property
     def vocabulary(self) -> frozenset[str]:
         """The English words of the training reviews (the artifact's `ood` file, one a line)."""
         if "ood" not in self.entry.files:
@@ -166,7 +178,7 @@ class SentimentRuntime(Runtime[list[str], str, SentimentResult]):
             return read_vocabulary(lines)
 
     def results(self, texts: list[str], positive: np.ndarray, truncated: list[bool]) -> list[SentimentResult]:
-        scores = temper_binary(np.asarray(positive), self.temperature)
+        scores = temper_binary(np.asarray(positive), self.temperature, self.bias)
         verdicts = self.judge(texts)
         return [SentimentResult.of(float(p), cut, v) for p, cut, v in zip(scores, truncated, verdicts, strict=True)]
 
@@ -178,6 +190,7 @@ class SentimentRuntime(Runtime[list[str], str, SentimentResult]):
             {
                 "language": np.array([unknown_share(text, vocabulary) for text in texts]),
                 "symbols": np.array([symbol_share(text) for text in texts]),
+                "code": np.array([code_share(text) for text in texts]),
             }
         )
 

@@ -1,6 +1,7 @@
 """What a sentiment model's out-of-distribution checks measure of a text, cheaply and without the model: how many
 of its words are English words the training reviews use (other languages, random letters and identifiers score
-low), and how much of it is programming punctuation (code, markup, logs)."""
+low), how much of it is programming punctuation (code, markup, logs), and how many of its lines look like source
+code (code whose comments and docstrings are English prose, with little punctuation)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,13 @@ from collections.abc import Iterable
 WORD = re.compile(r"[^\W\d_]+")  # runs of letters, any script ("très", "фильм", "映画" are words, not English ones)
 HTML_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)  # IMDb's reviews carry <br /> as line breaks
 SYMBOLS = frozenset("{}[]()<>=_#\\|*^~`$@%&+/;")
+CODE_LINE = re.compile(
+    r"^(?:\s{2,}|\t)\S"  # indented (a review is one paragraph: IMDb's line breaks are <br />)
+    r"|^\s*(?:#|@\w|>>>|\"\"\"|''')"  # a comment, a decorator, a prompt, a docstring's quotes
+    r"|^\s*(?:from\s+[\w.]+\s+import\b|import\s+[\w.]+(?:\s+as\s+\w+)?\s*$|def\s+\w+\s*\(|class\s+\w+\s*[(:])"
+    r"|\b[a-z]+_\w+|\b[a-z]{2,}[A-Z][a-z]\w*|\b\w+\.\w+\(|\w\(\)"  # snake_case, camelCase, a.call(, f()
+    r"|==|!=|\+=|->|=>|\w\s?=\s?[\w\"'\[({-]"  # comparisons, arrows, assignments
+)
 
 
 def words(text: str) -> list[str]:
@@ -30,6 +38,14 @@ def symbol_share(text: str) -> float:
     text = HTML_BREAK.sub(" ", text)
     visible = len(text) - sum(c.isspace() for c in text)
     return sum(c in SYMBOLS for c in text) / visible if visible else 0.0
+
+
+def code_share(text: str) -> float:
+    """The share of the text's non-blank lines that look like source code (indented, a comment, an import, a
+    definition, an identifier or an operator that prose does not use); 0.0 for a text without any. The text is
+    stripped first: spaces before a one-line text are not indentation."""
+    lines = [line for line in text.strip().split("\n") if line.strip()]
+    return sum(CODE_LINE.search(line) is not None for line in lines) / len(lines) if lines else 0.0
 
 
 def read_vocabulary(lines: Iterable[str]) -> frozenset[str]:

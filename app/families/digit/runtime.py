@@ -29,6 +29,14 @@ FLOAT_BYTES_PER_PIXEL = 40.0  # on min(pixels, FLOAT_PIXELS)
 FLOAT_PIXELS = 512 * 512
 
 
+def digit_measures(x: np.ndarray, probabilities: np.ndarray, features: np.ndarray | None) -> dict[str, np.ndarray]:
+    """What the digit artifact's checks measure (training/calibrate.py fits them on the same measures)."""
+    measured = {"ink": ink_statistics(x, enlarged=True), "confidence": 1.0 - probabilities.max(axis=1)}
+    if features is not None:
+        measured["features"] = features
+    return measured
+
+
 class DigitOutput(OodFields):
     digit: int
     confidence: float
@@ -50,8 +58,13 @@ class DigitRuntime(ImageRuntime[DigitOutput]):
         shape = self.session.get_inputs()[0].shape
         if list(shape[1:]) != [28, 28, 1]:
             raise ValueError(f"expected an ONNX input of shape [batch, 28, 28, 1], found {shape}")
-        self.gate = Gate.from_metrics(self.entry.metrics)
+        self.gate = Gate.from_metrics(self.entry.metrics, self.file("ood") if "ood" in self.entry.files else None)
         self.temperature = temperature(self.entry.metrics)
+        # training/calibrate.py exposes the CNN's penultimate features as a second output (the same call computes
+        # them): the "features" check scores them
+        self.has_features = len(self.session.get_outputs()) > 1
+        if self.gate is not None and not self.has_features and any(c.name == "features" for c in self.gate.checks):
+            raise ValueError("model.json has a features check but model.onnx has no features output")
 
     def warmup(self) -> None:
         self.predict([np.zeros((28, 28, 1), dtype=np.float32)])
@@ -75,8 +88,9 @@ class DigitRuntime(ImageRuntime[DigitOutput]):
 
     def predict(self, batch: list[np.ndarray]) -> list[DigitOutput]:
         x = np.stack(batch).astype(np.float32)
-        probabilities = temper(self.session.run(None, {self.input_name: x})[0], self.temperature)
-        verdicts = self.judge(x, probabilities)
+        outputs = self.session.run(None, {self.input_name: x})
+        probabilities = temper(outputs[0], self.temperature)
+        verdicts = self.judge(x, probabilities, outputs[1] if self.has_features else None)
         return [
             DigitOutput(
                 digit=int(p.argmax()), confidence=float(p.max()), probabilities=[float(v) for v in p], **v.fields()
@@ -84,12 +98,13 @@ class DigitRuntime(ImageRuntime[DigitOutput]):
             for p, v in zip(probabilities, verdicts, strict=True)
         ]
 
-    def judge(self, x: np.ndarray, probabilities: np.ndarray) -> list[Verdict]:
+    def judge(self, x: np.ndarray, probabilities: np.ndarray, features: np.ndarray | None = None) -> list[Verdict]:
         """Whether each input looks like an MNIST digit: its ink statistics (the prepared 28x28 already holds
-        them: a few microseconds, no second pass over the image) and the calibrated confidence."""
+        them: a few microseconds, no second pass over the image), the calibrated confidence and, when the model
+        gives them, how far its penultimate features are from those of the nearest class's training digits."""
         if self.gate is None:
             return [Verdict()] * len(x)
-        return self.gate.verdicts({"ink": ink_statistics(x), "confidence": 1.0 - probabilities.max(axis=1)})
+        return self.gate.verdicts(digit_measures(x, probabilities, features))
 
     def encode(self, request: ImageUpload, outputs: list[DigitOutput]) -> DigitPrediction:
         [out] = outputs
