@@ -3,6 +3,7 @@ between them, so drifting load from other processes falls on both alike.
 
     python -m bench.peers.ab /tmp/old-checkout [/tmp/new-checkout, default this one] [--rounds 4] [--seconds 5]
     python -m bench.peers.ab /tmp/old-checkout --photos 1024 --workers 2 --levels 32   # the digits as large photos
+    python -m bench.peers.ab /tmp/old-checkout --own-models   # each checkout serves its own models/ folder
 
 Each server is `deepserve serve` (one process unless --workers) on the committed models; every answer is checked as
 in bench/peers/run.py. Prints, per concurrency level, each checkout's median over the rounds of server CPU per right
@@ -46,6 +47,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--port", type=int, default=18441, help="the old one's; the new one's is the next")
     p.add_argument("--photos", type=int, default=0, help="send the digits as NxN JPEG photos (0: the PNGs)")
+    p.add_argument("--own-models", action="store_true", help="each checkout serves its models/ (default: this one's)")
     args = p.parse_args()
     models = (REPO / "models").resolve()
     runs: dict[tuple[str, int], list[dict]] = {}
@@ -57,7 +59,8 @@ def main() -> None:
             for i, (key, root) in enumerate((("old", args.old), ("new", args.new))):
                 port = args.port + i
                 check_free(port)
-                server = deepserve(f"{key} ({root})", port, models, root.resolve(), args.workers)
+                served = (root / "models").resolve() if args.own_models else models
+                server = deepserve(f"{key} ({root})", port, served, root.resolve(), args.workers)
                 process, _ = start(server, port, 120, Path(tmp) / f"{key}.log")
                 servers[key] = (process, port)
                 assert check_answers(port, bodies) == len(bodies), f"{key} misread a test digit"
