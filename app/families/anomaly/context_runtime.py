@@ -84,7 +84,7 @@ class NearestContextRuntime(Runtime[AnomalyRequest, SeriesInput, SeriesOutput]):
                     f"{MAX_VALUES} in one request: send fewer rows.",
                     {"max_values": MAX_VALUES, "values": len(rows) * len(names)},
                 )
-            table = np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
+            table = series.as_table(rows)
             multivariate.check_channels(table, names, causal, self.config)
             return [SeriesInput(table, request.sensitivity, causal, sampling, names)]
         values = series.as_values(request.single())
@@ -123,7 +123,7 @@ class NearestContextRuntime(Runtime[AnomalyRequest, SeriesInput, SeriesOutput]):
     def encode_rows(
         self, request: AnomalyRequest, combined: multivariate.Combined, sampling: Sampling | None, threshold: float
     ) -> MultivariateAnomalyResponse:
-        table = np.array([[np.nan if v is None else v for v in row] for row in request.rows() or []])
+        table = series.as_table(request.rows() or [])
         times = request.timestamps
         regions = series.alarm_regions(combined.alarm, combined.score, threshold)
         names = combined.names

@@ -85,16 +85,36 @@ def coupled(values: np.ndarray, warmup: int) -> dict[int, list[tuple[int, float]
     return out
 
 
-def departure(values: np.ndarray, c: int, peers: list[tuple[int, float]], warmup: int) -> np.ndarray:
-    """Channel c standardised, minus the mean of its peers standardised (signed): NaN where any of them is missing.
-    Each is standardised with its warm-up rows' mean and standard deviation (known by the end of the warm-up)."""
-    head = values[:warmup]
+def standardisation(head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each channel's mean and standard deviation over the warm-up rows `head` (missing values left out)."""
+    return (
+        np.array([np.nanmean(head[:, k]) for k in range(head.shape[1])]),
+        np.array([np.nanstd(head[:, k]) for k in range(head.shape[1])]),
+    )
+
+
+def departure_of(
+    values: np.ndarray, c: int, peers: list[tuple[int, float]], mean: np.ndarray, std: np.ndarray
+) -> np.ndarray:
+    """Channel c standardised, minus the mean of its peers standardised (signed), for any rows of `values`: NaN
+    where any of them is missing (row by row, so a stream's parts give the whole series' values)."""
 
     def z(k: int) -> np.ndarray:
-        column = head[:, k]
-        return (values[:, k] - np.nanmean(column)) / np.nanstd(column)
+        return (values[:, k] - mean[k]) / std[k]
 
     return z(c) - np.mean([sign * z(p) for p, sign in peers], axis=0)
+
+
+def departure(values: np.ndarray, c: int, peers: list[tuple[int, float]], warmup: int) -> np.ndarray:
+    """Channel c's departure from its peers, each standardised with its warm-up rows' mean and standard deviation
+    (known by the end of the warm-up)."""
+    return departure_of(values, c, peers, *standardisation(values[:warmup]))
+
+
+def departure_scale(config: DetectorConfig, sensitivity: float, shift: float = DEPARTURE_SHIFT) -> tuple[float, float]:
+    """(the sensitivity departures are scored at, how much wider their limits are than the channels')."""
+    at = max(0.0, sensitivity - shift)
+    return at, alarm_limits(config, at)[0] / alarm_limits(config, sensitivity)[0]
 
 
 def score(
@@ -109,20 +129,29 @@ def score(
     `sensitivity - shift`, at least 0, its scores divided by how much wider its limits are, so that every score is
     measured against the same threshold); combine."""
     check_channels(values, names, causal, config)
-    wider = alarm_limits(config, max(0.0, sensitivity - shift))[0] / alarm_limits(config, sensitivity)[0]
+    at, wider = departure_scale(config, sensitivity, shift)
     channels = [series.score_series(values[:, c], sensitivity, causal, config) for c in range(len(names))]
     peers = coupled(values, config.warmup)
     departures: dict[str, Scored] = {}
     for c, its_peers in peers.items():
         d = departure(values, c, its_peers, config.warmup)
         if (~np.isnan(d)).sum() >= series.min_length(causal, config):
-            scored = series.score_series(d, max(0.0, sensitivity - shift), causal, config)
+            scored = series.score_series(d, at, causal, config)
             departures[names[c]] = replace(scored, score=scored.score / wider)
     return combine(names, channels, departures, {names[c]: [names[p] for p, _ in ps] for c, ps in peers.items()})
 
 
-def _scores(scored: Scored) -> np.ndarray:
+def scores_of(scored: Scored) -> np.ndarray:
     return np.where(scored.warming_up | scored.missing, 0.0, np.nan_to_num(scored.score))
+
+
+def named(index: int, names: list[str], by_kind: dict[str, dict[str, float]]) -> Alarm:
+    """The alarm of an event from its hits (kind -> channel -> its highest score in the event's JOIN rows)."""
+    kind = "channels" if by_kind["channels"] else "correlation"
+    found = by_kind[kind]
+    top = max(found.values())
+    keep = [n for n in names if n in found and (kind == "channels" or found[n] >= DRIVER_SHARE * top)]
+    return Alarm(index, kind, {n: found[n] for n in keep})
 
 
 def combine(
@@ -130,7 +159,7 @@ def combine(
 ) -> Combined:
     """One alarm stream from the channels' and the departures' own (the module docstring's third point)."""
     rows = len(channels[0].score)
-    all_scores = [_scores(s) for s in [*channels, *departures.values()]]
+    all_scores = [scores_of(s) for s in [*channels, *departures.values()]]
     combined = np.max(all_scores, axis=0)
     scored = np.any([~(s.warming_up | s.missing) for s in channels], axis=0)
     missing = np.all([s.missing for s in channels], axis=0)
@@ -142,14 +171,10 @@ def combine(
         if not events or t - events[-1][0] >= JOIN:
             events.append((t, {"channels": {}, "correlation": {}}))
         start = events[-1][0]
-        events[-1][1][kind].setdefault(name, float(_scores(s)[start : start + JOIN].max()))
+        events[-1][1][kind].setdefault(name, float(scores_of(s)[start : start + JOIN].max()))
     alarm = np.zeros(rows, dtype=bool)
     alarms = []
     for t, by_kind in events:
         alarm[t] = True
-        kind = "channels" if by_kind["channels"] else "correlation"
-        found = by_kind[kind]
-        top = max(found.values())
-        keep = [n for n in names if n in found and (kind == "channels" or found[n] >= DRIVER_SHARE * top)]
-        alarms.append(Alarm(t, kind, {n: found[n] for n in keep}))
+        alarms.append(named(t, names, by_kind))
     return Combined(names, channels, departures, peers, status, combined, alarm, alarms)

@@ -32,6 +32,8 @@ Row = Annotated[list[Value], Field(min_length=1, max_length=MAX_CHANNELS, fail_f
 ChannelName = Annotated[str, Field(min_length=1, max_length=64)]
 Series = Annotated[list[Value], Field(max_length=MAX_POINTS, fail_fast=True)]
 Rows = Annotated[list[Row], Field(max_length=MAX_POINTS, fail_fast=True)]
+StreamSeries = Annotated[list[Value], Field(min_length=1, fail_fast=True)]  # a stream's request: its route bounds
+StreamRows = Annotated[list[Row], Field(min_length=1, fail_fast=True)]  # the values (DEEPSERVE_MAX_STREAM_POINTS)
 
 
 Sensitivity = Annotated[
@@ -139,14 +141,7 @@ class AnomalyRequest(RequestBody):
             if self.channels is not None:
                 raise ValueError("`channels` names the values of each row: send `values` as rows to use it")
             return self
-        names = self.channel_names()
-        if len(set(names)) != len(names):
-            raise ValueError(f"channel names repeat: {sorted({n for n in names if names.count(n) > 1})[:3]}")
-        for i, row in enumerate(rows):
-            if len(row) != len(names):
-                more = "more values than" if len(row) > len(names) else f"no value for channel {names[len(row)]!r} of"
-                count = f"{len(row)} value{'' if len(row) == 1 else 's'}"
-                raise ValueError(f"row {i} has {count}: {more} the {len(names)} channels {names[:8]}")
+        _check_rows(rows, self.channel_names())
         return self
 
     def rows(self) -> list[list[float | None]] | None:
@@ -165,6 +160,17 @@ class AnomalyRequest(RequestBody):
         rows = self.rows()
         width = len(rows[0]) if rows else 1
         return list(self.channels) if self.channels is not None else [str(i) for i in range(width)]
+
+
+def _check_rows(rows: list[list[float | None]], names: list[str]) -> None:
+    """Every row has one value per channel; no name repeats."""
+    if len(set(names)) != len(names):
+        raise ValueError(f"channel names repeat: {sorted({n for n in names if names.count(n) > 1})[:3]}")
+    for i, row in enumerate(rows):
+        if len(row) != len(names):
+            more = "more values than" if len(row) > len(names) else f"no value for channel {names[len(row)]!r} of"
+            count = f"{len(row)} value{'' if len(row) == 1 else 's'}"
+            raise ValueError(f"row {i} has {count}: {more} the {len(names)} channels {names[:8]}")
 
 
 class AlarmRegion(BaseModel):
@@ -286,8 +292,16 @@ class MultivariateAnomalyResponse(BaseModel):
 
 
 class StreamPointsRequest(RequestBody):
-    values: list[Value] = Field(
-        min_length=1, fail_fast=True, description="The new points, oldest first; null for a missing value."
+    values: StreamSeries | StreamRows = Field(
+        description="The new points, oldest first; null for a missing value. A stream of several aligned channels: "
+        f"one row per time step, one value per channel in each (at most {MAX_CHANNELS} channels), as in POST "
+        "/predict/anomaly. A stream's first points fix its channels (numbers: one channel; rows: their channels).",
+    )
+    channels: list[ChannelName] | None = Field(
+        None,
+        max_length=MAX_CHANNELS,
+        description='With rows: the channels\' names, one per value of a row; default: the stream\'s ("0", "1", ... '
+        "for a new stream). Other names, or rows of another width, than the stream's first points had: 422.",
     )
     timestamps: list[Timestamp] | None = Field(
         None,
@@ -303,12 +317,38 @@ class StreamPointsRequest(RequestBody):
     def same_lengths(self) -> StreamPointsRequest:
         if self.timestamps is not None and len(self.timestamps) != len(self.values):
             raise ValueError(f"{len(self.timestamps)} timestamps for {len(self.values)} values")
+        rows = self.rows()
+        if rows is None:
+            if self.channels is not None:
+                raise ValueError("`channels` names the values of each row: send `values` as rows to use it")
+            return self
+        _check_rows(rows, list(self.channels) if self.channels is not None else [str(i) for i in range(len(rows[0]))])
         return self
+
+    def rows(self) -> list[list[float | None]] | None:
+        """The points as rows (a stream of several channels), or None for one channel."""
+        if isinstance(self.values[0], list):
+            return self.values  # type: ignore[return-value]  # pydantic made them all rows
+        return None
+
+    def single(self) -> list[float | None]:
+        """The points of a one-channel stream (call after rows() is None)."""
+        if self.rows() is not None:
+            raise ValueError("the points are rows of several channels: use rows()")
+        return self.values  # type: ignore[return-value]  # pydantic made them numbers or nulls
+
+    def width(self) -> int | None:
+        """Values in a row (None: one channel, values as numbers)."""
+        rows = self.rows()
+        return None if rows is None else len(rows[0])
 
 
 class StreamInfo(BaseModel):
     series_id: str
-    points: int = Field(description="Points received so far.")
+    points: int = Field(description="Points (rows, for several channels) received so far.")
+    channels: list[str] | None = Field(
+        None, description="A stream of several channels: their names, fixed by its first points (null: one channel)."
+    )
     status: Literal["warming_up", "ready"] = Field(description="warming_up until the stream has learned its scale.")
     sensitivity: float
     created: datetime
@@ -324,6 +364,43 @@ class StreamPointsResponse(PointColumns):
         None, description="With timestamps: spacing, gaps and repeated timestamps among these points (stream indices)."
     )
     missing: Missing = Field(description="The null values among these points (stream indices).")
+
+
+class StreamAlarm(ChannelAlarm):
+    final: bool = Field(
+        description="The event's rows (the alarm's row and the 9 after it) are all in: kind, channels and scores "
+        "are final, the batch answer's. Until then each request that reaches into them reports the alarm again, "
+        "as it stands."
+    )
+
+
+class ChannelsStreamPointsResponse(BaseModel):
+    """The points of a stream of several channels: one alarm stream for the series, as POST /predict/anomaly
+    answers rows, for these rows."""
+
+    stream: StreamInfo
+    first_index: int = Field(description="Stream index of the first row of this request.")
+    threshold: float = Field(description="The score an alarm needs at the stream's sensitivity (every channel alike).")
+    channels: list[str] = Field(description="The stream's channels, in the order of each row's values.")
+    status: list[Literal["scored", "warming_up", "missing"]] = Field(
+        description="Per row: scored when a channel is scored there, missing when every channel is null."
+    )
+    scores: list[float] = Field(description="Per row: the highest score of a channel or of a channel's departure.")
+    is_anomaly: list[bool] = Field(description="The rows that raise a series alarm (one per event).")
+    alarms: list[StreamAlarm] = Field(
+        description="Each series alarm whose event reaches into these rows (stream indices), with the channels that "
+        "drove it so far (see `final`)."
+    )
+    regions: list[AlarmRegion] = Field(description="Alarm regions among these rows, as stream indices.")
+    peers: dict[str, list[str]] = Field(
+        description="The channels coupled with each channel (|correlation| >= 0.7 over the stream's warm-up rows; "
+        "empty until they are in)."
+    )
+    per_channel: dict[str, PointColumns] = Field(description="Each channel scored alone, as a one-channel stream.")
+    sampling: Sampling | None = Field(
+        None, description="With timestamps: spacing, gaps and repeated timestamps among these rows (stream indices)."
+    )
+    missing: dict[str, Missing] = Field(description="Each channel's null values among these rows (stream indices).")
 
 
 class StreamList(BaseModel):

@@ -88,6 +88,11 @@ def as_values(values: list[float | None]) -> np.ndarray:
     return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
 
 
+def as_table(rows: list[list[float | None]]) -> np.ndarray:
+    """A request's rows (several channels) as a float64 rows x channels table, NaN for each null."""
+    return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=np.float64)
+
+
 def min_length(causal: bool, config: DetectorConfig = DEFAULT) -> int:
     """Fewest points a series needs: one scored point after the warm-up; non-causal mode also scores the warm-up
     from the points after it, so it needs a second warm-up's worth."""

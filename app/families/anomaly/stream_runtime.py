@@ -9,12 +9,24 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
+
 from app.families.anomaly import series
-from app.families.anomaly.context_runtime import NearestContextRuntime
-from app.families.anomaly.detector import alarm_limits
-from app.families.anomaly.schemas import Sampling, StreamInfo, StreamPointsRequest, StreamPointsResponse
+from app.families.anomaly.context_runtime import BYTES_PER_POINT, NearestContextRuntime
+from app.families.anomaly.detector import DetectorConfig, Scored, alarm_limits
+from app.families.anomaly.multivariate_stream import ChannelsScored
+from app.families.anomaly.schemas import (
+    ChannelsStreamPointsResponse,
+    Sampling,
+    StreamAlarm,
+    StreamInfo,
+    StreamPointsRequest,
+    StreamPointsResponse,
+)
 from app.families.anomaly.streams import StoredStream, StreamStore
 from app.families.runtime import Runtime
+
+StreamResponse = StreamPointsResponse | ChannelsStreamPointsResponse
 
 
 @dataclass(frozen=True)
@@ -30,6 +42,7 @@ def described(stream: StoredStream, warmup: int) -> StreamInfo:
     return StreamInfo(
         series_id=stream.series_id,
         points=stream.points,
+        channels=stream.channels,
         status="warming_up" if stream.points < warmup else "ready",
         sensitivity=stream.sensitivity,
         created=datetime.fromtimestamp(stream.created, UTC),
@@ -37,7 +50,12 @@ def described(stream: StoredStream, warmup: int) -> StreamInfo:
     )
 
 
-class StreamRuntime(Runtime[StreamAppend, StreamAppend, StreamPointsResponse]):
+def state_bytes(config: DetectorConfig) -> int:
+    """One detector's state in memory (its arrays, and their bytes as stored)."""
+    return 2 * 8 * (config.history + config.embed + 2 * config.baseline + config.record)
+
+
+class StreamRuntime(Runtime[StreamAppend, StreamAppend, StreamResponse]):
     """Wraps the served detector (its entry, version and settings; made per request: it holds nothing else); one
     append is one input, scored and stored in one pass on the worker pool (the store holds the stream's lock from
     reading its state to writing it back)."""
@@ -56,18 +74,24 @@ class StreamRuntime(Runtime[StreamAppend, StreamAppend, StreamPointsResponse]):
         pass
 
     def cost(self, request: StreamAppend) -> int:
-        past = self.base.config.history + self.base.config.embed  # at most: a stream's new points meet its kept tail
-        return self.base.points_cost(len(request.body.values), past)
+        config = self.base.config
+        past = config.history + config.embed  # at most: a stream's new points meet its kept tail
+        rows = len(request.body.values)
+        width = request.body.width() or 1
+        detectors = width + (width if width > 1 else 0)  # each channel's, and a departure's each at most
+        # Channels are scored one after another: the matrices of one pass; every detector's state and output.
+        return self.base.points_cost(rows, past) + (detectors - 1) * (BYTES_PER_POINT * rows + state_bytes(config))
 
     def decode(self, request: StreamAppend) -> list[StreamAppend]:
         return [request]
 
-    def predict(self, batch: list[StreamAppend]) -> list[StreamPointsResponse]:
+    def predict(self, batch: list[StreamAppend]) -> list[StreamResponse]:
         return [self.append(request) for request in batch]
 
-    def append(self, request: StreamAppend) -> StreamPointsResponse:
+    def append(self, request: StreamAppend) -> StreamResponse:
         body, config = request.body, self.base.config
-        values = series.as_values(body.values)  # null -> NaN: missing
+        rows = body.rows()
+        values = series.as_values(body.single()) if rows is None else series.as_table(rows)  # null -> NaN: missing
         sampling: list[Sampling] = []
         stamps = body.timestamps
 
@@ -75,9 +99,12 @@ class StreamRuntime(Runtime[StreamAppend, StreamAppend, StreamPointsResponse]):
             sampling[:] = [series.check_timestamps(stamps, at, last_time)] if stamps is not None else []
 
         stream, scored, first = request.store.append(
-            request.owner, request.series_id, values, stamps, body.sensitivity, config, check
+            request.owner, request.series_id, values, stamps, body.sensitivity, config, check, body.channels
         )
         threshold, _ = alarm_limits(config, stream.sensitivity)
+        if isinstance(scored, ChannelsScored):
+            return self.rows_answer(stream, scored, first, values, threshold, body, sampling[0] if sampling else None)
+        assert isinstance(scored, Scored)
         regions = series.alarm_regions(scored.alarm, scored.score, threshold)
         return StreamPointsResponse(
             **vars(series.points(scored, values)),
@@ -89,7 +116,48 @@ class StreamRuntime(Runtime[StreamAppend, StreamAppend, StreamPointsResponse]):
             missing=series.missing_report(scored, at=first),
         )
 
-    def encode(self, request: StreamAppend, outputs: list[StreamPointsResponse]) -> StreamPointsResponse:
+    def rows_answer(
+        self,
+        stream: StoredStream,
+        scored: ChannelsScored,
+        first: int,
+        values: np.ndarray,
+        threshold: float,
+        body: StreamPointsRequest,
+        sampling: Sampling | None,
+    ) -> ChannelsStreamPointsResponse:
+        names = stream.channels or []
+        regions = series.alarm_regions(scored.alarm, scored.score, threshold)
+        return ChannelsStreamPointsResponse(
+            stream=described(stream, self.base.config.warmup),
+            first_index=first,
+            threshold=threshold,
+            channels=names,
+            status=scored.status,  # type: ignore[arg-type]  # "scored", "warming_up" or "missing"
+            scores=scored.score.tolist(),
+            is_anomaly=scored.alarm.tolist(),
+            alarms=[
+                StreamAlarm(
+                    index=a.alarm.index,
+                    time=a.time,
+                    kind=a.alarm.kind,  # type: ignore[arg-type]  # "channels" or "correlation"
+                    channels=list(a.alarm.scores),
+                    scores=a.alarm.scores,
+                    final=a.final,
+                )
+                for a in scored.alarms
+            ],
+            regions=series.regions_with_times(regions, body.timestamps, at=first),
+            peers=scored.peers,
+            per_channel={
+                name: vars(series.points(s, values[:, c]))
+                for c, (name, s) in enumerate(zip(names, scored.channels, strict=True))
+            },
+            sampling=sampling,
+            missing={name: series.missing_report(s, at=first) for name, s in zip(names, scored.channels, strict=True)},
+        )
+
+    def encode(self, request: StreamAppend, outputs: list[StreamResponse]) -> StreamResponse:
         [out] = outputs
         return out
 

@@ -21,6 +21,7 @@ used (folder full, read-only or missing, file corrupt) is a StorageUnavailable (
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import sqlite3
@@ -35,7 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from app.errors import Overloaded, ServeError, StorageUnavailable, StreamNotFound, TooManyStreams
+from app.families.anomaly import multivariate_stream
 from app.families.anomaly.detector import Detector, DetectorConfig, DetectorState, Scored
+from app.families.anomaly.multivariate_stream import ChannelsScored, ChannelsState, channels_for
 from app.families.anomaly.times import to_seconds
 
 log = logging.getLogger("deepserve.streams")
@@ -50,16 +53,23 @@ CREATE TABLE IF NOT EXISTS streams (
     created REAL NOT NULL,
     updated REAL NOT NULL,
     state BLOB NOT NULL,
+    channels TEXT,
+    width INTEGER NOT NULL DEFAULT 1,
     PRIMARY KEY (owner, id)
 )
 """
+CHANNELS = (  # a file from before channels: its streams have one
+    "ALTER TABLE streams ADD COLUMN channels TEXT",
+    "ALTER TABLE streams ADD COLUMN width INTEGER NOT NULL DEFAULT 1",
+)
 INDEX = "CREATE INDEX IF NOT EXISTS streams_by_updated ON streams (updated)"  # the expiry sweep's range
-COLUMNS = "owner, id, sensitivity, points, last_time, created, updated, state"
+COLUMNS = "owner, id, sensitivity, points, last_time, created, updated, state"  # a file's from before channels
 NO_OWNER = ""  # every stream's owner when API keys are off, and that of the rows of files from before owners
 OPEN_ATTEMPTS = 50  # opening while another process opens the file too (about 12 s in all)
 MAX_ATTEMPTS = 10  # an append that lost the race to another process this often gets 429 (never seen with 2 processes)
 SWEEP_BATCH = 100  # expired streams deleted at most per sweep: one bounded statement however many expired
-INFO = "SELECT id, points, sensitivity, created, updated FROM streams"
+INFO = "SELECT id, points, sensitivity, created, updated, channels FROM streams"
+USED = "SELECT COALESCE(SUM(width), 0) FROM streams WHERE updated >= ?"  # a stream of k channels counts k
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,14 @@ class StoredStream:
     sensitivity: float
     created: float  # unix seconds
     updated: float
+    channels: list[str] | None = None  # a stream of several channels: their names (None: one channel)
+
+    @classmethod
+    def of(cls, row: tuple) -> StoredStream:
+        """From a row of INFO."""
+        series_id, points, sensitivity, created, updated, channels = row
+        names = json.loads(channels) if channels is not None else None
+        return cls(series_id, points, sensitivity, created, updated, names)
 
 
 Key = tuple[str, str]  # (owner, series id)
@@ -165,6 +183,9 @@ class StreamStore:
                     db.execute("DROP TABLE streams_without_owner")
                     log.info("anomaly streams: %s migrated to owners (its streams belong to no key)", self.path)
                 db.execute(SCHEMA)
+                if "width" not in [row[1] for row in db.execute("PRAGMA table_info(streams)")]:  # before channels
+                    for statement in CHANNELS:
+                        db.execute(statement)
                 db.execute(INDEX)
         except BaseException:
             db.close()
@@ -214,20 +235,22 @@ class StreamStore:
     def _quota(self, owner: str) -> int:
         return self.max_per_owner if owner != NO_OWNER and self.max_per_owner else self.max_streams
 
-    def _check_room(self, db: sqlite3.Connection, owner: str, cutoff: float) -> None:
-        (count,) = db.execute("SELECT COUNT(*) FROM streams WHERE updated >= ?", (cutoff,)).fetchone()
-        if count >= self.max_streams:
+    def _check_room(self, db: sqlite3.Connection, owner: str, cutoff: float, width: int) -> None:
+        """429 unless a new stream of `width` channels fits (a stream of k channels counts as k streams)."""
+        (count,) = db.execute(USED, (cutoff,)).fetchone()
+        counts = f" ({width} channels count as {width} streams)" if width > 1 else ""
+        if count + width > self.max_streams:
             raise TooManyStreams(
-                f"The service holds {count} streams, its limit (DEEPSERVE_MAX_STREAMS); delete some first.",
+                f"The service holds {count} streams, its limit (DEEPSERVE_MAX_STREAMS){counts}; delete some first.",
                 {"limit": "max_streams", "max_streams": self.max_streams},
                 headers={"Retry-After": "60"},
             )
         quota = self._quota(owner)
-        query = "SELECT COUNT(*) FROM streams WHERE owner = ? AND updated >= ?"
-        (mine,) = db.execute(query, (owner, cutoff)).fetchone()
-        if mine >= quota:
+        (mine,) = db.execute(f"{USED} AND owner = ?", (cutoff, owner)).fetchone()
+        if mine + width > quota:
             raise TooManyStreams(
-                f"This API key holds {mine} streams, its limit (DEEPSERVE_MAX_STREAMS_PER_CLIENT); delete some first.",
+                f"This API key holds {mine} streams, its limit (DEEPSERVE_MAX_STREAMS_PER_CLIENT){counts}; delete "
+                "some first.",
                 {"limit": "max_streams_per_client", "max_streams_per_client": quota},
                 headers={"Retry-After": "60"},
             )
@@ -241,15 +264,17 @@ class StreamStore:
         sensitivity: float | None,
         config: DetectorConfig,
         check: Callable[[int, float | None], object] = lambda at, last: None,
-    ) -> tuple[StoredStream, Scored, int]:
-        """Score `values` (NaN: missing) after the points of `owner`'s stream (creating it at the first call) with a
-        detector of `config` (the served nearest_context model's): (the stream after them, their scores, the stream
-        index of the first of them). `check(first index, the stream's last time)` runs before the scoring (the
-        timestamps' check: it may raise)."""
+        channels: list[str] | None = None,
+    ) -> tuple[StoredStream, Scored | ChannelsScored, int]:
+        """Score `values` (NaN: missing; rows x channels for a stream of several channels, named `channels`, None:
+        the stream's) after the points of `owner`'s stream (creating it at the first call, which fixes its
+        channels) with a detector of `config` (the served nearest_context model's): (the stream after them, their
+        scores, the stream index of the first of them). `check(first index, the stream's last time)` runs before
+        the scoring (the timestamps' check: it may raise)."""
         key = (owner, series_id)
         with self.locks.hold(key):  # this process's appends take turns; other processes' are caught below
             for _ in range(MAX_ATTEMPTS):
-                done = self._try_append(key, values, times, sensitivity, config, check)
+                done = self._try_append(key, values, times, sensitivity, config, check, channels)
                 if done is not None:
                     return done
         raise Overloaded(
@@ -267,15 +292,18 @@ class StreamStore:
         sensitivity: float | None,
         config: DetectorConfig,
         check: Callable[[int, float | None], object],
-    ) -> tuple[StoredStream, Scored, int] | None:
+        sent: list[str] | None,
+    ) -> tuple[StoredStream, Scored | ChannelsScored, int] | None:
         """One read -> score -> compare-and-swap round of `append`; None when another process changed the stream
         between the read and the write (nothing written)."""
         owner, series_id = key
         now = self.clock()
         cutoff = self._cutoff()
+        width = values.shape[1] if values.ndim == 2 else None
         with self._conn() as db:
             query = (
-                "SELECT sensitivity, points, last_time, created, updated, state FROM streams WHERE owner = ? AND id = ?"
+                "SELECT sensitivity, points, last_time, created, updated, state, channels FROM streams "
+                "WHERE owner = ? AND id = ?"
             )
             row = db.execute(query, key).fetchone()
             if row is not None and row[4] < cutoff:  # expired: this append starts the stream anew
@@ -283,24 +311,32 @@ class StreamStore:
                 row = None
             if row is None:
                 self._sweep(db, cutoff)
-                self._check_room(db, owner, cutoff)
+                self._check_room(db, owner, cutoff, width or 1)
         new = row is None
         if row is None:
-            row = (0.5 if sensitivity is None else sensitivity, 0, None, now, now, None)
-        stored_sensitivity, points, last_time, created, _, blob = row
+            row = (0.5 if sensitivity is None else sensitivity, 0, None, now, now, None, None)
+        stored_sensitivity, points, last_time, created, _, blob, stored = row
+        names = channels_for(series_id, json.loads(stored) if stored else None, not new, width, sent)
         sensitivity = stored_sensitivity if sensitivity is None else sensitivity
         check(points, last_time)
         seconds = [to_seconds(t) for t in times] if times else None
-        state = DetectorState.from_bytes(blob) if blob is not None else DetectorState()
-        scored = Detector(config, sensitivity).update(state, values)  # the CPU work: no lock but the stream's
+        scored: Scored | ChannelsScored  # the CPU work below: no lock but the stream's
+        if names is None:
+            one = DetectorState.from_bytes(blob) if blob else DetectorState()
+            scored, state = Detector(config, sensitivity).update(one, values), one.to_bytes()
+        else:
+            several = ChannelsState.from_bytes(blob) if blob else ChannelsState.new(len(names))
+            stamps = [t.isoformat() for t in times] if times else None
+            scored = multivariate_stream.update(several, values, points, names, sensitivity, config, stamps)
+            state = several.to_bytes()
         last_time = seconds[-1] if seconds else last_time
         received = points + len(values)  # missing values included: the stream's indices are the points sent
         with self._conn() as db:
             if new:  # one statement: the counts and the insert cannot be split by another process's insert
+                size = len(names) if names else 1
                 written = db.execute(
-                    f"INSERT OR IGNORE INTO streams ({COLUMNS}) SELECT ?, ?, ?, ?, ?, ?, ?, ? "
-                    "WHERE (SELECT COUNT(*) FROM streams WHERE updated >= ?) < ? "
-                    "AND (SELECT COUNT(*) FROM streams WHERE owner = ? AND updated >= ?) < ?",
+                    f"INSERT OR IGNORE INTO streams ({COLUMNS}, channels, width) SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? "
+                    f"WHERE ({USED}) + ? <= ? AND ({USED} AND owner = ?) + ? <= ?",
                     (
                         *key,
                         sensitivity,
@@ -308,25 +344,29 @@ class StreamStore:
                         last_time,
                         created,
                         now,
-                        state.to_bytes(),
+                        state,
+                        json.dumps(names) if names else None,
+                        size,
                         cutoff,
+                        size,
                         self.max_streams,
-                        owner,
                         cutoff,
+                        owner,
+                        size,
                         self._quota(owner),
                     ),
                 ).rowcount
                 if not written:
-                    self._check_room(db, owner, cutoff)  # full: 429; else another process created the stream
+                    self._check_room(db, owner, cutoff, size)  # full: 429; else another process created the stream
             else:
                 written = db.execute(
                     "UPDATE streams SET sensitivity = ?, points = ?, last_time = ?, updated = ?, state = ? "
                     "WHERE owner = ? AND id = ? AND points = ? AND created = ?",
-                    (sensitivity, received, last_time, now, state.to_bytes(), *key, points, created),
+                    (sensitivity, received, last_time, now, state, *key, points, created),
                 ).rowcount
         if not written:
             return None
-        return StoredStream(series_id, received, sensitivity, created, now), scored, points
+        return StoredStream(series_id, received, sensitivity, created, now, names), scored, points
 
     def list(self, owner: str, limit: int, after: str | None = None) -> tuple[list[StoredStream], str | None]:
         """`owner`'s streams in id order, at most `limit` of them, from the first id after `after`: (the page, the
@@ -338,7 +378,7 @@ class StreamStore:
                 f"{INFO} WHERE owner = ? AND id > ? AND updated >= ? ORDER BY id LIMIT ?",
                 (owner, after or "", cutoff, limit + 1),
             ).fetchall()
-        page = [StoredStream(*row) for row in rows[:limit]]
+        page = [StoredStream.of(row) for row in rows[:limit]]
         return page, (page[-1].series_id if len(rows) > limit else None)
 
     def get(self, owner: str, series_id: str) -> StoredStream:
@@ -350,7 +390,7 @@ class StreamStore:
                 row = None
         if row is None:
             raise self._unknown(series_id)
-        return StoredStream(*row)
+        return StoredStream.of(row)
 
     def delete(self, owner: str, series_id: str) -> None:
         key, cutoff = (owner, series_id), self._cutoff()

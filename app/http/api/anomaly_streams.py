@@ -14,8 +14,8 @@ from app.errors import ModelNotInstalled, ModelNotReady, PayloadTooLarge
 from app.families.anomaly import NEAREST_CONTEXT
 from app.families.anomaly.context_runtime import NearestContextRuntime
 from app.families.anomaly.detector import DEFAULT
-from app.families.anomaly.schemas import StreamInfo, StreamList, StreamPointsRequest, StreamPointsResponse
-from app.families.anomaly.stream_runtime import StreamAppend, StreamRuntime, described
+from app.families.anomaly.schemas import StreamInfo, StreamList, StreamPointsRequest
+from app.families.anomaly.stream_runtime import StreamAppend, StreamResponse, StreamRuntime, described
 from app.http.api.deps import JSON_BODY, OwnerDep, ServingDep, StreamsDep
 from app.http.api.openapi import error_responses
 
@@ -35,7 +35,7 @@ def detector(registry: ModelRegistry) -> NearestContextRuntime:
 
 @router.post(
     "/{series_id}/points",
-    response_model=StreamPointsResponse,
+    response_model=StreamResponse,
     responses=error_responses(
         "malformed_body",
         "unsupported_media_type",
@@ -50,13 +50,15 @@ def detector(registry: ModelRegistry) -> NearestContextRuntime:
 async def append_points(
     series_id: SeriesId, body: StreamPointsRequest, store: StreamsDep, owner: OwnerDep, serving: ServingDep
 ) -> BaseModel:
-    """Append points to a stream (created on its first points) and score just those points."""
-    settings = serving.settings
-    if len(body.values) > settings.max_stream_points:
+    """Append points (numbers, or rows of several channels) to a stream, created on its first points, which fix
+    its channels; score just those points."""
+    most, width = serving.settings.max_stream_points, body.width()
+    points = len(body.values) * (width or 1)  # values: a row of k channels is k of them
+    if points > most:
+        of = f" ({len(body.values)} rows of {width} channels)" if width is not None else ""
         raise PayloadTooLarge(
-            f"{len(body.values)} points in one request; at most {settings.max_stream_points} "
-            "(DEEPSERVE_MAX_STREAM_POINTS): send them in parts.",
-            {"max_points": settings.max_stream_points, "points": len(body.values)},
+            f"{points} points{of} in one request; at most {most} (DEEPSERVE_MAX_STREAM_POINTS): send them in parts.",
+            {"max_points": most, "points": points},
         )
     runtime = StreamRuntime(detector(serving.registry))
     return await serving.serve(runtime, StreamAppend(store, owner, series_id, body))
