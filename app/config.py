@@ -123,15 +123,21 @@ class Settings(BaseSettings):
         Path("data"),
         description="Folder for the service's own state (writable): anomaly streams in anomaly_streams.sqlite3.",
     )
-    max_streams: int = Field(1000, gt=0, description="Most anomaly streams kept (a new one beyond: 429).")
+    max_streams: int = Field(
+        1000,
+        gt=0,
+        description="Most anomaly streams kept (a new one beyond: 429); a stream of k channels counts k.",
+    )
     max_stream_points: int = Field(
-        10000, gt=0, description="Most points in one POST /anomaly/streams/{id}/points (413 above)."
+        10000,
+        gt=0,
+        description="Most points in one POST /anomaly/streams/{id}/points (413 above; a row of k channels is k).",
     )
     max_streams_per_client: int = Field(
         100,
         ge=0,
-        description="With API keys on, most anomaly streams one key may keep (a new one beyond: 429), besides "
-        "DEEPSERVE_MAX_STREAMS for all; each key sees only its own streams. 0: no per-key limit.",
+        description="With API keys on, most anomaly streams one key may keep (a new one beyond: 429; k channels "
+        "count k), besides DEEPSERVE_MAX_STREAMS for all; each key sees only its own streams. 0: no per-key limit.",
     )
     stream_idle_seconds: float = Field(
         30 * 24 * 3600.0,

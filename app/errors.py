@@ -82,8 +82,8 @@ class PayloadTooLarge(ServeError):
     when = (
         "body over `DEEPSERVE_MAX_UPLOAD_BYTES` (refused from Content-Length before reading, or while streaming), "
         "or a request whose estimated working memory alone is over `DEEPSERVE_MAX_INFLIGHT_MB`, or more points in one "
-        "stream request than `DEEPSERVE_MAX_STREAM_POINTS`, or more values (rows x channels) in one anomaly series "
-        "than 20,000"
+        "stream request than `DEEPSERVE_MAX_STREAM_POINTS` (a row of k channels is k), or more values (rows x "
+        "channels) in one anomaly series than 20,000"
     )
 
 
@@ -145,7 +145,8 @@ class TooManyStreams(ServeError):
     status_code, type = 429, "too_many_streams"
     when = (
         "a new anomaly stream while `DEEPSERVE_MAX_STREAMS` exist, or while this API key has "
-        "`DEEPSERVE_MAX_STREAMS_PER_CLIENT` (`detail.limit` says which); delete one (`DELETE /anomaly/streams/{id}`)"
+        "`DEEPSERVE_MAX_STREAMS_PER_CLIENT` (`detail.limit` says which; a stream of k channels counts k); delete one "
+        "(`DELETE /anomaly/streams/{id}`)"
     )
 
 

@@ -104,7 +104,7 @@ def _raw(state: DetectorState) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class StreamAlarm:
+class ReportedAlarm:
     alarm: multivariate.Alarm  # its index is the stream's row
     time: str | None  # its row's timestamp, when the points that brought it had timestamps
     final: bool  # the event's JOIN rows are all in: kind, channels and scores will not change
@@ -118,7 +118,7 @@ class ChannelsScored:
     status: list[str]
     score: np.ndarray
     alarm: np.ndarray  # bool: the rows that start an event
-    alarms: list[StreamAlarm]  # every event that reaches into these rows, as it stands after them
+    alarms: list[ReportedAlarm]  # every event that reaches into these rows, as it stands after them
     peers: dict[str, list[str]]  # the coupled channels ({} while the stream is in its warm-up rows)
 
 
@@ -204,7 +204,7 @@ def update(
     scores = np.stack([[multivariate.scores_of(s) for s in channels], departure_scores])  # [kind, c, row]
     hits = np.stack([[s.alarm for s in channels], departure_alarms])
     alarm = np.zeros(rows, dtype=bool)
-    alarms: list[StreamAlarm] = []
+    alarms: list[ReportedAlarm] = []
     for j in range(rows):
         i = at + j
         if hits[:, :, j].any() and i - state.event >= multivariate.JOIN:
@@ -230,8 +230,8 @@ def update(
     )
 
 
-def _as_it_stands(state: ChannelsState, names: list[str], final: bool) -> StreamAlarm:
+def _as_it_stands(state: ChannelsState, names: list[str], final: bool) -> ReportedAlarm:
     by_kind = {
         kind: {names[c]: float(state.tops[k, c]) for c in np.flatnonzero(state.hits[k])} for k, kind in enumerate(KINDS)
     }
-    return StreamAlarm(multivariate.named(state.event, names, by_kind), state.event_time or None, final)
+    return ReportedAlarm(multivariate.named(state.event, names, by_kind), state.event_time or None, final)

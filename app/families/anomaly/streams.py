@@ -2,16 +2,18 @@
 nothing is lost across restarts.
 
 One table, one row per stream (its detector state is a few tens of KB whatever the stream's length: the detector
-keeps a bounded tail). A stream belongs to an owner, the API key that created it (NO_OWNER when keys are off): its
-key is (owner, id), so two keys may each have a stream "checkout", and every query names the owner, so another
-key's stream is as absent as one never created. An append holds its stream's own lock from reading the state to
-writing it back, so points sent to one stream are scored in order and none is lost, while other streams are scored
-at the same time; each SQL statement holds the connection's lock only while it runs. Other processes (`deepserve
-serve --workers N`) share the file but not the locks, so the write-back is a compare-and-swap: it changes the row
-only if the row is still the one the append read (same point count and creation time); otherwise the append reads
-the stream again and scores its points after the other process's, at most MAX_ATTEMPTS times. The detector's CPU
-work never holds a database lock. Every write commits before the call returns; the file is opened on first use, so
-a service that never sees a stream never creates it.
+keeps a bounded tail). A stream's first points fix its channels: numbers, one channel; rows, several
+(multivariate_stream.py keeps their state, at most two detectors a channel), and a stream of k channels counts as k
+streams against the limits (its `width`). A stream belongs to an owner, the API key that created it (NO_OWNER when
+keys are off): its key is (owner, id), so two keys may each have a stream "checkout", and every query names the
+owner, so another key's stream is as absent as one never created. An append holds its stream's own lock from reading
+the state to writing it back, so points sent to one stream are scored in order and none is lost, while other streams
+are scored at the same time; each SQL statement holds the connection's lock only while it runs. Other processes
+(`deepserve serve --workers N`) share the file but not the locks, so the write-back is a compare-and-swap: it
+changes the row only if the row is still the one the append read (same point count and creation time); otherwise the
+append reads the stream again and scores its points after the other process's, at most MAX_ATTEMPTS times. The
+detector's CPU work never holds a database lock. Every write commits before the call returns; the file is opened on
+first use, so a service that never sees a stream never creates it.
 
 A stream idle (no points) for `idle_seconds` is expired: every query skips it at once, and it is deleted when
 touched or by a bounded sweep (SWEEP_BATCH rows, oldest first, through an index) each time a stream is created or
