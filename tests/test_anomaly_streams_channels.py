@@ -5,6 +5,7 @@ channels); its first points fix its channels; it counts as many streams as it ha
 from __future__ import annotations
 
 import sqlite3
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -247,3 +248,20 @@ def test_a_file_from_before_channels_gets_them_and_its_streams_go_on(tmp_path: P
     store.append("", "pair", np.ones((4, 2)), None, None, DEFAULT, channels=["x", "y"])
     assert [s.channels for s in store.list("", 10)[0]] == [None, ["x", "y"]]
     store.close()
+
+
+def test_a_channel_missing_through_the_warm_up_is_scored_once_it_comes() -> None:
+    """No coupling can be measured (no complete warm-up row): each channel alone, as in the batch answer, with no
+    warning from the empty warm-up column."""
+    table = three_channels()
+    table[:200, 2] = np.nan
+    batch = multivariate.score(table, NAMES)
+    state = multivariate_stream.ChannelsState.new(3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        parts = [
+            multivariate_stream.update(state, table[a:b], a, NAMES, 0.5, DEFAULT) for a, b in [(0, 149), (149, ROWS)]
+        ]
+    assert parts[-1].peers == batch.peers == {}
+    assert np.concatenate([p.alarm for p in parts]).tolist() == batch.alarm.tolist() and batch.alarm[SPIKE]
+    assert parts[0].status == ["warming_up"] * 149

@@ -105,13 +105,13 @@ def documented_series_rules(case) -> None:
     """The documented rules JSON Schema cannot state: a positive case's timestamps are made as many as its values
     and strictly increasing, after every earlier case's (a stream's next points come after its last ones), a
     series holds the documented number of present values (nulls, missing values, do not count: they are made
-    numbers here), and a series of rows has every row as long, with as many channel names (`channels` only with
-    rows)."""
+    numbers here), a series of rows has every row as long, with as many channel names (`channels` only with
+    rows), and a stream's points have its channels (each shape is sent to streams of its own)."""
     body = case.body
     if case.path not in SERIES_PATHS or not case.meta.generation.mode.is_positive or not isinstance(body, dict):
         return
     timestamps, values = body.get("timestamps"), body.get("values")
-    if case.path == "/predict/anomaly" and isinstance(values, list):
+    if isinstance(values, list):
         rows = bool(values) and isinstance(values[0], list)
         if rows:  # every row as long as the first, `channels` one name each (unique), or none
             width = len(values[0])
@@ -121,7 +121,13 @@ def documented_series_rules(case) -> None:
         else:
             values = [0.0 if v is None else v for v in values]
             body.pop("channels", None)  # it names the values of rows
-        body["values"] = values
+        if case.path == "/predict/anomaly" or rows:  # a stream's numbers may keep their nulls (no minimum)
+            body["values"] = values
+        stream_id = case.path_parameters.get("series_id") if isinstance(case.path_parameters, dict) else None
+        if case.path != "/predict/anomaly" and isinstance(stream_id, str):
+            # A stream's first points fix its channels: each shape (and naming) goes to streams of its own.
+            shape = f"-w{width}{'n' if 'channels' in body else ''}" if rows else "-n"
+            case.path_parameters["series_id"] = stream_id[:120] + shape
     if isinstance(timestamps, list) and isinstance(values, list):
         start = next(MINUTES)
         for _ in values:

@@ -86,11 +86,12 @@ def coupled(values: np.ndarray, warmup: int) -> dict[int, list[tuple[int, float]
 
 
 def standardisation(head: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each channel's mean and standard deviation over the warm-up rows `head` (missing values left out)."""
-    return (
-        np.array([np.nanmean(head[:, k]) for k in range(head.shape[1])]),
-        np.array([np.nanstd(head[:, k]) for k in range(head.shape[1])]),
-    )
+    """Each channel's mean and standard deviation over the warm-up rows `head` (missing values left out; NaN for a
+    channel with none there: it is coupled with no other)."""
+    mean, std = np.full(head.shape[1], np.nan), np.full(head.shape[1], np.nan)
+    for k in np.flatnonzero(~np.isnan(head).all(axis=0)):
+        mean[k], std[k] = np.nanmean(head[:, k]), np.nanstd(head[:, k])
+    return mean, std
 
 
 def departure_of(
