@@ -58,15 +58,16 @@ def test_hostile_request(server: httpx.Client, case: Case) -> None:
 FLOOD_BYTES = 3_500_000  # the planning team's size: 26-43 s of a worker and a 60-200 MB 422 before the fix
 
 
-def _arrays(schema: dict, doc: dict) -> dict[str, dict]:
-    """Each property of a body schema that may be a list (in any variant of it), with its items' schema."""
+def _arrays(schema: dict, doc: dict) -> dict[str, list[dict]]:
+    """Each property of a body schema that may be a list (in any variant of it), with its items' schemas (one per
+    kind of list it may be: a series' numbers or rows)."""
     schema = _resolve(schema, doc)
-    found: dict[str, dict] = {}
+    found: dict[str, list[dict]] = {}
     for variant in [schema, *schema.get("oneOf", []), *schema.get("anyOf", [])]:
         for name, prop in _resolve(variant, doc).get("properties", {}).items():
             for option in [prop, *prop.get("anyOf", []), *prop.get("oneOf", [])]:
                 if _resolve(option, doc).get("type") == "array":
-                    found[name] = _resolve(_resolve(option, doc).get("items", {}), doc)
+                    found.setdefault(name, []).append(_resolve(_resolve(option, doc).get("items", {}), doc))
     return found
 
 
@@ -78,14 +79,17 @@ def _resolve(schema: dict, doc: dict) -> dict:
 def _floods(schema: dict, doc: dict) -> list[tuple[str, bytes]]:
     """For every list in the body, at any depth: a body whose list holds ~3.5 MB of elements of the wrong type."""
     bodies = []
-    for name, items in _arrays(schema, doc).items():
-        types = {items.get("type"), *(option.get("type") for option in items.get("anyOf", []))}  # number | null
+    for name, options in _arrays(schema, doc).items():
+        # The elements' types in every kind of list the property may be (number | null, or rows of them): wrong
+        # for all (a number is a valid element of a series whose other kind is rows).
+        types = {t for items in options for t in (items.get("type"), *(o.get("type") for o in items.get("anyOf", [])))}
         wrong = '"a"' if types & {"number", "integer"} else "1"
         count = FLOOD_BYTES // (len(wrong) + 1)
         bodies.append((name, f'{{"{name}": [{",".join([wrong] * count)}]}}'.encode()))
-        if items.get("type") == "object" or "properties" in items:
-            for inner, body in _floods(items, doc):  # a list inside the list's elements: {"inputs": [{"shape": [...]}]}
-                bodies.append((f"{name}[0].{inner}", f'{{"{name}": ['.encode() + body + b"]}"))
+        for items in options:
+            if items.get("type") == "object" or "properties" in items:
+                for inner, body in _floods(items, doc):  # a list inside the elements: {"inputs": [{"shape": [...]}]}
+                    bodies.append((f"{name}[0].{inner}", f'{{"{name}": ['.encode() + body + b"]}"))
     return bodies
 
 
