@@ -51,7 +51,6 @@ WARMUP = 150  # the served detector's (models/nearest_context/2/detector.json)
 REFRACTORY = 100  # the served detector's: one alarm per event
 SOON = 20  # rows (1 h): an alarm this soon after the onset is found "soon"
 UNDETECTABLE = {3, 9, 15}  # in the literature (e.g. Chiang, Russell & Braatz 2000; Yin et al. 2012)
-XMV_MOVING = (1, 2, 3, 4, 6, 7, 8, 10, 11)  # XMV 5, 9 and 12 stay constant under Ricker's control
 GROUPS = {  # one request each, at most 16 channels: XMEAS(n) as "m<n>", XMV(n) as "v<n>"
     "reactor": [f"m{n}" for n in (*range(1, 10), 21)] + [f"v{n}" for n in (1, 2, 3, 4, 10)],
     "separator, stripper, compressor": [f"m{n}" for n in (*range(10, 21), 22)] + [f"v{n}" for n in (6, 7, 8, 11)],
