@@ -11,6 +11,7 @@ from PIL import Image, ImageFilter
 from app.errors import InvalidInput
 from app.families.digit.preprocess import median, normalise, preprocess_digit, stroke_width
 from app.families.image_decode import decode_image
+from app.manifest import read_manifest
 from tests.support.digit_images import KINDS, render
 from tests.support.paths import COMMITTED_MODELS
 
@@ -19,7 +20,8 @@ from tests.support.paths import COMMITTED_MODELS
 def committed_model():
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(COMMITTED_MODELS / "digit" / "1" / "model.onnx"))
+    served = read_manifest(COMMITTED_MODELS).served()["digit"]
+    session = ort.InferenceSession(str(COMMITTED_MODELS / served.path / "model.onnx"))
     return lambda x: session.run(None, {session.get_inputs()[0].name: x[None]})[0][0]
 
 
