@@ -65,8 +65,9 @@ def outputs(*names: str, binary: bool = False) -> list[triton.InferRequestedOutp
 def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerClient) -> None:
     assert client.is_server_live() and client.is_server_ready()
     assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
+    served = {"lstm": "2", "fashion": "2", "digit": "2"}
     for name in ("digit", "fashion", "lstm", "anomaly"):
-        assert client.is_model_ready(name) and client.is_model_ready(name, {"lstm": "2", "fashion": "2", "digit": "2"}.get(name, "1"))
+        assert client.is_model_ready(name) and client.is_model_ready(name, served.get(name, "1"))
     assert not client.is_model_ready("image")  # known, not installed: 503
     assert not client.is_model_ready("digit", "7") and not client.is_model_ready("nope")
     digit = client.get_model_metadata("digit")
