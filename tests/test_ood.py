@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import matplotlib
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -25,8 +26,7 @@ from tests.support.digit_images import KINDS, encode, noise_png, render
 from tests.support.paths import COMMITTED_MODELS, ROOT, SHARED_DATA
 from tests.support.service import assert_error, serve
 from training.calibrate import LETTERS, fit_temperature
-
-FEATURES_REASON = "the model sees features unlike those of any class's training images"
+from training.common.negatives import has_letters
 
 IMAGE = {"content-type": "image/png"}
 
@@ -134,22 +134,31 @@ def test_mnist_digits_sent_at_16x16_or_cropped_to_their_ink_are_in_distribution(
     assert in_distribution_share(committed, tight) >= 0.9
 
 
-LETTER_FONTS = sorted(Path("/usr/share/fonts/truetype/dejavu").glob("DejaVuSans*.ttf"))
+# Matplotlib's DejaVu (every machine with matplotlib has it): a family the digit model's negatives never used (its
+# Display faces draw no letters)
+LETTER_FONTS = [
+    p for p in sorted((Path(matplotlib.get_data_path()) / "fonts" / "ttf").glob("DejaVu*.ttf")) if has_letters(p)
+]
 
 
-@pytest.mark.skipif(not LETTER_FONTS, reason="no DejaVu fonts")
-def test_printed_letters_sent_as_digits_are_often_flagged(committed: httpx.Client) -> None:
-    """Printed letters that are not digit shapes: the features check (the CNN's penultimate features far from
-    every digit class's) flags many that the ink and confidence checks passed (17% were flagged by those alone)."""
-    images = []
-    for i, letter in enumerate(LETTERS):
-        font = ImageFont.truetype(str(LETTER_FONTS[i % len(LETTER_FONTS)]), 64)
-        image = Image.new("L", (120, 120), 255)
-        ImageDraw.Draw(image).text((25, 10), letter, font=font, fill=0)
-        images.append(encode(image, "PNG"))
+def printed(text: str, font: Path, size: int, dark_on_light: bool = True) -> bytes:
+    face = ImageFont.truetype(str(font), size)
+    image = Image.new("L", (2 * size, 2 * size), 255 if dark_on_light else 0)
+    ImageDraw.Draw(image).text((size // 2, size // 4), text, font=face, fill=0 if dark_on_light else 255)
+    return encode(image, "PNG")
+
+
+@pytest.mark.skipif(not LETTER_FONTS, reason="no matplotlib DejaVu fonts")
+def test_printed_letters_in_a_font_never_trained_on_are_flagged(committed: httpx.Client) -> None:
+    """Printed letters that are not digit shapes, in DejaVu (held out of the outlier-exposure negatives), sent as
+    people send them: the digit model answers them with a low confidence (58% were flagged by digit v1)."""
+    images = [
+        printed(letter, LETTER_FONTS[i % len(LETTER_FONTS)], (40, 64, 96)[i % 3], dark_on_light=i % 4 != 0)
+        for i, letter in enumerate(LETTERS * 3)
+    ]
     answers = [committed.post("/predict/digit", content=data, headers=IMAGE).json() for data in images]
-    assert np.mean([a["in_distribution"] is False for a in answers]) >= 0.4
-    assert any(a["ood_reason"] == FEATURES_REASON for a in answers)
+    assert np.mean([a["in_distribution"] is False for a in answers]) >= 0.85
+    assert all(a["digit"] in range(10) for a in answers)  # still answered, with its ten probabilities
 
 
 def test_models_shows_thresholds_and_ece_before_and_after(committed: httpx.Client) -> None:
@@ -180,8 +189,17 @@ def test_the_open_inference_protocol_answers_in_distribution_and_ood_score(commi
     outputs = {o["name"] for o in committed.get("/v2/models/digit").json()["outputs"]}
     assert {"in_distribution", "ood_score"} <= outputs
     images = [base64.b64encode(d).decode() for d in (DIGITS[1], NOT_DIGITS[2])]
-    body = {"inputs": [{"name": "image", "datatype": "BYTES", "shape": [2], "data": images,
-                        "parameters": {"content_type": "base64"}}]}
+    body = {
+        "inputs": [
+            {
+                "name": "image",
+                "datatype": "BYTES",
+                "shape": [2],
+                "data": images,
+                "parameters": {"content_type": "base64"},
+            }
+        ]
+    }
     answer = committed.post("/v2/models/digit/infer", json=body).json()
     got = {o["name"]: o["data"] for o in answer["outputs"]}
     assert got["in_distribution"] == [True, False]
@@ -268,12 +286,20 @@ CODE = [
     "def get_build_architecture():\n    # Importing distutils.msvccompiler triggers a warning on non-Windows\n"
     "    # systems, so delay the import to here.",
 ]
-REVIEWS = ["A moving, beautifully shot film.", "it 's a charming and often affecting journey .", "Not bad at all.",
-           "The plot was dull and the acting worse; I left halfway through."]
-NOT_REVIEWS = ["asdf qwerty zxcv", "Le film était très beau et les acteurs sont formidables.",
-               "Die Schauspieler waren schrecklich, und die Geschichte ergab überhaupt keinen Sinn.",
-               "for (int i = 0; i < n; i++) { sum += a[i]; }",
-               "def f(x):\n    return {k: v for k, v in x.items() if v}", "Фильм был очень хороший."]
+REVIEWS = [
+    "A moving, beautifully shot film.",
+    "it 's a charming and often affecting journey .",
+    "Not bad at all.",
+    "The plot was dull and the acting worse; I left halfway through.",
+]
+NOT_REVIEWS = [
+    "asdf qwerty zxcv",
+    "Le film était très beau et les acteurs sont formidables.",
+    "Die Schauspieler waren schrecklich, und die Geschichte ergab überhaupt keinen Sinn.",
+    "for (int i = 0; i < n; i++) { sum += a[i]; }",
+    "def f(x):\n    return {k: v for k, v in x.items() if v}",
+    "Фильм был очень хороший.",
+]
 
 
 @pytest.fixture(scope="module")
@@ -286,7 +312,7 @@ def test_english_reviews_are_in_distribution_and_other_text_is_not(sentiment: ht
     body = sentiment.post("/predict/sentiment", json={"texts": REVIEWS + NOT_REVIEWS, "model": "lstm"}).json()
     verdicts = [r["in_distribution"] for r in body["results"]]
     assert verdicts == [True] * len(REVIEWS) + [False] * len(NOT_REVIEWS), body["results"]
-    assert all(r["ood_score"] > 1 and r["ood_reason"] for r in body["results"][len(REVIEWS):])
+    assert all(r["ood_score"] > 1 and r["ood_reason"] for r in body["results"][len(REVIEWS) :])
     refused = sentiment.post("/predict/sentiment", json={"texts": REVIEWS + NOT_REVIEWS[:2], "reject_ood": True})
     error = assert_error(refused, 422, "out_of_distribution")
     assert [f["input"] for f in error["detail"]["flagged"]] == [f"texts[{len(REVIEWS)}]", f"texts[{len(REVIEWS) + 1}]"]

@@ -88,3 +88,48 @@ def test_second_run_gets_the_next_version(tmp_path: Path, small_mnist_npz: Path)
     assert manifest.promoted == {"digit": "1"}  # the second run is a candidate: the first stays served
     first, second = (entry.data for entry in manifest.versions("digit"))
     assert first == second and first.startswith("sha256:")  # the same data, fingerprinted
+
+
+@pytest.mark.slow
+def test_outlier_exposure_lowers_the_confidence_on_letters_in_fonts_it_never_saw(
+    tmp_path: Path, trained_models_dir: Path, small_mnist_npz: Path
+) -> None:
+    """--negatives: fine-tuned on letters (matplotlib's fonts but DejaVu) and noise towards a uniform answer, the
+    model is far less sure of letters printed in DejaVu, and still reads digits."""
+    import matplotlib
+    from PIL import Image, ImageDraw, ImageFont
+
+    from app.families.digit.preprocess import preprocess_digit
+    from training import train_digit
+    from training.common import negatives
+    from training.common.export import OnnxModel
+
+    fonts = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    base = trained_models_dir / read_manifest(trained_models_dir).latest()["digit"].path
+    args = ["--data", str(small_mnist_npz), "--out", str(tmp_path), "--epochs", "3", "--no-augment"]
+    args += ["--fine-tune", str(base / "model.keras"), "--negatives", "fonts,noise", "--negatives-count", "1000"]
+    tuned = train_digit.main([*args, "--font-dir", str(fonts)])
+    metrics = json.loads((tuned / "metrics.json").read_text())
+    record = metrics["negatives"]
+    assert record["kinds"] == ["fonts", "noise"] and 900 <= record["count"] <= 1000 and record["weight"] == 0.5
+    assert "dejavu" in record["fonts_held_out"] and not any(f.startswith("DejaVu") for f in record["font_families"])
+    assert metrics["fine_tuned_from"] == str(base / "model.keras") and metrics["test_accuracy"] > 0.5
+
+    def letters(font: Path) -> np.ndarray:
+        images = []
+        for letter in negatives.LETTERS:
+            image = Image.new("L", (100, 100), 255)
+            ImageDraw.Draw(image).text((20, 10), letter, font=ImageFont.truetype(str(font), 64), fill=0)
+            images.append(preprocess_digit(image))
+        return np.stack(images)
+
+    x = np.concatenate([letters(fonts / "DejaVuSans.ttf"), letters(fonts / "DejaVuSerif-Bold.ttf")])
+    before, after = (OnnxModel(folder / "model.onnx")(x).max(axis=1).mean() for folder in (base, tuned))
+    assert after < before - 0.15, (before, after)
+
+
+def test_unknown_negatives_are_a_clear_error() -> None:
+    from training.common import negatives
+
+    with pytest.raises(ValueError, match="unknown negatives"):
+        negatives.for_digits(["fonts", "cats"], 10, 0)

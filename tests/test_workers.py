@@ -21,6 +21,7 @@ from app.manifest import read_manifest, save_entry
 from tests.support.paths import COMMITTED_MODELS, ROOT
 from tests.support.raw_http import read_response
 from tests.support.service import cli_client
+from tests.support.versions import digit_folder
 
 DIGIT_ONLY = {"DEEPSERVE_MODELS": "digit"}
 
@@ -77,8 +78,7 @@ def both_ready(client: httpx.Client, timeout: float = 60) -> None:
 @pytest.fixture
 def digit_models(tmp_path: Path) -> Path:
     """The committed digit model, as version 1 (promoted) and a copy of it as version 9."""
-    models = tmp_path / "models"
-    shutil.copytree(COMMITTED_MODELS / "digit", models / "digit")
+    models = digit_folder(tmp_path / "models")
     served = read_manifest(models).served()["digit"]
     shutil.copytree(models / served.path, models / "digit" / "9")
     save_entry(models, served.model_copy(update={"version": "9", "path": "digit/9"}))

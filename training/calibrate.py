@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from PIL import Image, ImageDraw, ImageFont
 
 from app.config import Settings
 from app.errors import ServeError
@@ -40,7 +40,8 @@ from app.families.ood import (
     temper,
 )
 from app.manifest import read_manifest
-from training.common import clothing_photos
+from training.common import clothing_photos, negatives
+from training.common.restyle import STYLES, restyled
 
 QUANTILE = 0.99  # each check's threshold: two checks at 1% each flag 1-2% of in-distribution inputs
 FEATURE_RIDGE = 0.1  # added to the features' class covariances (a feature a class never uses still counts)
@@ -48,8 +49,13 @@ DIGIT_QUANTILE = 0.993  # three checks (ink, confidence, features): at 0.99 each
 SEED = 0
 DATA = Path("../shared/data")
 FASHION = Path("/usr/share/datasets/fashion-mnist")
-FONTS = "/usr/share/fonts/truetype/*/*.ttf"
-LETTERS = "ABCDEFGHJKMNPQRTUVWXYacdefhjkmnprtuvwxyz"  # letters that are not also digit shapes (O, I, l, S, Z, b, g)
+FONTS = "/usr/share/fonts/truetype/*/*.ttf"  # the fashion model's letters: DejaVu and Liberation (fonts-*-core)
+FIRST_FONTS = ("dejavu", "liberation")
+LETTERS = negatives.LETTERS  # letters that are not also digit shapes (O, I, l, S, Z, b, g, ...)
+DIGIT_LIKE = "OoIlSsZzbgqi"  # letters that are also digit shapes: a printed "O" may be a zero
+# Matplotlib's own fonts, on every machine that has matplotlib; the negatives never use them (Computer Modern's
+# text faces only: cmex10, cmsy10 and cmmi10 map letters to symbols)
+MATPLOTLIB_FONTS = ("STIXGeneral*.ttf", "cmr10.ttf", "cmss10.ttf", "cmtt10.ttf", "cmb10.ttf", "cmti10.ttf")
 
 
 RELIABILITY_FILE = "reliability.png"
@@ -202,16 +208,52 @@ def photos(pattern: str, step: int) -> list[Image.Image]:
     return [Image.open(p).convert("RGB") for p in sorted(glob.glob(pattern))[::step]]
 
 
-def letters(n: int, rng: np.random.Generator) -> list[Image.Image]:
-    """Printed letters in the machine's fonts, dark on white, various sizes and slants."""
-    fonts = sorted(glob.glob(FONTS))
+def letters(
+    n: int, rng: np.random.Generator, fonts: list[str] | None = None, alphabet: str = LETTERS
+) -> list[Image.Image]:
+    """Printed letters in the fonts (default: the machine's DejaVu and Liberation), dark on white, various sizes
+    and slants."""
+    fonts = fonts or [p for p in sorted(glob.glob(FONTS)) if Path(p).parent.name in FIRST_FONTS]
     images = []
     for _ in range(n):
         font = ImageFont.truetype(fonts[int(rng.integers(len(fonts)))], int(rng.integers(30, 90)))
         image = Image.new("L", (120, 120), 255)
-        ImageDraw.Draw(image).text((20, 5), LETTERS[int(rng.integers(len(LETTERS)))], font=font, fill=0)
+        ImageDraw.Draw(image).text((20, 5), alphabet[int(rng.integers(len(alphabet)))], font=font, fill=0)
         images.append(image.rotate(float(rng.uniform(-15, 15)), fillcolor=255))
     return images
+
+
+def letter_sets(rng: np.random.Generator) -> dict[str, list[Image.Image]]:
+    """Printed letters per group of fonts: each family the outlier-exposure negatives never used (named), all of
+    them together for letters that look like digits and for printed digits, and the negatives' own fonts. A
+    group whose fonts this machine lacks is left out."""
+    import matplotlib
+
+    families = negatives.font_families()
+    ttf = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
+    groups = {
+        "DejaVu": families.get("dejavu", []),
+        "Liberation": families.get("liberation", []),
+        "Croscore (Arimo, Tinos, Cousine)": families.get("croscore", []),
+        "matplotlib's STIX and Computer Modern": [p for pattern in MATPLOTLIB_FONTS for p in sorted(ttf.glob(pattern))],
+    }
+    unseen = [str(p) for paths in groups.values() for p in paths]
+    sets = {
+        f"letters, fonts never trained on: {name}": letters(300, rng, [str(p) for p in paths])
+        for name, paths in groups.items()
+        if paths
+    }
+    if unseen:
+        sets["letters that look like digits (O o I l S s Z z b g q i), fonts never trained on"] = letters(
+            300, rng, unseen, DIGIT_LIKE
+        )
+        sets["printed digits, fonts never trained on (in distribution by intent)"] = letters(
+            300, rng, unseen, "0123456789"
+        )
+    trained = negatives.training_fonts()
+    if trained:
+        sets["letters, the fonts the negatives were drawn in"] = letters(300, rng, [str(p) for p in trained])
+    return sets
 
 
 def noise(n: int, rng: np.random.Generator) -> list[Image.Image]:
@@ -244,63 +286,9 @@ def sklearn_digits() -> list[Image.Image]:
     return [Image.fromarray((image * 255 / 16).astype(np.uint8)) for image in load_digits().images]
 
 
-# Sent tiny (styles 4, 8x8, and 5, 16x16) are groups of their own: enlarged by the preprocessing, a tiny digit is as
-# smooth as a photo shrunk into the box in the first 5 ink statistics (with them in, 42-45% of photos were flagged
-# instead of 95%); the digit's two more (ink_statistics(enlarged=True)) tell them apart.
-STYLES = [0, 1, 2, 3, 4, 5, 6, 7, 8]
 # Garments: as is, soft, dark on light (a product shot), photographed large on a light background (style 9).
 FASHION_STYLES = [0, 2, 6, 9]
 PHOTO_STYLE = 10  # the style group of real photos of garments (calibrate_images' photos)
-
-
-def restyled(
-    images: np.ndarray, rng: np.random.Generator, styles: list[int] | None = None, kinds: list[int] = STYLES
-) -> list[Image.Image]:
-    """The data set's images as users send such images: each as it is, or drawn with a crisp pen (binarised), a
-    soft one (blurred), a thick one, sent tiny (8x8, 16x16), dark on light, or drawn large (80-400 px, crisp, or as
-    grey ink on noisy paper) for the preprocessing to shrink. In-distribution is the kind of
-    thing, not MNIST's own rendering: a canvas drawing is crisper than any MNIST digit and must not be flagged."""
-    out = []
-    for array in images:
-        image = Image.fromarray(array)
-        style = int(rng.choice(kinds))
-        if styles is not None:
-            styles.append(style)
-        if style == 1:
-            image = image.point(lambda v: 255 if v > 100 else 0)
-        elif style == 2:
-            image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.6, 1.4))))
-        elif style == 3:
-            image = image.filter(ImageFilter.MaxFilter(3))
-        elif style == 4:  # cropped to the digit, maybe binarised, shrunk into a 6-8 pixel square (sklearn's 8x8)
-            rows, cols = np.flatnonzero(array.max(axis=1)), np.flatnonzero(array.max(axis=0))
-            image = image.crop((int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1))
-            if rng.random() < 0.5:
-                image = image.point(lambda v: 255 if v > 100 else 0)
-            side = int(rng.integers(6, 9))
-            scale = side / max(image.size)
-            size = (max(1, round(image.size[0] * scale)), max(1, round(image.size[1] * scale)))
-            square = Image.new("L", (side, side))
-            square.paste(image.resize(size, Image.Resampling.BOX), ((side - size[0]) // 2, (side - size[1]) // 2))
-            image = square
-        elif style == 5:
-            image = image.resize((16, 16), Image.Resampling.BOX)
-        elif style == 6:
-            image = image.point(lambda v: 255 - v)
-        elif style in (7, 8):  # drawn large (a canvas, a photo of paper) and shrunk by the preprocessing
-            side = int(rng.integers(80, 400))
-            image = image.resize((side, side), Image.Resampling.BICUBIC).point(lambda v: 255 if v > 110 else 0)
-            if style == 8:
-                paper = 255 - np.asarray(image, dtype=np.float64) * rng.uniform(0.5, 0.9)
-                paper += rng.normal(0, rng.uniform(1, 8), paper.shape)
-                image = Image.fromarray(np.clip(paper, 0, 255).astype(np.uint8))
-        elif style == 9:  # photographed large on a light background, with sensor noise
-            side = int(rng.integers(80, 256))
-            big = np.asarray(image.resize((side, side), Image.Resampling.BICUBIC), dtype=np.float64)
-            photo = 255 - big * rng.uniform(0.6, 0.95) + rng.normal(0, rng.uniform(1, 6), big.shape)
-            image = Image.fromarray(np.clip(photo, 0, 255).astype(np.uint8))
-        out.append(image)
-    return out
 
 
 def split(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -415,7 +403,7 @@ def calibrate_images(
             f"means and covariances, ridge {FEATURE_RIDGE}). ood_score = max(score / threshold); above 1 is flagged",
             "checks": checks,
             "thresholds_on": f"{held_out}, half ({len(fit)}, seed {SEED}), restyled (styles {kinds} of "
-            f"training/calibrate.py restyled()){photo_note[0]}: each check's {quantile} quantile; the statistics' "
+            f"training/common/restyle.py restyled()){photo_note[0]}: each check's {quantile} quantile; the statistics' "
             f"means and covariances (and the class subspaces, shape): restyled training images{photo_note[1]}",
             "flag_rates": rates,
             "command": f"python -m training.calibrate {raw.entry.name}",
@@ -444,7 +432,7 @@ def digit(models_dir: Path) -> Found:
     held_out = mnist["x_test"][split(len(mnist["x_test"]))[1][:1000]]  # the half that sets no threshold
     fashion_test = idx(FASHION / "t10k-images-idx3-ubyte.gz")[:1000]
     others = {
-        "letters (printed, DejaVu/Liberation fonts)": letters(600, rng),
+        **letter_sets(rng),
         "Fashion-MNIST test": [Image.fromarray(a) for a in fashion_test],
         "clothing photos": photos(str(DATA / "clothing_photos/train/*/*.jpg"), 6),
         "cats and dogs photos": photos(str(DATA / "cats_and_dogs/validation/*/*.jpg"), 2),

@@ -3,6 +3,14 @@
     python -m training.train_digit                                   # downloads MNIST with Keras
     python -m training.train_digit --data ../shared/data/mnist/mnist.npz
     python -m training.train_digit --data /path/to/idx-folder --wide --epochs 5
+    python -m training.train_digit --data ../shared/data/mnist/mnist.npz --styled 20000 \
+        --negatives fonts,noise,fashion                                   # outlier exposure: models/digit/2
+
+--negatives adds outlier exposure: images that are not digits (letters printed in many fonts, noise, Fashion-MNIST
+training items: training/common/negatives.py) are trained towards a uniform answer
+(training/common/outlier_exposure.py), so the served confidence check flags them; the model still has 10 outputs.
+--styled adds training digits drawn as users send them (tiny, soft, thick, inverted, large: training/common/
+restyle.py), so the model stays sure of real digits that look unusual.
 
 The artifact holds the Keras model, the ONNX export the service runs, metrics.json and plots.
 """
@@ -13,8 +21,10 @@ import argparse
 from functools import partial
 from pathlib import Path
 
+import numpy as np
+
 from app.families import tasks
-from training.common import artifacts, cli, mnist_training, plots
+from training.common import artifacts, cli, mnist_training, negatives, outlier_exposure, plots, restyle
 from training.common.explain_export import export_explain
 from training.common.export import export_onnx, verify_classifier
 from training.common.mnist_data import load_mnist
@@ -28,6 +38,11 @@ VALIDATION_SPLIT = 0.1  # the last 10% of the (shuffled) training set
 PATIENCE = 4  # epochs without val_loss improvement before stopping (best weights are restored)
 AUGMENT = True  # small shifts, rotations and zooms: +0.2-0.3 points of test accuracy and robustness to user input
 SEED = 42
+NEGATIVES = ""  # outlier exposure off; e.g. "fonts,noise,fashion" (training/common/negatives.py KINDS)
+NEGATIVES_COUNT = 30000  # negatives made (about half of MNIST's 60,000 training digits)
+OE_WEIGHT = outlier_exposure.WEIGHT  # the negatives' loss weight (the paper's 0.5)
+STYLED = 0  # MNIST training digits added again as users send them (training/common/restyle.py), prepared by the service
+FASHION_DATA = "/usr/share/datasets/fashion-mnist"  # its training part only, for --negatives fashion
 NAME = "digit"
 LABELS = [str(d) for d in range(10)]
 
@@ -54,6 +69,16 @@ def build_model(wide: bool = False):
     return keras.Sequential(blocks, name="digit_cnn_wide" if wide else "digit_cnn")
 
 
+def styled_digits(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n of the training digits drawn as users send them (crisp, soft, thick, tiny, inverted, large) and put
+    through the service's preprocessing: model inputs and their labels. With outlier exposure, they keep the
+    model sure of real digits that do not look like MNIST's own (else 8x8 digits look "unusual" as letters do)."""
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(x), n, replace=False) if n else np.zeros(0, dtype=int)
+    prepared, kept = restyle.prepared(restyle.restyled(x[pick], rng))
+    return prepared, y[pick][kept]
+
+
 def train(args: argparse.Namespace, command: str) -> Path:
     import keras
 
@@ -61,14 +86,39 @@ def train(args: argparse.Namespace, command: str) -> Path:
     (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    styled = styled_digits(x_train, y_train, args.styled, args.seed)
     x_train, x_test = to_input(x_train), to_input(x_test)
-    model = build_model(args.wide)
-    history, seconds = mnist_training.fit(model, x_train, y_train, args)
+    x_train, y_train = np.concatenate([x_train, styled[0]]), np.concatenate([y_train, styled[1]])
+    model = keras.saving.load_model(args.fine_tune, compile=False) if args.fine_tune else build_model(args.wide)
+    kinds = [k for k in args.negatives.split(",") if k]
+    record: dict = {"fine_tuned_from": args.fine_tune} if args.fine_tune else {}
+    if args.styled:
+        record["styled_examples"] = len(styled[0])
+    if kinds:
+        fashion = load_mnist(args.fashion_data)[0][0] if "fashion" in kinds else None
+        roots = tuple(Path(d) for d in args.font_dir) if args.font_dir else negatives.FONT_ROOTS
+        x_negative = negatives.for_digits(kinds, args.negatives_count, args.seed, fashion, roots)
+        record["negatives"] = {
+            "kinds": kinds, "count": len(x_negative), "weight": args.oe_weight,
+            "fonts_held_out": list(negatives.HELD_OUT),
+            "font_families": sorted(
+                {f for f, paths in negatives.font_families(roots).items() if not negatives.held_out(f, paths[0])}
+            ),
+        }  # fmt: skip
+        x_fit = np.concatenate([x_train, x_negative])
+        y_fit = np.concatenate([y_train.astype(np.int64), np.full(len(x_negative), len(LABELS))])
+        compiled = {
+            "loss": outlier_exposure.loss(len(LABELS), args.oe_weight),
+            "metrics": [outlier_exposure.accuracy(len(LABELS))],
+        }
+        history, seconds = mnist_training.fit(model, x_fit, y_fit, args, **compiled)
+    else:
+        history, seconds = mnist_training.fit(model, x_train, y_train, args)
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
     files = export_onnx(model, out) | export_explain(model, out, x_test[:64])  # explain: POST /explain/digit
     metrics, probabilities = verify_classifier(model, out, x_test, y_test, LABELS)
-    metrics |= artifacts.run_record(model, history, seconds, train=len(x_train), test=len(x_test))
+    metrics |= artifacts.run_record(model, history, seconds, train=len(x_train), test=len(x_test)) | record
     samples = partial(plots.sample_predictions, x_test, y_test, probabilities.argmax(axis=1))
     artifacts.save_run(
         args.out, out, name=NAME, version=version, task=tasks.DIGIT, runtime="digit-onnx",
@@ -86,6 +136,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         patience=PATIENCE, augment=AUGMENT, limit=0, seed=SEED,
     )  # fmt: skip
     p.add_argument("--wide", action="store_true", help="Dense(128) and no third conv layer")
+    p.add_argument(
+        "--fine-tune", help="start from this model.keras (e.g. models/digit/1/model.keras), not from scratch"
+    )
+    p.add_argument(
+        "--negatives", default=NEGATIVES,
+        help=f"outlier exposure: comma-separated kinds of non-digits to train towards a uniform answer, among "
+        f"{','.join(negatives.KINDS)} (default: none)",
+    )  # fmt: skip
+    p.add_argument("--styled", type=int, default=STYLED, help="training digits added as users send them")
+    p.add_argument("--negatives-count", type=int, default=NEGATIVES_COUNT, help="how many negatives to make")
+    p.add_argument("--oe-weight", type=float, default=OE_WEIGHT, help="the negatives' loss weight")
+    p.add_argument(
+        "--font-dir", action="append",
+        help="a folder of .ttf/.otf fonts to draw letters in, its subfolders being families (repeatable; default: "
+        f"{' and '.join(map(str, negatives.FONT_ROOTS))}); the held-out families are never drawn",
+    )  # fmt: skip
+    p.add_argument("--fashion-data", default=FASHION_DATA, help="Fashion-MNIST (its training part) for negatives")
     return p.parse_args(argv)
 
 

@@ -9,15 +9,16 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from app.manifest import read_manifest, save_entry
+from app.manifest import read_manifest, save_entry, write_promoted
 from tests.support.paths import COMMITTED_MODELS
 
 GARBAGE = b"this is not an onnx file"
 
 
 def digit_folder(out: Path) -> Path:
-    """`out` holding a copy of the committed digit model (v1, promoted); returns out."""
-    shutil.copytree(COMMITTED_MODELS / "digit", out / "digit")
+    """`out` holding a copy of the committed digit model's v1 alone, promoted; returns out."""
+    shutil.copytree(COMMITTED_MODELS / "digit" / "1", out / "digit" / "1")
+    write_promoted(out, "digit", "1")
     return out
 
 

@@ -3,6 +3,8 @@ weights restored, and optionally a learning rate halved on plateaus."""
 
 from __future__ import annotations
 
+from typing import Any
+
 MIN_LEARNING_RATE = 1e-5  # the floor of the halvings: below it Adam's steps no longer change these models
 
 
@@ -14,16 +16,18 @@ def fit(
     epochs: int,
     learning_rate: float,
     patience: int,
-    loss: str = "sparse_categorical_crossentropy",
+    loss: Any = "sparse_categorical_crossentropy",
+    metrics: list[Any] | None = None,
     reduce_lr_after: int | None = None,
     initial_epoch: int = 0,
 ) -> dict[str, list[float]]:
     """Train `epochs` more epochs (after initial_epoch) on the `train` batches, stopping after `patience` epochs
     without a lower validation loss and restoring the best weights; with reduce_lr_after, the learning rate is
-    halved after that many such epochs. Returns Keras' per-epoch history."""
+    halved after that many such epochs. `loss` and `metrics`: as Keras' compile takes them (default: sparse
+    cross-entropy and accuracy). Returns Keras' per-epoch history."""
     import keras
 
-    model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=["accuracy"])
+    model.compile(keras.optimizers.Adam(learning_rate), loss, metrics=metrics or ["accuracy"])
     callbacks = [keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)]
     if reduce_lr_after is not None:
         callbacks.append(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
 
@@ -41,13 +42,16 @@ def make_datasets(x: np.ndarray, y: np.ndarray, args: argparse.Namespace):
     return train.prefetch(tf.data.AUTOTUNE), val
 
 
-def fit(model, x: np.ndarray, y: np.ndarray, args: argparse.Namespace) -> tuple[dict[str, list[float]], float]:
+def fit(
+    model, x: np.ndarray, y: np.ndarray, args: argparse.Namespace, **compiled: Any
+) -> tuple[dict[str, list[float]], float]:
     """Train on (x, y) split by make_datasets, with early stopping and the learning rate halved after half the
-    patience; returns Keras' per-epoch history and the seconds it took."""
+    patience; returns Keras' per-epoch history and the seconds it took. `compiled`: keras_fit.fit's loss and
+    metrics, when not its defaults."""
     train_ds, val_ds = make_datasets(x, y, args)
     started = time.time()
     history = keras_fit.fit(
         model, train_ds, val_ds, epochs=args.epochs, learning_rate=args.learning_rate, patience=args.patience,
-        reduce_lr_after=max(1, args.patience // 2),
+        reduce_lr_after=max(1, args.patience // 2), **compiled,
     )  # fmt: skip
     return history, time.time() - started
