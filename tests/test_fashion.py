@@ -159,12 +159,28 @@ def fashion_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for key, array in {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}.items():
         write_idx(data / IDX_NAMES[key], array)
     photos = photo_folder(tmp_path_factory.mktemp("garment_photos"))
+    digits = tmp_path_factory.mktemp("digits") / "digits.npz"
+    np.savez(digits, **dict(zip(IDX_NAMES, (*stroke_digits(50, 0), *stroke_digits(10, 1)), strict=True)))
     out = tmp_path_factory.mktemp("fashion_models")
     train_fashion.main(
         ["--data", str(data), "--out", str(out), "--epochs", "2", "--batch-size", "32", "--photos", str(photos)]
-        + ["--photo-copies", "3"]
+        + ["--photo-copies", "3", "--styled", "40", "--negatives", "digits,photos,noise", "--negatives-count", "30"]
+        + ["--digits-data", str(digits), "--negative-photos", str(photos / "hat")]  # hats: no Fashion-MNIST class
     )
     return out
+
+
+def stroke_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """n MNIST-like 28x28 "digits" (light strokes on black: a bar, an L or a cross) and their labels."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, 28, 28), np.uint8)
+    for i in range(n):
+        col = int(rng.integers(10, 18))
+        x[i, 5:23, col : col + 3] = 255
+        if i % 3:
+            x[i, 20:23, col : col + 10] = 255 if i % 3 == 1 else 0
+            x[i, 12:15, col - 6 : col + 9] = 255 if i % 3 == 2 else 0
+    return x, np.zeros(n, np.uint8)
 
 
 def photo_folder(folder: Path) -> Path:
@@ -196,7 +212,13 @@ def test_artifact_contents(fashion_models_dir: Path) -> None:
     parts = {part: photo_files(metrics["photo_held_out"]["folder"], part) for part in PARTS}
     assert sum(map(len, parts.values())) == 36  # the hats are left out
     assert metrics["epochs"] == 2 and metrics["test_examples"] == 100
-    assert metrics["train_examples"] == 400 + 3 * len(parts["train"])  # Fashion-MNIST, then 3 copies of each photo
+    # Fashion-MNIST, 3 copies of each photo, then items restyled (the few the preprocessing refuses left out)
+    assert 30 < metrics["styled_examples"] <= 40
+    assert metrics["train_examples"] == 400 + 3 * len(parts["train"]) + metrics["styled_examples"]
+    # outlier exposure: a third each of digits, hat photos (whole, then crops) and noise, trained towards uniform
+    negatives = metrics["negatives"]
+    assert negatives["kinds"] == ["digits", "photos", "noise"] and 25 <= negatives["count"] <= 30
+    assert negatives["weight"] == 1.0 and negatives["photos"].endswith("hat")
     for part, key in (("validation", "photo_validation"), ("held-out", "photo_held_out")):
         assert metrics[key]["photos"] == len(parts[part]) and 0.0 <= metrics[key]["accuracy"] <= 1.0
         assert set(metrics[key]["per_class"]) == {c for _, c in parts[part]}
@@ -344,3 +366,18 @@ def test_real_photos_of_garments_through_http() -> None:
             predicted.append(CLASSES.index(response.json()["label"]))
     right = correct(np.array(predicted), [c for _, c in held_out])
     assert right.mean() >= 0.65, right.mean()
+
+
+def test_negatives_for_garments_need_their_sources_and_known_kinds(tmp_path: Path) -> None:
+    from training.common import negatives
+
+    with pytest.raises(ValueError, match="unknown negatives"):
+        negatives.for_garments(["digits", "cats"], 10, 0)
+    with pytest.raises(ValueError, match="--digits-data"):
+        negatives.for_garments(["digits"], 10, 0)
+    with pytest.raises(ValueError, match="no photos"):
+        negatives.for_garments(["photos"], 10, 0, photo_folder=tmp_path)
+    x = negatives.for_garments(["digits", "noise"], 20, 0, digit_items=stroke_digits(5, 0)[0])
+    # 10 digits (drawn again from the 5), 10 noise images less the few low-contrast ones the service refuses as blank
+    assert 16 <= len(x) <= 20 and x.shape[1:] == (28, 28, 1) and x.dtype == np.float32
+    assert 0.0 <= x.min() and x.max() <= 1.0

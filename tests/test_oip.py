@@ -65,7 +65,7 @@ def outputs(*names: str, binary: bool = False) -> list[triton.InferRequestedOutp
 def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerClient) -> None:
     assert client.is_server_live() and client.is_server_ready()
     assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
-    served = {"lstm": "2", "fashion": "2", "digit": "2"}
+    served = {"lstm": "2", "fashion": "3", "digit": "2"}
     for name in ("digit", "fashion", "lstm", "anomaly"):
         assert client.is_model_ready(name) and client.is_model_ready(name, served.get(name, "1"))
     assert not client.is_model_ready("image")  # known, not installed: 503
@@ -82,7 +82,7 @@ def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerC
         ("in_distribution", "BOOL", [-1]),  # the committed digit has out-of-distribution thresholds
         ("ood_score", "FP32", [-1]),
     ]
-    fashion = client.get_model_metadata("fashion", "2")
+    fashion = client.get_model_metadata("fashion", "3")
     labels = fashion["outputs"][0]["parameters"]["labels"]
     assert fashion["outputs"][2]["shape"] == [-1, len(labels)] == [-1, 10] and "Ankle boot" in labels
     for name in ("lstm", "minilm"):

@@ -41,7 +41,7 @@ from app.families.ood import (
 )
 from app.manifest import read_manifest
 from training.common import clothing_photos, negatives
-from training.common.restyle import STYLES, restyled
+from training.common.restyle import FASHION_STYLES, STYLES, restyled
 
 QUANTILE = 0.99  # each check's threshold: two checks at 1% each flag 1-2% of in-distribution inputs
 FEATURE_RIDGE = 0.1  # added to the features' class covariances (a feature a class never uses still counts)
@@ -286,8 +286,6 @@ def sklearn_digits() -> list[Image.Image]:
     return [Image.fromarray((image * 255 / 16).astype(np.uint8)) for image in load_digits().images]
 
 
-# Garments: as is, soft, dark on light (a product shot), photographed large on a light background (style 9).
-FASHION_STYLES = [0, 2, 6, 9]
 PHOTO_STYLE = 10  # the style group of real photos of garments (calibrate_images' photos)
 
 
@@ -456,7 +454,10 @@ def fashion(models_dir: Path) -> Found:
     garments = DATA / "clothing_photos/train"
     others = {
         "MNIST test digits": [Image.fromarray(a) for a in mnist["x_test"][:1000]],
-        "cats and dogs photos": photos(str(DATA / "cats_and_dogs/validation/*/*.jpg"), 2),
+        "MNIST test digits, dark on light": [Image.fromarray(255 - a) for a in mnist["x_test"][1000:2000]],
+        # Cats are among the photos --negatives may learn from (their train part); dogs never are.
+        "cat photos (validation part)": photos(str(DATA / "cats_and_dogs/validation/cats/*.jpg"), 2),
+        "dog photos (validation part)": photos(str(DATA / "cats_and_dogs/validation/dogs/*.jpg"), 2),
         "letters (printed, DejaVu/Liberation fonts)": letters(600, rng),
         "noise": noise(500, rng),
         "clothing photos, held-out part (real garments: in distribution by intent)": [

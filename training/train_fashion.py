@@ -4,6 +4,8 @@
     python -m training.train_fashion --data /usr/share/datasets/fashion-mnist  # Debian's dataset-fashion-mnist
     python -m training.train_fashion --dnn                                     # the seed's dense network instead
     python -m training.train_fashion --data ... --photos data/clothing_photos/train  # also learn from real photos
+    python -m training.train_fashion --data ... --photos ... --styled 20000 --negatives digits,photos,noise \
+        --digits-data ../shared/data/mnist/mnist.npz --negative-photos ../shared/data/cats_and_dogs/train/cats
 
 The artifact holds the Keras model, the ONNX export the service runs (POST /predict/image?model=fashion),
 labels.json (the class names), metrics.json and plots.
@@ -13,6 +15,11 @@ image folder of real photos, e.g. the CC0 "clothing dataset small", one folder a
 clothing_photos.py maps its classes), three fifths of the photos, made into inputs by the service's own
 preprocessing and augmented, join the training data; the other two fifths (a validation part and a held-out part,
 fixed by file name) are scored through the ONNX export into metrics.json (photo_validation, photo_held_out).
+
+With --negatives (digits, photos of other things, noise: training/common/negatives.py), the model also learns to
+answer such inputs with a uniform distribution (outlier exposure: training/common/outlier_exposure.py), so its
+calibrated confidence flags them; --styled adds training items as users send them (soft, dark on light,
+photographed large), so that the model stays sure of real garments that do not look like the product shots.
 """
 
 from __future__ import annotations
@@ -24,8 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from app.families import tasks
-from app.families.fashion.preprocess import CLASSES, SIZE, to_input
-from training.common import artifacts, cli, clothing_photos, mnist_training, plots
+from app.families.fashion.preprocess import CLASSES, SIZE, prepare_item, to_input
+from training.common import artifacts, cli, clothing_photos, mnist_training, negatives, outlier_exposure, plots, restyle
 from training.common.downloads import downloading
 from training.common.explain_export import export_explain
 from training.common.export import OnnxModel, export_onnx, verify_classifier
@@ -39,6 +46,10 @@ VALIDATION_SPLIT = 0.1  # held out from the 60,000 training images for early sto
 PATIENCE = 3  # epochs without val_loss improvement before stopping (best weights are restored)
 AUGMENT = False  # the digit script's small shifts/rotations/zooms; slower to converge at this budget
 PHOTO_COPIES = 10  # augmented copies of each training photo (about 1,800 photos beside 60,000 items)
+NEGATIVES = ""  # outlier exposure off; e.g. "digits,photos,noise" (training/common/negatives.py GARMENT_KINDS)
+NEGATIVES_COUNT = 15_000  # negatives made, a third of each kind (beside ~100,000 items and photos)
+OE_WEIGHT = 1.0  # the negatives' loss weight: 1 flags digits and photos of other things more than the paper's 0.5
+STYLED = 0  # Fashion-MNIST training items added again as users send them (training/common/restyle.py FASHION_STYLES)
 SEED = 42
 NAME = "fashion"
 
@@ -82,14 +93,36 @@ def train(args: argparse.Namespace, command: str) -> Path:
     (x_train, y_train), (x_test, y_test) = load_fashion(args.data)
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
+    x_raw, y_raw = x_train, y_train
     x_train, x_test = to_input(x_train), to_input(x_test)
     if args.photos:
         photos, photo_labels, _ = clothing_photos.load_part(args.photos, "train")
         rng = np.random.default_rng(args.seed)
         x_train = np.concatenate([x_train, clothing_photos.augmented(photos, args.photo_copies, rng)])
         y_train = np.concatenate([y_train, np.repeat(photo_labels, args.photo_copies)])
+    record: dict = {}
+    if args.styled:  # items as users send them (soft, dark on light, photographed large), prepared as served
+        rng = np.random.default_rng(args.seed + 1)
+        pick = rng.choice(len(x_raw), min(args.styled, len(x_raw)), replace=False)
+        styled, kept = restyle.prepared(restyle.restyled(x_raw[pick], rng, kinds=restyle.FASHION_STYLES), prepare_item)
+        x_train, y_train = np.concatenate([x_train, styled]), np.concatenate([y_train, y_raw[pick][kept]])
+        record["styled_examples"] = len(styled)
+    kinds = [k for k in args.negatives.split(",") if k]
+    x_fit, y_fit, compiled = x_train, y_train, {}
+    if kinds:
+        digits = load_mnist(args.digits_data)[0][0] if "digits" in kinds and args.digits_data else None
+        others = Path(args.negative_photos) if args.negative_photos else None
+        x_negative = negatives.for_garments(kinds, args.negatives_count, args.seed, digits, others)
+        record["negatives"] = {"kinds": kinds, "count": len(x_negative), "weight": args.oe_weight,
+                               "digits": args.digits_data, "photos": args.negative_photos}  # fmt: skip
+        x_fit = np.concatenate([x_train, x_negative])
+        y_fit = np.concatenate([y_train.astype(np.int64), np.full(len(x_negative), len(CLASSES))])
+        compiled = {
+            "loss": outlier_exposure.loss(len(CLASSES), args.oe_weight),
+            "metrics": [outlier_exposure.accuracy(len(CLASSES))],
+        }
     model = build_model(args.dnn)
-    history, seconds = mnist_training.fit(model, x_train, y_train, args)
+    history, seconds = mnist_training.fit(model, x_fit, y_fit, args, **compiled)
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
     files = {**export_onnx(model, out), "labels": "labels.json"}
@@ -97,7 +130,7 @@ def train(args: argparse.Namespace, command: str) -> Path:
         files |= export_explain(model, out, x_test[:64])
     artifacts.write_json(out / "labels.json", {"labels": CLASSES})
     metrics, probabilities = verify_classifier(model, out, x_test, y_test, CLASSES)
-    metrics |= artifacts.run_record(model, history, seconds, train=len(x_train), test=len(x_test))
+    metrics |= artifacts.run_record(model, history, seconds, train=len(x_train), test=len(x_test)) | record
     if args.photos:
         metrics |= photo_metrics(out, args.photos)
     samples = partial(plots.sample_predictions, x_test, y_test, probabilities.argmax(axis=1))
@@ -133,6 +166,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dnn", action="store_true", help="the seed's dense network (two hidden layers) instead of the CNN")
     p.add_argument("--photos", help="also learn from real photos of garments: an image folder, one folder a class")
     p.add_argument("--photo-copies", type=int, default=PHOTO_COPIES, help="augmented copies of each training photo")
+    p.add_argument(
+        "--negatives", default=NEGATIVES,
+        help=f"outlier exposure: comma-separated kinds of non-garments to train towards a uniform answer, among "
+        f"{','.join(negatives.GARMENT_KINDS)} (default: none)",
+    )  # fmt: skip
+    p.add_argument("--negatives-count", type=int, default=NEGATIVES_COUNT, help="negatives made, in equal shares")
+    p.add_argument("--oe-weight", type=float, default=OE_WEIGHT, help="the negatives' loss weight")
+    p.add_argument("--digits-data", help="MNIST (a .npz or IDX folder; its training part) for --negatives digits")
+    p.add_argument(
+        "--negative-photos", help="a folder of photos of things that are not garments, for --negatives photos"
+    )
+    p.add_argument("--styled", type=int, default=STYLED, help="training items added again as users send them")
     return p.parse_args(argv)
 
 

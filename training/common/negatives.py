@@ -1,6 +1,6 @@
-"""Negatives for outlier exposure: images that are not digits (printed letters in many fonts, noise, garments),
-drawn as users send them and put through the service's own digit preprocessing, so that training sees exactly the
-28x28 inputs a request would give the model.
+"""Negatives for outlier exposure: images that are not digits (printed letters in many fonts, noise, garments), or
+not garments (digits, photos of other things, noise), drawn as users send them and put through the service's own
+preprocessing of the model they train, so that training sees exactly the 28x28 inputs a request would give it.
 
 Fonts are grouped by family (the folder under /usr/share/fonts/{truetype,opentype}); HELD_OUT families are never
 drawn here, so that training/calibrate.py can measure letters in fonts the model never saw.
@@ -22,7 +22,9 @@ HELD_OUT = ("dejavu", "liberation", "croscore")
 NOT_TEXT = ("D050000L", "StandardSymbols", "Math")  # dingbats and symbol fonts have no letters
 # Letters that are not also digit shapes (O o I l S s Z z b g q i are left out: a printed "O" may be a zero).
 LETTERS = "ABCDEFGHJKMNPQRTUVWXYacdefhjkmnprtuvwxyz"
-KINDS = ("fonts", "noise", "fashion")
+KINDS = ("fonts", "noise", "fashion")  # for the digit model
+GARMENT_KINDS = ("digits", "photos", "noise")  # for the fashion model
+PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
 def has_letters(font: Path, alphabet: str = LETTERS) -> bool:
@@ -104,9 +106,55 @@ def noise(n: int, rng: np.random.Generator) -> list[Image.Image]:
     return images
 
 
-def garments(items: np.ndarray, rng: np.random.Generator) -> list[Image.Image]:
-    """Fashion-MNIST training items (never its test part), as they are or dark on light."""
+def either_way(items: np.ndarray, rng: np.random.Generator) -> list[Image.Image]:
+    """MNIST-format training images (never a test part: Fashion-MNIST items for the digit model, MNIST digits for
+    the fashion model), as they are or dark on light."""
     return [Image.fromarray(a if rng.random() < 0.5 else 255 - a) for a in items]
+
+
+def photos(folder: Path, n: int, rng: np.random.Generator) -> list[Image.Image]:
+    """n photos of the folder (searched recursively): each whole once, in a shuffled order, then random crops of
+    them (a third to four fifths of the short side: a patch of background, part of an animal or a chair)."""
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
+    if not files:
+        raise ValueError(f"negatives 'photos' found no photos under {folder}")
+    images = []
+    for k, i in enumerate(np.resize(rng.permutation(len(files)), n)):
+        with Image.open(files[i]) as opened:
+            photo = opened.convert("RGB")
+        if k >= len(files):
+            side = int(min(photo.size) * rng.uniform(0.33, 0.8))
+            left, top = int(rng.integers(0, photo.width - side + 1)), int(rng.integers(0, photo.height - side + 1))
+            photo = photo.crop((left, top, left + side, top + side))
+        images.append(photo)
+    return images
+
+
+def for_garments(
+    kinds: list[str], count: int, seed: int, digit_items: np.ndarray | None = None, photo_folder: Path | None = None
+) -> np.ndarray:
+    """About `count` prepared negatives for the fashion model, in equal shares among the `kinds` asked (among
+    GARMENT_KINDS): MNIST training digits (digit_items, uint8 (n, 28, 28)), photos of other things (photo_folder:
+    e.g. the cat photos of cats_and_dogs/train; dogs stay unseen for calibrate's measurement) and noise."""
+    from app.families.fashion.preprocess import prepare_item
+
+    unknown = set(kinds) - set(GARMENT_KINDS)
+    if unknown:
+        raise ValueError(f"unknown negatives {sorted(unknown)}: choose among {', '.join(GARMENT_KINDS)}")
+    rng = np.random.default_rng(seed)
+    share = count // len(kinds)
+    images: list[Image.Image] = []
+    if "digits" in kinds:
+        if digit_items is None:
+            raise ValueError("negatives 'digits' needs MNIST training images (--digits-data)")
+        images += either_way(digit_items[rng.choice(len(digit_items), share)], rng)
+    if "photos" in kinds:
+        if photo_folder is None:
+            raise ValueError("negatives 'photos' needs a folder of photos of things that are not garments")
+        images += photos(photo_folder, share, rng)
+    if "noise" in kinds:
+        images += noise(share, rng)
+    return prepared(images, prepare_item)[0]
 
 
 def for_digits(
@@ -132,7 +180,7 @@ def for_digits(
         if fashion_items is None:
             raise ValueError("negatives 'fashion' needs Fashion-MNIST training images (--fashion-data)")
         take = rng.choice(len(fashion_items), min(len(fashion_items), int(count * weights["fashion"] / total)))
-        images += garments(fashion_items[take], rng)
+        images += either_way(fashion_items[take], rng)
     if "fonts" in kinds:
         fonts = training_fonts(font_roots)
         if not fonts:

@@ -4,6 +4,8 @@ thresholds, so that both see what a request gives the model."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from PIL import Image, ImageFilter
 
@@ -14,6 +16,8 @@ from app.families.digit.preprocess import preprocess_digit
 # smooth as a photo shrunk into the box in the first 5 ink statistics (with them in, 42-45% of photos were flagged
 # instead of 95%); the digit's two more (ink_statistics(enlarged=True)) tell them apart.
 STYLES = [0, 1, 2, 3, 4, 5, 6, 7, 8]
+# Garments: as is, soft, dark on light (a product shot), photographed large on a light background (style 9).
+FASHION_STYLES = [0, 2, 6, 9]
 
 
 def restyled(
@@ -66,13 +70,16 @@ def restyled(
     return out
 
 
-def prepared(images: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
-    """The digit service's inputs for the images, float32 (n, 28, 28, 1), and the indices of the images they are
-    of: images the service would refuse (422, e.g. a letter shrunk until no ink is left) are left out."""
+def prepared(
+    images: list[Image.Image], prepare: Callable[[Image.Image], np.ndarray] = preprocess_digit
+) -> tuple[np.ndarray, np.ndarray]:
+    """The service's inputs for the images (`prepare`: the digit service's preprocessing, or the fashion model's
+    prepare_item), float32 (n, 28, 28, 1), and the indices of the images they are of: images the service would
+    refuse (422, e.g. a letter shrunk until no ink is left) are left out."""
     out, kept = [], []
     for i, image in enumerate(images):
         try:
-            out.append(preprocess_digit(image))
+            out.append(prepare(image))
         except ServeError:
             continue
         kept.append(i)
