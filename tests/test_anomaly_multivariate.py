@@ -198,7 +198,7 @@ def test_sixteen_independent_channels_alarm_about_as_often_as_one_and_still_find
     table[spike, 5] += 8.0
     uncorrected = multivariate.score(table, names, per_log=0.0)
     corrected = multivariate.score(table, names)
-    assert corrected.peers == {}  # independent: 16 series scored, each with limits 1 + 0.7 ln 16 = 2.9 times wider
+    assert corrected.peers == {}  # independent: 16 channels, each with limits 1 + 0.7 ln 16 = 2.9 times wider
     one_channel = np.mean([np.delete(s.alarm, spike).sum() for s in uncorrected.channels])  # chance, per channel
     false = [a.index for a in corrected.alarms if a.index != spike]
     assert 0.5 <= one_channel and len(false) <= 2 * one_channel

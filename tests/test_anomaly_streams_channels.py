@@ -269,8 +269,8 @@ def test_a_channel_missing_through_the_warm_up_is_scored_once_it_comes() -> None
 
 @pytest.mark.slow  # 16 channels of 600 rows, batch and stream: about 6 s
 def test_sixteen_channels_fed_in_parts_give_the_batch_answer_with_its_widened_limits() -> None:
-    """The limits widen with the series scored (16 channels and the departures of the coupled ones), known only
-    once the warm-up rows are in: a stream fed in parts across the warm-up's end still gives the batch answer."""
+    """The channels' limits widen with their number (16 here), the departures' do not: a stream fed in parts
+    across the warm-up's end and the event still gives the batch answer."""
     rng = np.random.default_rng(3)
     rows, names = 600, [f"c{c}" for c in range(16)]
     load = np.convolve(rng.normal(0, 1, rows + 40), np.ones(40) / 40, mode="valid")[:rows] * 6

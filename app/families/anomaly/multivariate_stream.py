@@ -185,6 +185,9 @@ def update(
     """Score rows x channels `values` (NaN: missing), the stream's rows from index `at` (`times`: their ISO
     timestamps), and advance `state` past them."""
     rows, width = values.shape
+    wide = multivariate.widening(width)
+    each = Detector(multivariate.widened(config, wide), sensitivity)
+    channels = [multivariate.narrowed(each.update(state.channels[c], values[:, c]), wide) for c in range(width)]
     at_departures, wider = multivariate.departure_scale(config, sensitivity)
     departure_scores, departure_alarms = np.zeros((width, rows)), np.zeros((width, rows), dtype=bool)
     start = 0  # the first of these rows scored by the departures: the rows after the warm-up
@@ -193,20 +196,12 @@ def update(
         state.head = np.concatenate([state.head, values[:start]])
         if len(state.head) >= config.warmup:
             _couple(state, config, at_departures)
-    # The series scored are known once the warm-up rows are in, before any channel scores its first row (until
-    # then the channels only learn, whatever their limits).
-    wide = multivariate.widening(width + len(state.peers()))
-    each = multivariate.widened(config, wide)
-    channels = [
-        multivariate.narrowed(Detector(each, sensitivity).update(state.channels[c], values[:, c]), wide)
-        for c in range(width)
-    ]
     if state.coupled and start < rows:
-        detector = Detector(each, at_departures)
+        detector = Detector(config, at_departures)
         for c, peers in state.peers().items():
             d = multivariate.departure_of(values[start:], c, peers, state.mean, state.std)
             scored = detector.update(state.departures[c], d)
-            departure_scores[c, start:] = multivariate.scores_of(multivariate.narrowed(scored, wider * wide))
+            departure_scores[c, start:] = multivariate.scores_of(multivariate.narrowed(scored, wider))
             departure_alarms[c, start:] = scored.alarm
     scores = np.stack([[multivariate.scores_of(s) for s in channels], departure_scores])  # [kind, c, row]
     hits = np.stack([[s.alarm for s in channels], departure_alarms])
