@@ -15,8 +15,8 @@ apart after the warm-up:
 
 An event is found when the series alarms in [start, end + SLACK]; a found event is named right when the alarm's
 channels are among the event's. Every other alarm is a false one (per 10k rows of all series). Each series is
-scored twice: the full rule, and its channels alone (no departures: what one univariate request per channel
-gives, its alarms joined as the full rule joins them).
+scored twice: the full rule, and its channels alone (no departures: the full rule's channels, with their limits
+widened for their number, their alarms joined as the full rule joins them).
 
 NAB (`--nab`): its series with the same timestamps that come from one system are sent as the channels of one
 series (exchange-2/3/4 cpc and cpm; ec2_cpu_utilization_825cc2 + ec2_network_in_257a54 + elb_request_count_8c0756;
