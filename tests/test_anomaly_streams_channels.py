@@ -265,3 +265,28 @@ def test_a_channel_missing_through_the_warm_up_is_scored_once_it_comes() -> None
     assert parts[-1].peers == batch.peers == {}
     assert np.concatenate([p.alarm for p in parts]).tolist() == batch.alarm.tolist() and batch.alarm[SPIKE]
     assert parts[0].status == ["warming_up"] * 149
+
+
+@pytest.mark.slow  # 16 channels of 600 rows, batch and stream: about 6 s
+def test_sixteen_channels_fed_in_parts_give_the_batch_answer_with_its_widened_limits() -> None:
+    """The channels' limits widen with their number (16 here), the departures' do not: a stream fed in parts
+    across the warm-up's end and the event still gives the batch answer."""
+    rng = np.random.default_rng(3)
+    rows, names = 600, [f"c{c}" for c in range(16)]
+    load = np.convolve(rng.normal(0, 1, rows + 40), np.ones(40) / 40, mode="valid")[:rows] * 6
+    table = rng.normal(0.0, 1.0, (rows, 16))
+    table[:, :6] = load[:, None] * rng.uniform(1, 3, 6) + rng.normal(0, 0.1, (rows, 6))  # six coupled channels
+    table[400, 2] += 8.0
+    batch = multivariate.score(table, names)
+    assert len(batch.peers) == 6 and any(a.index == 400 and list(a.scores) == ["c2"] for a in batch.alarms)
+    state, at, outs = multivariate_stream.ChannelsState.new(16), 0, []
+    for end in [DEFAULT.warmup - 1, DEFAULT.warmup + 1, 399, 401, rows]:
+        state = multivariate_stream.ChannelsState.from_bytes(state.to_bytes())
+        outs.append(multivariate_stream.update(state, table[at:end], at, names, 0.5, DEFAULT))
+        at = end
+    assert np.concatenate([o.alarm for o in outs]).tolist() == batch.alarm.tolist()
+    np.testing.assert_allclose(np.concatenate([o.score for o in outs]), batch.score, rtol=1e-9, atol=1e-12)
+    last = {a.alarm.index: a.alarm for o in outs for a in o.alarms}
+    assert [(a.index, a.kind, list(a.scores)) for a in map(last.get, sorted(last))] == [
+        (a.index, a.kind, list(a.scores)) for a in batch.alarms
+    ]

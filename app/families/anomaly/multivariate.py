@@ -11,6 +11,12 @@ The rule, label-free, with the served detector's settings (bench/anomaly_multiva
   noise, whose new extremes the detector's range rule would otherwise report; its scores are divided by how much
   wider its limits are, so every score is measured against the one threshold): it alarms when a channel leaves its
   usual relation to the others while each channel alone may look normal (a broken correlation);
+* the more channels a request has (k), the more often one of them crosses its line by chance: each channel's
+  limits are widened x (1 + SERIES_WIDENING x ln k) (its scores divided by as much, so every score is still read
+  against the one threshold). A channel's chance alarms fall about as exp(-1.4 x (f - 1)) when its limits are f
+  times wider (fault-free runs, bench/anomaly_channel_line.py), so k channels alarm about as often as one (a
+  Bonferroni correction for that tail). The departures keep their own line (DEPARTURE_SHIFT, chosen with their
+  chance alarms counted). One channel (k = 1) is scored exactly as a one-channel request;
 * a series' point scores the highest of its channels' and departures' scores; an alarm of any of them is a series
   alarm, unless the series alarmed in the JOIN rows before it: then it is the same event, and joins that alarm.
   An alarm names the channels whose own detector alarmed in its event (kind "channels"); when none did, the
@@ -33,6 +39,7 @@ PEER_CORRELATION = 0.7  # |Pearson r| over the warm-up rows from which two chann
 MIN_COMPLETE_ROWS = 30  # warm-up rows with every channel present needed to measure the correlations
 JOIN = 10  # rows after a series alarm within which other channels' alarms are the same event
 DEPARTURE_SHIFT = 0.25  # departures are scored this much less sensitive than the channels (x2 limits at 0.25)
+SERIES_WIDENING = 0.7  # a request of k channels widens each one's limits x (1 + this x ln k) (0: none)
 DRIVER_SHARE = 2 / 3  # a correlation alarm names the departures scoring at least this share of the highest
 
 
@@ -118,6 +125,26 @@ def departure_scale(config: DetectorConfig, sensitivity: float, shift: float = D
     return at, alarm_limits(config, at)[0] / alarm_limits(config, sensitivity)[0]
 
 
+def widening(channels: int, per_log: float = SERIES_WIDENING) -> float:
+    """How much wider each channel's limits are in a request of this many channels."""
+    return 1.0 + per_log * float(np.log(channels))
+
+
+def widened(config: DetectorConfig, factor: float) -> DetectorConfig:
+    """`config` with every alarm limit (threshold, spatial tolerance, onset) `factor` times wider."""
+    return replace(
+        config,
+        threshold=config.threshold * factor,
+        spatial_tolerance=config.spatial_tolerance * factor,
+        onset=config.onset * factor,
+    )
+
+
+def narrowed(scored: Scored, factor: float) -> Scored:
+    """Scores of a series whose limits are `factor` times wider, read against the one threshold."""
+    return scored if factor == 1 else replace(scored, score=scored.score / factor)
+
+
 def score(
     values: np.ndarray,
     names: list[str],
@@ -125,20 +152,22 @@ def score(
     causal: bool = True,
     config: DetectorConfig = DEFAULT,
     shift: float = DEPARTURE_SHIFT,
+    per_log: float = SERIES_WIDENING,
 ) -> Combined:
-    """Score rows x channels `values` (NaN: missing) per channel and per coupled channel's departure (at
-    `sensitivity - shift`, at least 0, its scores divided by how much wider its limits are, so that every score is
-    measured against the same threshold); combine."""
+    """Score rows x channels `values` (NaN: missing) per channel (limits widened x (1 + `per_log` x ln k) for k
+    channels) and per coupled channel's departure (at `sensitivity - shift`, at least 0), each series' scores
+    divided by how much wider its limits are, so that every score is measured against the same threshold; combine."""
     check_channels(values, names, causal, config)
+    wide = widening(len(names), per_log)
+    each = widened(config, wide)
+    channels = [narrowed(series.score_series(values[:, c], sensitivity, causal, each), wide) for c in range(len(names))]
     at, wider = departure_scale(config, sensitivity, shift)
-    channels = [series.score_series(values[:, c], sensitivity, causal, config) for c in range(len(names))]
     peers = coupled(values, config.warmup)
     departures: dict[str, Scored] = {}
     for c, its_peers in peers.items():
         d = departure(values, c, its_peers, config.warmup)
         if (~np.isnan(d)).sum() >= series.min_length(causal, config):
-            scored = series.score_series(d, at, causal, config)
-            departures[names[c]] = replace(scored, score=scored.score / wider)
+            departures[names[c]] = narrowed(series.score_series(d, at, causal, config), wider)
     return combine(names, channels, departures, {names[c]: [names[p] for p, _ in ps] for c, ps in peers.items()})
 
 

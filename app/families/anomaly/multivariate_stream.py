@@ -16,7 +16,7 @@ series sent at once to POST /predict/anomaly (causal mode) gets for them. Framew
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -185,7 +185,9 @@ def update(
     """Score rows x channels `values` (NaN: missing), the stream's rows from index `at` (`times`: their ISO
     timestamps), and advance `state` past them."""
     rows, width = values.shape
-    channels = [Detector(config, sensitivity).update(state.channels[c], values[:, c]) for c in range(width)]
+    wide = multivariate.widening(width)
+    each = Detector(multivariate.widened(config, wide), sensitivity)
+    channels = [multivariate.narrowed(each.update(state.channels[c], values[:, c]), wide) for c in range(width)]
     at_departures, wider = multivariate.departure_scale(config, sensitivity)
     departure_scores, departure_alarms = np.zeros((width, rows)), np.zeros((width, rows), dtype=bool)
     start = 0  # the first of these rows scored by the departures: the rows after the warm-up
@@ -199,7 +201,7 @@ def update(
         for c, peers in state.peers().items():
             d = multivariate.departure_of(values[start:], c, peers, state.mean, state.std)
             scored = detector.update(state.departures[c], d)
-            departure_scores[c, start:] = multivariate.scores_of(replace(scored, score=scored.score / wider))
+            departure_scores[c, start:] = multivariate.scores_of(multivariate.narrowed(scored, wider))
             departure_alarms[c, start:] = scored.alarm
     scores = np.stack([[multivariate.scores_of(s) for s in channels], departure_scores])  # [kind, c, row]
     hits = np.stack([[s.alarm for s in channels], departure_alarms])
