@@ -256,13 +256,16 @@ tail -n 3 "$WORK/train.log"
 T_TRAIN=$(secs "$T0" "$(now)")
 TRAIN=("${COMPOSE[@]}" --profile train run --rm -T train)
 "${TRAIN[@]}" deepserve models
-VERSION=$("${TRAIN[@]}" deepserve models --json | "$PY" -c '
+# The run's version is the digit's newest, a candidate; SERVED is the committed one that stays served.
+DIGITS=$("${TRAIN[@]}" deepserve models --json | "$PY" -c '
 import json, sys
 rows = [json.loads(line) for line in sys.stdin if line.startswith("{")]
-new = [r["version"] for r in rows if r["name"] == "digit" and r["status"] == "candidate"]
-assert len(new) == 1, rows
-print(new[0])')
-echo "trained digit v$VERSION in ${T_TRAIN}s: a candidate"
+digits = {int(r["version"]): r["status"] for r in rows if r["name"] == "digit"}
+served = [v for v, status in digits.items() if status == "served"]
+assert digits[max(digits)] == "candidate" and len(served) == 1 and served[0] != max(digits), rows
+print(max(digits), served[0])')
+read -r VERSION SERVED <<<"$DIGITS"
+echo "trained digit v$VERSION in ${T_TRAIN}s: a candidate (v$SERVED is served)"
 
 served_digit() {
   "$PY" - "$BASE" "$@" <<'EOF'
@@ -286,13 +289,14 @@ with httpx.Client(base_url=base, timeout=30) as client:
 EOF
 }
 # Training alone changes nothing served: the new version is a candidate.
-served_digit 1 "$VERSION"
+served_digit "$SERVED" "$VERSION"
 
 step "deepserve promote digit $VERSION in the training container, then docker compose restart api"
 if "${TRAIN[@]}" deepserve promote digit "$VERSION" >"$WORK/promote.txt" 2>&1; then
   cat "$WORK/promote.txt"
 else
-  # The gate compares test accuracy with v1's (0.994 on MNIST): a refusal must say so; then the docs' --force.
+  # The gate compares test accuracy with the served version's (0.994 on MNIST): a refusal must say so; then the
+  # docs' --force.
   cat "$WORK/promote.txt"
   grep -q "test_accuracy" "$WORK/promote.txt"
   "${TRAIN[@]}" deepserve promote digit "$VERSION" --force
@@ -301,15 +305,15 @@ T0=$(now)
 "${COMPOSE[@]}" restart api
 "${COMPOSE[@]}" up -d --wait --wait-timeout 180 api
 echo "restarted, healthy again after $(secs "$T0" "$(now)")s"
-served_digit "$VERSION" 1
+served_digit "$VERSION" "$SERVED"
 
-step "roll back to v1 without a restart: promote it, then the reload route from inside the API's container"
-"${TRAIN[@]}" deepserve promote digit 1
+step "roll back to v$SERVED without a restart: promote it, then the reload route from inside the API's container"
+"${TRAIN[@]}" deepserve promote digit "$SERVED"
 # docs/deployment.md's command, verbatim (the admin routes answer a request from the container's own loopback).
 RELOADED=$("${COMPOSE[@]}" exec -T api python -c 'import json, os, urllib.request as u; url = "http://127.0.0.1:" + os.environ["UVICORN_PORT"] + "/admin/models/digit/reload"; print(json.load(u.urlopen(u.Request(url, method="POST")))["version"])')
 echo "reload answered: serving v$RELOADED"
-[ "$RELOADED" = 1 ]
-served_digit 1 "$VERSION"
+[ "$RELOADED" = "$SERVED" ]
+served_digit "$SERVED" "$VERSION"
 
 step "the models folder gained only what docs/deployment.md says training and promotion write"
 "$PY" - models "$HOST_MODELS_DIR" "$VERSION" docs/deployment.md <<'EOF'
