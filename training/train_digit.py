@@ -3,7 +3,7 @@
     python -m training.train_digit                                   # downloads MNIST with Keras
     python -m training.train_digit --data ../shared/data/mnist/mnist.npz
     python -m training.train_digit --data /path/to/idx-folder --wide --epochs 5
-    python -m training.train_digit --data ../shared/data/mnist/mnist.npz --styled 20000 \
+    python -m training.train_digit --data ../shared/data/mnist/mnist.npz --styled 20000 \\
         --negatives fonts,noise,fashion                                   # outlier exposure: models/digit/2
 
 --negatives adds outlier exposure: images that are not digits (letters printed in many fonts, noise, Fashion-MNIST
@@ -105,13 +105,8 @@ def train(args: argparse.Namespace, command: str) -> Path:
                 {f for f, paths in negatives.font_families(roots).items() if not negatives.held_out(f, paths[0])}
             ),
         }  # fmt: skip
-        x_fit = np.concatenate([x_train, x_negative])
-        y_fit = np.concatenate([y_train.astype(np.int64), np.full(len(x_negative), len(LABELS))])
-        compiled = {
-            "loss": outlier_exposure.loss(len(LABELS), args.oe_weight),
-            "metrics": [outlier_exposure.accuracy(len(LABELS))],
-        }
-        history, seconds = mnist_training.fit(model, x_fit, y_fit, args, **compiled)
+        fit = outlier_exposure.with_negatives(x_train, y_train, x_negative, len(LABELS), args.oe_weight)
+        history, seconds = mnist_training.fit(model, fit[0], fit[1], args, **fit[2])
     else:
         history, seconds = mnist_training.fit(model, x_train, y_train, args)
 
@@ -139,14 +134,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--fine-tune", help="start from this model.keras (e.g. models/digit/1/model.keras), not from scratch"
     )
-    p.add_argument(
-        "--negatives", default=NEGATIVES,
-        help=f"outlier exposure: comma-separated kinds of non-digits to train towards a uniform answer, among "
-        f"{','.join(negatives.KINDS)} (default: none)",
-    )  # fmt: skip
+    outlier_exposure.add_flags(p, negatives.KINDS, "non-digits", NEGATIVES, NEGATIVES_COUNT, OE_WEIGHT)
     p.add_argument("--styled", type=int, default=STYLED, help="training digits added as users send them")
-    p.add_argument("--negatives-count", type=int, default=NEGATIVES_COUNT, help="how many negatives to make")
-    p.add_argument("--oe-weight", type=float, default=OE_WEIGHT, help="the negatives' loss weight")
     p.add_argument(
         "--font-dir", action="append",
         help="a folder of .ttf/.otf fonts to draw letters in, its subfolders being families (repeatable; default: "

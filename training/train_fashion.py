@@ -4,7 +4,7 @@
     python -m training.train_fashion --data /usr/share/datasets/fashion-mnist  # Debian's dataset-fashion-mnist
     python -m training.train_fashion --dnn                                     # the seed's dense network instead
     python -m training.train_fashion --data ... --photos data/clothing_photos/train  # also learn from real photos
-    python -m training.train_fashion --data ... --photos ... --styled 20000 --negatives digits,photos,noise \
+    python -m training.train_fashion --data ... --photos ... --styled 20000 --negatives digits,photos,noise \\
         --digits-data ../shared/data/mnist/mnist.npz --negative-photos ../shared/data/cats_and_dogs/train/cats
 
 The artifact holds the Keras model, the ONNX export the service runs (POST /predict/image?model=fashion),
@@ -115,12 +115,9 @@ def train(args: argparse.Namespace, command: str) -> Path:
         x_negative = negatives.for_garments(kinds, args.negatives_count, args.seed, digits, others)
         record["negatives"] = {"kinds": kinds, "count": len(x_negative), "weight": args.oe_weight,
                                "digits": args.digits_data, "photos": args.negative_photos}  # fmt: skip
-        x_fit = np.concatenate([x_train, x_negative])
-        y_fit = np.concatenate([y_train.astype(np.int64), np.full(len(x_negative), len(CLASSES))])
-        compiled = {
-            "loss": outlier_exposure.loss(len(CLASSES), args.oe_weight),
-            "metrics": [outlier_exposure.accuracy(len(CLASSES))],
-        }
+        x_fit, y_fit, compiled = outlier_exposure.with_negatives(
+            x_train, y_train, x_negative, len(CLASSES), args.oe_weight
+        )
     model = build_model(args.dnn)
     history, seconds = mnist_training.fit(model, x_fit, y_fit, args, **compiled)
 
@@ -166,13 +163,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dnn", action="store_true", help="the seed's dense network (two hidden layers) instead of the CNN")
     p.add_argument("--photos", help="also learn from real photos of garments: an image folder, one folder a class")
     p.add_argument("--photo-copies", type=int, default=PHOTO_COPIES, help="augmented copies of each training photo")
-    p.add_argument(
-        "--negatives", default=NEGATIVES,
-        help=f"outlier exposure: comma-separated kinds of non-garments to train towards a uniform answer, among "
-        f"{','.join(negatives.GARMENT_KINDS)} (default: none)",
-    )  # fmt: skip
-    p.add_argument("--negatives-count", type=int, default=NEGATIVES_COUNT, help="negatives made, in equal shares")
-    p.add_argument("--oe-weight", type=float, default=OE_WEIGHT, help="the negatives' loss weight")
+    outlier_exposure.add_flags(p, negatives.GARMENT_KINDS, "non-garments", NEGATIVES, NEGATIVES_COUNT, OE_WEIGHT)
     p.add_argument("--digits-data", help="MNIST (a .npz or IDX folder; its training part) for --negatives digits")
     p.add_argument(
         "--negative-photos", help="a folder of photos of things that are not garments, for --negatives photos"

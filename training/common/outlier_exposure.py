@@ -5,9 +5,36 @@ uniform distribution, times a weight, so the model learns to answer them with lo
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
+import numpy as np
+
 WEIGHT = 0.5  # the paper's lambda for classifiers trained from scratch or fine-tuned
+
+
+def add_flags(
+    p: argparse.ArgumentParser, kinds: tuple[str, ...], what: str, default: str, count: int, weight: float
+) -> None:
+    """A training script's --negatives (comma-separated, among `kinds`; "": outlier exposure off), --negatives-count
+    and --oe-weight, with the script's defaults."""
+    p.add_argument(
+        "--negatives", default=default,
+        help=f"outlier exposure: comma-separated kinds of {what} to train towards a uniform answer, among "
+        f"{','.join(kinds)} (default: none)",
+    )  # fmt: skip
+    p.add_argument("--negatives-count", type=int, default=count, help="how many negatives to make")
+    p.add_argument("--oe-weight", type=float, default=weight, help="the negatives' loss weight")
+
+
+def with_negatives(
+    x: np.ndarray, y: np.ndarray, negatives: np.ndarray, classes: int, weight: float
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """The training inputs and labels with the negatives appended (labelled `classes`: not a class), and the loss
+    and metrics to compile with (mnist_training.fit's `compiled`)."""
+    x_fit = np.concatenate([x, negatives])
+    y_fit = np.concatenate([y.astype(np.int64), np.full(len(negatives), classes)])
+    return x_fit, y_fit, {"loss": loss(classes, weight), "metrics": [accuracy(classes)]}
 
 
 def loss(classes: int, weight: float = WEIGHT) -> Any:
