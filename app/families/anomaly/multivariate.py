@@ -184,6 +184,14 @@ def named(index: int, names: list[str], by_kind: dict[str, dict[str, float]]) ->
     return Alarm(index, kind, {n: found[n] for n in keep})
 
 
+def row_status(channels: list[Scored]) -> list[str]:
+    """Per row: "scored" when some channel is scored there, "missing" when every channel is null, else
+    "warming_up"."""
+    scored = np.any([~(s.warming_up | s.missing) for s in channels], axis=0)
+    missing = np.all([s.missing for s in channels], axis=0)
+    return np.where(scored, "scored", np.where(missing, "missing", "warming_up")).tolist()
+
+
 def combine(
     names: list[str], channels: list[Scored], departures: dict[str, Scored], peers: dict[str, list[str]]
 ) -> Combined:
@@ -191,9 +199,7 @@ def combine(
     rows = len(channels[0].score)
     all_scores = [scores_of(s) for s in [*channels, *departures.values()]]
     combined = np.max(all_scores, axis=0)
-    scored = np.any([~(s.warming_up | s.missing) for s in channels], axis=0)
-    missing = np.all([s.missing for s in channels], axis=0)
-    status = np.where(scored, "scored", np.where(missing, "missing", "warming_up")).tolist()
+    status = row_status(channels)
     hits = [(int(t), "channels", names[c], s) for c, s in enumerate(channels) for t in np.flatnonzero(s.alarm)]
     hits += [(int(t), "correlation", name, s) for name, s in departures.items() for t in np.flatnonzero(s.alarm)]
     events: list[tuple[int, dict[str, dict[str, float]]]] = []  # (first row, kind -> channel -> score)

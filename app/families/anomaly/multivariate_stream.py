@@ -220,11 +220,9 @@ def update(
             state.hits |= hits[:, :, j]
     if state.event + multivariate.JOIN > at:
         alarms.append(_as_it_stands(state, names, final=state.event + multivariate.JOIN <= at + rows))
-    scored_rows = np.any([~(s.warming_up | s.missing) for s in channels], axis=0)
-    missing = np.all([s.missing for s in channels], axis=0)
     return ChannelsScored(
         channels=channels,
-        status=np.where(scored_rows, "scored", np.where(missing, "missing", "warming_up")).tolist(),
+        status=multivariate.row_status(channels),
         score=scores.max(axis=(0, 1)),
         alarm=alarm,
         alarms=alarms,

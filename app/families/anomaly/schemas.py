@@ -134,36 +134,50 @@ class AnomalyRequest(RequestBody):
 
     @model_validator(mode="after")
     def same_lengths(self) -> AnomalyRequest:
-        if self.timestamps is not None and len(self.timestamps) != len(self.values):
-            raise ValueError(f"{len(self.timestamps)} timestamps for {len(self.values)} values")
-        rows = self.rows()
-        if rows is None:
-            if self.channels is not None:
-                raise ValueError("`channels` names the values of each row: send `values` as rows to use it")
-            return self
-        _check_rows(rows, self.channel_names())
+        check_shape(self.values, self.timestamps, self.channels)
         return self
 
     def rows(self) -> list[list[float | None]] | None:
         """The values as rows (a multivariate series), or None for a single channel."""
-        if self.values and isinstance(self.values[0], list):
-            return self.values  # type: ignore[return-value]  # pydantic made them all rows
-        return None
+        return rows_of(self.values)
 
     def single(self) -> list[float | None]:
         """The values of a one-channel series (call after rows() is None)."""
-        if self.rows() is not None:
-            raise ValueError("the series has several channels: use rows()")
-        return self.values  # type: ignore[return-value]  # pydantic made them numbers or nulls
+        return single_of(self.values)
 
     def channel_names(self) -> list[str]:
-        rows = self.rows()
-        width = len(rows[0]) if rows else 1
-        return list(self.channels) if self.channels is not None else [str(i) for i in range(width)]
+        return names_of(self.rows(), self.channels)
 
 
-def _check_rows(rows: list[list[float | None]], names: list[str]) -> None:
-    """Every row has one value per channel; no name repeats."""
+def rows_of(values: list[Any]) -> list[list[float | None]] | None:
+    """A request's `values` as rows (several channels), or None for one channel (numbers or nulls)."""
+    return values if values and isinstance(values[0], list) else None
+
+
+def single_of(values: list[Any]) -> list[float | None]:
+    """A request's `values` of one channel (call after rows_of(values) is None)."""
+    if rows_of(values) is not None:
+        raise ValueError("the values are rows of several channels: use rows()")
+    return values
+
+
+def names_of(rows: list[list[float | None]] | None, channels: list[str] | None) -> list[str]:
+    """The channels' names: `channels` as sent, or "0", "1", ... one per value of a row (one channel: "0")."""
+    width = len(rows[0]) if rows else 1
+    return list(channels) if channels is not None else [str(i) for i in range(width)]
+
+
+def check_shape(values: list[Any], timestamps: list[Any] | None, channels: list[str] | None) -> None:
+    """The checks a request of values (POST /predict/anomaly, a stream's points) gets beyond its fields' own: one
+    timestamp per value (row), `channels` only with rows, one value per channel in every row, no name twice."""
+    if timestamps is not None and len(timestamps) != len(values):
+        raise ValueError(f"{len(timestamps)} timestamps for {len(values)} values")
+    rows = rows_of(values)
+    if rows is None:
+        if channels is not None:
+            raise ValueError("`channels` names the values of each row: send `values` as rows to use it")
+        return
+    names = names_of(rows, channels)
     if len(set(names)) != len(names):
         raise ValueError(f"channel names repeat: {sorted({n for n in names if names.count(n) > 1})[:3]}")
     for i, row in enumerate(rows):
@@ -315,27 +329,16 @@ class StreamPointsRequest(RequestBody):
 
     @model_validator(mode="after")
     def same_lengths(self) -> StreamPointsRequest:
-        if self.timestamps is not None and len(self.timestamps) != len(self.values):
-            raise ValueError(f"{len(self.timestamps)} timestamps for {len(self.values)} values")
-        rows = self.rows()
-        if rows is None:
-            if self.channels is not None:
-                raise ValueError("`channels` names the values of each row: send `values` as rows to use it")
-            return self
-        _check_rows(rows, list(self.channels) if self.channels is not None else [str(i) for i in range(len(rows[0]))])
+        check_shape(self.values, self.timestamps, self.channels)
         return self
 
     def rows(self) -> list[list[float | None]] | None:
         """The points as rows (a stream of several channels), or None for one channel."""
-        if isinstance(self.values[0], list):
-            return self.values  # type: ignore[return-value]  # pydantic made them all rows
-        return None
+        return rows_of(self.values)
 
     def single(self) -> list[float | None]:
         """The points of a one-channel stream (call after rows() is None)."""
-        if self.rows() is not None:
-            raise ValueError("the points are rows of several channels: use rows()")
-        return self.values  # type: ignore[return-value]  # pydantic made them numbers or nulls
+        return single_of(self.values)
 
     def width(self) -> int | None:
         """Values in a row (None: one channel, values as numbers)."""
