@@ -69,16 +69,6 @@ def build_model(wide: bool = False):
     return keras.Sequential(blocks, name="digit_cnn_wide" if wide else "digit_cnn")
 
 
-def styled_digits(x: np.ndarray, y: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """n of the training digits drawn as users send them (crisp, soft, thick, tiny, inverted, large) and put
-    through the service's preprocessing: model inputs and their labels. With outlier exposure, they keep the
-    model sure of real digits that do not look like MNIST's own (else 8x8 digits look "unusual" as letters do)."""
-    rng = np.random.default_rng(seed)
-    pick = rng.choice(len(x), n, replace=False) if n else np.zeros(0, dtype=int)
-    prepared, kept = restyle.prepared(restyle.restyled(x[pick], rng))
-    return prepared, y[pick][kept]
-
-
 def train(args: argparse.Namespace, command: str) -> Path:
     import keras
 
@@ -86,7 +76,9 @@ def train(args: argparse.Namespace, command: str) -> Path:
     (x_train, y_train), (x_test, y_test) = load_mnist(args.data)
     if args.limit:
         x_train, y_train = x_train[: args.limit], y_train[: args.limit]
-    styled = styled_digits(x_train, y_train, args.styled, args.seed)
+    # With outlier exposure, digits drawn as users send them keep the model sure of real digits unlike MNIST's own
+    # (else 8x8 digits look "unusual" as letters do).
+    styled = restyle.styled(x_train, y_train, args.styled, np.random.default_rng(args.seed))
     x_train, x_test = to_input(x_train), to_input(x_test)
     x_train, y_train = np.concatenate([x_train, styled[0]]), np.concatenate([y_train, styled[1]])
     model = keras.saving.load_model(args.fine_tune, compile=False) if args.fine_tune else build_model(args.wide)

@@ -103,9 +103,8 @@ def train(args: argparse.Namespace, command: str) -> Path:
     record: dict = {}
     if args.styled:  # items as users send them (soft, dark on light, photographed large), prepared as served
         rng = np.random.default_rng(args.seed + 1)
-        pick = rng.choice(len(x_raw), min(args.styled, len(x_raw)), replace=False)
-        styled, kept = restyle.prepared(restyle.restyled(x_raw[pick], rng, kinds=restyle.FASHION_STYLES), prepare_item)
-        x_train, y_train = np.concatenate([x_train, styled]), np.concatenate([y_train, y_raw[pick][kept]])
+        styled, labels = restyle.styled(x_raw, y_raw, args.styled, rng, restyle.FASHION_STYLES, prepare_item)
+        x_train, y_train = np.concatenate([x_train, styled]), np.concatenate([y_train, labels])
         record["styled_examples"] = len(styled)
     kinds = [k for k in args.negatives.split(",") if k]
     x_fit, y_fit, compiled = x_train, y_train, {}

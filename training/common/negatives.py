@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from training.common import clothing_photos
 from training.common.restyle import prepared
 
 FONT_ROOTS = (Path("/usr/share/fonts/truetype"), Path("/usr/share/fonts/opentype"))
@@ -24,7 +25,6 @@ NOT_TEXT = ("D050000L", "StandardSymbols", "Math")  # dingbats and symbol fonts 
 LETTERS = "ABCDEFGHJKMNPQRTUVWXYacdefhjkmnprtuvwxyz"
 KINDS = ("fonts", "noise", "fashion")  # for the digit model
 GARMENT_KINDS = ("digits", "photos", "noise")  # for the fashion model
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp"}
 
 
 def has_letters(font: Path, alphabet: str = LETTERS) -> bool:
@@ -115,7 +115,7 @@ def either_way(items: np.ndarray, rng: np.random.Generator) -> list[Image.Image]
 def photos(folder: Path, n: int, rng: np.random.Generator) -> list[Image.Image]:
     """n photos of the folder (searched recursively): each whole once, in a shuffled order, then random crops of
     them (a third to four fifths of the short side: a patch of background, part of an animal or a chair)."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in clothing_photos.EXTENSIONS)
     if not files:
         raise ValueError(f"negatives 'photos' found no photos under {folder}")
     images = []

@@ -84,3 +84,20 @@ def prepared(
             continue
         kept.append(i)
     return (np.stack(out) if out else np.zeros((0, 28, 28, 1), np.float32)), np.array(kept, dtype=int)
+
+
+def styled(
+    x: np.ndarray,
+    y: np.ndarray,
+    n: int,
+    rng: np.random.Generator,
+    kinds: list[int] = STYLES,
+    prepare: Callable[[Image.Image], np.ndarray] = preprocess_digit,
+) -> tuple[np.ndarray, np.ndarray]:
+    """n of the training images (uint8 (m, 28, 28), labels y) drawn as users send them (restyled among `kinds`)
+    and put through the service's preprocessing (`prepare`): model inputs and their labels (the images the service
+    would refuse left out). Beside outlier exposure they keep a model sure of real items that do not look like its
+    data set's own."""
+    pick = rng.choice(len(x), min(n, len(x)), replace=False) if n else np.zeros(0, dtype=int)
+    inputs, kept = prepared(restyled(x[pick], rng, kinds=kinds), prepare)
+    return inputs, y[pick][kept]
