@@ -17,6 +17,11 @@ The rule, label-free, with the served detector's settings (bench/anomaly_multiva
   times wider (fault-free runs, bench/anomaly_channel_line.py), so k channels alarm about as often as one (a
   Bonferroni correction for that tail). The departures keep their own line (DEPARTURE_SHIFT, chosen with their
   chance alarms counted). One channel (k = 1) is scored exactly as a one-channel request;
+* with several channels, every channel and every departure is scored by a young detector (the detector's
+  young/youth rule): limits x(1 + CHANNEL_YOUTH), a departure's x(1 + DEPARTURE_YOUTH), at the end of the warm-up,
+  falling to x1 at YOUNG rows. Right after the warm-up a channel's seen range (the range rule's reference) is
+  that of 150 rows, and on fault-free runs nearly all chance alarms were new extremes of that short range in the
+  next 200 rows (bench/anomaly_young_channels.py);
 * a series' point scores the highest of its channels' and departures' scores; an alarm of any of them is a series
   alarm, unless the series alarmed in the JOIN rows before it: then it is the same event, and joins that alarm.
   An alarm names the channels whose own detector alarmed in its event (kind "channels"); when none did, the
@@ -41,6 +46,9 @@ JOIN = 10  # rows after a series alarm within which other channels' alarms are t
 DEPARTURE_SHIFT = 0.25  # departures are scored this much less sensitive than the channels (x2 limits at 0.25)
 SERIES_WIDENING = 0.7  # a request of k channels widens each one's limits x (1 + this x ln k) (0: none)
 DRIVER_SHARE = 2 / 3  # a correlation alarm names the departures scoring at least this share of the highest
+YOUNG = 600  # with several channels, each channel's and departure's limits are widened until this many rows ...
+CHANNEL_YOUTH = 2.0  # ... a channel's x(1 + this) at the end of the warm-up (the detector's young/youth rule)
+DEPARTURE_YOUTH = 1.0  # ... a departure's x(1 + this)
 
 
 @dataclass(frozen=True)
@@ -140,6 +148,21 @@ def widened(config: DetectorConfig, factor: float) -> DetectorConfig:
     )
 
 
+def young(config: DetectorConfig, youth: float) -> DetectorConfig:
+    """`config` as a young detector of at least YOUNG rows, at least `youth` wider at the end of the warm-up."""
+    return replace(config, young=max(config.young, YOUNG), youth=max(config.youth, youth))
+
+
+def departure_config(config: DetectorConfig) -> DetectorConfig:
+    """The settings a departure is scored with (at its own sensitivity: departure_scale)."""
+    return young(config, DEPARTURE_YOUTH)
+
+
+def channel_config(config: DetectorConfig, channels: int, per_log: float = SERIES_WIDENING) -> DetectorConfig:
+    """The settings each channel of a request of this many channels is scored with (one channel: `config`)."""
+    return config if channels == 1 else young(widened(config, widening(channels, per_log)), CHANNEL_YOUTH)
+
+
 def narrowed(scored: Scored, factor: float) -> Scored:
     """Scores of a series whose limits are `factor` times wider, read against the one threshold."""
     return scored if factor == 1 else replace(scored, score=scored.score / factor)
@@ -158,8 +181,7 @@ def score(
     channels) and per coupled channel's departure (at `sensitivity - shift`, at least 0), each series' scores
     divided by how much wider its limits are, so that every score is measured against the same threshold; combine."""
     check_channels(values, names, causal, config)
-    wide = widening(len(names), per_log)
-    each = widened(config, wide)
+    wide, each = widening(len(names), per_log), channel_config(config, len(names), per_log)
     channels = [narrowed(series.score_series(values[:, c], sensitivity, causal, each), wide) for c in range(len(names))]
     at, wider = departure_scale(config, sensitivity, shift)
     peers = coupled(values, config.warmup)
@@ -167,7 +189,7 @@ def score(
     for c, its_peers in peers.items():
         d = departure(values, c, its_peers, config.warmup)
         if (~np.isnan(d)).sum() >= series.min_length(causal, config):
-            departures[names[c]] = narrowed(series.score_series(d, at, causal, config), wider)
+            departures[names[c]] = narrowed(series.score_series(d, at, causal, departure_config(config)), wider)
     return combine(names, channels, departures, {names[c]: [names[p] for p, _ in ps] for c, ps in peers.items()})
 
 

@@ -164,7 +164,7 @@ def _couple(state: ChannelsState, config: DetectorConfig, departure_sensitivity:
     head, width = state.head, state.head.shape[1]
     state.mean, state.std = multivariate.standardisation(head)
     state.signs = np.zeros((width, width))
-    detector = Detector(config, departure_sensitivity)
+    detector = Detector(multivariate.departure_config(config), departure_sensitivity)
     for c, peers in multivariate.coupled(head, config.warmup).items():
         for p, sign in peers:
             state.signs[c, p] = sign
@@ -186,7 +186,7 @@ def update(
     timestamps), and advance `state` past them."""
     rows, width = values.shape
     wide = multivariate.widening(width)
-    each = Detector(multivariate.widened(config, wide), sensitivity)
+    each = Detector(multivariate.channel_config(config, width), sensitivity)
     channels = [multivariate.narrowed(each.update(state.channels[c], values[:, c]), wide) for c in range(width)]
     at_departures, wider = multivariate.departure_scale(config, sensitivity)
     departure_scores, departure_alarms = np.zeros((width, rows)), np.zeros((width, rows), dtype=bool)
@@ -197,7 +197,7 @@ def update(
         if len(state.head) >= config.warmup:
             _couple(state, config, at_departures)
     if state.coupled and start < rows:
-        detector = Detector(config, at_departures)
+        detector = Detector(multivariate.departure_config(config), at_departures)
         for c, peers in state.peers().items():
             d = multivariate.departure_of(values[start:], c, peers, state.mean, state.std)
             scored = detector.update(state.departures[c], d)
