@@ -38,8 +38,9 @@ LOW_FP = {"tpWeight": 1.0, "fnWeight": 1.0, "fpWeight": 0.22}  # NAB's reward_lo
 # (warmup, young, youth) together: a shorter warm-up with limits widened until past the old one's length.
 EVENT_GRID: dict[str, tuple] = {
     "warmup_young_youth": ((150, 0, 0.0), (100, 300, 1.0)),
-    "quiet": (0, 10, 30),
-    "quiet_growth": (0.0, 0.5, 2.0),
+    # (quiet, quiet_growth) together: a fixed quiet alone re-alarms inside long disturbed stretches, which is what
+    # the growth is for, so neither is judged without the other.
+    "quiet_growth": ((0, 0.0), (10, 0.0), (30, 0.0), (10, 0.5), (10, 2.0), (30, 0.5)),
     "onset": (0.0, 12.0),
 }
 
@@ -57,8 +58,8 @@ class Objective:
 def with_setting(config: DetectorConfig, name: str, value) -> DetectorConfig:
     if name == "warmup_young_youth":
         return replace(config, warmup=value[0], young=value[1], youth=value[2])
-    if name == "quiet_growth" and config.quiet == 0:
-        return config  # no event end to grow
+    if name == "quiet_growth":
+        return replace(config, quiet=value[0], quiet_growth=value[1])
     return replace(config, **{name: value})
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from bench.anomaly_injected import KINDS, half, inject, injected_corpus, scales
+from bench.nab_scorer import NAB_ROOT
 
-NAB_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "nab" / "data"
+NAB_DATA = NAB_ROOT / "data"
 
 
 def background(n: int = 3000, seed: int = 0) -> np.ndarray:
@@ -71,6 +72,7 @@ def test_the_halves_split_by_name_and_read_no_label(tmp_path: Path) -> None:
     assert all(half(s.name) == "search" for s in search) and all(half(s.name) == "check" for s in check)
 
 
+@pytest.mark.real_data
 @pytest.mark.skipif(not NAB_DATA.is_dir(), reason="NAB's data is not in ../shared/data")
 def test_real_corpus_has_both_halves_of_nab() -> None:
     search, check = injected_corpus(NAB_DATA, 0, "search"), injected_corpus(NAB_DATA, 0, "check")
