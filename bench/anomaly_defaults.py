@@ -28,7 +28,7 @@ import argparse
 import itertools
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -139,7 +139,9 @@ class Scorer:
         return 100.0 * (raw - self.null) / (self.perfect - self.null)
 
 
-def best_alarm_settings(traces: list[Trace], scorer: Scorer, start: DetectorConfig) -> tuple[DetectorConfig, float]:
+def best_alarm_settings(
+    traces: list[Trace], scorer: Callable[[Sequence[np.ndarray]], float], start: DetectorConfig
+) -> tuple[DetectorConfig, float]:
     """The grid's best alarm settings for these traces (ties: the first in grid order)."""
     best: tuple[float, DetectorConfig] = (-np.inf, start)
     for record, halflife in itertools.product(GRID["record"], GRID["record_halflife"]):

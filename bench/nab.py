@@ -82,6 +82,8 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=5000, help="points per stream request")
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     parser.add_argument("--no-timestamps", action="store_true", help="send the values without their timestamps")
+    parser.add_argument("--show", default="realKnownCause/nyc_taxi.csv", help="a series whose windows are printed")
+    parser.add_argument("--save", type=Path, help="write every series' alarm rows here (JSON)")
     args = parser.parse_args()
 
     limits = load_windows(args.nab)
@@ -107,6 +109,16 @@ def main() -> None:
     sent = "without timestamps" if args.no_timestamps else "with NAB's timestamps"
     print(f"sensitivity {args.sensitivity}, {sent}: {alarms} alarms, {quiet} on the series without labelled windows")
 
+    if args.show in ours:
+        flags, shown = ours[args.show], windows[args.show]
+        inside = np.zeros(len(flags), dtype=bool)
+        for left, right in shown:
+            inside[left : right + 1] = True
+        found = sum(bool(flags[left : right + 1].any()) for left, right in shown)
+        outside = int((flags & ~inside).sum())
+        print(f"{args.show}: {found}/{len(shown)} windows found, {outside} alarms (false-alarm regions) outside them")
+    if args.save:
+        args.save.write_text(json.dumps({name: np.flatnonzero(f).tolist() for name, f in ours.items()}))
     rows = {f"deepserve {args.sensitivity}": corpus_scores(ours, windows, profiles)}
     for detector in BASELINES:
         rows[detector] = {}

@@ -119,6 +119,25 @@ def test_a_second_event_closer_than_the_refractory_period_is_found_once_the_firs
     assert np.array_equal(alone, run(seasonal()).alarm)  # no alarm of its own
 
 
+def test_a_long_disturbed_stretch_needs_a_longer_calm_before_it_is_over() -> None:
+    """quiet_growth: the calm that ends an event grows with the event's length. Three bursts of noise 35 points
+    apart (short calm runs between them) are one event, where a fixed `quiet` re-alarms at each; a spike's event is
+    short, so a second event 40 points after it is still found separately."""
+    values = noisy_level(1200)
+    rng = np.random.default_rng(1)
+    for k, at in enumerate((500, 535, 570)):
+        values[at : at + 10] += rng.normal(0, 2.0**k, 10)
+    fixed = Detector(replace(DEFAULT, quiet=10)).update(DetectorState(), values).alarm
+    growing = Detector(replace(DEFAULT, quiet=10, quiet_growth=0.5)).update(DetectorState(), values).alarm
+    assert np.flatnonzero(fixed[450:]).tolist() == [50, 87, 122]  # 500, 537, 572: one alarm per burst
+    assert np.flatnonzero(growing[450:]).tolist() == [50]
+    spiked = seasonal()
+    second = EVENTS["spike"] + 40
+    spiked[second] += 2.0
+    alarms = Detector(replace(DEFAULT, quiet=10, quiet_growth=0.5)).update(DetectorState(), spiked).alarm
+    assert alarms[EVENTS["spike"]] and alarms[second]
+
+
 def test_a_young_detector_alarms_with_wider_limits() -> None:
     """A short warm-up (50) with limits x(1 + youth) at its end, falling to x1 at `young`: an event at point 70,
     inside the 150-point warm-up of the defaults, is found, with the band wider while the detector is young."""
@@ -148,7 +167,7 @@ def test_onset_alarms_at_the_first_point_of_a_jump() -> None:
 
 
 def test_event_rules_give_a_stream_in_parts_what_one_batch_gives() -> None:
-    config = replace(DEFAULT, warmup=50, young=300, youth=1.0, quiet=10, onset=6.0)
+    config = replace(DEFAULT, warmup=50, young=300, youth=1.0, quiet=10, onset=6.0, quiet_growth=0.5)
     values = seasonal()
     values[EVENTS["spike"] + 40] += 2.0
     whole = Detector(config).update(DetectorState(), values)

@@ -266,7 +266,7 @@ def test_the_detector_is_a_listed_model_with_its_settings_and_nab_score(client) 
 
 
 def test_a_version_of_the_detector_can_be_pinned(tmp_path: Path) -> None:
-    """X-Model-Version serves another version's settings: here one whose threshold is 4x the default."""
+    """X-Model-Version serves another version's settings: here one whose threshold is 4x the served one's."""
     models = tmp_path / "models"
     shutil.copytree(COMMITTED_MODELS / "nearest_context", models / "nearest_context")
     (models / "nearest_context" / "promoted.json").unlink(missing_ok=True)
@@ -275,7 +275,8 @@ def test_a_version_of_the_detector_can_be_pinned(tmp_path: Path) -> None:
     shutil.copytree(models / "nearest_context" / str(served), strict)
     entry = json.loads((strict / "model.json").read_text())
     (strict / "model.json").write_text(json.dumps({**entry, "version": "0", "path": "nearest_context/0"}))
-    (strict / "detector.json").write_text(json.dumps({**asdict(DEFAULT), "threshold": 4 * DEFAULT.threshold}))
+    settings = json.loads((strict / "detector.json").read_text())  # the newest version's, served without a pointer
+    (strict / "detector.json").write_text(json.dumps({**settings, "threshold": 4 * settings["threshold"]}))
     values = {"values": seasonal().tolist()}
     with serve("asgi", Settings(models_dir=models)) as c:
         default = c.post("/predict/anomaly", json=values).json()

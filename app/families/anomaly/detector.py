@@ -13,8 +13,10 @@ anomaly from hiding itself in its own baseline. An alarm is raised when
   jump the context comparison sees only once several points of it are in the context; 0: off);
 * and no alarm was raised in the last `refractory` points (one alarm per event, not one per point), unless the
   event of the last alarm is over: the points after it have been undisturbed (score under the threshold, value
-  inside the seen range and near its forecast) for `quiet` points in a row (0: off). An event's own scores do not
-  count in the record a later alarm must beat, so a second event close after a bigger one is still found.
+  inside the seen range and near its forecast) for `quiet` points in a row (0: off), plus `quiet_growth` x the
+  event's length (from its alarm to its last disturbed point; 0: a fixed `quiet`), so a long disturbed stretch
+  needs a longer calm before it is over than a spike does. An event's own scores do not count in the record a
+  later alarm must beat, so a second event close after a bigger one is still found.
 
 A young detector scores too: after `warmup` points it alarms, with limits (threshold, tolerance, onset) widened
 by `youth` x the fraction of `young` points still to come (1 + youth at the start, 1 from `young` points on), so
@@ -41,6 +43,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 MAD_TO_SIGMA = 1.4826
+OVER = 2**52  # `calm` of an event that is over (exact as a float; stays over however long it lasted)
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class DetectorConfig:
     youth: float = 0.0  # how much wider at the start (x(1 + youth), falling linearly to x1 at `young` points)
     quiet: int = 0  # undisturbed points in a row that end an event (a new alarm may then follow at once)
     onset: float = 0.0  # forecast errors over this many robust scales are an alarm (a sudden jump)
+    quiet_growth: float = 0.0  # the calm that ends an event also grows by this x the event's length
 
 
 DEFAULT = DetectorConfig()
@@ -171,6 +175,13 @@ class Detector:
         c = self.config
         return 1.0 + c.youth * (c.young - index) / c.young if index < c.young else 1.0
 
+    def over(self, state: DetectorState, index: int) -> bool:
+        """Whether the last alarm's event is over before the point of this index: `quiet` calm points in a row,
+        plus `quiet_growth` x the event's length (from the alarm to its last disturbed point)."""
+        c = self.config
+        length = index - state.calm - 1 - state.last_alarm
+        return state.calm >= c.quiet + c.quiet_growth * length
+
     def _update(self, state: DetectorState, values: np.ndarray) -> Scored:
         c = self.config
         n = len(values)
@@ -256,7 +267,7 @@ class Detector:
             outside = margin > 0 and (value > state.high + margin or value < state.low - margin)
             jump = self.onset > 0 and error > self.onset * wide * spread
             disturbed = score >= threshold or outside or jump
-            ended = c.quiet > 0 and (state.last_alarm < 0 or state.calm >= c.quiet)  # no event open
+            ended = c.quiet > 0 and (state.last_alarm < 0 or self.over(state, index))  # no event open
             alarm = ((score >= threshold and record) or outside or jump) and (
                 index - state.last_alarm > c.refractory or ended
             )
@@ -265,7 +276,9 @@ class Detector:
                 state.last_alarm, state.calm = index, 0
             elif c.quiet > 0 and not ended:
                 state.calm = 0 if disturbed else state.calm + 1
-                just_ended = state.calm == c.quiet
+                just_ended = self.over(state, index + 1)
+                if just_ended and c.quiet_growth > 0:
+                    state.calm = OVER
             out.score[i] = score
             out.alarm[i] = alarm
             out.expected[i] = forecast * state.unit + state.offset
