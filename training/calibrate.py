@@ -451,18 +451,23 @@ BACKGROUNDS = Path("/usr/share/backgrounds")  # the files directly in it: Debian
 UNSEEN_CROPS = 300  # inputs per set of photos never trained on: each photo whole once, then crops at many scales
 
 
+def bundled_photos() -> list[Path]:
+    """The photos every machine with the project's Python packages has: scikit-learn's sample images (a temple, a
+    flower) and matplotlib's portrait of Grace Hopper."""
+    import matplotlib
+    import sklearn.datasets
+
+    return [
+        *sorted((Path(sklearn.datasets.__file__).parent / "images").glob("*.jpg")),
+        Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+    ]
+
+
 def unseen_photos(rng: np.random.Generator) -> dict[str, list[Image.Image]]:
     """Photos of other things from sources the outlier-exposure negatives never use (train_fashion's command takes
     cats, mate-backgrounds and plasma-workspace-wallpapers), made into inputs as the negatives are (whole, then
     crops: negatives.crops). A source this machine lacks (a package not installed) is left out."""
-    import matplotlib
-    import sklearn.datasets
-
     top = sorted(p for p in BACKGROUNDS.glob("*") if p.suffix.lower() in clothing_photos.EXTENSIONS)
-    bundled = [
-        *sorted((Path(sklearn.datasets.__file__).parent / "images").glob("*.jpg")),  # a temple, a flower
-        Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",  # a portrait
-    ]
     sources = {
         "photos never trained on: lomiri-wallpapers-16.04 (landscapes, a room, animals, objects)": [
             p for p in top if "_by_" in p.name
@@ -470,7 +475,7 @@ def unseen_photos(rng: np.random.Generator) -> dict[str, list[Image.Image]]:
         "wallpapers never trained on: ukui-wallpapers, lomiri-wallpapers (art, a few photos)": [
             p for p in top if "_by_" not in p.name
         ],
-        "photos bundled with scikit-learn and matplotlib (a temple, a flower, a portrait)": bundled,
+        "photos bundled with scikit-learn and matplotlib (a temple, a flower, a portrait)": bundled_photos(),
     }
     return {name: negatives.crops(files, UNSEEN_CROPS, rng) for name, files in sources.items() if files}
 
