@@ -218,7 +218,7 @@ def test_artifact_contents(fashion_models_dir: Path) -> None:
     # outlier exposure: a third each of digits, hat photos (whole, then crops) and noise, trained towards uniform
     negatives = metrics["negatives"]
     assert negatives["kinds"] == ["digits", "photos", "noise"] and 25 <= negatives["count"] <= 30
-    assert negatives["weight"] == 1.0 and negatives["photos"].endswith("hat")
+    assert negatives["weight"] == 1.0 and [p.rsplit("/", 1)[-1] for p in negatives["photos"]] == ["hat"]
     for part, key in (("validation", "photo_validation"), ("held-out", "photo_held_out")):
         assert metrics[key]["photos"] == len(parts[part]) and 0.0 <= metrics[key]["accuracy"] <= 1.0
         assert set(metrics[key]["per_class"]) == {c for _, c in parts[part]}
@@ -381,3 +381,24 @@ def test_negatives_for_garments_need_their_sources_and_known_kinds(tmp_path: Pat
     # 10 digits (drawn again from the 5), 10 noise images less the few low-contrast ones the service refuses as blank
     assert 16 <= len(x) <= 20 and x.shape[1:] == (28, 28, 1) and x.dtype == np.float32
     assert 0.0 <= x.min() and x.max() <= 1.0
+
+
+def test_negative_photos_share_equally_among_folders_whole_then_cropped(tmp_path: Path) -> None:
+    """A folder of 2 wallpapers counts as much as one of 10 photos: 6 images each of 12; the 2 are each whole once,
+    then square crops; none is larger than the preprocessing's working size (they are read large once)."""
+    from PIL import Image
+
+    from app.families.fashion.preprocess import WORK_SIZE
+    from training.common import negatives
+
+    for name, colour, count in (("wallpapers", (200, 0, 0), 2), ("animals", (0, 0, 200), 10)):
+        (tmp_path / name).mkdir()
+        for i in range(count):
+            Image.new("RGB", (900 + i, 600), colour).save(tmp_path / name / f"{i}.png")
+    images = negatives.photos([tmp_path / "wallpapers", tmp_path / "animals"], 12, np.random.default_rng(0))
+    red = [image for image in images if image.getpixel((0, 0))[0] > 100]
+    assert len(images) == 12 and len(red) == 6
+    assert sum(image.width == image.height for image in red) == 4  # crops; the 2 whole ones keep their 3:2
+    assert sum(image.width == image.height for image in images) == 4  # the 10 animals: 6 whole, no crop
+    assert max(max(image.size) for image in images) == WORK_SIZE
+    assert len({image.size for image in red if image.width == image.height}) > 1  # crops at several scales

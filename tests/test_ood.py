@@ -25,8 +25,8 @@ from app.manifest import read_manifest
 from tests.support.digit_images import KINDS, encode, noise_png, render
 from tests.support.paths import COMMITTED_MODELS, ROOT, SHARED_DATA
 from tests.support.service import assert_error, serve
-from training.calibrate import LETTERS, fit_temperature
-from training.common.negatives import has_letters
+from training.calibrate import LETTERS, bundled_photos, fit_temperature
+from training.common.negatives import crops, has_letters
 
 IMAGE = {"content-type": "image/png"}
 
@@ -285,6 +285,36 @@ def test_a_garment_is_in_distribution_for_fashion_and_digits_and_noise_are_not(f
     assert metrics["calibration"]["ece_after"] < metrics["calibration"]["ece_before"]
     outputs = {o["name"] for o in fashion.get("/v2/models/fashion").json()["outputs"]}
     assert {"in_distribution", "ood_score"} <= outputs
+
+
+def test_fashion_flags_photos_of_other_things_no_negative_came_from(fashion: httpx.Client) -> None:
+    """Photos every machine has (scikit-learn's temple and flower, matplotlib's portrait), whole and cropped at many
+    scales as the negatives are: no negative photo came from them, nor from anything like a temple. The committed
+    v3 flags 78% of these 150 (a candidate fine-tuned on wallpapers too: 83%); the issue's goal is 90%."""
+    images = crops(bundled_photos(), 150, np.random.default_rng(0))
+    url = "/predict/image?model=fashion"
+    answers = [fashion.post(url, content=encode(image, "PNG"), headers=IMAGE) for image in images]
+    flagged = [a.status_code == 422 or a.json()["in_distribution"] is False for a in answers]
+    assert len(flagged) == 150 and np.mean(flagged) >= 0.7, np.mean(flagged)
+
+
+def test_calibrate_measures_the_unseen_photo_sources_this_machine_has(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Wallpapers directly in /usr/share/backgrounds (Debian's lomiri and ukui packages) are measured when
+    installed, photos ("_by_" their author) apart from the rest; scikit-learn's and matplotlib's always."""
+    from training import calibrate
+
+    monkeypatch.setattr(calibrate, "BACKGROUNDS", tmp_path)
+    [bundled] = calibrate.unseen_photos(np.random.default_rng(0))
+    assert "scikit-learn" in bundled
+    Image.new("RGB", (640, 480), (200, 0, 0)).save(tmp_path / "Bridge_by_Someone.png")
+    Image.new("RGB", (640, 480), (0, 0, 200)).save(tmp_path / "city.png")
+    sets = calibrate.unseen_photos(np.random.default_rng(0))
+    assert len(sets) == 3 and all(len(images) == calibrate.UNSEEN_CROPS for images in sets.values())
+    photos, wallpapers = (images for name, images in sets.items() if name != bundled)
+    assert {image.getpixel((0, 0)) for image in photos} == {(200, 0, 0)}
+    assert {image.getpixel((0, 0)) for image in wallpapers} == {(0, 0, 200)}
 
 
 # Code that is mostly English words and little punctuation (comments, imports): the language and symbols checks

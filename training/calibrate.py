@@ -447,6 +447,39 @@ def digit(models_dir: Path) -> Found:
     return raw, calibrate_images(raw, train, test, labels, others, "MNIST test", STYLES, quantile=DIGIT_QUANTILE)
 
 
+BACKGROUNDS = Path("/usr/share/backgrounds")  # the files directly in it: Debian's lomiri and ukui wallpapers
+UNSEEN_CROPS = 300  # inputs per set of photos never trained on: each photo whole once, then crops at many scales
+
+
+def bundled_photos() -> list[Path]:
+    """The photos every machine with the project's Python packages has: scikit-learn's sample images (a temple, a
+    flower) and matplotlib's portrait of Grace Hopper."""
+    import matplotlib
+    import sklearn.datasets
+
+    return [
+        *sorted((Path(sklearn.datasets.__file__).parent / "images").glob("*.jpg")),
+        Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg",
+    ]
+
+
+def unseen_photos(rng: np.random.Generator) -> dict[str, list[Image.Image]]:
+    """Photos of other things from sources the outlier-exposure negatives never use (train_fashion's command takes
+    cats, mate-backgrounds and plasma-workspace-wallpapers), made into inputs as the negatives are (whole, then
+    crops: negatives.crops). A source this machine lacks (a package not installed) is left out."""
+    top = sorted(p for p in BACKGROUNDS.glob("*") if p.suffix.lower() in clothing_photos.EXTENSIONS)
+    sources = {
+        "photos never trained on: lomiri-wallpapers-16.04 (landscapes, a room, animals, objects)": [
+            p for p in top if "_by_" in p.name
+        ],
+        "wallpapers never trained on: ukui-wallpapers, lomiri-wallpapers (art, a few photos)": [
+            p for p in top if "_by_" not in p.name
+        ],
+        "photos bundled with scikit-learn and matplotlib (a temple, a flower, a portrait)": bundled_photos(),
+    }
+    return {name: negatives.crops(files, UNSEEN_CROPS, rng) for name, files in sources.items() if files}
+
+
 def fashion(models_dir: Path) -> Found:
     raw = Raw("fashion", models_dir)
     mnist = np.load(DATA / "mnist" / "mnist.npz")
@@ -460,6 +493,7 @@ def fashion(models_dir: Path) -> Found:
         "dog photos (validation part)": photos(str(DATA / "cats_and_dogs/validation/dogs/*.jpg"), 2),
         "letters (printed, DejaVu/Liberation fonts)": letters(600, rng),
         "noise": noise(500, rng),
+        **unseen_photos(rng),
         "clothing photos, held-out part (real garments: in distribution by intent)": [
             Image.open(path).convert("RGB") for path, _ in clothing_photos.photo_files(garments, "held-out")
         ],

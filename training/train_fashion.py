@@ -110,14 +110,16 @@ def train(args: argparse.Namespace, command: str) -> Path:
     x_fit, y_fit, compiled = x_train, y_train, {}
     if kinds:
         digits = load_mnist(args.digits_data)[0][0] if "digits" in kinds and args.digits_data else None
-        others = Path(args.negative_photos) if args.negative_photos else None
+        others = [Path(folder) for folder in args.negative_photos]
         x_negative = negatives.for_garments(kinds, args.negatives_count, args.seed, digits, others)
         record["negatives"] = {"kinds": kinds, "count": len(x_negative), "weight": args.oe_weight,
                                "digits": args.digits_data, "photos": args.negative_photos}  # fmt: skip
+    if args.init_from:
+        record["initialised_from"] = args.init_from
         x_fit, y_fit, compiled = outlier_exposure.with_negatives(
             x_train, y_train, x_negative, len(CLASSES), args.oe_weight
         )
-    model = build_model(args.dnn)
+    model = keras.models.load_model(args.init_from, compile=False) if args.init_from else build_model(args.dnn)
     history, seconds = mnist_training.fit(model, x_fit, y_fit, args, **compiled)
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
@@ -165,8 +167,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     outlier_exposure.add_flags(p, negatives.GARMENT_KINDS, "non-garments", NEGATIVES, NEGATIVES_COUNT, OE_WEIGHT)
     p.add_argument("--digits-data", help="MNIST (a .npz or IDX folder; its training part) for --negatives digits")
     p.add_argument(
-        "--negative-photos", help="a folder of photos of things that are not garments, for --negatives photos"
-    )
+        "--negative-photos", nargs="+", default=[],
+        help="folders of photos of things that are not garments, for --negatives photos (an equal share each)",
+    )  # fmt: skip
+    p.add_argument("--init-from", help="fine-tune: start from this model.keras (same architecture) instead of anew")
     p.add_argument("--styled", type=int, default=STYLED, help="training items added again as users send them")
     return p.parse_args(argv)
 

@@ -112,30 +112,70 @@ def either_way(items: np.ndarray, rng: np.random.Generator) -> list[Image.Image]
     return [Image.fromarray(a if rng.random() < 0.5 else 255 - a) for a in items]
 
 
-def photos(folder: Path, n: int, rng: np.random.Generator) -> list[Image.Image]:
-    """n photos of the folder (searched recursively): each whole once, in a shuffled order, then random crops of
-    them (a third to four fifths of the short side: a patch of background, part of an animal or a chair)."""
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in clothing_photos.EXTENSIONS)
-    if not files:
-        raise ValueError(f"negatives 'photos' found no photos under {folder}")
+CROP_SCALES = (0.15, 1.0)  # a crop's side, as a share of the photo's short side: a patch of grass to most of it
+LOAD_SIDE = 512  # photos are shrunk to this many pixels on their long side once (wallpapers are 5120 wide)
+
+
+def photo_files(folder: Path) -> list[Path]:
+    """The photos under a folder (searched recursively), sorted."""
+    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in clothing_photos.EXTENSIONS)
+
+
+def load_photo(path: Path) -> Image.Image:
+    """A photo in RGB, at most LOAD_SIDE pixels on its long side."""
+    with Image.open(path) as opened:
+        opened.draft("RGB", (LOAD_SIDE, LOAD_SIDE))  # JPEG: decode at a fraction of the size
+        photo = opened.convert("RGB")
+    photo.thumbnail((LOAD_SIDE, LOAD_SIDE))
+    return photo
+
+
+def photos(folders: Path | list[Path], n: int, rng: np.random.Generator) -> list[Image.Image]:
+    """n photos of other things, in equal shares among the folders (each searched recursively, so that a folder of
+    a dozen wallpapers counts as much as one of a thousand cats): each folder's share is crops() of its photos."""
+    folders = [folders] if isinstance(folders, Path) else folders
     images = []
-    for k, i in enumerate(np.resize(rng.permutation(len(files)), n)):
-        with Image.open(files[i]) as opened:
-            photo = opened.convert("RGB")
-        if k >= len(files):
-            side = int(min(photo.size) * rng.uniform(0.33, 0.8))
-            left, top = int(rng.integers(0, photo.width - side + 1)), int(rng.integers(0, photo.height - side + 1))
-            photo = photo.crop((left, top, left + side, top + side))
-        images.append(photo)
+    for f, folder in enumerate(folders):
+        files = photo_files(folder)
+        if not files:
+            raise ValueError(f"negatives 'photos' found no photos under {folder}")
+        images += crops(files, n // len(folders) + (n % len(folders) if f == len(folders) - 1 else 0), rng)
+    return images
+
+
+def crops(files: list[Path], n: int, rng: np.random.Generator) -> list[Image.Image]:
+    """n images from the photo files: each photo whole once, in a shuffled order, then random square crops of them
+    at many scales (CROP_SCALES: a patch of background, part of an animal or a chair, most of a landscape). Each
+    file is read once; each image is at most the fashion preprocessing's WORK_SIZE on its long side (as it would
+    shrink it)."""
+    from app.families.fashion.preprocess import WORK_SIZE
+
+    uses = np.bincount(np.resize(rng.permutation(len(files)), n), minlength=len(files))
+    images = []
+    for i in np.flatnonzero(uses):
+        photo = load_photo(files[i])
+        for use in range(int(uses[i])):
+            image = photo.copy()
+            if use:
+                side = max(8, int(min(photo.size) * rng.uniform(*CROP_SCALES)))
+                left, top = int(rng.integers(0, photo.width - side + 1)), int(rng.integers(0, photo.height - side + 1))
+                image = photo.crop((left, top, left + side, top + side))
+            image.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+            images.append(image)
     return images
 
 
 def for_garments(
-    kinds: list[str], count: int, seed: int, digit_items: np.ndarray | None = None, photo_folder: Path | None = None
+    kinds: list[str],
+    count: int,
+    seed: int,
+    digit_items: np.ndarray | None = None,
+    photo_folder: Path | list[Path] | None = None,
 ) -> np.ndarray:
     """About `count` prepared negatives for the fashion model, in equal shares among the `kinds` asked (among
-    GARMENT_KINDS): MNIST training digits (digit_items, uint8 (n, 28, 28)), photos of other things (photo_folder:
-    e.g. the cat photos of cats_and_dogs/train; dogs stay unseen for calibrate's measurement) and noise."""
+    GARMENT_KINDS): MNIST training digits (digit_items, uint8 (n, 28, 28)), photos of other things (photo_folder, one
+    folder or several: e.g. the cat photos of cats_and_dogs/train and wallpapers; dogs and the sources in
+    training/calibrate.py's HELD_OUT_PHOTOS stay unseen for calibrate's measurement) and noise."""
     from app.families.fashion.preprocess import prepare_item
 
     unknown = set(kinds) - set(GARMENT_KINDS)
@@ -149,7 +189,7 @@ def for_garments(
             raise ValueError("negatives 'digits' needs MNIST training images (--digits-data)")
         images += either_way(digit_items[rng.choice(len(digit_items), share)], rng)
     if "photos" in kinds:
-        if photo_folder is None:
+        if not photo_folder:
             raise ValueError("negatives 'photos' needs a folder of photos of things that are not garments")
         images += photos(photo_folder, share, rng)
     if "noise" in kinds:
