@@ -144,13 +144,14 @@ def sklearn_digit_images(crop: str, scale: int) -> tuple[list[Image.Image], np.n
 def test_real_digits_cropped_to_their_ink_read_as_well_as_with_a_margin(scale: int, served_session):
     """A digit cropped tight (ink touching every side) loses at most a point against the same digit with a margin,
     at its own 8x8 size and enlarged 2x, 4x and 8x; none is refused (preprocess_digit would raise). On the served
-    v2, tight 95.5% / 95.4% / 96.4% / 96.0% against 95.7% / 94.2% / 96.3% / 96.2% with a margin; before (1.2 points
+    v2, tight 95.5% / 95.4% / 96.4% / 96.0% against 95.7% / 95.8% / 96.3% / 96.2% with a margin; before (1.2 points
     lost at 4x, 1.1 at 8x), 95.2% / 95.2% / 95.1% / 95.2% tight: the ink of a few taken for paper (polarity), and
-    the crop's hard edges where MNIST's strokes fade out (preprocess.py paper_is_light, faded)."""
+    the crop's hard edges where MNIST's strokes fade out (preprocess.py paper_is_light, faded); and 94.2% with a
+    margin at 2x (32x32): the median filter eroded its strokes (MEDIAN_FROM)."""
     accuracy = {}
     for crop in ("tight", "margin"):
         images, labels = sklearn_digit_images(crop, scale)
         x = np.stack([preprocess_digit(image) for image in images])
         predicted = served_session.run(None, {served_session.get_inputs()[0].name: x})[0].argmax(axis=1)
         accuracy[crop] = float(np.mean(predicted == labels))
-    assert accuracy["margin"] > 0.93 and accuracy["tight"] >= accuracy["margin"] - 0.01, accuracy
+    assert accuracy["margin"] > 0.95 and accuracy["tight"] >= accuracy["margin"] - 0.01, accuracy

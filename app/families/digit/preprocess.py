@@ -20,6 +20,7 @@ FILLED = 0.8  # a crop with more of its pixels inked than this is a photo or a t
 NOISE_FLOOR = 0.2  # after stretching to [0, 1], values below this are background noise
 MIN_CONTRAST = 24  # grey levels between paper and ink below which the image counts as blank
 WORK_SIZE = 512  # larger images are shrunk to this many pixels on their long side before cleaning
+MEDIAN_FROM = 48  # images this many pixels on their short side or more are median-filtered (without_paper)
 MIN_STROKE = 2.0  # stroke width (pixels at 20x20) that thin strokes are thickened to, like MNIST's pens
 
 
@@ -103,9 +104,12 @@ def without_paper(gray: np.ndarray) -> np.ndarray:
     median subtracted thins every stroke; scikit-learn's real 8x8 digits cropped tight: 89.1% right with the
     median, 94.3% now, 94.7% with a margin)."""
     if min(gray.shape) >= 32:
-        # A 3x3 median removes sensor noise and JPEG speckle; block medians remove uneven lighting.
-        filtered = Image.fromarray(gray.clip(0, 255).astype(np.uint8)).filter(ImageFilter.MedianFilter(3))
-        gray = np.asarray(filtered, dtype=np.float32)
+        # A 3x3 median removes sensor noise and JPEG speckle (not below 48 pixels: there it erodes strokes two
+        # pixels wide; scikit-learn's real 8x8 digits with a margin sent at 32x32, 94.2% right with it, 95.8%
+        # without); block medians remove uneven lighting.
+        if min(gray.shape) >= MEDIAN_FROM:
+            filtered = Image.fromarray(gray.clip(0, 255).astype(np.uint8)).filter(ImageFilter.MedianFilter(3))
+            gray = np.asarray(filtered, dtype=np.float32)
         return gray - background(gray)
     flat = gray.ravel()
     return gray - float(np.partition(flat, flat.size // 10)[flat.size // 10])  # the 10th percentile, a few us
