@@ -405,3 +405,18 @@ def test_sentiment_scores_are_temperature_scaled() -> None:
     logits = np.log(p / (1 - p))  # with a bias: Platt scaling, sigmoid(logit / t + bias)
     np.testing.assert_allclose(temper_binary(p, 2.0, 0.3), 1 / (1 + np.exp(-(logits / 2.0 + 0.3))))
     np.testing.assert_allclose(temper_binary(p, 1.0, -0.5), 1 / (1 + np.exp(-(logits - 0.5))))
+
+
+def test_the_other_languages_set_leaves_out_what_translations_left_in_english(monkeypatch) -> None:
+    """Translated manual pages keep some passages in English: a sentence half of whose runs of four words are in
+    the English pages is not "another language" and is not measured as one."""
+    from training import calibrate
+
+    english = "The user may change their password at any time of the day."
+    pages = {
+        "/usr/share/man/man1": [english],
+        "/usr/share/man/it/man1": [english, "L'utente può cambiare la sua password in qualsiasi momento."],
+    }
+    monkeypatch.setattr(calibrate, "LANGUAGES", ["it"])
+    monkeypatch.setattr(calibrate, "man_sentences", lambda folder: pages[folder])
+    assert calibrate.other_languages(40, np.random.default_rng(0)) == [pages["/usr/share/man/it/man1"][1]]

@@ -516,21 +516,37 @@ ROFF = re.compile(r"\\f(?:\[[^]]*\]|\(..|.)|\\\(..|\\[-&|e ]|\\")
 LANGUAGES = ["cs", "da", "de", "es", "fi", "fr", "hu", "id", "it", "ja", "ko", "nl", "pl", "pt", "ro", "ru", "sv", "tr"]
 
 
+def man_sentences(folder: str) -> list[str]:
+    """Sentences of 6+ words from the manual pages under `folder` (e.g. /usr/share/man/de/man1)."""
+    sentences = []
+    for path in sorted(glob.glob(f"{folder}/*.gz")):
+        paragraph: list[str] = []
+        for line in gzip.open(path, "rt", errors="replace").read().splitlines() + [".PP"]:
+            if line.startswith((".", "'")):
+                text = ROFF.sub("", " ".join(paragraph))
+                sentences += [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 6]
+                paragraph = []
+            else:
+                paragraph.append(line)
+    return sentences
+
+
 def other_languages(per_language: int, rng: np.random.Generator) -> list[str]:
     """Sentences of 6+ words from the machine's translated manual pages (/usr/share/man/<language>/man1): real
-    text in 18 other languages (technical, as film reviews are not, but what matters here is the language)."""
+    text in 18 other languages (technical, as film reviews are not, but what matters here is the language).
+    A translation leaves some passages in English: a sentence half of whose runs of four words are found in the
+    English pages too is left out."""
+
+    def runs(sentence: str) -> set[tuple[str, ...]]:
+        found = sentence.lower().split()
+        return {tuple(found[i : i + 4]) for i in range(len(found) - 3)}
+
+    english = set().union(*map(runs, man_sentences("/usr/share/man/man1")))
     texts = []
     for language in LANGUAGES:
-        sentences = []
-        for path in sorted(glob.glob(f"/usr/share/man/{language}/man1/*.gz")):
-            paragraph: list[str] = []
-            for line in gzip.open(path, "rt", errors="replace").read().splitlines() + [".PP"]:
-                if line.startswith((".", "'")):
-                    text = ROFF.sub("", " ".join(paragraph))
-                    sentences += [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 6]
-                    paragraph = []
-                else:
-                    paragraph.append(line)
+        sentences = [
+            s for s in man_sentences(f"/usr/share/man/{language}/man1") if len(runs(s) & english) < len(runs(s)) / 2
+        ]
         picked = rng.choice(len(sentences), min(per_language, len(sentences)), replace=False) if sentences else []
         texts += [sentences[i] for i in picked]
     return texts
