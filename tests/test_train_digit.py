@@ -133,3 +133,22 @@ def test_unknown_negatives_are_a_clear_error() -> None:
 
     with pytest.raises(ValueError, match="unknown negatives"):
         negatives.for_digits(["fonts", "cats"], 10, 0)
+
+
+
+def test_pen_letters_are_drawn_in_hersheys_fonts_and_prepared_like_requests() -> None:
+    """negatives 'pen': letters of Hershey's single-stroke fonts drawn with a round pen (jittered, slanted, either
+    polarity), upright; the digit preprocessing takes them as it takes a request (the few it refuses as blank are
+    left out). The held-out fonts are never drawn."""
+    from training.common import negatives
+
+    rng = np.random.default_rng(0)
+    ell = np.asarray(negatives.pen_letter("futural", "L", rng).convert("L"), dtype=np.float64)
+    ink = ell < 128 if ell.mean() > 128 else ell > 128
+    rows = ink.sum(axis=1)
+    assert rows[np.flatnonzero(rows)[-5:]].mean() > 2 * rows[np.flatnonzero(rows)[:5]].mean()  # L's foot at the bottom
+    drawn = negatives.pen_letters(40, rng)
+    assert len(drawn) == 40 and len({im.size for im in drawn}) > 1  # some sent small
+    assert not set(negatives.PEN_FONTS) & set(negatives.PEN_HELD_OUT)
+    x = negatives.for_digits(["pen"], 40, 0)
+    assert 36 <= len(x) <= 40 and x.shape[1:] == (28, 28, 1) and x.max() > 0.9

@@ -250,6 +250,15 @@ def letter_sets(rng: np.random.Generator) -> dict[str, list[Image.Image]]:
         sets["printed digits, fonts never trained on (in distribution by intent)"] = letters(
             300, rng, unseen, "0123456789"
         )
+    # handwriting's stand-in: Hershey's single-stroke fonts drawn with a pen, in the families negatives never draw
+    held = negatives.PEN_HELD_OUT
+    sets["letters drawn with a pen, Hershey fonts never trained on"] = negatives.pen_letters(300, rng, held)
+    sets["letters that look like digits drawn with a pen, Hershey fonts never trained on"] = negatives.pen_letters(
+        300, rng, held, DIGIT_LIKE
+    )
+    sets["digits drawn with a pen, Hershey fonts never trained on (in distribution by intent)"] = negatives.pen_letters(
+        300, rng, held, "0123456789"
+    )
     trained = negatives.training_fonts()
     if trained:
         sets["letters, the fonts the negatives were drawn in"] = letters(300, rng, [str(p) for p in trained])

@@ -5,10 +5,13 @@
     python -m training.train_digit --data /path/to/idx-folder --wide --epochs 5
     python -m training.train_digit --data ../shared/data/mnist/mnist.npz --styled 20000 \\
         --negatives fonts,noise,fashion                                   # outlier exposure: models/digit/2
+    python -m training.train_digit --data ../shared/data/mnist/mnist.npz --styled 20000 \\
+        --negatives fonts,pen,noise,fashion                               # and pen-drawn letters
 
---negatives adds outlier exposure: images that are not digits (letters printed in many fonts, noise, Fashion-MNIST
-training items: training/common/negatives.py) are trained towards a uniform answer
-(training/common/outlier_exposure.py), so the served confidence check flags them; the model still has 10 outputs.
+--negatives adds outlier exposure: images that are not digits (letters printed in many fonts or drawn with a pen
+on those fonts' centre lines, noise, Fashion-MNIST training items: training/common/negatives.py) are trained
+towards a uniform answer (training/common/outlier_exposure.py), so the served confidence check flags them; the
+model still has 10 outputs.
 --styled adds training digits drawn as users send them (tiny, soft, thick, inverted, large: training/common/
 restyle.py), so the model stays sure of real digits that look unusual.
 
@@ -97,6 +100,9 @@ def train(args: argparse.Namespace, command: str) -> Path:
                 {f for f, paths in negatives.font_families(roots).items() if not negatives.held_out(f, paths[0])}
             ),
         }  # fmt: skip
+        if "pen" in kinds:
+            pens = {"pen_fonts": list(negatives.PEN_FONTS), "pen_held_out": list(negatives.PEN_HELD_OUT)}
+            record["negatives"] |= pens
         fit = outlier_exposure.with_negatives(x_train, y_train, x_negative, len(LABELS), args.oe_weight)
         history, seconds = mnist_training.fit(model, fit[0], fit[1], args, **fit[2])
     else:

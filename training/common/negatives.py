@@ -1,14 +1,18 @@
-"""Negatives for outlier exposure: images that are not digits (printed letters in many fonts, noise, garments), or
-not garments (digits, photos of other things, noise), drawn as users send them and put through the service's own
-preprocessing of the model they train, so that training sees exactly the 28x28 inputs a request would give it.
+"""Negatives for outlier exposure: images that are not digits (letters printed in many fonts or drawn with a pen in
+Hershey's single-stroke fonts, noise, garments), or not garments (digits, photos of other things, noise), drawn as
+users send them and put through the service's own preprocessing of the model they train, so that training sees
+exactly the 28x28 inputs a request would give it.
 
-Fonts are grouped by family (the folder under /usr/share/fonts/{truetype,opentype}); HELD_OUT families are never
-drawn here, so that training/calibrate.py can measure letters in fonts the model never saw.
+Fonts are grouped by family (the folder under /usr/share/fonts/{truetype,opentype}); HELD_OUT families (and
+Hershey's PEN_HELD_OUT) are never drawn here, so that training/calibrate.py can measure letters in fonts the model
+never saw.
 """
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
@@ -23,7 +27,11 @@ HELD_OUT = ("dejavu", "liberation", "croscore")
 NOT_TEXT = ("D050000L", "StandardSymbols", "Math")  # dingbats and symbol fonts have no letters
 # Letters that are not also digit shapes (O o I l S s Z z b g q i are left out: a printed "O" may be a zero).
 LETTERS = "ABCDEFGHJKMNPQRTUVWXYacdefhjkmnprtuvwxyz"
-KINDS = ("fonts", "noise", "fashion")  # for the digit model
+KINDS = ("fonts", "pen", "noise", "fashion")  # for the digit model
+# Hershey's single-stroke fonts (the Hershey-Fonts package), drawn with a pen: handwriting's stand-in. The held-out
+# ones (two scripts and an italic pair) are never drawn here; training/calibrate.py measures them.
+PEN_FONTS = ("futural", "futuram", "rowmans", "rowmand", "rowmant", "scripts", "timesr", "timesrb")
+PEN_HELD_OUT = ("cursive", "scriptc", "timesi", "timesib")
 GARMENT_KINDS = ("digits", "photos", "noise")  # for the fashion model
 
 
@@ -90,6 +98,56 @@ def letters(n: int, rng: np.random.Generator, fonts: list[Path], alphabet: str =
     """n printed letters, each in a random font of `fonts` and a random letter of `alphabet`."""
     return [
         letter(fonts[int(rng.integers(len(fonts)))], alphabet[int(rng.integers(len(alphabet)))], rng) for _ in range(n)
+    ]
+
+
+@cache
+def hershey(font: str) -> Any:
+    """One of the Hershey-Fonts package's fonts, loaded once."""
+    from HersheyFonts import HersheyFonts
+
+    face = HersheyFonts()
+    face.load_default_font(font)
+    return face
+
+
+def pen_letter(font: str, text: str, rng: np.random.Generator) -> Image.Image:
+    """A character of a Hershey single-stroke font as a hand with a pen might draw it: each stroke jittered, the
+    whole slanted and turned a little, a round pen thin to marker, dark on light or light on dark (as a canvas
+    export), sometimes blurred or sent small."""
+    strokes = np.array(list(hershey(font).lines_for_text(text)), dtype=np.float64)  # (segments, 2 ends, x y)
+    if not len(strokes):
+        raise ValueError(f"Hershey font {font!r} has no strokes for {text!r}")
+    slant, turn = float(rng.uniform(-0.3, 0.3)), float(rng.uniform(-0.25, 0.25))
+    x, y = strokes[..., 0] + slant * strokes[..., 1], strokes[..., 1]
+    x, y = np.cos(turn) * x - np.sin(turn) * y, np.sin(turn) * x + np.cos(turn) * y
+    side, fill = 200, 140
+    low = np.array([x.min(), y.min()])
+    scale = fill / max(float(x.max() - low[0]), float(y.max() - low[1]), 1e-6)
+    x = (x - low[0]) * scale + (side - (x.max() - low[0]) * scale) / 2 + rng.normal(0, 1.5, x.shape)
+    y = (y - low[1]) * scale + (side - (y.max() - low[1]) * scale) / 2 + rng.normal(0, 1.5, y.shape)  # y points down
+    image = Image.new("L", (side, side), 255)
+    pen, width = ImageDraw.Draw(image), int(rng.integers(8, 24))
+    ink = int(rng.integers(0, 60))
+    for (x0, x1), (y0, y1) in zip(x, y, strict=True):
+        pen.line([(x0, y0), (x1, y1)], fill=ink, width=width)
+        for cx, cy in ((x0, y0), (x1, y1)):  # round ends and joints
+            pen.ellipse((cx - width / 2, cy - width / 2, cx + width / 2, cy + width / 2), fill=ink)
+    if rng.random() < 0.6:
+        image = image.filter(ImageFilter.GaussianBlur(float(rng.uniform(0.5, 2.0))))
+    if rng.random() < 0.15:
+        small = int(rng.integers(16, 29))
+        image = image.resize((small, small), Image.Resampling.BOX)
+    return Image.fromarray(255 - np.asarray(image)) if rng.random() < 0.4 else image
+
+
+def pen_letters(
+    n: int, rng: np.random.Generator, fonts: tuple[str, ...] = PEN_FONTS, alphabet: str = LETTERS
+) -> list[Image.Image]:
+    """n pen-drawn characters, each in a random Hershey font of `fonts` and a random character of `alphabet`."""
+    return [
+        pen_letter(fonts[int(rng.integers(len(fonts)))], alphabet[int(rng.integers(len(alphabet)))], rng)
+        for _ in range(n)
     ]
 
 
@@ -205,13 +263,14 @@ def for_digits(
     font_roots: tuple[Path, ...] = FONT_ROOTS,
 ) -> np.ndarray:
     """About `count` prepared negatives for the digit model (the few the preprocessing refuses, as blank, are left
-    out): 60% letters in the fonts under font_roots but the held-out families, 10% noise, 30% Fashion-MNIST
-    training items (fashion_items, uint8 (n, 28, 28)), in proportion among the `kinds` asked."""
+    out): 60% letters printed in the fonts under font_roots but the held-out families, 30% letters drawn with a pen
+    in Hershey's single-stroke PEN_FONTS, 10% noise, 30% Fashion-MNIST training items (fashion_items, uint8 (n, 28,
+    28)), in proportion among the `kinds` asked."""
     unknown = set(kinds) - set(KINDS)
     if unknown:
         raise ValueError(f"unknown negatives {sorted(unknown)}: choose among {', '.join(KINDS)}")
     rng = np.random.default_rng(seed)
-    weights = {"fonts": 0.6, "noise": 0.1, "fashion": 0.3}
+    weights = {"fonts": 0.6, "pen": 0.3, "noise": 0.1, "fashion": 0.3}
     total = sum(weights[k] for k in kinds)
     images: list[Image.Image] = []
     if "noise" in kinds:
@@ -221,6 +280,8 @@ def for_digits(
             raise ValueError("negatives 'fashion' needs Fashion-MNIST training images (--fashion-data)")
         take = rng.choice(len(fashion_items), min(len(fashion_items), int(count * weights["fashion"] / total)))
         images += either_way(fashion_items[take], rng)
+    if "pen" in kinds:
+        images += pen_letters(int(count * weights["pen"] / total) if "fonts" in kinds else count - len(images), rng)
     if "fonts" in kinds:
         fonts = training_fonts(font_roots)
         if not fonts:
