@@ -29,7 +29,7 @@ import numpy as np
 
 from app.families.anomaly.detector import DetectorConfig
 from bench.anomaly_defaults import STANDARD, Labelled, Scorer, Trace, best_alarm_settings
-from bench.anomaly_events import events, run_all
+from bench.anomaly_events import events, run_all, scaled  # scales onset too: 0 in every setting scaled here
 from bench.anomaly_injected import injected_corpus
 from bench.anomaly_synthetic import dense_corpus
 
@@ -61,14 +61,6 @@ def with_setting(config: DetectorConfig, name: str, value) -> DetectorConfig:
     if name == "quiet_growth":
         return replace(config, quiet=value[0], quiet_growth=value[1])
     return replace(config, **{name: value})
-
-
-def scaled(config: DetectorConfig, factor: float) -> DetectorConfig:
-    return replace(
-        config,
-        threshold=round(config.threshold * factor, 3),
-        spatial_tolerance=round(config.spatial_tolerance * factor, 4),
-    )
 
 
 def labelled(items) -> list[Labelled]:
