@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.anomaly_synthetic import separate_windows
 from bench.nab_scorer import read_series
 
 KINDS = ("spike", "dip", "level_shift", "variance", "stuck", "drift", "pattern_break")
@@ -134,12 +135,7 @@ def inject(name: str, real: np.ndarray, seed: int) -> Injected:
     nxt = [*starts[1:], n]
     for at, following, kind in zip(starts, nxt, kinds, strict=True):
         _inject(values, kind, at, following - at - 1, level, step, rng)
-    nearest = np.minimum(np.diff([-(10**9), *starts]), np.diff([*starts, 10**9]))
-    windows = []
-    for at, room in zip(starts, nearest, strict=True):
-        width = int(max(4, min(0.1 * n / len(starts), room - 2)))
-        windows.append((max(0, at - width // 2), min(n - 1, at - width // 2 + width - 1)))
-    return Injected(name, values, windows, starts, kinds)
+    return Injected(name, values, separate_windows(starts, n), starts, kinds)
 
 
 def injected_corpus(folder: Path, seed: int = 0, which: str = "search") -> list[Injected]:

@@ -176,6 +176,17 @@ def _inject_short(values: np.ndarray, kind: str, at: int, length: int, rng: np.r
         values[at:end] = values[at]
 
 
+def separate_windows(starts: list[int], n: int) -> list[tuple[int, int]]:
+    """NAB-style windows (inclusive rows) centred on each start of a series of n points, as wide as NAB's (10% of
+    the series over the count) but never reaching a neighbour's."""
+    nearest = np.minimum(np.diff([-(10**9), *starts]), np.diff([*starts, 10**9]))
+    windows = []
+    for a, room in zip(starts, nearest, strict=True):
+        width = int(max(4, min(0.1 * n / len(starts), room - 2)))
+        windows.append((max(0, a - width // 2), min(n - 1, a - width // 2 + width - 1)))
+    return windows
+
+
 def make_dense_series(index: int, rng: np.random.Generator) -> Series:
     """A short series (400 to 3,000 points) with 2 to 6 events, most of them closer than the detector's refractory
     period (100 points) to the one before, the first often inside the old 150-point warm-up, and in a fifth of the
@@ -205,13 +216,7 @@ def make_dense_series(index: int, rng: np.random.Generator) -> Series:
             a = int(rng.integers(0, n))
             values[a : a + int(rng.integers(1, 6))] = np.nan
         values[starts] = np.where(np.isnan(values[starts]), np.nanmedian(values), values[starts])
-    # NAB-style windows centred on each start, as wide as NAB's (10% of the series over the count) but never
-    # reaching a neighbour's.
-    nearest = np.minimum(np.diff([-(10**9), *starts]), np.diff([*starts, 10**9]))
-    windows = []
-    for a, room in zip(starts, nearest, strict=True):
-        width = int(max(4, min(0.1 * n / len(starts), room - 2)))
-        windows.append((max(0, a - width // 2), min(n - 1, a - width // 2 + width - 1)))
+    windows = separate_windows(starts, n)
     times = EPOCH + np.arange(n) * np.timedelta64(step, "s")
     name = f"dense/{index:03d}_{kind}_{step_name}.csv"
     return Series(name, times, values, windows, kinds, kind, step_name)

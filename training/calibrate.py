@@ -551,11 +551,14 @@ def other_languages(per_language: int, rng: np.random.Generator) -> list[str]:
         return {tuple(found[i : i + 4]) for i in range(len(found) - 3)}
 
     english = set().union(*map(runs, man_sentences("/usr/share/man/man1")))
+
+    def translated(sentence: str) -> bool:
+        own = runs(sentence)
+        return len(own & english) < len(own) / 2
+
     texts = []
     for language in LANGUAGES:
-        sentences = [
-            s for s in man_sentences(f"/usr/share/man/{language}/man1") if len(runs(s) & english) < len(runs(s)) / 2
-        ]
+        sentences = [s for s in man_sentences(f"/usr/share/man/{language}/man1") if translated(s)]
         picked = rng.choice(len(sentences), min(per_language, len(sentences)), replace=False) if sentences else []
         texts += [sentences[i] for i in picked]
     return texts

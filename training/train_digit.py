@@ -9,7 +9,7 @@
         --negatives fonts,pen,noise,fashion                               # and pen-drawn letters
 
 --negatives adds outlier exposure: images that are not digits (letters printed in many fonts or drawn with a pen
-on those fonts' centre lines, noise, Fashion-MNIST training items: training/common/negatives.py) are trained
+in Hershey's single-stroke fonts, noise, Fashion-MNIST training items: training/common/negatives.py) are trained
 towards a uniform answer (training/common/outlier_exposure.py), so the served confidence check flags them; the
 model still has 10 outputs.
 --styled adds training digits drawn as users send them (tiny, soft, thick, inverted, large: training/common/

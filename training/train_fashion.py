@@ -114,12 +114,12 @@ def train(args: argparse.Namespace, command: str) -> Path:
         x_negative = negatives.for_garments(kinds, args.negatives_count, args.seed, digits, others)
         record["negatives"] = {"kinds": kinds, "count": len(x_negative), "weight": args.oe_weight,
                                "digits": args.digits_data, "photos": args.negative_photos}  # fmt: skip
-    if args.init_from:
-        record["initialised_from"] = args.init_from
+    if args.fine_tune:
+        record["fine_tuned_from"] = args.fine_tune
         x_fit, y_fit, compiled = outlier_exposure.with_negatives(
             x_train, y_train, x_negative, len(CLASSES), args.oe_weight
         )
-    model = keras.models.load_model(args.init_from, compile=False) if args.init_from else build_model(args.dnn)
+    model = keras.models.load_model(args.fine_tune, compile=False) if args.fine_tune else build_model(args.dnn)
     history, seconds = mnist_training.fit(model, x_fit, y_fit, args, **compiled)
 
     version, out = artifacts.new_artifact_dir(args.out, NAME, args.version)
@@ -170,7 +170,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--negative-photos", nargs="+", default=[],
         help="folders of photos of things that are not garments, for --negatives photos (an equal share each)",
     )  # fmt: skip
-    p.add_argument("--init-from", help="fine-tune: start from this model.keras (same architecture) instead of anew")
+    p.add_argument("--fine-tune", help="start from this model.keras (e.g. models/fashion/3/model.keras), not anew")
     p.add_argument("--styled", type=int, default=STYLED, help="training items added again as users send them")
     return p.parse_args(argv)
 

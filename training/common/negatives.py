@@ -233,7 +233,7 @@ def for_garments(
     """About `count` prepared negatives for the fashion model, in equal shares among the `kinds` asked (among
     GARMENT_KINDS): MNIST training digits (digit_items, uint8 (n, 28, 28)), photos of other things (photo_folder, one
     folder or several: e.g. the cat photos of cats_and_dogs/train and wallpapers; dogs and the sources in
-    training/calibrate.py's HELD_OUT_PHOTOS stay unseen for calibrate's measurement) and noise."""
+    training/calibrate.py's unseen_photos stay unseen for calibrate's measurement) and noise."""
     from app.families.fashion.preprocess import prepare_item
 
     unknown = set(kinds) - set(GARMENT_KINDS)
