@@ -232,3 +232,20 @@ def test_several_channels_are_scored_by_a_young_detector() -> None:
     assert 200 in {int(t) for t in np.flatnonzero(series.score_series(table[:, 0]).alarm)}
     table[300, 1] = 8.0
     assert {a.index: list(a.scores) for a in multivariate.score(table, names).alarms}[300] == ["b"]
+
+
+def test_several_channels_keep_100_rows_between_a_channels_alarms_under_a_shorter_refractory_period() -> None:
+    """A detector whose refractory period is 20 (models/nearest_context/4) alarms on both of two new extremes 40
+    rows apart in one series; with several channels each channel keeps 100 rows (CHANNEL_REFRACTORY), the period
+    every several-channel rule was chosen with, so the second is no alarm there."""
+    from dataclasses import replace
+
+    short = replace(DEFAULT, refractory=20)
+    rows, names = 1000, ["a", "b", "c"]
+    table = np.random.default_rng(4).uniform(-1.0, 1.0, (rows, len(names)))
+    table[700, 0], table[740, 0] = 6.0, 12.0  # the second well past the first: a new extreme either way
+    alone = np.flatnonzero(series.score_series(table[:, 0], config=short).alarm).tolist()
+    assert 700 in alone and 740 in alone
+    found = {a.index for a in multivariate.score(table, names, config=short).alarms}
+    assert 700 in found and 740 not in found
+    assert 740 in {a.index for a in multivariate.score(table[:, :1], names[:1], config=short).alarms}  # one channel

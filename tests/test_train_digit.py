@@ -135,6 +135,25 @@ def test_unknown_negatives_are_a_clear_error() -> None:
         negatives.for_digits(["fonts", "cats"], 10, 0)
 
 
+def test_a_kind_of_negatives_can_be_given_its_own_share(monkeypatch) -> None:
+    """--negatives kind:weight: the weight replaces that kind's default share, the others keep theirs, and the count
+    is split in proportion."""
+    from training.common import negatives
+
+    assert negatives.digit_shares(["fonts", "pen:0.9"]) == {"fonts": 0.6, "pen": 0.9}
+    for bad, message in (("pen:lots", "must be a number"), ("pen:0", "must be positive"), ("ink:1", "unknown")):
+        with pytest.raises(ValueError, match=message):
+            negatives.digit_shares([bad])
+    asked: dict[str, int] = {}
+    monkeypatch.setattr(negatives, "noise", lambda n, rng: asked.setdefault("noise", n) * [None])
+    monkeypatch.setattr(negatives, "pen_letters", lambda n, rng: asked.setdefault("pen", n) * [None])
+    monkeypatch.setattr(negatives, "prepared", lambda images: (images, 0))
+    negatives.for_digits(["noise", "pen"], 400, 0)
+    assert asked == {"noise": 100, "pen": 300}  # 0.1 : 0.3
+    asked.clear()
+    negatives.for_digits(["noise:0.3", "pen:0.1"], 400, 0)
+    assert asked == {"noise": 300, "pen": 100}
+
 
 def test_pen_letters_are_drawn_in_hersheys_fonts_and_prepared_like_requests() -> None:
     """negatives 'pen': letters of Hershey's single-stroke fonts drawn with a round pen (jittered, slanted, either

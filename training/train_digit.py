@@ -11,7 +11,8 @@
 --negatives adds outlier exposure: images that are not digits (letters printed in many fonts or drawn with a pen
 in Hershey's single-stroke fonts, noise, Fashion-MNIST training items: training/common/negatives.py) are trained
 towards a uniform answer (training/common/outlier_exposure.py), so the served confidence check flags them; the
-model still has 10 outputs.
+model still has 10 outputs. "kind:weight" changes a kind's share (e.g. pen:0.9; the defaults are
+negatives.DIGIT_SHARES).
 --styled adds training digits drawn as users send them (tiny, soft, thick, inverted, large: training/common/
 restyle.py), so the model stays sure of real digits that look unusual.
 
@@ -90,17 +91,18 @@ def train(args: argparse.Namespace, command: str) -> Path:
     if args.styled:
         record["styled_examples"] = len(styled[0])
     if kinds:
-        fashion = load_mnist(args.fashion_data)[0][0] if "fashion" in kinds else None
+        shares = negatives.digit_shares(kinds)
+        fashion = load_mnist(args.fashion_data)[0][0] if "fashion" in shares else None
         roots = tuple(Path(d) for d in args.font_dir) if args.font_dir else negatives.FONT_ROOTS
         x_negative = negatives.for_digits(kinds, args.negatives_count, args.seed, fashion, roots)
         record["negatives"] = {
-            "kinds": kinds, "count": len(x_negative), "weight": args.oe_weight,
+            "kinds": kinds, "shares": shares, "count": len(x_negative), "weight": args.oe_weight,
             "fonts_held_out": list(negatives.HELD_OUT),
             "font_families": sorted(
                 {f for f, paths in negatives.font_families(roots).items() if not negatives.held_out(f, paths[0])}
             ),
         }  # fmt: skip
-        if "pen" in kinds:
+        if "pen" in shares:
             pens = {"pen_fonts": list(negatives.PEN_FONTS), "pen_held_out": list(negatives.PEN_HELD_OUT)}
             record["negatives"] |= pens
         fit = outlier_exposure.with_negatives(x_train, y_train, x_negative, len(LABELS), args.oe_weight)

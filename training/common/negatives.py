@@ -255,6 +255,25 @@ def for_garments(
     return prepared(images, prepare_item)[0]
 
 
+DIGIT_SHARES = {"fonts": 0.6, "pen": 0.3, "noise": 0.1, "fashion": 0.3}  # each kind's weight unless one is given
+
+
+def digit_shares(kinds: list[str]) -> dict[str, float]:
+    """The weight of each kind asked, "kind" (DIGIT_SHARES') or "kind:weight" (e.g. "pen:0.6")."""
+    weights = {}
+    for item in kinds:
+        kind, _, weight = item.partition(":")
+        if kind not in KINDS:
+            raise ValueError(f"unknown negatives {[kind]}: choose among {', '.join(KINDS)}")
+        try:
+            weights[kind] = float(weight) if weight else DIGIT_SHARES[kind]
+        except ValueError:
+            raise ValueError(f"negatives {item!r}: the weight after ':' must be a number") from None
+        if not weights[kind] > 0:
+            raise ValueError(f"negatives {item!r}: the weight must be positive")
+    return weights
+
+
 def for_digits(
     kinds: list[str],
     count: int,
@@ -265,13 +284,11 @@ def for_digits(
     """About `count` prepared negatives for the digit model (the few the preprocessing refuses, as blank, are left
     out): 60% letters printed in the fonts under font_roots but the held-out families, 30% letters drawn with a pen
     in Hershey's single-stroke PEN_FONTS, 10% noise, 30% Fashion-MNIST training items (fashion_items, uint8 (n, 28,
-    28)), in proportion among the `kinds` asked."""
-    unknown = set(kinds) - set(KINDS)
-    if unknown:
-        raise ValueError(f"unknown negatives {sorted(unknown)}: choose among {', '.join(KINDS)}")
+    28)), in proportion among the `kinds` asked ("kind:weight" sets a kind's weight: digit_shares)."""
+    weights = digit_shares(kinds)
+    kinds = list(weights)
     rng = np.random.default_rng(seed)
-    weights = {"fonts": 0.6, "pen": 0.3, "noise": 0.1, "fashion": 0.3}
-    total = sum(weights[k] for k in kinds)
+    total = sum(weights.values())
     images: list[Image.Image] = []
     if "noise" in kinds:
         images += noise(int(count * weights["noise"] / total), rng)

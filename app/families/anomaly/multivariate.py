@@ -22,6 +22,9 @@ The rule, label-free, with the served detector's settings (bench/anomaly_multiva
   falling to x1 at YOUNG rows. Right after the warm-up a channel's seen range (the range rule's reference) is
   that of 150 rows, and on fault-free runs nearly all chance alarms were new extremes of that short range in the
   next 200 rows (bench/anomaly_young_channels.py);
+* with several channels, a channel's or departure's alarms are at least CHANNEL_REFRACTORY rows apart, however
+  short the detector's refractory period (models/nearest_context/4's is 20, chosen on single series): every rule
+  above was chosen and measured with 100;
 * a series' point scores the highest of its channels' and departures' scores; an alarm of any of them is a series
   alarm, unless the series alarmed in the JOIN rows before it: then it is the same event, and joins that alarm.
   An alarm names the channels whose own detector alarmed in its event (kind "channels"); when none did, the
@@ -49,6 +52,7 @@ DRIVER_SHARE = 2 / 3  # a correlation alarm names the departures scoring at leas
 YOUNG = 600  # with several channels, each channel's and departure's limits are widened until this many rows ...
 CHANNEL_YOUTH = 2.0  # ... a channel's x(1 + this) at the end of the warm-up (the detector's young/youth rule)
 DEPARTURE_YOUTH = 1.0  # ... a departure's x(1 + this)
+CHANNEL_REFRACTORY = 100  # with several channels, at least this many rows between a channel's or departure's alarms
 
 
 @dataclass(frozen=True)
@@ -153,14 +157,19 @@ def young(config: DetectorConfig, youth: float) -> DetectorConfig:
     return replace(config, young=max(config.young, YOUNG), youth=max(config.youth, youth))
 
 
+def several(config: DetectorConfig, youth: float) -> DetectorConfig:
+    """`config` as a young detector (`youth`) whose alarms are at least CHANNEL_REFRACTORY rows apart."""
+    return replace(young(config, youth), refractory=max(config.refractory, CHANNEL_REFRACTORY))
+
+
 def departure_config(config: DetectorConfig) -> DetectorConfig:
     """The settings a departure is scored with (at its own sensitivity: departure_scale)."""
-    return young(config, DEPARTURE_YOUTH)
+    return several(config, DEPARTURE_YOUTH)
 
 
 def channel_config(config: DetectorConfig, channels: int, per_log: float = SERIES_WIDENING) -> DetectorConfig:
     """The settings each channel of a request of this many channels is scored with (one channel: `config`)."""
-    return config if channels == 1 else young(widened(config, widening(channels, per_log)), CHANNEL_YOUTH)
+    return config if channels == 1 else several(widened(config, widening(channels, per_log)), CHANNEL_YOUTH)
 
 
 def narrowed(scored: Scored, factor: float) -> Scored:

@@ -1,0 +1,71 @@
+"""Choose the refractory period alone, the served detector's limits kept (models/nearest_context/4 came from this).
+
+    nice -n 10 python -m bench.anomaly_refractory --real ../shared/data/nab/data --seed 0
+
+The refractory period is what hides an event that comes soon after another (issue 29: the median gap between
+events in real monitoring data is about 50 points, v2's period is 100). Every other setting stays v2's: its
+threshold and tolerance were set by the alarm rate on real series, and candidates that moved them together with
+the refractory period (models/nearest_context/3) alarm on new extremes of noise. No label file is read. Each
+REFRACTORY value runs the real Detector on:
+
+* the "search" half of NAB's values with injected events (bench/anomaly_injected.py, seed `seed`): the objective,
+  the mean of NAB's standard and reward_low_FP_rate scores, as in bench/anomaly_injected_search.py;
+* the "check" half (held out), the synthetic dense corpus (seeds `seed` and `seed + 1`: events closer than 100
+  points) and the plain synthetic corpus, printed and not used to choose;
+* the real series unlabelled: alarms per 1,000 points, a label-free statistic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+from app.families.anomaly.detector import DetectorConfig
+from bench.anomaly_defaults import unlabelled
+from bench.anomaly_events import events, rate, run_all
+from bench.anomaly_injected import injected_corpus
+from bench.anomaly_injected_search import SERVED, Objective, labelled
+from bench.anomaly_synthetic import corpus, dense_corpus
+
+REFRACTORY = (100, 50, 40, 30, 20, 10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--real", type=Path, required=True, help="a folder of real series (*/*.csv), no labels")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--start", type=Path, default=SERVED, help="the settings kept (JSON)")
+    args = parser.parse_args()
+    start = DetectorConfig(**json.loads(args.start.read_text()))
+    sets = {
+        "search half": labelled(injected_corpus(args.real, args.seed, "search")),
+        "check half": labelled(injected_corpus(args.real, args.seed, "check")),
+        **{f"dense seed {s}": labelled(dense_corpus(s, 100)) for s in (args.seed, args.seed + 1)},
+        f"plain seed {args.seed}": labelled(corpus(args.seed, 100)),
+    }
+    objectives = {name: Objective(items) for name, items in sets.items()}
+    real = unlabelled(args.real)
+    print("refractory | " + " | ".join(sets) + " | real series, alarms per 1,000 points")
+    print("mean of standard and low-FP; standard; events found, of them < 100 points after the one before; false")
+    print("alarms per 10k points\n")
+    best = (float("-inf"), start.refractory)
+    for refractory in REFRACTORY:
+        config = replace(start, refractory=refractory)
+        cells = []
+        for name, items in sets.items():
+            found = run_all(config, items)
+            mean, standard, _ = objectives[name](found)
+            e = events(found, items)
+            found_ = f"{e.found}/{e.events}, {e.close_found}/{e.close}"
+            cells.append(f"{mean:.1f}; {standard:.1f}; {found_}; {e.false_per_10k:.1f}")
+            if name == "search half" and mean > best[0]:
+                best = (mean, refractory)
+        cells.append(f"{rate(run_all(config, real)):.2f}")
+        print(f"| {refractory} | " + " | ".join(cells) + " |", flush=True)
+    print(f"\nchosen: refractory {best[1]} (search half {best[0]:.1f})")
+
+
+if __name__ == "__main__":
+    main()
