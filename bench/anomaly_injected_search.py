@@ -67,13 +67,18 @@ def labelled(items) -> list[Labelled]:
     return [Labelled(s.name, s.values, s.windows) for s in items]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_args(doc: str, start_help: str) -> tuple[argparse.Namespace, DetectorConfig]:
+    """--real, --seed and --start (the served settings by default), and the settings --start names."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--real", type=Path, required=True, help="a folder of real series (*/*.csv), no labels")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--start", type=Path, default=SERVED, help="the starting settings (JSON)")
+    parser.add_argument("--start", type=Path, default=SERVED, help=start_help)
     args = parser.parse_args()
-    start = DetectorConfig(**json.loads(args.start.read_text()))
+    return args, DetectorConfig(**json.loads(args.start.read_text()))
+
+
+def main() -> None:
+    args, start = parse_args(__doc__, "the starting settings (JSON)")
     search = labelled(injected_corpus(args.real, args.seed, "search"))
     objective = Objective(search)
     print(f"search half: {len(search)} series, {sum(len(s.values) for s in search):,} points", flush=True)

@@ -17,28 +17,19 @@ REFRACTORY value runs the real Detector on:
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import replace
-from pathlib import Path
 
-from app.families.anomaly.detector import DetectorConfig
 from bench.anomaly_defaults import unlabelled
 from bench.anomaly_events import events, rate, run_all
 from bench.anomaly_injected import injected_corpus
-from bench.anomaly_injected_search import SERVED, Objective, labelled
+from bench.anomaly_injected_search import Objective, labelled, parse_args
 from bench.anomaly_synthetic import corpus, dense_corpus
 
 REFRACTORY = (100, 50, 40, 30, 20, 10)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--real", type=Path, required=True, help="a folder of real series (*/*.csv), no labels")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--start", type=Path, default=SERVED, help="the settings kept (JSON)")
-    args = parser.parse_args()
-    start = DetectorConfig(**json.loads(args.start.read_text()))
+    args, start = parse_args(__doc__, "the settings kept (JSON)")
     sets = {
         "search half": labelled(injected_corpus(args.real, args.seed, "search")),
         "check half": labelled(injected_corpus(args.real, args.seed, "check")),
