@@ -65,13 +65,13 @@ def outputs(*names: str, binary: bool = False) -> list[triton.InferRequestedOutp
 def test_server_and_model_metadata_and_readiness(client: triton.InferenceServerClient) -> None:
     assert client.is_server_live() and client.is_server_ready()
     assert client.get_server_metadata()["extensions"] == ["binary_tensor_data"]
-    served = {"lstm": "2", "fashion": "3", "digit": "3"}
+    served = {"lstm": "2", "fashion": "3", "digit": "4"}
     for name in ("digit", "fashion", "lstm", "anomaly"):
         assert client.is_model_ready(name) and client.is_model_ready(name, served.get(name, "1"))
     assert not client.is_model_ready("image")  # known, not installed: 503
     assert not client.is_model_ready("digit", "7") and not client.is_model_ready("nope")
     digit = client.get_model_metadata("digit")
-    assert (digit["name"], digit["versions"], digit["platform"]) == ("digit", ["3"], "onnxruntime_onnx")
+    assert (digit["name"], digit["versions"], digit["platform"]) == ("digit", ["4"], "onnxruntime_onnx")
     assert [(t["name"], t["datatype"], t["shape"]) for t in digit["inputs"]] == [("image", "BYTES", [-1])]
     [pixels] = digit["parameters"]["other_inputs"]  # accepted instead; not listed where tools send every input
     assert (pixels["name"], pixels["datatype"], pixels["shape"]) == ("pixels", "FP32", [-1, 28, 28, 1])
@@ -107,7 +107,7 @@ def test_every_served_model_has_a_triton_style_config_listing_its_metadata_tenso
             assert [(t["name"], triton_type(t["datatype"]), t["shape"]) for t in metadata[tensors]] == [
                 (t["name"], t["data_type"], t["dims"]) for t in config[spelled]
             ]
-    digit = client.get_model_config("digit", "3")
+    digit = client.get_model_config("digit", "4")
     assert digit["input"] == [{"name": "image", "data_type": "TYPE_STRING", "dims": [-1]}]
     assert digit["output"][2] == {"name": "probabilities", "data_type": "TYPE_FP32", "dims": [-1, 10]}
     assert digit["parameters"]["task"] == {"string_value": "image-classification/digit"}
@@ -133,7 +133,7 @@ def test_digit_batch_over_the_binary_extension_matches_predict_digit(client, htt
     images = [*DIGITS, (EXAMPLES / "digit.png").read_bytes(), (EXAMPLES / "digit_photo.jpg").read_bytes()]
     result = client.infer("digit", [bytes_input("image", images)], request_id="batch-1")  # outputs binary too
     assert result.get_response()["id"] == "batch-1"
-    assert result.get_response()["model_version"] == "3"
+    assert result.get_response()["model_version"] == "4"
     assert result.get_response()["outputs"][0]["parameters"] == {"binary_data_size": 8 * len(images)}  # binary out
     digits, probabilities = result.as_numpy("digit"), result.as_numpy("probabilities")
     assert digits.dtype == np.int64 and digits.shape == (len(images),)

@@ -420,3 +420,18 @@ def test_the_other_languages_set_leaves_out_what_translations_left_in_english(mo
     monkeypatch.setattr(calibrate, "LANGUAGES", ["it"])
     monkeypatch.setattr(calibrate, "man_sentences", lambda folder: pages[folder])
     assert calibrate.other_languages(40, np.random.default_rng(0)) == [pages["/usr/share/man/it/man1"][1]]
+
+
+def test_digit_thresholds_rise_together_until_the_checks_flag_the_target_share() -> None:
+    """Two checks whose outliers are different inputs: at the 0.99 quantile each flags 1% and together 2%, so the
+    common quantile rises until together they flag at most 1.5%; checks that flag the same inputs keep 0.99."""
+    from training.calibrate import together
+
+    a, b = np.zeros(10_000), np.zeros(10_000)
+    a[:200] = np.linspace(2, 3, 200)
+    b[-200:] = np.linspace(2, 3, 200)  # other inputs
+    q = together({"a": a, "b": b}, 0.99, 0.015)
+    assert q == 0.9925  # each flags 0.75%
+    flagged = (a > np.quantile(a, q)) | (b > np.quantile(b, q))
+    assert flagged.mean() <= 0.015 < ((a > np.quantile(a, 0.99)) | (b > np.quantile(b, 0.99))).mean()
+    assert together({"a": a, "b": a.copy()}, 0.99, 0.015) == 0.99

@@ -109,7 +109,7 @@ def test_every_readme_command_runs_as_written_and_answers_what_it_shows(tmp_path
 
 @pytest.mark.slow
 def test_the_readmes_training_example_trains_promotes_and_serves(tmp_path: Path, small_mnist_npz: Path) -> None:
-    """`deepserve train digit --data ...` then `deepserve promote digit 4 --url ...`, on a copy of the models folder
+    """`deepserve train digit --data ...` then `deepserve promote digit 5 --url ...`, on a copy of the models folder
     (the README's commands write into models/; here only the data path, the folder and the epochs differ)."""
     train, promote = [c for c, _ in examples() if c.startswith(".venv/bin/deepserve t")][-1:] + [
         c for c, _ in examples() if " promote " in c and "--url" in c
@@ -123,16 +123,16 @@ def test_the_readmes_training_example_trains_promotes_and_serves(tmp_path: Path,
     deepserve = [sys.executable, "-m", "app.cli"]  # the README's .venv/bin/deepserve, from this checkout
     done = subprocess.run([*deepserve, *args], cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert (models / "digit" / "4" / "model.json").exists()
+    assert (models / "digit" / "5" / "model.json").exists()
     with uvicorn_client(Settings(models_dir=models)) as client:
-        assert client.get("/models/digit").json()["version"] == "3"  # a candidate: nothing served changed
+        assert client.get("/models/digit").json()["version"] == "4"  # a candidate: nothing served changed
         url = f"http://127.0.0.1:{client.base_url.port}"
-        # --force: one epoch on 1,500 digits scores below the committed v3, and the gate refuses a worse model
+        # --force: one epoch on 1,500 digits scores below the committed v4, and the gate refuses a worse model
         args = shlex.split(promote.replace("http://127.0.0.1:8000", url))[1:] + ["--models", str(models), "--force"]
         done = subprocess.run([*deepserve, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-2000:]
-        assert client.get("/models/digit").json()["version"] == "4"  # promoted and served without a restart
+        assert client.get("/models/digit").json()["version"] == "5"  # promoted and served without a restart
     after = {p: p.read_bytes() for p in models.rglob("*") if p.is_file()}
     added = {p.relative_to(models).parts[:2] for p in after.keys() - before.keys()}
     changed = {p.relative_to(models) for p in before if after.get(p) != before[p]}
-    assert added == {("digit", "4")} and changed == {Path("digit/promoted.json")}  # what the README says they write
+    assert added == {("digit", "5")} and changed == {Path("digit/promoted.json")}  # what the README says they write

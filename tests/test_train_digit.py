@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from app.manifest import read_manifest
+from tests.support.paths import COMMITTED_MODELS
 from training.common.mnist_data import IDX_FILES, load_mnist, read_idx
 from training.train_digit import build_model
 
@@ -153,6 +154,19 @@ def test_a_kind_of_negatives_can_be_given_its_own_share(monkeypatch) -> None:
     asked.clear()
     negatives.for_digits(["noise:0.3", "pen:0.1"], 400, 0)
     assert asked == {"noise": 300, "pen": 100}
+
+
+def test_pen_digits_are_labelled_with_the_digit_drawn() -> None:
+    """--pen-digits: digits drawn with the pen negatives' pen, in the training Hershey fonts, prepared as requests;
+    the served model reads them as their labels (shuffled labels would be right one time in ten)."""
+    from training.common import negatives
+    from training.common.export import OnnxModel
+
+    x, y = negatives.pen_digits(60, np.random.default_rng(0))
+    assert x.shape[1:] == (28, 28, 1) and len(x) == len(y) >= 55 and set(y) <= set(range(10))
+    served = read_manifest(COMMITTED_MODELS).served()["digit"]
+    read = OnnxModel(COMMITTED_MODELS / served.path / "model.onnx")(x).argmax(axis=1)
+    assert (read == y).mean() >= 0.8, (read, y)
 
 
 def test_pen_letters_are_drawn_in_hersheys_fonts_and_prepared_like_requests() -> None:

@@ -46,6 +46,9 @@ from training.common.restyle import FASHION_STYLES, STYLES, restyled
 QUANTILE = 0.99  # each check's threshold: two checks at 1% each flag 1-2% of in-distribution inputs
 FEATURE_RIDGE = 0.1  # added to the features' class covariances (a feature a class never uses still counts)
 DIGIT_QUANTILE = 0.993  # three checks (ink, confidence, features): at 0.99 each they flagged 2.1% of MNIST test
+# ... and the least quantile (at least DIGIT_QUANTILE, one for all checks) at which the checks together flag at most
+# this share of the inputs the thresholds are set on: how much the checks overlap differs from model to model
+DIGIT_FLAG_TARGET = 0.015
 SEED = 0
 DATA = Path("../shared/data")
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -303,6 +306,16 @@ def split(n: int) -> tuple[np.ndarray, np.ndarray]:
     return order[: n // 2], order[n // 2 :]
 
 
+def together(scores: dict[str, np.ndarray], quantile: float, target: float) -> float:
+    """The least quantile, from `quantile` up in steps of 0.0005, whose thresholds (one per check's scores) flag at
+    most `target` of the inputs together (an input is flagged when any check's score is above its threshold)."""
+    for q in np.arange(quantile, 0.99951, 0.0005):
+        over = np.any([s > np.quantile(s, q) for s in scores.values()], axis=0)
+        if over.mean() <= target:
+            return round(float(q), 4)
+    return 0.9995
+
+
 def calibrate_images(
     raw: Raw,
     train: np.ndarray,
@@ -314,6 +327,7 @@ def calibrate_images(
     subspace_rank: int = 0,
     quantile: float = QUANTILE,
     photos: tuple[np.ndarray, np.ndarray] | None = None,
+    flag_target: float | None = None,
 ) -> dict[str, Any]:
     """Temperature, checks and their validation for a 28x28 image classifier (digit, fashion). `photos`: prepared
     real photos the model learnt from and photos it did not (a validation part), in distribution too: the first
@@ -355,11 +369,16 @@ def calibrate_images(
     if photos is not None:
         x_styled = np.concatenate([x_styled, photos[1]])
     measured = measure(x_styled, raw.outputs(x_styled))
+    scores = {}
     for name, check in checks.items():
         bare = Gate.from_metrics({"ood": {"checks": {name: {**check, "threshold": 1.0, "reason": ""}}}})
         assert bare is not None
-        scores = bare.checks[0].score(measured[name])
-        check.update(threshold=float(np.quantile(scores, quantile)), reason=reasons[name])
+        scores[name] = bare.checks[0].score(measured[name])
+    first_quantile = quantile
+    if flag_target is not None:
+        quantile = together(scores, quantile, flag_target)
+    for name, check in checks.items():
+        check.update(threshold=float(np.quantile(scores[name], quantile)), reason=reasons[name])
     gate = Gate.from_metrics({"ood": {"checks": checks}})
     assert gate is not None
 
@@ -410,7 +429,13 @@ def calibrate_images(
             f"means and covariances, ridge {FEATURE_RIDGE}). ood_score = max(score / threshold); above 1 is flagged",
             "checks": checks,
             "thresholds_on": f"{held_out}, half ({len(fit)}, seed {SEED}), restyled (styles {kinds} of "
-            f"training/common/restyle.py restyled()){photo_note[0]}: each check's {quantile} quantile; the statistics' "
+            f"training/common/restyle.py restyled()){photo_note[0]}: each check's {quantile} quantile"
+            + (
+                f" (the least from {first_quantile} at which the checks together flag at most {flag_target})"
+                if flag_target is not None
+                else ""
+            )
+            + "; the statistics' "
             f"means and covariances (and the class subspaces, shape): restyled training images{photo_note[1]}",
             "flag_rates": rates,
             "command": f"python -m training.calibrate {raw.entry.name}",
@@ -453,7 +478,9 @@ def digit(models_dir: Path) -> Found:
     }
     train = mnist["x_train"][::3][:20000]
     test, labels = mnist["x_test"], mnist["y_test"]
-    return raw, calibrate_images(raw, train, test, labels, others, "MNIST test", STYLES, quantile=DIGIT_QUANTILE)
+    return raw, calibrate_images(
+        raw, train, test, labels, others, "MNIST test", STYLES, quantile=DIGIT_QUANTILE, flag_target=DIGIT_FLAG_TARGET
+    )
 
 
 BACKGROUNDS = Path("/usr/share/backgrounds")  # the files directly in it: Debian's lomiri and ukui wallpapers

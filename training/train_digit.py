@@ -46,6 +46,7 @@ NEGATIVES = ""  # outlier exposure off; e.g. "fonts,noise,fashion" (training/com
 NEGATIVES_COUNT = 30000  # negatives made (about half of MNIST's 60,000 training digits)
 OE_WEIGHT = outlier_exposure.WEIGHT  # the negatives' loss weight (the paper's 0.5)
 STYLED = 0  # MNIST training digits added again as users send them (training/common/restyle.py), prepared by the service
+PEN_DIGITS = 0  # digits drawn with the pen of the pen-drawn negatives, added as training digits
 FASHION_DATA = "/usr/share/datasets/fashion-mnist"  # its training part only, for --negatives fashion
 NAME = "digit"
 LABELS = [str(d) for d in range(10)]
@@ -85,11 +86,16 @@ def train(args: argparse.Namespace, command: str) -> Path:
     styled = restyle.styled(x_train, y_train, args.styled, np.random.default_rng(args.seed))
     x_train, x_test = to_input(x_train), to_input(x_test)
     x_train, y_train = np.concatenate([x_train, styled[0]]), np.concatenate([y_train, styled[1]])
+    if args.pen_digits:  # after the seeded restyling, so that --styled draws the same digits with or without them
+        pen = negatives.pen_digits(args.pen_digits, np.random.default_rng(args.seed + 1))
+        x_train, y_train = np.concatenate([x_train, pen[0]]), np.concatenate([y_train, pen[1]])
     model = keras.saving.load_model(args.fine_tune, compile=False) if args.fine_tune else build_model(args.wide)
     kinds = [k for k in args.negatives.split(",") if k]
     record: dict = {"fine_tuned_from": args.fine_tune} if args.fine_tune else {}
     if args.styled:
         record["styled_examples"] = len(styled[0])
+    if args.pen_digits:
+        record["pen_digits"] = {"count": int(args.pen_digits), "fonts": list(negatives.PEN_FONTS)}
     if kinds:
         shares = negatives.digit_shares(kinds)
         fashion = load_mnist(args.fashion_data)[0][0] if "fashion" in shares else None
@@ -136,6 +142,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     outlier_exposure.add_flags(p, negatives.KINDS, "non-digits", NEGATIVES, NEGATIVES_COUNT, OE_WEIGHT)
     p.add_argument("--styled", type=int, default=STYLED, help="training digits added as users send them")
+    p.add_argument(
+        "--pen-digits", type=int, default=PEN_DIGITS,
+        help="digits drawn with a pen in Hershey's training fonts (the pen negatives' style), added as training digits",
+    )  # fmt: skip
     p.add_argument(
         "--font-dir", action="append",
         help="a folder of .ttf/.otf fonts to draw letters in, its subfolders being families (repeatable; default: "

@@ -151,6 +151,15 @@ def pen_letters(
     ]
 
 
+def pen_digits(n: int, rng: np.random.Generator, fonts: tuple[str, ...] = PEN_FONTS) -> tuple[np.ndarray, np.ndarray]:
+    """n digits drawn with the pen of pen_letter, in the training Hershey fonts, prepared as requests, and their
+    labels: positives in the very style of the pen-drawn negatives, so that the model tells them apart by shape."""
+    labels = rng.integers(0, 10, n)
+    images = [pen_letter(fonts[int(rng.integers(len(fonts)))], str(d), rng) for d in labels]
+    x, kept = prepared(images)
+    return x, labels[kept]
+
+
 def noise(n: int, rng: np.random.Generator) -> list[Image.Image]:
     """Grey noise (uniform, Gaussian, or blurred into blobs), 8 to 200 pixels square."""
     images = []
