@@ -170,6 +170,36 @@ def fashion_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_negatives_are_trained_on_with_or_without_fine_tuning(tmp_path: Path, monkeypatch) -> None:
+    """--negatives adds the negatives to what the model is fitted on, with the outlier-exposure loss, whether it
+    starts anew or from a model (--fine-tune); --fine-tune alone fits the items alone with the default loss."""
+    from training import train_fashion
+    from training.common import mnist_training
+
+    data = tmp_path / "idx"
+    data.mkdir()
+    (x_train, y_train), (x_test, y_test) = tiny_items(200, 0), tiny_items(50, 1)
+    for key, array in {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}.items():
+        write_idx(data / IDX_NAMES[key], array)
+    fitted: list[tuple[int, bool]] = []
+    real_fit = mnist_training.fit
+
+    def recorded(model, x, y, args, **compiled):
+        fitted.append((len(x), "loss" in compiled))
+        return real_fit(model, x, y, args, **compiled)
+
+    monkeypatch.setattr(mnist_training, "fit", recorded)
+    common = ["--data", str(data), "--epochs", "1", "--batch-size", "32"]
+    noise = ["--negatives", "noise", "--negatives-count", "30"]
+    anew = train_fashion.main([*common, "--out", str(tmp_path / "a"), *noise])
+    base = str(anew / "model.keras")
+    tuned = train_fashion.main([*common, "--out", str(tmp_path / "b"), "--fine-tune", base, *noise])
+    train_fashion.main([*common, "--out", str(tmp_path / "c"), "--fine-tune", base])
+    made = [json.loads((out / "metrics.json").read_text())["negatives"]["count"] for out in (anew, tuned)]
+    assert 20 <= min(made)  # the few noise images the preprocessing refuses are left out
+    assert fitted == [(200 + made[0], True), (200 + made[1], True), (200, False)]
+
+
 def stroke_digits(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """n MNIST-like 28x28 "digits" (light strokes on black: a bar, an L or a cross) and their labels."""
     rng = np.random.default_rng(seed)

@@ -114,11 +114,11 @@ def train(args: argparse.Namespace, command: str) -> Path:
         x_negative = negatives.for_garments(kinds, args.negatives_count, args.seed, digits, others)
         record["negatives"] = {"kinds": kinds, "count": len(x_negative), "weight": args.oe_weight,
                                "digits": args.digits_data, "photos": args.negative_photos}  # fmt: skip
-    if args.fine_tune:
-        record["fine_tuned_from"] = args.fine_tune
         x_fit, y_fit, compiled = outlier_exposure.with_negatives(
             x_train, y_train, x_negative, len(CLASSES), args.oe_weight
         )
+    if args.fine_tune:
+        record["fine_tuned_from"] = args.fine_tune
     model = keras.models.load_model(args.fine_tune, compile=False) if args.fine_tune else build_model(args.dnn)
     history, seconds = mnist_training.fit(model, x_fit, y_fit, args, **compiled)
 
