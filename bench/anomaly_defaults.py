@@ -105,16 +105,22 @@ def refractory_filter(candidates: Iterable[int], refractory: int) -> list[int]:
 
 
 def replay_alarms(trace: Trace, config: DetectorConfig, factor: float = 1.0) -> np.ndarray:
-    """The Detector's alarms for `config` (at a sensitivity whose factor multiplies threshold and tolerance), from
-    scores computed under any config with the same embed, history, baseline and warmup."""
+    """The Detector's alarms for `config` (at a sensitivity whose factor multiplies threshold and tolerance; the young
+    detector's widening included), from scores computed under any config with the same embed, history, baseline
+    and warmup. The event rules (quiet, onset) are not replayed."""
     scored = np.isfinite(trace.score)
     first = int(np.argmax(scored)) if scored.any() else len(trace.score)
     bar = np.full(len(trace.score), np.inf)
     bar[first:] = record_bar(trace.score[first:], config.record, config.record_halflife)
+    index = np.arange(len(trace.score))
+    young = max(config.young, 1)
+    factor = factor * np.where(index < config.young, 1.0 + config.youth * (config.young - index) / young, 1.0)
     return _alarms(trace, bar, config.threshold * factor, config.spatial_tolerance * factor, config.refractory)
 
 
-def _alarms(trace: Trace, bar: np.ndarray, threshold: float, tolerance: float, refractory: int) -> np.ndarray:
+def _alarms(
+    trace: Trace, bar: np.ndarray, threshold: float | np.ndarray, tolerance: float | np.ndarray, refractory: int
+) -> np.ndarray:
     with np.errstate(invalid="ignore"):
         surprise = (trace.score >= threshold) & (trace.score >= bar)
         margin = tolerance * (trace.high - trace.low)

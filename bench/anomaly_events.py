@@ -53,14 +53,16 @@ def run_all(config: DetectorConfig, items: Sequence[Labelled], sensitivity: floa
 
 @dataclass(frozen=True)
 class Events:
-    """Events found (an alarm in the event's window), those closer than `close` to the one before, and alarms
-    outside every window per 10,000 points."""
+    """Events found (an alarm in the event's window), those closer than `close` to the one before, those starting
+    before `early` points (inside v2's 150-point warm-up), and alarms outside every window per 10,000 points."""
 
     found: int
     events: int
     close_found: int
     close: int
     false_per_10k: float
+    early_found: int = 0
+    early: int = 0
 
     def __str__(self) -> str:
         return (
@@ -70,8 +72,8 @@ class Events:
         )
 
 
-def events(detections: Sequence[np.ndarray], items: Sequence[Labelled], close: int = 100) -> Events:
-    found = events_ = close_found = close_ = false = points = 0
+def events(detections: Sequence[np.ndarray], items: Sequence[Labelled], close: int = 100, early: int = 150) -> Events:
+    found = events_ = close_found = close_ = false = points = early_found = early_ = 0
     for d, s in zip(detections, items, strict=True):
         inside = np.zeros(len(d), dtype=bool)
         previous = -(10**9)
@@ -81,11 +83,13 @@ def events(detections: Sequence[np.ndarray], items: Sequence[Labelled], close: i
             found, events_ = found + hit, events_ + 1
             if start - previous < close:
                 close_found, close_ = close_found + hit, close_ + 1
+            if start < early:
+                early_found, early_ = early_found + hit, early_ + 1
             previous = start
             inside[a : b + 1] = True
         false += int((d & ~inside).sum())
         points += len(d)
-    return Events(found, events_, close_found, close_, 1e4 * false / points)
+    return Events(found, events_, close_found, close_, 1e4 * false / points, early_found, early_)
 
 
 def rate(detections: Sequence[np.ndarray]) -> float:

@@ -18,8 +18,10 @@ REFRACTORY value runs the real Detector on:
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
-from bench.anomaly_defaults import unlabelled
+from app.families.anomaly.detector import DetectorConfig
+from bench.anomaly_defaults import Labelled, unlabelled
 from bench.anomaly_events import events, rate, run_all
 from bench.anomaly_injected import injected_corpus
 from bench.anomaly_injected_search import Objective, labelled, parse_args
@@ -28,33 +30,48 @@ from bench.anomaly_synthetic import corpus, dense_corpus
 REFRACTORY = (100, 50, 40, 30, 20, 10)
 
 
+HEADER = (
+    "mean of standard and low-FP; standard; events found, of them < 100 points after the one before, of them starting"
+    " in the first 150 points; false alarms per 10k points"
+)
+
+
+def corpora(real: Path, seed: int) -> dict[str, list[Labelled]]:
+    """The labelled sets every candidate is run on: the injected halves, the dense corpora (seeds `seed` and
+    `seed + 1`) and the plain corpus."""
+    return {
+        "search half": labelled(injected_corpus(real, seed, "search")),
+        "check half": labelled(injected_corpus(real, seed, "check")),
+        **{f"dense seed {s}": labelled(dense_corpus(s, 100)) for s in (seed, seed + 1)},
+        f"plain seed {seed}": labelled(corpus(seed, 100)),
+    }
+
+
+def cells(config: DetectorConfig, sets: dict[str, list[Labelled]], real: list[Labelled]) -> tuple[list[str], float]:
+    """One table row's cells for `config` (HEADER; the last: alarms per 1,000 real points) and its objective."""
+    out, objective = [], 0.0
+    for name, items in sets.items():
+        found = run_all(config, items)
+        mean, standard, _ = Objective(items)(found)
+        e = events(found, items)
+        found_ = f"{e.found}/{e.events}, {e.close_found}/{e.close}, {e.early_found}/{e.early}"
+        out.append(f"{mean:.1f}; {standard:.1f}; {found_}; {e.false_per_10k:.1f}")
+        objective = mean if name == "search half" else objective
+    out.append(f"{rate(run_all(config, real)):.2f}")
+    return out, objective
+
+
 def main() -> None:
     args, start = parse_args(__doc__, "the settings kept (JSON)")
-    sets = {
-        "search half": labelled(injected_corpus(args.real, args.seed, "search")),
-        "check half": labelled(injected_corpus(args.real, args.seed, "check")),
-        **{f"dense seed {s}": labelled(dense_corpus(s, 100)) for s in (args.seed, args.seed + 1)},
-        f"plain seed {args.seed}": labelled(corpus(args.seed, 100)),
-    }
-    objectives = {name: Objective(items) for name, items in sets.items()}
-    real = unlabelled(args.real)
+    sets, real = corpora(args.real, args.seed), unlabelled(args.real)
     print("refractory | " + " | ".join(sets) + " | real series, alarms per 1,000 points")
-    print("mean of standard and low-FP; standard; events found, of them < 100 points after the one before; false")
-    print("alarms per 10k points\n")
+    print(HEADER + "\n")
     best = (float("-inf"), start.refractory)
     for refractory in REFRACTORY:
-        config = replace(start, refractory=refractory)
-        cells = []
-        for name, items in sets.items():
-            found = run_all(config, items)
-            mean, standard, _ = objectives[name](found)
-            e = events(found, items)
-            found_ = f"{e.found}/{e.events}, {e.close_found}/{e.close}"
-            cells.append(f"{mean:.1f}; {standard:.1f}; {found_}; {e.false_per_10k:.1f}")
-            if name == "search half" and mean > best[0]:
-                best = (mean, refractory)
-        cells.append(f"{rate(run_all(config, real)):.2f}")
-        print(f"| {refractory} | " + " | ".join(cells) + " |", flush=True)
+        row, objective = cells(replace(start, refractory=refractory), sets, real)
+        if objective > best[0]:
+            best = (objective, refractory)
+        print(f"| {refractory} | " + " | ".join(row) + " |", flush=True)
     print(f"\nchosen: refractory {best[1]} (search half {best[0]:.1f})")
 
 

@@ -48,7 +48,12 @@ def test_any_scale_series_gets_per_point_answers_and_regions(client) -> None:
     assert [r["start"] for r in body["regions"]] == alarms
     assert body["regions"][0]["start_time"].startswith(times(n)[EVENTS["spike"]][:16])
     assert body["sampling"] == {
-        "step_seconds": 900.0, "regular": True, "gaps": [], "gap_count": 0, "duplicates": [], "duplicate_count": 0
+        "step_seconds": 900.0,
+        "regular": True,
+        "gaps": [],
+        "gap_count": 0,
+        "duplicates": [],
+        "duplicate_count": 0,
     }
     assert body["missing"] == {"count": 0, "indices": []}
     assert body["method"] == "nearest_context" and body["mode"] == "causal" and body["threshold"] == DEFAULT.threshold
@@ -160,11 +165,12 @@ def test_huge_values_are_422_not_null_scores(client) -> None:
 def test_stream_answers_warming_up_then_scores_and_matches_the_batch_answer(client) -> None:
     values = seasonal()
     batch = client.post("/predict/anomaly", json={"values": values.tolist()}).json()
-    first = client.post("/anomaly/streams/checkout/points", json={"values": values[:100].tolist()}).json()
+    cut = DEFAULT.warmup - 10
+    first = client.post("/anomaly/streams/checkout/points", json={"values": values[:cut].tolist()}).json()
     assert first["stream"]["status"] == "warming_up" and set(first["status"]) == {"warming_up"}
-    rest = client.post("/anomaly/streams/checkout/points", json={"values": values[100:].tolist()}).json()
+    rest = client.post("/anomaly/streams/checkout/points", json={"values": values[cut:].tolist()}).json()
     assert (
-        rest["first_index"] == 100 and rest["stream"]["status"] == "ready" and rest["stream"]["points"] == len(values)
+        rest["first_index"] == cut and rest["stream"]["status"] == "ready" and rest["stream"]["points"] == len(values)
     )
     assert first["is_anomaly"] + rest["is_anomaly"] == batch["is_anomaly"]
     np.testing.assert_allclose(first["scores"] + rest["scores"], batch["scores"], rtol=1e-9)
@@ -285,15 +291,38 @@ def test_a_version_of_the_detector_can_be_pinned(tmp_path: Path) -> None:
     assert pinned["threshold"] == 4 * default["threshold"] and pinned["scores"] == default["scores"]
 
 
+def test_the_served_detector_reports_an_event_inside_version_2s_warm_up() -> None:
+    """models/nearest_context/5 (served: warm-up 100, limits x2 at its end falling to x1 at point 300) scores a
+    series from point 100 and reports a spike at point 120, which v2 (warm-up 150) is still learning; neither alarms
+    on the same series without it, and a series of 101 values is scored by v5 and too short for v2."""
+    clean = seasonal(events=False)[:600]
+    spiked = clean.copy()
+    spiked[120] += 0.5  # about four times the series' usual step
+    with serve("asgi", Settings(**DETECTOR, pinned_load_interval_seconds=0)) as c:
+
+        def alarms(values, version: str) -> list[int]:
+            body = c.post("/predict/anomaly", json={"values": values.tolist()}, headers={"X-Model-Version": version})
+            return [i for i, a in enumerate(body.json()["is_anomaly"]) if a]
+
+        found = {v: (alarms(clean, v), alarms(spiked, v)) for v in "25"}
+        short = {
+            v: c.post("/predict/anomaly", json={"values": clean[:101].tolist()}, headers={"X-Model-Version": v})
+            for v in "25"
+        }
+    assert found == {"2": ([], []), "5": ([], [120])}
+    assert short["5"].status_code == 200 and short["5"].json()["status"][100] == "scored"
+    assert assert_error(short["2"], 422, "invalid_input")["detail"]["min_length"] == 151
+
+
 def test_version_4_reports_an_event_40_points_after_another_that_version_2_hides() -> None:
     """models/nearest_context/4 (refractory 20, a candidate) alarms on a second spike 40 points after a first; v2
-    (refractory 100, served) reports only the first. Both pinned, whichever is served."""
+    (refractory 100, as the served v5) reports only the first. Both pinned, whichever is served."""
     values = seasonal(events=False)
     first = 12 * 96
     values[first] += 2.5
     values[first + 40] += 4.0  # past the first's peak: a new extreme, whatever the record
     body = {"values": values.tolist()}
-    with serve("asgi", Settings(**DETECTOR)) as c:
+    with serve("asgi", Settings(**DETECTOR, pinned_load_interval_seconds=0)) as c:
         answers = {v: c.post("/predict/anomaly", json=body, headers={"X-Model-Version": v}).json() for v in "24"}
     assert {v: r["model"]["version"] for v, r in answers.items()} == {"2": "2", "4": "4"}
     alarms = {v: [i for i, a in enumerate(r["is_anomaly"]) if a] for v, r in answers.items()}

@@ -131,7 +131,8 @@ def test_row_by_row_through_saved_state_gives_the_batch_alarms() -> None:
     table[200, 1] = np.nan
     batch = multivariate.score(table, names)
     event = min(a.index for a in batch.alarms if SPIKE <= a.index < SPIKE + 150)
-    cuts = [*range(DEFAULT.warmup - 5, DEFAULT.warmup + 5), *range(event - 3, event + JOIN + 2), ROWS]
+    warmup = multivariate.CHANNEL_WARMUP
+    cuts = [*range(warmup - 5, warmup + 5), *range(event - 3, event + JOIN + 2), ROWS]
     state, at, outs = multivariate_stream.ChannelsState.new(2), 0, []
     for end in cuts:
         state = multivariate_stream.ChannelsState.from_bytes(state.to_bytes())
@@ -280,7 +281,7 @@ def test_sixteen_channels_fed_in_parts_give_the_batch_answer_with_its_widened_li
     batch = multivariate.score(table, names)
     assert len(batch.peers) == 6 and any(a.index == 400 and list(a.scores) == ["c2"] for a in batch.alarms)
     state, at, outs = multivariate_stream.ChannelsState.new(16), 0, []
-    for end in [DEFAULT.warmup - 1, DEFAULT.warmup + 1, 399, 401, rows]:
+    for end in [multivariate.CHANNEL_WARMUP - 1, multivariate.CHANNEL_WARMUP + 1, 399, 401, rows]:
         state = multivariate_stream.ChannelsState.from_bytes(state.to_bytes())
         outs.append(multivariate_stream.update(state, table[at:end], at, names, 0.5, DEFAULT))
         at = end
@@ -290,3 +291,20 @@ def test_sixteen_channels_fed_in_parts_give_the_batch_answer_with_its_widened_li
     assert [(a.index, a.kind, list(a.scores)) for a in map(last.get, sorted(last))] == [
         (a.index, a.kind, list(a.scores)) for a in batch.alarms
     ]
+
+
+def test_a_stream_of_several_channels_warms_up_150_rows_and_one_channel_the_detectors_100(client) -> None:
+    """The served detector learns 100 points; several channels keep the 150-row warm-up their rules were chosen
+    with (multivariate.CHANNEL_WARMUP), in the stream's status and in each answer's."""
+    table = three_channels()[:120]
+    one = client.post("/anomaly/streams/solo/points", json={"values": table[:, 0].tolist()}).json()
+    rows = client.post("/anomaly/streams/trio/points", json={"values": table.tolist(), "channels": NAMES}).json()
+    assert one["stream"]["status"] == "ready" and one["status"][DEFAULT.warmup] == "scored" and DEFAULT.warmup < 120
+    assert rows["stream"]["status"] == "warming_up" and set(rows["status"]) == {"warming_up"}
+    listed = {s["series_id"]: s["status"] for s in client.get("/anomaly/streams").json()["streams"]}
+    assert listed == {"solo": "ready", "trio": "warming_up"}
+    rest = three_channels()[120:160]
+    after = client.post("/anomaly/streams/trio/points", json={"values": rest.tolist()}).json()
+    assert after["stream"]["status"] == "ready" and after["status"][150 - 120] == "scored"
+    for series_id in ("solo", "trio"):
+        assert client.delete(f"/anomaly/streams/{series_id}").status_code == 204

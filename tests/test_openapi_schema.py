@@ -10,6 +10,7 @@ import pytest
 from app.config import Settings
 from app.errors import ERROR_TABLE
 from app.http.main import create_app
+from tests.support.paths import COMMITTED_MODELS
 from tests.support.service import assert_error, serve
 
 
@@ -67,11 +68,18 @@ def test_anomaly_schema_states_the_served_models_window_and_value_bounds(anomaly
         assert_error(post([True] * window), 422, "invalid_input")
         assert_error(post(["1.5"] * window), 422, "invalid_input")
         variants = {v["title"]: v["properties"]["values"]["minItems"] for v in request["oneOf"]}
-        assert variants == {"Autoencoder": window, "Causal": 151, "Non-causal": 300}
+        assert variants == {"Autoencoder": window, "Causal": 101, "Non-causal": 200}
+        # Rows of several channels keep a 150-row warm-up (multivariate.CHANNEL_WARMUP): 151 rows, 300 non-causal.
+        several = {v["title"]: v["properties"]["values"]["anyOf"][1]["minItems"] for v in request["oneOf"][1:]}
+        assert several == {"Causal": 151, "Non-causal": 300}
         assert request["oneOf"][0]["properties"]["values"]["items"] == {"type": "number"}  # the autoencoder: no null
         assert_error(post([1.0] * (window - 1) + [None]), 422, "invalid_input")
         series = {"values": [1.0] * window, "timestamps": list(range(window))}
         assert_error(client.post("/predict/anomaly", json=series), 422, "invalid_input")
+    with serve("asgi", Settings(models_dir=COMMITTED_MODELS, models=["nearest_context"])) as served:
+        for rows, width, status in [(100, 1, 422), (101, 1, 200), (150, 2, 422), (151, 2, 200)]:
+            table = [[float(i % 7 + c) for c in range(width)] for i in range(rows)]
+            assert served.post("/predict/anomaly", json={"values": table}).status_code == status, (rows, width)
 
 
 def test_the_document_is_rebuilt_until_the_models_have_loaded(anomaly_models: Path) -> None:

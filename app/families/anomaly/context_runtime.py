@@ -131,7 +131,7 @@ class NearestContextRuntime(Runtime[AnomalyRequest, SeriesInput, SeriesOutput]):
             mode=request.mode,
             sensitivity=request.sensitivity,
             threshold=threshold,
-            warmup=self.config.warmup,
+            warmup=multivariate.rows_config(self.config, len(names)).warmup,
             channels=names,
             status=combined.status,  # type: ignore[arg-type]  # "scored", "warming_up" or "missing"
             scores=combined.score.tolist(),

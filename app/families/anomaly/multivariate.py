@@ -23,8 +23,9 @@ The rule, label-free, with the served detector's settings (bench/anomaly_multiva
   that of 150 rows, and on fault-free runs nearly all chance alarms were new extremes of that short range in the
   next 200 rows (bench/anomaly_young_channels.py);
 * with several channels, a channel's or departure's alarms are at least CHANNEL_REFRACTORY rows apart, however
-  short the detector's refractory period (models/nearest_context/4's is 20, chosen on single series): every rule
-  above was chosen and measured with 100;
+  short the detector's refractory period (models/nearest_context/4's is 20, chosen on single series), and the
+  first CHANNEL_WARMUP rows are learned, however short the detector's warm-up (models/nearest_context/5's is 100):
+  every rule above was chosen and measured with 100 and 150;
 * a series' point scores the highest of its channels' and departures' scores; an alarm of any of them is a series
   alarm, unless the series alarmed in the JOIN rows before it: then it is the same event, and joins that alarm.
   An alarm names the channels whose own detector alarmed in its event (kind "channels"); when none did, the
@@ -53,6 +54,7 @@ YOUNG = 600  # with several channels, each channel's and departure's limits are 
 CHANNEL_YOUTH = 2.0  # ... a channel's x(1 + this) at the end of the warm-up (the detector's young/youth rule)
 DEPARTURE_YOUTH = 1.0  # ... a departure's x(1 + this)
 CHANNEL_REFRACTORY = 100  # with several channels, at least this many rows between a channel's or departure's alarms
+CHANNEL_WARMUP = 150  # with several channels, at least this many rows learned before the first score
 
 
 @dataclass(frozen=True)
@@ -74,8 +76,15 @@ class Combined:
     alarms: list[Alarm]
 
 
+def rows_config(config: DetectorConfig, channels: int) -> DetectorConfig:
+    """The settings rows of this many channels are scored with: one channel's as a one-channel series', several
+    channels' with a warm-up of at least CHANNEL_WARMUP rows."""
+    return config if channels == 1 else replace(config, warmup=max(config.warmup, CHANNEL_WARMUP))
+
+
 def check_channels(values: np.ndarray, names: list[str], causal: bool, config: DetectorConfig) -> None:
     """422 naming the first channel with too few present values to score."""
+    config = rows_config(config, len(names))
     for c, name in enumerate(names):
         try:
             series.check_length(len(values), causal, config, int(np.isnan(values[:, c]).sum()))
@@ -189,6 +198,7 @@ def score(
     """Score rows x channels `values` (NaN: missing) per channel (limits widened x (1 + `per_log` x ln k) for k
     channels) and per coupled channel's departure (at `sensitivity - shift`, at least 0), each series' scores
     divided by how much wider its limits are, so that every score is measured against the same threshold; combine."""
+    config = rows_config(config, len(names))
     check_channels(values, names, causal, config)
     wide, each = widening(len(names), per_log), channel_config(config, len(names), per_log)
     channels = [narrowed(series.score_series(values[:, c], sensitivity, causal, each), wide) for c in range(len(names))]

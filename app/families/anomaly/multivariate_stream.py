@@ -185,6 +185,7 @@ def update(
     """Score rows x channels `values` (NaN: missing), the stream's rows from index `at` (`times`: their ISO
     timestamps), and advance `state` past them."""
     rows, width = values.shape
+    config = multivariate.rows_config(config, width)
     wide = multivariate.widening(width)
     each = Detector(multivariate.channel_config(config, width), sensitivity)
     channels = [multivariate.narrowed(each.update(state.channels[c], values[:, c]), wide) for c in range(width)]

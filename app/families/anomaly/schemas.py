@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from app.config import Settings
+from app.families.anomaly.detector import DEFAULT
 from app.schemas import ModelRef, RequestBody
 
 MAX_POINTS = 20_000  # about two seconds of scoring on one CPU core; longer series should be sent in parts
@@ -82,7 +83,7 @@ class AnomalyRequest(RequestBody):
     def served_schema(cls, schema: dict[str, Any], settings: Settings, ready: Mapping[str, Any]) -> dict[str, Any]:
         """The fewest values each method and mode needs, as three exclusive variants (JSON Schema's oneOf): the
         autoencoder's from the window of the model served (when it is ready)."""
-        from app.families.anomaly import series  # it reads this module's models
+        from app.families.anomaly import multivariate, series  # they read this module's models
 
         window = getattr(ready.get("anomaly"), "window", None)
         props = schema["properties"]
@@ -98,12 +99,20 @@ class AnomalyRequest(RequestBody):
         else:
             model_min, model_text = window, f"one window of the served model: {window} values"
         causal, non_causal = series.min_length(causal=True), series.min_length(causal=False)
+        several = multivariate.rows_config(DEFAULT, 2)
+        rows_causal, rows_non_causal = series.min_length(True, several), series.min_length(False, several)
         values["minItems"] = min(model_min, causal)
         values["description"] += (
             f" At least {causal} present (non-null) values (nearest_context, causal), {non_causal} (nearest_context, "
-            f"non_causal) or {model_text}, none null (autoencoder). With rows: as many rows, and each channel as many "
-            "present values (nearest_context only)."
+            f"non_causal) or {model_text}, none null (autoencoder). With rows of one value: as many rows. With rows "
+            f"of several channels: at least {rows_causal} rows (causal) or {rows_non_causal} (non_causal), and each "
+            "channel as many present values (nearest_context only)."
         )
+
+        def fewest(one: int, rows: int) -> dict[str, Any]:
+            """At least `one` items, and at least `rows` once any item is a row of several values."""
+            several_values = {"type": "array", "minItems": 2}
+            return {"minItems": one, "anyOf": [{"items": {"not": several_values}}, {"minItems": rows}]}
 
         def variant(
             title: str, values: dict[str, Any], method: dict[str, Any], mode: dict[str, Any], required: list[str]
@@ -123,8 +132,8 @@ class AnomalyRequest(RequestBody):
                 {},
                 ["method"],
             ),
-            variant("Causal", {"minItems": causal}, per_series, {"enum": ["causal"]}, []),
-            variant("Non-causal", {"minItems": non_causal}, per_series, {"const": "non_causal"}, ["mode"]),
+            variant("Causal", fewest(causal, rows_causal), per_series, {"enum": ["causal"]}, []),
+            variant("Non-causal", fewest(non_causal, rows_non_causal), per_series, {"const": "non_causal"}, ["mode"]),
         ]
         props["timestamps"]["description"] += (
             " When given, exactly one per value and never going backwards (otherwise 422 invalid_input; JSON Schema "

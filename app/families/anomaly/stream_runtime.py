@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from app.families.anomaly import series
+from app.families.anomaly import multivariate, series
 from app.families.anomaly.context_runtime import BYTES_PER_POINT, NearestContextRuntime
 from app.families.anomaly.detector import DetectorConfig, Scored, alarm_limits
 from app.families.anomaly.multivariate_stream import ChannelsScored
@@ -37,8 +37,9 @@ class StreamAppend:
     body: StreamPointsRequest
 
 
-def described(stream: StoredStream, warmup: int) -> StreamInfo:
-    """A stored stream as the routes show it."""
+def described(stream: StoredStream, config: DetectorConfig) -> StreamInfo:
+    """A stored stream as the routes show it (ready once past the warm-up of its channel count)."""
+    warmup = multivariate.rows_config(config, len(stream.channels or [None])).warmup
     return StreamInfo(
         series_id=stream.series_id,
         points=stream.points,
@@ -108,7 +109,7 @@ class StreamRuntime(Runtime[StreamAppend, StreamAppend, StreamResponse]):
         regions = series.alarm_regions(scored.alarm, scored.score, threshold)
         return StreamPointsResponse(
             **vars(series.points(scored, values)),
-            stream=described(stream, config.warmup),
+            stream=described(stream, config),
             first_index=first,
             threshold=threshold,
             regions=series.regions_with_times(regions, body.timestamps, at=first),
@@ -129,7 +130,7 @@ class StreamRuntime(Runtime[StreamAppend, StreamAppend, StreamResponse]):
         names = stream.channels or []
         regions = series.alarm_regions(scored.alarm, scored.score, threshold)
         return ChannelsStreamPointsResponse(
-            stream=described(stream, self.base.config.warmup),
+            stream=described(stream, self.base.config),
             first_index=first,
             threshold=threshold,
             channels=names,

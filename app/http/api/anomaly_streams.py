@@ -13,7 +13,7 @@ from app.core.registry import ModelRegistry
 from app.errors import ModelNotInstalled, ModelNotReady, PayloadTooLarge
 from app.families.anomaly import NEAREST_CONTEXT
 from app.families.anomaly.context_runtime import NearestContextRuntime
-from app.families.anomaly.detector import DEFAULT
+from app.families.anomaly.detector import DEFAULT, DetectorConfig
 from app.families.anomaly.schemas import StreamInfo, StreamList, StreamPointsRequest
 from app.families.anomaly.stream_runtime import StreamAppend, StreamResponse, StreamRuntime, described
 from app.http.api.deps import JSON_BODY, OwnerDep, ServingDep, StreamsDep
@@ -64,12 +64,12 @@ async def append_points(
     return await serving.serve(runtime, StreamAppend(store, owner, series_id, body))
 
 
-def warmup(registry: ModelRegistry) -> int:
-    """The served detector's warm-up (the code's default while it is not loaded: listing needs no model)."""
+def served_config(registry: ModelRegistry) -> DetectorConfig:
+    """The served detector's settings (the code's defaults while it is not loaded: listing needs no model)."""
     try:
-        return detector(registry).config.warmup
+        return detector(registry).config
     except (ModelNotInstalled, ModelNotReady):
-        return DEFAULT.warmup
+        return DEFAULT
 
 
 @router.get("", response_model=StreamList, responses=error_responses("invalid_input", *STORAGE_ERRORS))
@@ -84,7 +84,7 @@ async def list_streams(
 ) -> StreamList:
     """Your streams in id order, a page at a time, with their point counts and status; `next` continues."""
     page, cursor = await serving.offload(store.list, owner, limit, after)
-    return StreamList(streams=[described(i, warmup(serving.registry)) for i in page], next=cursor)
+    return StreamList(streams=[described(i, served_config(serving.registry)) for i in page], next=cursor)
 
 
 @router.get(
@@ -94,7 +94,7 @@ async def list_streams(
 )
 async def get_stream(series_id: SeriesId, store: StreamsDep, owner: OwnerDep, serving: ServingDep) -> StreamInfo:
     """One stream's point count and status."""
-    return described(await serving.offload(store.get, owner, series_id), warmup(serving.registry))
+    return described(await serving.offload(store.get, owner, series_id), served_config(serving.registry))
 
 
 @router.delete(
