@@ -233,6 +233,27 @@ def test_every_panel_clears_its_old_answer_on_a_new_request_or_an_error(page) ->
     assert page.locator("#series-chart > *").count() == 0
 
 
+def test_a_late_answer_to_an_earlier_drawing_does_not_replace_a_newer_answer(page) -> None:
+    """The pad's live request is held until an upload has been answered (an error here): releasing it then must not
+    put the drawing's answer back over the upload's."""
+    held = []
+    page.route("**/explain/digit", lambda route: held.append(route) if not held else route.continue_())
+    box = page.locator("#pad").bounding_box()
+    page.mouse.move(box["x"] + 140, box["y"] + 40)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 140, box["y"] + 240, steps=10)
+    page.mouse.up()
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "the drawing sent no request"
+    page.set_input_files("#digit-file", files=png("x.png", b"not a png"))
+    sync_api.expect(page.locator("#digit-error")).not_to_be_empty(timeout=10_000)
+    held[0].continue_()
+    page.wait_for_timeout(1_000)  # the held answer arrives (and, before the fix, replaced the error)
+    assert page.locator("#digit-error").inner_text() != "" and page.locator("#digit-answer").inner_text() == "–"
+
+
 def png(name: str, data: bytes) -> list[dict]:
     return [{"name": name, "mimeType": "image/png", "buffer": data}]
 

@@ -120,11 +120,14 @@ $("clear").addEventListener("click", () => {
   clearPad(); inked = false; clearDigitAnswer(); $("digit-error").textContent = "";
 });
 
+let digitTicket = 0;  // the latest request's: an answer to an earlier one (a drawing still in flight) is dropped
 async function sendDigit(blob) {
+  const ticket = ++digitTicket;
   const form = new FormData();
   form.append("file", blob, "digit.png");
   try {
     const body = await call("/explain/digit", { method: "POST", body: form });
+    if (ticket !== digitTicket) return;
     $("digit-error").textContent = "";
     $("digit-answer").textContent = body.digit;
     $("digit-confidence").textContent = `(${(100 * body.confidence).toFixed(1)}%)`;
@@ -134,6 +137,7 @@ async function sendDigit(blob) {
     paintGrid($("digit-heat"), body.heatmap_input, heatColour);
     $("digit-method").textContent = METHODS[body.method] || body.method;
   } catch (error) {
+    if (ticket !== digitTicket) return;
     clearDigitAnswer();  // no answer from before stays next to the error
     $("digit-error").textContent = error.message;
   }
