@@ -254,6 +254,24 @@ def test_a_late_answer_to_an_earlier_drawing_does_not_replace_a_newer_answer(pag
     assert page.locator("#digit-error").inner_text() != "" and page.locator("#digit-answer").inner_text() == "–"
 
 
+def test_a_late_answer_from_the_model_chosen_before_does_not_replace_the_newer_one(page) -> None:
+    """The photo panel: fashion's answer is held until the panel has switched to a model that is not installed here;
+    releasing it then leaves the install note and no label."""
+    held = []
+    page.route(lambda url: "/explain/image" in url and "model=fashion" in url, lambda route: held.append(route))
+    page.select_option("#photo-model", "fashion")
+    page.set_input_files("#photo-file", str(ROOT / "examples" / "ankle_boot.jpg"))
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "the photo sent no request"
+    page.select_option("#photo-model", "image")
+    sync_api.expect(page.locator("#photo-install")).to_be_visible(timeout=10_000)
+    held[0].continue_()
+    page.wait_for_timeout(1_000)  # fashion's answer arrives (and, before the fix, was shown under the note)
+    assert page.locator("#photo-answer").inner_text() == "–" and page.locator("#photo-topk li").count() == 0
+
+
 def png(name: str, data: bytes) -> list[dict]:
     return [{"name": name, "mimeType": "image/png", "buffer": data}]
 

@@ -120,14 +120,21 @@ $("clear").addEventListener("click", () => {
   clearPad(); inked = false; clearDigitAnswer(); $("digit-error").textContent = "";
 });
 
-let digitTicket = 0;  // the latest request's: an answer to an earlier one (a drawing still in flight) is dropped
+// Each panel shows the answer to its latest request only: one to an earlier request still in flight (a drawing, a
+// photo sent to another model) is dropped when it arrives. turn() starts a request; current() says it is the latest.
+function turns() {
+  let latest = 0;
+  return () => { const mine = ++latest; return () => mine === latest; };
+}
+const digitTurn = turns(), photoTurn = turns(), reviewTurn = turns(), seriesTurn = turns();
+
 async function sendDigit(blob) {
-  const ticket = ++digitTicket;
+  const current = digitTurn();
   const form = new FormData();
   form.append("file", blob, "digit.png");
   try {
     const body = await call("/explain/digit", { method: "POST", body: form });
-    if (ticket !== digitTicket) return;
+    if (!current()) return;
     $("digit-error").textContent = "";
     $("digit-answer").textContent = body.digit;
     $("digit-confidence").textContent = `(${(100 * body.confidence).toFixed(1)}%)`;
@@ -137,7 +144,7 @@ async function sendDigit(blob) {
     paintGrid($("digit-heat"), body.heatmap_input, heatColour);
     $("digit-method").textContent = METHODS[body.method] || body.method;
   } catch (error) {
-    if (ticket !== digitTicket) return;
+    if (!current()) return;
     clearDigitAnswer();  // no answer from before stays next to the error
     $("digit-error").textContent = error.message;
   }
@@ -162,6 +169,7 @@ $("digit-curl").textContent = `curl -s -F file=@digit.png ${HOST}/explain/digit`
 
 // ---- Photo -------------------------------------------------------------------------------------------------
 async function sendPhoto(file) {
+  const current = photoTurn();
   const model = $("photo-model").value;
   $("photo-curl").textContent = `curl -s -F file=@${file.name || "photo.jpg"} '${HOST}/explain/image?model=${model}'`;
   $("photo-error").textContent = ""; $("photo-install").hidden = true; $("photo-note").textContent = "";
@@ -172,12 +180,14 @@ async function sendPhoto(file) {
   try {
     try {
       body = await call(`/explain/image?model=${encodeURIComponent(model)}`, { method: "POST", body: form() });
+      if (!current()) return;
       $("photo-overlay").src = `data:image/png;base64,${body.overlay_png}`;
       $("photo-overlay").hidden = false;
       $("photo-note").textContent = `Heatmap: ${METHODS[body.method] || body.method}`;
     } catch (error) {
       if (error.body.type !== "explanation_unavailable") throw error;
       body = await call(`/predict/image?model=${encodeURIComponent(model)}`, { method: "POST", body: form() });
+      if (!current()) return;
       $("photo-overlay").hidden = true;
       $("photo-note").textContent = `No heatmap: ${error.message}`;
     }
@@ -185,6 +195,7 @@ async function sendPhoto(file) {
     oodBadge($("photo-ood"), body, PHOTO_QUESTIONS[model] || "not like the training images?");
     bars($("photo-topk"), body.top_k.map((s) => [s.label, s.score]));
   } catch (error) {
+    if (!current()) return;
     if (error.body.type === "model_not_installed") {
       const box = $("photo-install");
       box.replaceChildren();
@@ -238,6 +249,7 @@ function highlighted(text, words) {
   return out;
 }
 async function explainReview() {
+  const current = reviewTurn();
   const text = $("review-text").value;
   const choice = $("review-model").value;
   const models = choice === "all" ? installedSentiment : [choice];
@@ -255,11 +267,13 @@ async function explainReview() {
       const body = await call("/explain/sentiment", {
         method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ text, model }),
       });
+      if (!current()) return;
       heading.textContent = `${model}: ${body.label} (P(positive) ${body.score.toFixed(3)})`;
       const badge = badgeSlot();
       oodBadge(badge, body, "not like the training text?");
       block.append(badge, highlighted(text, body.words));
     } catch (error) {
+      if (!current()) return;
       heading.textContent = `${model}: ${error.message}`;
       heading.className = "error";
     }
@@ -318,6 +332,7 @@ function drawSeries(values, body) {
   });
 }
 async function scoreSeries() {
+  const current = seriesTurn();
   $("series-error").textContent = ""; $("series-summary").textContent = ""; $("series-chart").replaceChildren();
   const series = parseSeries($("series-text").value);
   const payload = JSON.stringify(series);
@@ -327,11 +342,13 @@ async function scoreSeries() {
     const body = await call("/predict/anomaly", {
       method: "POST", headers: { "content-type": "application/json" }, body: payload,
     });
+    if (!current()) return;
     const flagged = (body.is_anomaly || []).filter(Boolean).length;
     $("series-summary").textContent =
       `${series.values.length} points, ${flagged} flagged, ${(body.regions || []).length} alarm region(s)`;
     drawSeries(series.values, body);
   } catch (error) {
+    if (!current()) return;
     $("series-error").textContent = error.message;
   }
 }
