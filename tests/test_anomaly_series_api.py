@@ -304,29 +304,29 @@ def test_the_served_detector_reports_an_event_inside_version_2s_warm_up() -> Non
             body = c.post("/predict/anomaly", json={"values": values.tolist()}, headers={"X-Model-Version": version})
             return [i for i, a in enumerate(body.json()["is_anomaly"]) if a]
 
-        found = {v: (alarms(clean, v), alarms(spiked, v)) for v in "25"}
+        found = {v: (alarms(clean, v), alarms(spiked, v)) for v in "256"}
         short = {
             v: c.post("/predict/anomaly", json={"values": clean[:101].tolist()}, headers={"X-Model-Version": v})
             for v in "25"
         }
-    assert found == {"2": ([], []), "5": ([], [120])}
+    assert found == {"2": ([], []), "5": ([], [120]), "6": ([], [120])}  # v6: v5 with v4's refractory period
     assert short["5"].status_code == 200 and short["5"].json()["status"][100] == "scored"
     assert assert_error(short["2"], 422, "invalid_input")["detail"]["min_length"] == 151
 
 
 def test_version_4_reports_an_event_40_points_after_another_that_version_2_hides() -> None:
-    """models/nearest_context/4 (refractory 20, a candidate) alarms on a second spike 40 points after a first; v2
-    (refractory 100, as the served v5) reports only the first. Both pinned, whichever is served."""
+    """models/nearest_context/4 and 6 (refractory 20, candidates) alarm on a second spike 40 points after a first; v2
+    and v5 (refractory 100, v5 served) report only the first. All pinned, whichever is served."""
     values = seasonal(events=False)
     first = 12 * 96
     values[first] += 2.5
     values[first + 40] += 4.0  # past the first's peak: a new extreme, whatever the record
     body = {"values": values.tolist()}
     with serve("asgi", Settings(**DETECTOR, pinned_load_interval_seconds=0)) as c:
-        answers = {v: c.post("/predict/anomaly", json=body, headers={"X-Model-Version": v}).json() for v in "24"}
-    assert {v: r["model"]["version"] for v, r in answers.items()} == {"2": "2", "4": "4"}
+        answers = {v: c.post("/predict/anomaly", json=body, headers={"X-Model-Version": v}).json() for v in "2456"}
+    assert {v: r["model"]["version"] for v, r in answers.items()} == {v: v for v in "2456"}
     alarms = {v: [i for i, a in enumerate(r["is_anomaly"]) if a] for v, r in answers.items()}
-    assert alarms == {"2": [first], "4": [first, first + 40]}, alarms
+    assert alarms == {"2": [first], "4": [first, first + 40], "5": [first], "6": [first, first + 40]}, alarms
 
 
 @pytest.mark.parametrize(
