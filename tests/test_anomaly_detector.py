@@ -72,6 +72,22 @@ def test_stream_in_parts_equals_one_batch_and_state_survives_bytes() -> None:
         np.testing.assert_allclose(np.concatenate([getattr(p, name) for p in parts]), getattr(whole, name), rtol=1e-9)
 
 
+def test_a_stream_warming_up_under_a_longer_warm_up_settles_at_its_first_point_under_the_shorter_one() -> None:
+    """A stream saved by v1-v4 (warm-up 150) after 120 points and continued by v5 (warm-up 100) fixes its scale from
+    its 120 points when next scored: what a detector with a 120-point warm-up gives (unsettled, it scored in raw
+    units with no distance baseline)."""
+    values = seasonal() * 1e4 + 5e6  # the scale matters: unsettled, offset 0 and unit 1
+    old, state = replace(DEFAULT, warmup=150, young=0, youth=0.0), DetectorState()
+    Detector(old).update(state, values[:120])
+    state = DetectorState.from_bytes(state.to_bytes())
+    later = Detector(DEFAULT).update(state, values[120:])
+    expected = Detector(replace(DEFAULT, warmup=120)).update(DetectorState(), values)
+    assert DEFAULT.warmup < 120 and not later.warming_up.any()
+    np.testing.assert_array_equal(later.alarm, expected.alarm[120:])
+    for name in ("score", "expected"):
+        np.testing.assert_allclose(getattr(later, name), getattr(expected, name)[120:], rtol=1e-9)
+
+
 def test_flat_series_is_quiet_until_it_moves() -> None:
     values = np.full(1000, 42.0)
     assert not run(values).alarm.any()

@@ -189,6 +189,8 @@ class Detector:
         n = len(values)
         out = Scored.empty(n)
         done = 0
+        if state.seen >= c.warmup and not state.distances.size:  # warmed up under a longer warm-up (an older
+            self._settle(state)  # version's stream): its scale is fixed now, from the points it has
         while done < n:
             if state.seen < c.warmup:
                 take = min(n - done, c.warmup - state.seen)
@@ -207,8 +209,12 @@ class Detector:
         state.low = min(state.low, float(values.min()))
         state.high = max(state.high, float(values.max()))
         state.seen += len(values)
-        if state.seen < c.warmup:
-            return
+        if state.seen >= c.warmup:
+            self._settle(state)
+
+    def _settle(self, state: DetectorState) -> None:
+        """The end of the warm-up: fix the scale from the values kept and seed the distance baseline."""
+        c = self.config
         state.offset = float(np.median(state.tail))
         spread = state.high - state.low
         state.unit = spread if spread > 0 else max(abs(state.offset), 1.0)
