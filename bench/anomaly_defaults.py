@@ -112,9 +112,10 @@ def replay_alarms(trace: Trace, config: DetectorConfig, factor: float = 1.0) -> 
     first = int(np.argmax(scored)) if scored.any() else len(trace.score)
     bar = np.full(len(trace.score), np.inf)
     bar[first:] = record_bar(trace.score[first:], config.record, config.record_halflife)
-    index = np.arange(len(trace.score))
-    young = max(config.young, 1)
-    factor = factor * np.where(index < config.young, 1.0 + config.youth * (config.young - index) / young, 1.0)
+    wide = np.full(len(trace.score), float(factor))
+    detector = Detector(config)
+    wide[: config.young] *= [detector.youth_factor(i) for i in range(min(config.young, len(wide)))]
+    factor = wide
     return _alarms(trace, bar, config.threshold * factor, config.spatial_tolerance * factor, config.refractory)
 
 

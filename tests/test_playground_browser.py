@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -233,23 +233,32 @@ def test_every_panel_clears_its_old_answer_on_a_new_request_or_an_error(page) ->
     assert page.locator("#series-chart > *").count() == 0
 
 
-def test_a_late_answer_to_an_earlier_drawing_does_not_replace_a_newer_answer(page) -> None:
-    """The pad's live request is held until an upload has been answered (an error here): releasing it then must not
-    put the drawing's answer back over the upload's."""
-    held = []
-    page.route("**/explain/digit", lambda route: held.append(route) if not held else route.continue_())
-    box = page.locator("#pad").bounding_box()
-    page.mouse.move(box["x"] + 140, box["y"] + 40)
-    page.mouse.down()
-    page.mouse.move(box["x"] + 140, box["y"] + 240, steps=10)
-    page.mouse.up()
+def first_request_held(page, url, send: Callable[[], None], what: str):
+    """Hold the first request to `url` (later ones go on), `send` it, and return it once the page has made it."""
+    held: list = []
+    page.route(url, lambda route: held.append(route) if not held else route.continue_())
+    send()
     deadline = time.monotonic() + 10
     while not held and time.monotonic() < deadline:
         page.wait_for_timeout(50)
-    assert held, "the drawing sent no request"
+    assert held, f"{what} sent no request"
+    return held[0]
+
+
+def test_a_late_answer_to_an_earlier_drawing_does_not_replace_a_newer_answer(page) -> None:
+    """The pad's live request is held until an upload has been answered (an error here): releasing it then must not
+    put the drawing's answer back over the upload's."""
+    def draw() -> None:
+        box = page.locator("#pad").bounding_box()
+        page.mouse.move(box["x"] + 140, box["y"] + 40)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 140, box["y"] + 240, steps=10)
+        page.mouse.up()
+
+    held = first_request_held(page, "**/explain/digit", draw, "the drawing")
     page.set_input_files("#digit-file", files=png("x.png", b"not a png"))
     sync_api.expect(page.locator("#digit-error")).not_to_be_empty(timeout=10_000)
-    held[0].continue_()
+    held.continue_()
     page.wait_for_timeout(1_000)  # the held answer arrives (and, before the fix, replaced the error)
     assert page.locator("#digit-error").inner_text() != "" and page.locator("#digit-answer").inner_text() == "–"
 
@@ -257,17 +266,14 @@ def test_a_late_answer_to_an_earlier_drawing_does_not_replace_a_newer_answer(pag
 def test_a_late_answer_from_the_model_chosen_before_does_not_replace_the_newer_one(page) -> None:
     """The photo panel: fashion's answer is held until the panel has switched to a model that is not installed here;
     releasing it then leaves the install note and no label."""
-    held = []
-    page.route(lambda url: "/explain/image" in url and "model=fashion" in url, lambda route: held.append(route))
-    page.select_option("#photo-model", "fashion")
-    page.set_input_files("#photo-file", str(ROOT / "examples" / "ankle_boot.jpg"))
-    deadline = time.monotonic() + 10
-    while not held and time.monotonic() < deadline:
-        page.wait_for_timeout(50)
-    assert held, "the photo sent no request"
+    def send() -> None:
+        page.select_option("#photo-model", "fashion")
+        page.set_input_files("#photo-file", str(ROOT / "examples" / "ankle_boot.jpg"))
+
+    held = first_request_held(page, lambda url: "/explain/image" in url and "model=fashion" in url, send, "the photo")
     page.select_option("#photo-model", "image")
     sync_api.expect(page.locator("#photo-install")).to_be_visible(timeout=10_000)
-    held[0].continue_()
+    held.continue_()
     page.wait_for_timeout(1_000)  # fashion's answer arrives (and, before the fix, was shown under the note)
     assert page.locator("#photo-answer").inner_text() == "–" and page.locator("#photo-topk li").count() == 0
 

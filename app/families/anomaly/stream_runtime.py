@@ -39,7 +39,7 @@ class StreamAppend:
 
 def described(stream: StoredStream, config: DetectorConfig) -> StreamInfo:
     """A stored stream as the routes show it (ready once past the warm-up of its channel count)."""
-    warmup = multivariate.rows_config(config, len(stream.channels or [None])).warmup
+    warmup = multivariate.rows_config(config, len(stream.channels) if stream.channels else 1).warmup
     return StreamInfo(
         series_id=stream.series_id,
         points=stream.points,
